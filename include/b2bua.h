@@ -1,0 +1,34 @@
+/* b2bua.h - the SIP side: one nua instance on the control loop, bridging
+ * trunk calls to rooms. */
+#ifndef SIPXFER_B2BUA_H
+#define SIPXFER_B2BUA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct app;
+struct b2bua;
+
+/* Binds sip.listen (UDP and TCP). NULL with a message in err on failure. */
+struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen);
+
+/* Stop taking calls (503) and hang up every call still up. */
+void b2bua_hangup_all(struct b2bua *b, int status, const char *phrase);
+
+struct call;
+/* Hang up one call: BYE to answered legs, CANCEL / status to the others. */
+void b2bua_hangup_call(struct b2bua *b, struct call *c, int status, const char *phrase);
+
+/* nua_shutdown; when done, calls done() on the control loop. */
+void b2bua_shutdown(struct b2bua *b, void (*done)(struct app *app));
+void b2bua_destroy(struct b2bua *b);
+
+/* Counters for /metrics. */
+struct b2bua_counters {
+    unsigned long long calls_total;    /* INVITEs that became calls */
+    unsigned long long calls_answered; /* reached 200 on the caller leg */
+    unsigned long long rejected[6];    /* 403, 404, 503 (limit), 503 (drain), 400, other */
+};
+void b2bua_counters(const struct b2bua *b, struct b2bua_counters *out);
+
+#endif

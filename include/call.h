@@ -1,0 +1,79 @@
+/* call.h - a bridged call and its legs: the one place a call's state lives.
+ *
+ * Ownership: a call owns its legs; a leg owns its relay endpoint and holds
+ * the only reference to its nua handle, which b2bua.c destroys exactly once
+ * (at nua_i_state terminated, or right after refusing an INVITE). A call is
+ * freed by call_free() once no leg has a handle left. */
+#ifndef SIPXFER_CALL_H
+#define SIPXFER_CALL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "log.h"
+#include "sdp_rewrite.h"
+#include "sofia_types.h"
+
+enum leg_role { LEG_CALLER, LEG_ROOM, LEG_TARGET };
+
+enum leg_state {
+    LEG_IDLE,      /* created, nothing sent or received */
+    LEG_EARLY,     /* INVITE under way (sent or received), no 2xx */
+    LEG_ANSWERED,  /* 2xx sent or received, ACK not yet exchanged */
+    LEG_CONFIRMED, /* dialog established */
+    LEG_ENDING,    /* BYE/CANCEL/final error sent */
+    LEG_GONE,      /* handle destroyed */
+};
+
+struct relay_ep;
+
+struct leg {
+    struct call *call;
+    nua_handle_t *nh;
+    enum leg_role role;
+    enum leg_state state;
+    struct relay_ep *ep;
+
+    struct sdpx_origin origin; /* our o= toward this leg */
+    char *sdp_out;             /* last SDP we sent to this leg */
+    uint64_t in_o_id, in_o_version; /* o= of the last SDP this leg sent us */
+    bool have_in_version;
+
+    bool hangup_sent;  /* BYE, CANCEL or final error already asked of nua */
+    bool reinvite_in;  /* its re-INVITE waits for the other leg's answer */
+    bool reinvite_out; /* we forwarded a re-INVITE to it */
+    bool offer_in_ack; /* we offered in a 2xx to it; its answer comes in ACK */
+    bool ack_pending;  /* (UAC) a 2xx we have not ACKed yet */
+};
+
+struct call {
+    char id[96]; /* sessionId: <node>-<uuid> */
+    char *room_name;
+    char *room_uri;
+    char *from; /* caller's From URI, for the API */
+    struct leg *caller;
+    struct leg *room;
+    time_t started;
+    bool offerless;  /* initial INVITE had no SDP: answer comes in caller's ACK */
+    bool ended;      /* both legs asked to hang up */
+
+    struct call *next, *prev; /* all calls, for iteration */
+    struct call *hnext;       /* hash chain by id */
+};
+
+struct call *call_new(const char *node);
+/* Unlinks and frees the call and its legs (not their nua handles: those
+ * must already be destroyed) and frees relay endpoints still held. */
+void call_free(struct call *call);
+struct call *call_find(const char *id);
+size_t call_count(void);
+struct call *call_first(void);
+
+struct leg *leg_new(struct call *call, enum leg_role role);
+struct leg *leg_peer(const struct leg *leg);
+const char *leg_role_name(enum leg_role role);
+
+#define call_log(call, level, ...) log_msg(level, (call)->id, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,82 @@
+/* config.h - the daemon's configuration (SPEC section 4), loaded with libconfig.
+ *
+ * A struct config is immutable once loaded; SIGHUP builds a new one and swaps
+ * the reloadable parts in. Strings are owned by the struct (config_free). */
+#ifndef SIPXFER_CONFIG_H
+#define SIPXFER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "router.h"
+
+enum media_mode { MEDIA_RELAY = 0, MEDIA_PASSTHROUGH = 1 };
+
+struct trunk_cfg {
+    char *name;
+    struct cidr *sources;
+    size_t nsources;
+    char *gateway; /* SIP URI, may be NULL */
+};
+
+struct room_cfg {
+    char *name;
+    char *uri;
+};
+
+struct route_cfg {
+    char *user;
+    char *room;
+};
+
+struct transfer_cfg {
+    int ring_timeout;   /* seconds */
+    int notify_timeout; /* seconds */
+    char **allow;
+    size_t nallow;
+    bool refer_fallback;
+};
+
+struct config {
+    char *path;
+    char *node;
+    int drain_timeout;
+
+    char *sip_listen; /* "sip:host:port" */
+    int max_calls;
+
+    char *api_listen; /* "host:port" */
+    char **tokens;
+    size_t ntokens;
+
+    enum media_mode media_mode;
+    char *media_address;
+    int port_min, port_max;
+
+    struct trunk_cfg *trunks;
+    size_t ntrunks;
+
+    char *rooms_domain;
+    struct room_cfg *rooms;
+    size_t nrooms;
+    char *resolver;
+
+    struct route_cfg *routes;
+    size_t nroutes;
+
+    char *webhook_url;
+    char *webhook_secret;
+
+    struct transfer_cfg transfer;
+};
+
+/* Load and validate FILE. On failure returns NULL and writes a message of the
+ * form "FILE:LINE: ..." (naming the offending key) into err. */
+struct config *config_load(const char *path, char *err, size_t errlen);
+void config_free(struct config *cfg);
+
+/* The part of sip_listen after "sip:" split into host and port. */
+int config_sip_hostport(const struct config *cfg, char *host, size_t hostlen, int *port);
+
+#endif

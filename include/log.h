@@ -1,0 +1,19 @@
+/* log.h - one-line log records on stderr, tagged with the call's session id. */
+#ifndef SIPXFER_LOG_H
+#define SIPXFER_LOG_H
+
+enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+
+/* sid may be NULL for records not about a call. Thread-safe (one fprintf). */
+void log_msg(enum log_level level, const char *sid, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define log_error(...) log_msg(LOG_ERROR, NULL, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, NULL, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, NULL, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, NULL, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,62 @@
+/* relay.h - the RTP/RTCP relay: endpoints of UDP port pairs served by worker
+ * thread(s) with their own epoll.
+ *
+ * A call leg owns one relay endpoint (one RTP+RTCP port pair per media
+ * stream). Two endpoints are connected: what arrives on one is sent out of
+ * the other toward that endpoint's peer. The control thread creates,
+ * connects, re-points and frees endpoints; each call posts a command to the
+ * worker, so the worker is the only thread that touches forwarding state.
+ * Ports go back to the pool once the worker has closed the sockets. */
+#ifndef SIPXFER_RELAY_H
+#define SIPXFER_RELAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RELAY_MAX_STREAMS 4
+
+struct relay;
+struct relay_ep;
+
+struct relay_stats {
+    uint64_t ports_in_use;      /* UDP ports bound (RTP and RTCP) */
+    uint64_t endpoints;         /* live endpoints */
+    uint64_t packets_forwarded; /* since start */
+    uint64_t packets_dropped;   /* no peer known yet, or send failed */
+    uint64_t bytes_forwarded;
+};
+
+struct relay_ep_stats {
+    uint64_t rx_packets; /* received from this endpoint's peer */
+    uint64_t tx_packets; /* sent to this endpoint's peer */
+};
+
+struct relay *relay_create(int port_min, int port_max, int nworkers, char *err, size_t errlen);
+/* Stops the workers and closes every socket. */
+void relay_destroy(struct relay *relay);
+void relay_stats(struct relay *relay, struct relay_stats *out);
+
+/* Bind nstreams port pairs on address. near, if given, is an endpoint this
+ * one will be connected to: both are then served by the same worker. NULL
+ * when the port range is exhausted or address is unusable (err says which).
+ * tag (the session id) names the endpoint in log lines. */
+struct relay_ep *relay_ep_new(struct relay *relay, const char *address, int nstreams,
+                              struct relay_ep *near, const char *tag, char *err, size_t errlen);
+int relay_ep_nstreams(const struct relay_ep *ep);
+uint16_t relay_ep_port(const struct relay_ep *ep, int stream);
+
+/* Where the peer said (in SDP) it receives stream's RTP; RTCP goes to
+ * rtcp_port. Clears the latch: the next packet from the peer re-latches. */
+void relay_ep_set_peer(struct relay_ep *ep, int stream, const char *addr, uint16_t rtp_port,
+                       uint16_t rtcp_port);
+
+/* Connect a and b (either may be NULL to disconnect the other). */
+void relay_connect(struct relay_ep *a, struct relay_ep *b);
+
+void relay_ep_stats(const struct relay_ep *ep, struct relay_ep_stats *out);
+
+/* Release: the worker closes the sockets and returns the ports. ep must not
+ * be used after this call. */
+void relay_ep_free(struct relay_ep *ep);
+
+#endif

@@ -1,0 +1,45 @@
+/* sdp_rewrite.h - read a far end's media endpoints from SDP and rewrite SDP so
+ * that every stream points at our relay. Uses sofia's SDP parser and printer. */
+#ifndef SIPXFER_SDP_REWRITE_H
+#define SIPXFER_SDP_REWRITE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SDPX_MAX_STREAMS 4
+
+struct sdpx_stream {
+    char addr[64];    /* connection address (media level, else session level) */
+    uint16_t port;    /* 0 = rejected stream */
+    uint16_t rtcp_port; /* a=rtcp if present, else port + 1 */
+    bool hold_addr;   /* c= 0.0.0.0 (RFC 2543 hold) */
+};
+
+struct sdpx_info {
+    int nstreams; /* m= lines, capped at SDPX_MAX_STREAMS */
+    int nlines;   /* m= lines in the body, uncapped */
+    uint64_t o_id, o_version;
+    struct sdpx_stream s[SDPX_MAX_STREAMS];
+};
+
+/* Our identity in the SDP we emit toward one leg (RFC 3264 section 8: the
+ * version goes up by one each time the description changes). */
+struct sdpx_origin {
+    uint64_t id;
+    uint64_t version;
+};
+
+/* Parse body; fill info. Returns 0, or -1 with a message in err. */
+int sdpx_parse(const char *body, size_t len, struct sdpx_info *info, char *err, size_t errlen);
+
+/* Rewrite body for relaying: connection addresses become address, stream i's
+ * port becomes ports[i] (streams beyond nports are rejected with port 0),
+ * a=rtcp / ICE attributes are dropped (our RTCP is always port + 1), and the
+ * o= line becomes ours. A c=0.0.0.0 hold is kept as such. Returns a malloc'd
+ * string, or NULL with a message in err. */
+char *sdpx_rewrite(const char *body, size_t len, const char *address,
+                   const uint16_t *ports, int nports, const struct sdpx_origin *origin,
+                   char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,23 @@
+/* sip_guard.h - checks on what a peer sends before nua may act on it.
+ *
+ * Debian's sofia nua recurses without end (and the process dies) when it
+ * must send an in-dialog request to a remote target it cannot turn into a
+ * request URI. So the Contact and Record-Route of every dialog-forming
+ * request and response pass through here first. */
+#ifndef SIPXFER_SIP_GUARD_H
+#define SIPXFER_SIP_GUARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <sofia-sip/sip.h>
+#include <sofia-sip/url.h>
+
+/* sip/sips, a non-empty host, a port (if any) in 1..65535. */
+bool sip_guard_uri_ok(const url_t *url);
+
+/* Every Contact and Record-Route of sip is usable; require_contact also
+ * demands at least one Contact. On failure writes why. */
+bool sip_guard_dialog_ok(const sip_t *sip, bool require_contact, char *why, size_t whylen);
+
+#endif

@@ -1,0 +1,331 @@
+/* api.c - REST API on libmicrohttpd, driven from the control su_root.
+ *
+ * MHD runs with MHD_USE_EPOLL and no thread: its epoll fd is registered on
+ * the su_root, MHD_run() is called when it is readable, and an su_timer
+ * follows MHD_get_timeout() so idle connections are reaped. Handlers
+ * therefore run on the control thread and may touch calls directly. */
+#include "sofia_types.h"
+
+#include "api.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "b2bua.h"
+#include "call.h"
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+
+#define MAX_BODY (64 * 1024)
+
+struct api {
+    struct app *app;
+    struct MHD_Daemon *mhd;
+    su_wait_t wait;
+    int wait_index;
+    su_timer_t *timer;
+};
+
+struct request {
+    char *body;
+    size_t len;
+    bool too_big;
+};
+
+/* ---- responses --------------------------------------------------------- */
+
+static enum MHD_Result send_text(struct MHD_Connection *con, unsigned status, const char *type,
+                                 char *text)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", type);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    enum MHD_Result ret = MHD_queue_response(con, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *con, unsigned status, cJSON *json)
+{
+    char *text = cJSON_PrintUnformatted(json);
+    cJSON_Delete(json);
+    return send_text(con, status, "application/json", text);
+}
+
+/* Daily's error envelope: {"error": kind, "info": text}. */
+static enum MHD_Result send_error(struct MHD_Connection *con, unsigned status, const char *kind,
+                                  const char *info)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "error", kind);
+    cJSON_AddStringToObject(j, "info", info);
+    return send_json(con, status, j);
+}
+
+/* ---- auth -------------------------------------------------------------- */
+
+/* Compare without an early exit so the time taken says nothing about how
+ * much of a token matched. */
+static bool token_equal(const char *given, size_t glen, const char *want)
+{
+    size_t wlen = strlen(want);
+    unsigned char diff = (unsigned char)(glen != wlen);
+    for (size_t i = 0; i < wlen; i++)
+        diff |= (unsigned char)(want[i] ^ (i < glen ? given[i] : 0));
+    return diff == 0;
+}
+
+static bool authorized(struct api *api, struct MHD_Connection *con)
+{
+    const char *h = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    const char *tok = h + 7;
+    while (*tok == ' ')
+        tok++;
+    size_t len = strlen(tok);
+    bool ok = false;
+    struct config *cfg = api->app->cfg;
+    for (size_t i = 0; i < cfg->ntokens; i++)
+        ok |= token_equal(tok, len, cfg->tokens[i]);
+    return ok;
+}
+
+/* ---- sessions ---------------------------------------------------------- */
+
+static const char *call_state_name(const struct call *c)
+{
+    if (c->ended || c->caller->state >= LEG_ENDING)
+        return "ending";
+    if (c->caller->state == LEG_CONFIRMED || c->caller->state == LEG_ANSWERED)
+        return "connected";
+    return "ringing";
+}
+
+static cJSON *call_json(const struct call *c)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "sessionId", c->id);
+    cJSON_AddStringToObject(j, "room", c->room_name ? c->room_name : "");
+    cJSON_AddStringToObject(j, "caller", c->from ? c->from : "");
+    cJSON_AddStringToObject(j, "state", call_state_name(c));
+    cJSON_AddNumberToObject(j, "startedAt", (double)c->started);
+    cJSON_AddNullToObject(j, "transfer");
+    return j;
+}
+
+static enum MHD_Result sessions_list(struct MHD_Connection *con)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(j, "sessions");
+    for (struct call *c = call_first(); c; c = c->next)
+        cJSON_AddItemToArray(arr, call_json(c));
+    cJSON_AddNumberToObject(j, "total", (double)call_count());
+    return send_json(con, 200, j);
+}
+
+/* ---- routing ----------------------------------------------------------- */
+
+static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const char *url,
+                             const char *method, struct request *req)
+{
+    struct app *app = api->app;
+    bool get = strcmp(method, "GET") == 0;
+
+    if (strcmp(url, "/v1/health") == 0) {
+        if (!get)
+            return send_error(con, 405, "invalid-request-error", "use GET");
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddBoolToObject(j, "ok", true);
+        cJSON_AddNumberToObject(j, "calls", (double)call_count());
+        cJSON_AddBoolToObject(j, "draining", app->draining);
+        return send_json(con, 200, j);
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        if (!get)
+            return send_error(con, 405, "invalid-request-error", "use GET");
+        return send_text(con, 200, "text/plain; version=0.0.4", metrics_render(app));
+    }
+
+    /* Everything else needs a token, and is checked before anything is
+     * looked up so a 404 never tells an unauthenticated client anything. */
+    if (!authorized(api, con))
+        return send_error(con, 401, "authentication-error", "missing or invalid Bearer token");
+    if (req->too_big)
+        return send_error(con, 413, "invalid-request-error", "request body larger than 64 KiB");
+
+    if (strcmp(url, "/v1/sessions") == 0) {
+        if (!get)
+            return send_error(con, 405, "invalid-request-error", "use GET");
+        return sessions_list(con);
+    }
+    const char *prefix = "/v1/sessions/";
+    if (strncmp(url, prefix, strlen(prefix)) == 0) {
+        const char *id = url + strlen(prefix);
+        if (strchr(id, '/'))
+            return send_error(con, 404, "not-found", "no such resource");
+        struct call *c = call_find(id);
+        if (!c)
+            return send_error(con, 404, "not-found", "no such session");
+        if (get)
+            return send_json(con, 200, call_json(c));
+        if (strcmp(method, "DELETE") == 0) {
+            call_log(c, LOG_INFO, "hang-up requested through the API");
+            b2bua_hangup_call(app->b2bua, c, 480, "Temporarily Unavailable");
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddBoolToObject(j, "ok", true);
+            return send_json(con, 200, j);
+        }
+        return send_error(con, 405, "invalid-request-error", "use GET or DELETE");
+    }
+    return send_error(con, 404, "not-found", "no such resource");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct api *api = cls;
+    struct request *req = *con_cls;
+    if (!req) {
+        req = calloc(1, sizeof *req);
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        if (req->len + *upload_data_size > MAX_BODY) {
+            req->too_big = true;
+        } else {
+            char *p = realloc(req->body, req->len + *upload_data_size + 1);
+            if (!p)
+                return MHD_NO;
+            req->body = p;
+            memcpy(req->body + req->len, upload_data, *upload_data_size);
+            req->len += *upload_data_size;
+            req->body[req->len] = '\0';
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    return route(api, con, url, method, req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct request *req = *con_cls;
+    if (req) {
+        free(req->body);
+        free(req);
+        *con_cls = NULL;
+    }
+}
+
+/* ---- loop integration -------------------------------------------------- */
+
+static void rearm(struct api *api);
+
+static void on_timer(struct app *app, su_timer_t *t, void *arg)
+{
+    struct api *api = arg;
+    MHD_run(api->mhd);
+    rearm(api);
+}
+
+static void rearm(struct api *api)
+{
+    MHD_UNSIGNED_LONG_LONG ms;
+    if (MHD_get_timeout(api->mhd, &ms) == MHD_YES)
+        su_timer_set_interval(api->timer, on_timer, api, (su_duration_t)(ms > 60000 ? 60000 : ms));
+    else
+        su_timer_reset(api->timer);
+}
+
+static int on_readable(struct app *app, su_wait_t *w, void *arg)
+{
+    struct api *api = arg;
+    MHD_run(api->mhd);
+    rearm(api);
+    return 0;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char text[256];
+    vsnprintf(text, sizeof text, fmt, ap);
+    size_t n = strlen(text);
+    if (n && text[n - 1] == '\n')
+        text[n - 1] = '\0';
+    log_warn("api: %s", text);
+}
+
+struct api *api_start(struct app *app, char *err, size_t errlen)
+{
+    char host[128];
+    const char *listen = app->cfg->api_listen;
+    const char *colon = strrchr(listen, ':');
+    snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
+    if (host[0] == '[') { /* [::1]:8080 */
+        memmove(host, host + 1, strlen(host));
+        host[strcspn(host, "]")] = '\0';
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
+    struct addrinfo *ai;
+    if (getaddrinfo(host, colon + 1, &hints, &ai) != 0) {
+        snprintf(err, errlen, "api.listen \"%s\": host must be an IP address", listen);
+        return NULL;
+    }
+
+    struct api *api = calloc(1, sizeof *api);
+    api->app = app;
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    api->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, api, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)256, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)64,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(128 * 1024), MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!api->mhd) {
+        snprintf(err, errlen, "cannot listen on api.listen \"%s\" (address in use?)", listen);
+        free(api);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(api->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!info || su_wait_create(&api->wait, info->epoll_fd, SU_WAIT_IN) < 0 ||
+        (api->wait_index = su_root_register(app->root, &api->wait, on_readable, api, 0)) < 0) {
+        snprintf(err, errlen, "cannot register the API on the event loop");
+        MHD_stop_daemon(api->mhd);
+        free(api);
+        return NULL;
+    }
+    api->timer = su_timer_create(su_root_task(app->root), 0);
+    rearm(api);
+    return api;
+}
+
+void api_stop(struct api *api)
+{
+    if (!api)
+        return;
+    /* Deregister before MHD closes the fd (su's epoll would see EBADF). */
+    su_root_deregister(api->app->root, api->wait_index);
+    su_timer_destroy(api->timer);
+    MHD_stop_daemon(api->mhd);
+    free(api);
+}

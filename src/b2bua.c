@@ -1,0 +1,840 @@
+/* b2bua.c - trunk calls bridged to rooms on one nua instance.
+ *
+ * Every nua event lands in on_event() on the control thread. The handle's
+ * magic is the struct leg it belongs to (NULL: not ours, or a new INVITE).
+ * A leg's nua handle is destroyed exactly once: in leg_gone(), at
+ * nua_i_state terminated, or right after refusing a new INVITE. */
+#include "sofia_types.h"
+
+#include "b2bua.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sofia-sip/msg_addr.h>
+#include <sofia-sip/nua_tag.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/su_tag_io.h>
+#include <sofia-sip/tport_tag.h>
+#include <sofia-sip/nta_tag.h>
+
+#include "app.h"
+#include "call.h"
+#include "config.h"
+#include "log.h"
+#include "relay.h"
+#include "router.h"
+#include "sdp_rewrite.h"
+#include "sip_guard.h"
+
+enum { REJ_FORBIDDEN, REJ_NOT_FOUND, REJ_LIMIT, REJ_DRAIN, REJ_BAD, REJ_OTHER };
+
+struct b2bua {
+    struct app *app;
+    nua_t *nua;
+    char host[128]; /* our SIP host, for From of room legs */
+    int port;
+    void (*shutdown_done)(struct app *);
+    struct b2bua_counters counters;
+};
+
+#define ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY, REFER, UPDATE"
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static bool is_sdp(const sip_t *sip)
+{
+    if (!sip || !sip->sip_payload || !sip->sip_payload->pl_data || !sip->sip_payload->pl_len)
+        return false;
+    /* No Content-Type with a body is a broken message; treat it as not SDP. */
+    return sip->sip_content_type && sip->sip_content_type->c_type &&
+           strcasecmp(sip->sip_content_type->c_type, "application/sdp") == 0;
+}
+
+static void source_text(nua_t *nua, char *buf, size_t len, struct sockaddr_storage *sa_out)
+{
+    snprintf(buf, len, "?");
+    memset(sa_out, 0, sizeof *sa_out);
+    msg_t *msg = nua_current_request(nua);
+    su_addrinfo_t *ai = msg ? msg_addrinfo(msg) : NULL;
+    if (!ai || !ai->ai_addr)
+        return;
+    memcpy(sa_out, ai->ai_addr, ai->ai_addrlen < sizeof *sa_out ? ai->ai_addrlen : sizeof *sa_out);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (ai->ai_addr->sa_family == AF_INET) {
+        struct sockaddr_in *in = (void *)ai->ai_addr;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+    } else if (ai->ai_addr->sa_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (void *)ai->ai_addr;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(buf, len, "%s:%d", host, port);
+}
+
+/* Answer a new INVITE with an error and drop its handle. retry_after and
+ * accept add those headers when not NULL. */
+static void refuse(struct b2bua *b, nua_handle_t *nh, int status, const char *phrase, int kind,
+                   const char *retry_after, const char *accept)
+{
+    nua_respond(nh, status, phrase, TAG_IF(retry_after, SIPTAG_RETRY_AFTER_STR(retry_after)),
+                TAG_IF(accept, SIPTAG_ACCEPT_STR(accept)), TAG_END());
+    nua_handle_destroy(nh);
+    b->counters.rejected[kind]++;
+}
+
+/* Apply the SDP a leg sent us to its relay endpoint (where to send). */
+static void leg_learn_sdp(struct leg *leg, const struct sdpx_info *info)
+{
+    leg->in_o_id = info->o_id;
+    leg->in_o_version = info->o_version;
+    leg->have_in_version = true;
+    if (!leg->ep)
+        return;
+    int n = relay_ep_nstreams(leg->ep);
+    for (int i = 0; i < n && i < info->nstreams; i++)
+        relay_ep_set_peer(leg->ep, i, info->s[i].addr, info->s[i].port, info->s[i].rtcp_port);
+}
+
+/* Make the SDP we send to `to` from a body another leg gave us. Returns a
+ * malloc'd string (also kept in to->sdp_out) or NULL. */
+static char *sdp_for(struct b2bua *b, struct leg *to, const char *body, size_t len)
+{
+    struct config *cfg = b->app->cfg;
+    char err[160];
+    char *out;
+
+    if (!to->ep) {
+        /* passthrough: the far ends see each other's SDP untouched */
+        out = strndup(body, len);
+    } else {
+        uint16_t ports[SDPX_MAX_STREAMS] = {0};
+        int n = relay_ep_nstreams(to->ep);
+        for (int i = 0; i < n && i < SDPX_MAX_STREAMS; i++)
+            ports[i] = relay_ep_port(to->ep, i);
+        if (to->sdp_out)
+            to->origin.version++;
+        out = sdpx_rewrite(body, len, cfg->media_address, ports, n, &to->origin, err, sizeof err);
+        if (!out) {
+            call_log(to->call, LOG_WARN, "cannot rewrite SDP for the %s leg: %s",
+                     leg_role_name(to->role), err);
+            return NULL;
+        }
+    }
+    free(to->sdp_out);
+    to->sdp_out = out;
+    return out;
+}
+
+/* Relay endpoints for both legs once the number of streams is known. */
+static int call_media_setup(struct b2bua *b, struct call *c, int nstreams, char *err, size_t errlen)
+{
+    struct app *app = b->app;
+    if (!app->relay || c->caller->ep)
+        return 0;
+    if (nstreams < 1)
+        nstreams = 1;
+    if (nstreams > RELAY_MAX_STREAMS)
+        nstreams = RELAY_MAX_STREAMS;
+    c->caller->ep = relay_ep_new(app->relay, app->cfg->media_address, nstreams, NULL, c->id, err,
+                                 errlen);
+    if (!c->caller->ep)
+        return -1;
+    c->room->ep = relay_ep_new(app->relay, app->cfg->media_address, nstreams, c->caller->ep, c->id,
+                               err, errlen);
+    if (!c->room->ep) {
+        relay_ep_free(c->caller->ep);
+        c->caller->ep = NULL;
+        return -1;
+    }
+    relay_connect(c->caller->ep, c->room->ep);
+    return 0;
+}
+
+static void call_finish(struct b2bua *b, struct call *c)
+{
+    struct relay_ep_stats a = {0}, r = {0};
+    if (c->caller->ep)
+        relay_ep_stats(c->caller->ep, &a);
+    if (c->room->ep)
+        relay_ep_stats(c->room->ep, &r);
+    call_log(c, LOG_INFO,
+             "call ended after %lds: caller rx %llu tx %llu packets, room rx %llu tx %llu packets",
+             (long)(time(NULL) - c->started), (unsigned long long)a.rx_packets,
+             (unsigned long long)a.tx_packets, (unsigned long long)r.rx_packets,
+             (unsigned long long)r.tx_packets);
+    call_free(c);
+}
+
+/* Ask nua to end a leg in whatever way its state allows. */
+static void leg_hangup(struct leg *leg, int status, const char *phrase)
+{
+    if (!leg || !leg->nh || leg->hangup_sent || leg->state == LEG_GONE)
+        return;
+    leg->hangup_sent = true;
+    struct call *c = leg->call;
+
+    if (leg->role == LEG_CALLER && leg->state < LEG_ANSWERED) {
+        call_log(c, LOG_INFO, "caller leg: answering %d %s", status, phrase);
+        nua_respond(leg->nh, status, phrase, TAG_END());
+    } else if (leg->role != LEG_CALLER && leg->state < LEG_ANSWERED) {
+        call_log(c, LOG_INFO, "%s leg: CANCEL", leg_role_name(leg->role));
+        nua_cancel(leg->nh, TAG_END());
+    } else {
+        if (leg->ack_pending) {
+            /* A 2xx we never ACKed: ACK it (with our last SDP if it offered)
+             * so the peer stops retransmitting, then BYE. */
+            leg->ack_pending = false;
+            nua_ack(leg->nh, TAG_END());
+        }
+        call_log(c, LOG_INFO, "%s leg: BYE", leg_role_name(leg->role));
+        nua_bye(leg->nh, TAG_END());
+    }
+    leg->state = LEG_ENDING;
+}
+
+static void call_hangup(struct call *c, int status, const char *phrase)
+{
+    c->ended = true;
+    leg_hangup(c->caller, status, phrase);
+    leg_hangup(c->room, status, phrase);
+}
+
+/* The leg's handle is finished: destroy it (the only place for call legs),
+ * hang up the other side, free the call once both are gone. */
+static void leg_gone(struct b2bua *b, struct leg *leg)
+{
+    struct call *c = leg->call;
+    if (leg->nh) {
+        nua_handle_bind(leg->nh, NULL);
+        nua_handle_destroy(leg->nh);
+        leg->nh = NULL;
+    }
+    leg->state = LEG_GONE;
+    struct leg *other = leg_peer(leg);
+    if (other && other->state != LEG_GONE) {
+        leg_hangup(other, leg->role == LEG_ROOM ? 480 : 487,
+                   leg->role == LEG_ROOM ? "Temporarily Unavailable" : "Request Terminated");
+        if (!other->nh)
+            other->state = LEG_GONE;
+    }
+    if ((!c->caller || c->caller->state == LEG_GONE) && (!c->room || c->room->state == LEG_GONE))
+        call_finish(b, c);
+}
+
+/* What the caller hears when the room fails with status. A B2BUA must not
+ * hand its trunk a 503 (the trunk would stop sending us every call), a 3xx
+ * (the room's Contact is internal) or an auth challenge (not ours). */
+static int map_room_failure(int status, const char **phrase)
+{
+    if (status >= 300 && status < 400) {
+        *phrase = "Temporarily Unavailable";
+        return 480;
+    }
+    if (status == 401 || status == 407) {
+        *phrase = "Bad Gateway";
+        return 502;
+    }
+    if (status == 503) {
+        *phrase = "Temporarily Unavailable";
+        return 480;
+    }
+    if (status >= 700) {
+        *phrase = "Server Internal Error";
+        return 500;
+    }
+    return status;
+}
+
+/* ---- new call ---------------------------------------------------------- */
+
+static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const sip_t *sip)
+{
+    struct app *app = b->app;
+    struct config *cfg = app->cfg;
+    char src[80];
+    struct sockaddr_storage sa;
+    source_text(nua, src, sizeof src, &sa);
+    const char *callid = sip && sip->sip_call_id ? sip->sip_call_id->i_id : "?";
+
+    if (app->draining) {
+        log_info("INVITE from %s (Call-ID %s) refused: draining", src, callid);
+        refuse(b, nh, 503, "Service Unavailable", REJ_DRAIN, "30", NULL);
+        return;
+    }
+    /* Source check first, before any lookup: the answer must not tell a
+     * scanner whether a number or room exists. */
+    if (!router_trunk_for(cfg, (struct sockaddr *)&sa)) {
+        log_warn("SECURITY untrusted-source %s INVITE refused 403 (Call-ID %s)", src, callid);
+        refuse(b, nh, 403, "Forbidden", REJ_FORBIDDEN, NULL, NULL);
+        return;
+    }
+    char why[80];
+    if (!sip_guard_dialog_ok(sip, true, why, sizeof why)) {
+        log_warn("SECURITY bad-contact %s INVITE refused 400: %s (Call-ID %s)", src, why, callid);
+        refuse(b, nh, 400, "Bad Contact", REJ_BAD, NULL, NULL);
+        return;
+    }
+    if (call_count() >= (size_t)cfg->max_calls) {
+        log_warn("INVITE from %s refused 503: max_calls (%d) reached", src, cfg->max_calls);
+        refuse(b, nh, 503, "Too Many Calls", REJ_LIMIT, "5", NULL);
+        return;
+    }
+    const char *user = sip->sip_request->rq_url->url_user;
+    const struct room_cfg *room = router_room_for(cfg, user);
+    if (!room) {
+        log_info("INVITE from %s for '%.64s' refused 404: no such room or route", src,
+                 user ? user : "");
+        refuse(b, nh, 404, "Not Found", REJ_NOT_FOUND, NULL, NULL);
+        return;
+    }
+
+    struct sdpx_info offer = {0};
+    bool has_sdp = is_sdp(sip);
+    if (sip->sip_payload && sip->sip_payload->pl_len && !has_sdp) {
+        refuse(b, nh, 415, "Unsupported Media Type", REJ_BAD, NULL, "application/sdp");
+        return;
+    }
+    if (has_sdp && sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &offer, why,
+                              sizeof why) < 0) {
+        log_info("INVITE from %s refused 488: %s", src, why);
+        refuse(b, nh, 488, "Not Acceptable Here", REJ_BAD, NULL, NULL);
+        return;
+    }
+
+    struct call *c = call_new(cfg->node);
+    c->caller = leg_new(c, LEG_CALLER);
+    c->room = leg_new(c, LEG_ROOM);
+    c->room_name = strdup(room->name);
+    c->room_uri = strdup(room->uri);
+    c->caller->nh = nh;
+    c->caller->state = LEG_EARLY;
+    nua_handle_bind(nh, c->caller);
+    b->counters.calls_total++;
+
+    const sip_from_t *from = sip->sip_from;
+    char fromtext[512];
+    const char *fuser = from && from->a_url->url_user ? from->a_url->url_user : "anonymous";
+    if (from && from->a_display && *from->a_display)
+        snprintf(fromtext, sizeof fromtext, "%s <sip:%s@%s>", from->a_display, fuser, b->host);
+    else
+        snprintf(fromtext, sizeof fromtext, "<sip:%s@%s>", fuser, b->host);
+    char caller_uri[300];
+    if (from)
+        url_e(caller_uri, sizeof caller_uri, from->a_url);
+    else
+        snprintf(caller_uri, sizeof caller_uri, "?");
+    c->from = strdup(caller_uri);
+
+    call_log(c, LOG_INFO, "INVITE from %s (%s, Call-ID %s) for '%s' -> room %s", src, caller_uri,
+             callid, user ? user : "", room->name);
+
+    char *body = NULL;
+    if (has_sdp) {
+        if (call_media_setup(b, c, offer.nstreams, why, sizeof why) < 0) {
+            call_log(c, LOG_ERROR, "no media ports: %s; refusing 503", why);
+            leg_hangup(c->caller, 503, "Media Ports Exhausted");
+            c->room->state = LEG_GONE;
+            return;
+        }
+        leg_learn_sdp(c->caller, &offer);
+        body = sdp_for(b, c->room, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+        if (!body) {
+            leg_hangup(c->caller, 488, "Not Acceptable Here");
+            c->room->state = LEG_GONE;
+            return;
+        }
+    } else {
+        c->offerless = true;
+    }
+
+    char sid_header[160];
+    snprintf(sid_header, sizeof sid_header, "X-Session-Id: %s", c->id);
+    c->room->nh = nua_handle(b->nua, c->room, NUTAG_URL(room->uri), SIPTAG_TO_STR(room->uri),
+                             SIPTAG_FROM_STR(fromtext), TAG_END());
+    if (!c->room->nh) {
+        call_log(c, LOG_ERROR, "cannot create the room leg");
+        leg_hangup(c->caller, 500, "Server Internal Error");
+        c->room->state = LEG_GONE;
+        return;
+    }
+    c->room->state = LEG_EARLY;
+    nua_invite(c->room->nh, SIPTAG_HEADER_STR(sid_header),
+               TAG_IF(body, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+               TAG_IF(body, SIPTAG_PAYLOAD_STR(body)), TAG_END());
+}
+
+/* ---- responses on the room leg ---------------------------------------- */
+
+static void room_setup_response(struct b2bua *b, struct leg *room, int status, const char *phrase,
+                                const sip_t *sip)
+{
+    struct call *c = room->call;
+    struct leg *caller = c->caller;
+    char why[80];
+
+    if (status < 200) {
+        if (status == 100 || !caller->nh || caller->state != LEG_EARLY || caller->hangup_sent)
+            return;
+        if (sip && sip->sip_to && sip->sip_to->a_tag &&
+            !sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+            call_log(c, LOG_WARN, "SECURITY bad-contact room %d refused: %s", status, why);
+            call_hangup(c, 502, "Bad Gateway");
+            return;
+        }
+        if (is_sdp(sip) && !c->offerless) {
+            struct sdpx_info info;
+            if (sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why,
+                           sizeof why) == 0) {
+                leg_learn_sdp(room, &info);
+                char *body = sdp_for(b, caller, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+                if (body) {
+                    nua_respond(caller->nh, status, phrase,
+                                SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+                                SIPTAG_PAYLOAD_STR(body), TAG_END());
+                    return;
+                }
+            }
+        }
+        nua_respond(caller->nh, status, phrase, TAG_END());
+        return;
+    }
+
+    if (status >= 300) {
+        const char *mapped_phrase = phrase;
+        int mapped = map_room_failure(status, &mapped_phrase);
+        call_log(c, LOG_INFO, "room answered %d %s", status, phrase);
+        room->hangup_sent = true; /* the INVITE transaction is over */
+        room->state = LEG_ENDING;
+        leg_hangup(caller, mapped, mapped_phrase);
+        return;
+    }
+
+    /* 2xx */
+    room->state = LEG_ANSWERED;
+    room->ack_pending = true;
+    if (!sip_guard_dialog_ok(sip, true, why, sizeof why)) {
+        /* Never let nua send ACK or BYE to that target (sofia guide
+         * section 0): forget the handle's dialog by destroying it. */
+        call_log(c, LOG_WARN, "SECURITY bad-contact room 2xx refused: %s", why);
+        room->ack_pending = false;
+        room->hangup_sent = true;
+        leg_gone(b, room);
+        return;
+    }
+    if (caller->state != LEG_EARLY || caller->hangup_sent || !caller->nh) {
+        /* The caller went away while the room was answering. */
+        call_log(c, LOG_INFO, "room answered after the caller left: ACK and BYE");
+        leg_hangup(room, 487, "Request Terminated");
+        return;
+    }
+
+    const char *body = NULL;
+    if (is_sdp(sip)) {
+        struct sdpx_info info;
+        if (sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why,
+                       sizeof why) < 0) {
+            call_log(c, LOG_WARN, "room answered with bad SDP: %s", why);
+            call_hangup(c, 502, "Bad Gateway");
+            return;
+        }
+        if (c->offerless && call_media_setup(b, c, info.nstreams, why, sizeof why) < 0) {
+            call_log(c, LOG_ERROR, "no media ports: %s", why);
+            call_hangup(c, 503, "Media Ports Exhausted");
+            return;
+        }
+        leg_learn_sdp(room, &info);
+        body = sdp_for(b, caller, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+    } else if (!c->offerless && caller->sdp_out) {
+        /* No SDP in the 2xx: the answer was in a reliable 1xx we never
+         * asked for; reuse what we already sent. */
+        body = caller->sdp_out;
+    }
+    if (!body) {
+        call_log(c, LOG_WARN, "room answered without usable SDP");
+        call_hangup(c, 502, "Bad Gateway");
+        return;
+    }
+
+    if (!c->offerless) {
+        room->ack_pending = false;
+        nua_ack(room->nh, TAG_END());
+    } else {
+        caller->offer_in_ack = true; /* room's ACK waits for the caller's answer */
+    }
+    caller->state = LEG_ANSWERED;
+    b->counters.calls_answered++;
+    call_log(c, LOG_INFO, "room answered %d; bridging", status);
+    nua_respond(caller->nh, 200, "OK", SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+                SIPTAG_PAYLOAD_STR(body), TAG_END());
+}
+
+/* ---- re-INVITE / UPDATE / ACK ----------------------------------------- */
+
+static void reinvite_in(struct b2bua *b, nua_t *nua, struct leg *leg, const sip_t *sip)
+{
+    struct call *c = leg->call;
+    struct leg *other = leg_peer(leg);
+    char why[80];
+
+    if (!sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+        call_log(c, LOG_WARN, "SECURITY bad-contact re-INVITE refused 400: %s", why);
+        nua_respond(leg->nh, 400, "Bad Contact", TAG_END());
+        return;
+    }
+    if (!other || !other->nh || other->state != LEG_CONFIRMED || leg->state != LEG_CONFIRMED ||
+        leg->reinvite_in || leg->reinvite_out || other->reinvite_in || other->reinvite_out) {
+        nua_respond(leg->nh, 491, "Request Pending", TAG_END());
+        return;
+    }
+    if (!is_sdp(sip)) {
+        /* Offerless re-INVITE: offer what this leg already has; its
+         * answer arrives in the ACK. */
+        if (!leg->sdp_out) {
+            nua_respond(leg->nh, 488, "Not Acceptable Here", TAG_END());
+            return;
+        }
+        leg->offer_in_ack = true;
+        nua_respond(leg->nh, 200, "OK", SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+                    SIPTAG_PAYLOAD_STR(leg->sdp_out), TAG_END());
+        return;
+    }
+    struct sdpx_info info;
+    if (sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why, sizeof why) <
+        0) {
+        call_log(c, LOG_INFO, "re-INVITE refused 488: %s", why);
+        nua_respond(leg->nh, 488, "Not Acceptable Here", TAG_END());
+        return;
+    }
+    if (leg->have_in_version && info.o_id == leg->in_o_id &&
+        info.o_version == leg->in_o_version && leg->sdp_out) {
+        /* Same description (a session refresh): answer here, unchanged. */
+        nua_respond(leg->nh, 200, "OK", SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+                    SIPTAG_PAYLOAD_STR(leg->sdp_out), TAG_END());
+        return;
+    }
+    leg_learn_sdp(leg, &info);
+    char *body = sdp_for(b, other, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+    if (!body) {
+        nua_respond(leg->nh, 488, "Not Acceptable Here", TAG_END());
+        return;
+    }
+    call_log(c, LOG_INFO, "re-INVITE from the %s leg forwarded", leg_role_name(leg->role));
+    leg->reinvite_in = true;
+    other->reinvite_out = true;
+    nua_invite(other->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(body),
+               TAG_END());
+}
+
+static void reinvite_response(struct b2bua *b, struct leg *leg, int status, const char *phrase,
+                              const sip_t *sip)
+{
+    struct call *c = leg->call;
+    struct leg *from = leg_peer(leg);
+    char why[80];
+
+    if (status < 200)
+        return;
+    leg->reinvite_out = false;
+    if (status >= 300) {
+        if (status >= 200 && from && from->nh && from->reinvite_in) {
+            from->reinvite_in = false;
+            nua_respond(from->nh, status == 491 ? 491 : status < 700 ? status : 500,
+                        status < 700 ? phrase : "Server Internal Error", TAG_END());
+        }
+        if (status == 408 || status == 481) {
+            call_log(c, LOG_INFO, "re-INVITE to the %s leg failed %d: ending the call",
+                     leg_role_name(leg->role), status);
+            call_hangup(c, 500, "Server Internal Error");
+        }
+        return;
+    }
+    nua_ack(leg->nh, TAG_END());
+    if (!from || !from->nh || !from->reinvite_in)
+        return;
+    from->reinvite_in = false;
+    struct sdpx_info info;
+    if (!is_sdp(sip) ||
+        sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why, sizeof why) <
+            0) {
+        nua_respond(from->nh, 488, "Not Acceptable Here", TAG_END());
+        return;
+    }
+    leg_learn_sdp(leg, &info);
+    char *body = sdp_for(b, from, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+    if (!body) {
+        nua_respond(from->nh, 488, "Not Acceptable Here", TAG_END());
+        return;
+    }
+    nua_respond(from->nh, 200, "OK", SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+                SIPTAG_PAYLOAD_STR(body), TAG_END());
+}
+
+static void ack_in(struct b2bua *b, struct leg *leg, const sip_t *sip)
+{
+    struct call *c = leg->call;
+    if (leg->state == LEG_ANSWERED)
+        leg->state = LEG_CONFIRMED;
+    if (!leg->offer_in_ack)
+        return;
+    leg->offer_in_ack = false;
+    char why[80];
+    struct sdpx_info info;
+    bool ok = is_sdp(sip) && sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len,
+                                        &info, why, sizeof why) == 0;
+    if (ok)
+        leg_learn_sdp(leg, &info);
+
+    /* Initial offerless call: the room still waits for our ACK with the
+     * caller's answer. */
+    struct leg *room = c->room;
+    if (leg == c->caller && c->offerless && room->ack_pending && room->nh) {
+        room->ack_pending = false;
+        char *body = ok ? sdp_for(b, room, sip->sip_payload->pl_data, sip->sip_payload->pl_len)
+                        : NULL;
+        if (!body) {
+            call_log(c, LOG_WARN, "caller's ACK carried no usable SDP answer");
+            nua_ack(room->nh, TAG_END());
+            call_hangup(c, 488, "Not Acceptable Here");
+            return;
+        }
+        nua_ack(room->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(body),
+                TAG_END());
+    }
+}
+
+static void update_in(struct b2bua *b, nua_t *nua, struct leg *leg, const sip_t *sip)
+{
+    char why[80];
+    if (!sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+        nua_respond(leg->nh, 400, "Bad Contact", NUTAG_WITH_THIS(nua), TAG_END());
+        return;
+    }
+    if (!is_sdp(sip)) {
+        /* Session refresh: nua adds the Session-Expires it negotiated. */
+        nua_respond(leg->nh, 200, "OK", NUTAG_WITH_THIS(nua), TAG_END());
+        return;
+    }
+    /* An UPDATE offer: the relay keeps our side where it is, so the answer
+     * is what this leg already has; learn where the peer now receives. */
+    struct sdpx_info info;
+    if (!leg->sdp_out || sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info,
+                                    why, sizeof why) < 0) {
+        nua_respond(leg->nh, 488, "Not Acceptable Here", NUTAG_WITH_THIS(nua), TAG_END());
+        return;
+    }
+    if (leg->ep)
+        leg_learn_sdp(leg, &info);
+    nua_respond(leg->nh, 200, "OK", NUTAG_WITH_THIS(nua),
+                SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(leg->sdp_out),
+                TAG_END());
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+static void leg_callstate(struct b2bua *b, struct leg *leg, tagi_t tags[])
+{
+    int cs = -1;
+    tl_gets(tags, NUTAG_CALLSTATE_REF(cs), TAG_END());
+    if (cs == nua_callstate_ready && leg->state == LEG_ANSWERED) {
+        leg->state = LEG_CONFIRMED;
+    } else if (cs == nua_callstate_terminated) {
+        call_log(leg->call, LOG_DEBUG, "%s leg terminated", leg_role_name(leg->role));
+        leg_gone(b, leg);
+    }
+}
+
+static void on_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
+                     struct app *app, nua_handle_t *nh, struct leg *leg, sip_t const *sip,
+                     tagi_t tags[])
+{
+    struct b2bua *b = app->b2bua;
+
+    if (log_get_level() >= LOG_DEBUG)
+        log_msg(LOG_DEBUG, leg ? leg->call->id : NULL, "nua event %s %d %s", nua_event_name(event),
+                status, phrase ? phrase : "");
+
+    switch (event) {
+    case nua_i_invite:
+        if (!leg)
+            incoming_call(b, nua, nh, sip);
+        else
+            reinvite_in(b, nua, leg, sip);
+        return;
+
+    case nua_r_invite:
+        if (!leg)
+            return;
+        if (leg->reinvite_out) {
+            reinvite_response(b, leg, status, phrase, sip);
+        } else if (leg->role == LEG_ROOM && leg->state == LEG_EARLY) {
+            room_setup_response(b, leg, status, phrase, sip);
+        } else if (status >= 200 && status < 300 && leg->nh) {
+            /* A 2xx to an INVITE nua sent by itself (session refresh). */
+            nua_ack(leg->nh, TAG_END());
+        }
+        return;
+
+    case nua_i_ack:
+        if (leg)
+            ack_in(b, leg, sip);
+        return;
+
+    case nua_i_cancel:
+        if (leg) {
+            call_log(leg->call, LOG_INFO, "caller cancelled");
+            leg->hangup_sent = true; /* nua already answered 487 */
+            leg->state = LEG_ENDING;
+            leg_hangup(leg_peer(leg), 487, "Request Terminated");
+        }
+        return;
+
+    case nua_i_bye:
+        if (leg) {
+            call_log(leg->call, LOG_INFO, "BYE from the %s leg", leg_role_name(leg->role));
+            leg->hangup_sent = true;
+            leg->state = LEG_ENDING;
+            leg_hangup(leg_peer(leg), 200, "OK");
+        }
+        return;
+
+    case nua_i_update:
+        if (leg && leg->nh)
+            update_in(b, nua, leg, sip);
+        else if (nh)
+            nua_respond(nh, 481, "Call Does Not Exist", NUTAG_WITH_THIS(nua), TAG_END());
+        return;
+
+    case nua_i_refer:
+        /* Transfers by REFER are not carried out yet: refuse explicitly
+         * rather than let nua auto-accept. */
+        if (nh)
+            nua_respond(nh, leg && leg->role == LEG_ROOM ? 501 : 403,
+                        leg && leg->role == LEG_ROOM ? "Not Implemented" : "Forbidden",
+                        NUTAG_WITH_THIS(nua), TAG_END());
+        if (!leg && nh)
+            nua_handle_destroy(nh);
+        return;
+
+    case nua_i_state:
+        if (leg)
+            leg_callstate(b, leg, tags);
+        else if (nh) {
+            int cs = -1;
+            tl_gets(tags, NUTAG_CALLSTATE_REF(cs), TAG_END());
+            if (cs == nua_callstate_terminated)
+                nua_handle_destroy(nh);
+        }
+        return;
+
+    case nua_r_shutdown:
+        if (status >= 200 && b->shutdown_done)
+            b->shutdown_done(app);
+        return;
+
+    case nua_r_bye:
+    case nua_r_cancel:
+    case nua_r_ack:
+    case nua_i_active:
+    case nua_i_terminated:
+    case nua_i_prack:
+    case nua_r_update:
+    case nua_i_media_error:
+        return;
+
+    case nua_i_register:
+    case nua_i_subscribe:
+    case nua_i_publish:
+    case nua_i_message:
+        if (nh && !leg) {
+            nua_respond(nh, 405, "Method Not Allowed", SIPTAG_ALLOW_STR(ALLOW),
+                        NUTAG_WITH_THIS(nua), TAG_END());
+            nua_handle_destroy(nh);
+        }
+        return;
+
+    default:
+        /* OPTIONS, NOTIFY, INFO...: nua has answered. Stray handles are
+         * never bound to a leg and must be destroyed here. */
+        if (nh && !leg)
+            nua_handle_destroy(nh);
+        return;
+    }
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
+{
+    struct b2bua *b = calloc(1, sizeof *b);
+    b->app = app;
+    app->b2bua = b;
+    if (config_sip_hostport(app->cfg, b->host, sizeof b->host, &b->port) < 0) {
+        snprintf(err, errlen, "bad sip.listen \"%s\"", app->cfg->sip_listen);
+        free(b);
+        app->b2bua = NULL;
+        return NULL;
+    }
+
+    b->nua = nua_create(app->root, on_event, app, NUTAG_URL(app->cfg->sip_listen),
+                        NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOALERT(0),
+                        NUTAG_AUTOACK(0), NUTAG_AUTO302(0), NUTAG_AUTO100(1),
+                        NUTAG_APPL_METHOD("INVITE"), NUTAG_APPL_METHOD("UPDATE"),
+                        NUTAG_APPL_METHOD("REFER"), SIPTAG_SUPPORTED_STR("timer"),
+                        SIPTAG_ALLOW_STR(ALLOW), SIPTAG_USER_AGENT_STR("sipxfer/" SIPXFER_VERSION),
+                        NUTAG_SESSION_TIMER(1800), NUTAG_MIN_SE(90), NUTAG_UPDATE_REFRESH(1),
+                        NTATAG_UDP_MTU(65535), NTATAG_SERVER_RPORT(1), NTATAG_CLIENT_RPORT(1),
+                        NTATAG_USE_NAPTR(0), NTATAG_USE_SRV(0), TPTAG_UDP_RMEM(4 * 1024 * 1024),
+                        TPTAG_UDP_WMEM(4 * 1024 * 1024), TAG_END());
+    if (!b->nua) {
+        snprintf(err, errlen, "cannot listen on %s (UDP and TCP): address in use or not local?",
+                 app->cfg->sip_listen);
+        free(b);
+        app->b2bua = NULL;
+        return NULL;
+    }
+    return b;
+}
+
+void b2bua_hangup_all(struct b2bua *b, int status, const char *phrase)
+{
+    for (struct call *c = call_first(); c; c = c->next)
+        call_hangup(c, status, phrase);
+}
+
+void b2bua_hangup_call(struct b2bua *b, struct call *c, int status, const char *phrase)
+{
+    call_hangup(c, status, phrase);
+}
+
+void b2bua_shutdown(struct b2bua *b, void (*done)(struct app *app))
+{
+    b->shutdown_done = done;
+    nua_shutdown(b->nua);
+}
+
+void b2bua_destroy(struct b2bua *b)
+{
+    if (!b)
+        return;
+    /* Calls still in the table had their handles torn down by nua_shutdown. */
+    while (call_first()) {
+        struct call *c = call_first();
+        if (c->caller)
+            c->caller->nh = NULL;
+        if (c->room)
+            c->room->nh = NULL;
+        call_free(c);
+    }
+    if (b->nua)
+        nua_destroy(b->nua);
+    free(b);
+}
+
+void b2bua_counters(const struct b2bua *b, struct b2bua_counters *out) { *out = b->counters; }

@@ -1,0 +1,139 @@
+/* call.c - call table (hash by session id plus a list for iteration). */
+#include "call.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "log.h"
+#include "relay.h"
+
+#define BUCKETS 8192
+
+static struct call *buckets[BUCKETS];
+static struct call *all;
+static size_t count;
+
+static unsigned hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % BUCKETS;
+}
+
+static void make_uuid(char *out, size_t len)
+{
+    unsigned char b[16];
+    if (getrandom(b, sizeof b, 0) != sizeof b) {
+        for (size_t i = 0; i < sizeof b; i++)
+            b[i] = (unsigned char)rand();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40; /* version 4 */
+    b[8] = (b[8] & 0x3f) | 0x80; /* RFC 4122 variant */
+    snprintf(out, len,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+struct call *call_new(const char *node)
+{
+    struct call *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    char uuid[40];
+    make_uuid(uuid, sizeof uuid);
+    snprintf(c->id, sizeof c->id, "%.50s-%s", node, uuid);
+    c->started = time(NULL);
+
+    unsigned h = hash(c->id);
+    c->hnext = buckets[h];
+    buckets[h] = c;
+    c->next = all;
+    if (all)
+        all->prev = c;
+    all = c;
+    count++;
+    return c;
+}
+
+static void leg_free(struct leg *leg)
+{
+    if (!leg)
+        return;
+    relay_ep_free(leg->ep);
+    free(leg->sdp_out);
+    free(leg);
+}
+
+void call_free(struct call *c)
+{
+    unsigned h = hash(c->id);
+    for (struct call **p = &buckets[h]; *p; p = &(*p)->hnext)
+        if (*p == c) {
+            *p = c->hnext;
+            break;
+        }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        all = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    count--;
+
+    leg_free(c->caller);
+    leg_free(c->room);
+    free(c->room_name);
+    free(c->room_uri);
+    free(c->from);
+    free(c);
+}
+
+struct call *call_find(const char *id)
+{
+    for (struct call *c = buckets[hash(id)]; c; c = c->hnext)
+        if (strcmp(c->id, id) == 0)
+            return c;
+    return NULL;
+}
+
+size_t call_count(void) { return count; }
+struct call *call_first(void) { return all; }
+
+struct leg *leg_new(struct call *call, enum leg_role role)
+{
+    struct leg *leg = calloc(1, sizeof *leg);
+    if (!leg)
+        return NULL;
+    leg->call = call;
+    leg->role = role;
+    uint64_t r;
+    if (getrandom(&r, sizeof r, 0) != sizeof r)
+        r = (uint64_t)rand();
+    leg->origin.id = r >> 1; /* keep it positive for peers that parse signed */
+    leg->origin.version = 1;
+    return leg;
+}
+
+struct leg *leg_peer(const struct leg *leg)
+{
+    struct call *c = leg->call;
+    return leg == c->caller ? c->room : c->caller;
+}
+
+const char *leg_role_name(enum leg_role role)
+{
+    switch (role) {
+    case LEG_CALLER:
+        return "caller";
+    case LEG_ROOM:
+        return "room";
+    case LEG_TARGET:
+        return "target";
+    }
+    return "?";
+}

@@ -1,0 +1,522 @@
+/* config.c - load and validate the configuration file.
+ *
+ * Every accepted name is listed in the schema tables below; anything else is
+ * refused with "file:line: unknown key 'x'" so a typo never silently falls
+ * back to a default. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sofia-sip/url.h>
+
+struct ctx {
+    const char *path;
+    char *err;
+    size_t errlen;
+};
+
+static int fail(struct ctx *c, const config_setting_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct ctx *c, const config_setting_t *s, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(c->err, c->errlen, "%s:%d: %s", c->path, s ? (int)config_setting_source_line(s) : 0,
+             msg);
+    return -1;
+}
+
+/* Dotted path of a setting, for messages: "sip.listen", "trunks[0].name". */
+static void setting_path(const config_setting_t *s, char *buf, size_t len)
+{
+    const config_setting_t *chain[16];
+    int n = 0;
+    for (const config_setting_t *p = s; p && !config_setting_is_root(p) && n < 16;
+         p = config_setting_parent(p))
+        chain[n++] = p;
+    buf[0] = '\0';
+    size_t used = 0;
+    for (int i = n - 1; i >= 0; i--) {
+        const char *name = config_setting_name(chain[i]);
+        int w;
+        if (name)
+            w = snprintf(buf + used, len - used, "%s%s", used ? "." : "", name);
+        else
+            w = snprintf(buf + used, len - used, "[%d]", config_setting_index(chain[i]));
+        if (w < 0 || (size_t)w >= len - used)
+            return;
+        used += (size_t)w;
+    }
+}
+
+static int check_members(struct ctx *c, const config_setting_t *group, const char *const *allowed)
+{
+    int n = config_setting_length(group);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *m = config_setting_get_elem(group, (unsigned)i);
+        const char *name = config_setting_name(m);
+        bool ok = false;
+        for (const char *const *a = allowed; *a; a++)
+            if (name && strcmp(name, *a) == 0)
+                ok = true;
+        if (!ok) {
+            char p[128];
+            setting_path(m, p, sizeof p);
+            return fail(c, m, "unknown key '%s'", p);
+        }
+    }
+    return 0;
+}
+
+static const config_setting_t *member(const config_setting_t *g, const char *name)
+{
+    return g ? config_setting_get_member(g, name) : NULL;
+}
+
+static int get_string(struct ctx *c, const config_setting_t *g, const char *name, bool required,
+                      const char *def, char **out)
+{
+    const config_setting_t *s = member(g, name);
+    if (!s) {
+        if (required)
+            return fail(c, g, "missing key '%s'", name);
+        *out = def ? strdup(def) : NULL;
+        return 0;
+    }
+    if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+        char p[128];
+        setting_path(s, p, sizeof p);
+        return fail(c, s, "'%s' must be a string", p);
+    }
+    *out = strdup(config_setting_get_string(s));
+    return 0;
+}
+
+static int get_int(struct ctx *c, const config_setting_t *g, const char *name, int def, int min,
+                   int max, int *out)
+{
+    const config_setting_t *s = member(g, name);
+    char p[128];
+    if (!s) {
+        *out = def;
+        return 0;
+    }
+    setting_path(s, p, sizeof p);
+    if (config_setting_type(s) != CONFIG_TYPE_INT)
+        return fail(c, s, "'%s' must be an integer", p);
+    int v = config_setting_get_int(s);
+    if (v < min || v > max)
+        return fail(c, s, "'%s' = %d is out of range [%d, %d]", p, v, min, max);
+    *out = v;
+    return 0;
+}
+
+static int get_bool(struct ctx *c, const config_setting_t *g, const char *name, bool def,
+                    bool *out)
+{
+    const config_setting_t *s = member(g, name);
+    if (!s) {
+        *out = def;
+        return 0;
+    }
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+        char p[128];
+        setting_path(s, p, sizeof p);
+        return fail(c, s, "'%s' must be true or false", p);
+    }
+    *out = config_setting_get_bool(s);
+    return 0;
+}
+
+static int get_string_array(struct ctx *c, const config_setting_t *g, const char *name,
+                            char ***out, size_t *count)
+{
+    const config_setting_t *s = member(g, name);
+    *out = NULL;
+    *count = 0;
+    if (!s)
+        return 0;
+    char p[128];
+    setting_path(s, p, sizeof p);
+    if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST)
+        return fail(c, s, "'%s' must be a list of strings", p);
+    int n = config_setting_length(s);
+    *out = calloc((size_t)n + 1, sizeof(char *));
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        if (config_setting_type(e) != CONFIG_TYPE_STRING)
+            return fail(c, e, "'%s' must be a list of strings", p);
+        (*out)[i] = strdup(config_setting_get_string(e));
+        (*count)++;
+    }
+    return 0;
+}
+
+static const config_setting_t *get_group(struct ctx *c, const config_setting_t *g, const char *name,
+                                         const char *const *allowed, int *rc)
+{
+    const config_setting_t *s = member(g, name);
+    if (!s)
+        return NULL;
+    if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
+        *rc = fail(c, s, "'%s' must be a group { ... }", name);
+        return NULL;
+    }
+    if (check_members(c, s, allowed) < 0)
+        *rc = -1;
+    return s;
+}
+
+/* A SIP URI we can send to: sip/sips with a host. */
+static bool sip_uri_ok(const char *text)
+{
+    if (!text)
+        return false;
+    url_t url[1];
+    char buf[512];
+    if (strlen(text) >= sizeof buf)
+        return false;
+    strcpy(buf, text);
+    if (url_d(url, buf) < 0)
+        return false;
+    if (url->url_type != url_sip && url->url_type != url_sips)
+        return false;
+    if (!url->url_host || !*url->url_host)
+        return false;
+    if (url->url_port) {
+        char *end;
+        long port = strtol(url->url_port, &end, 10);
+        if (*end || port < 1 || port > 65535)
+            return false;
+    }
+    return true;
+}
+
+static bool hostport_ok(const char *text)
+{
+    const char *colon = strrchr(text, ':');
+    if (!colon || colon == text)
+        return false;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    return *end == '\0' && port > 0 && port < 65536;
+}
+
+static const char *const top_keys[] = {"node", "drain_timeout", "sip", "api", "media", "trunks",
+                                       "rooms", "routes", "webhooks", "transfer", NULL};
+static const char *const sip_keys[] = {"listen", "max_calls", NULL};
+static const char *const api_keys[] = {"listen", "tokens", NULL};
+static const char *const media_keys[] = {"mode", "address", "port_min", "port_max", NULL};
+static const char *const trunk_keys[] = {"name", "sources", "gateway", NULL};
+static const char *const rooms_keys[] = {"domain", "list", "resolver", NULL};
+static const char *const room_keys[] = {"name", "uri", NULL};
+static const char *const route_keys[] = {"user", "room", NULL};
+static const char *const webhook_keys[] = {"url", "secret", NULL};
+static const char *const transfer_keys[] = {"ring_timeout", "notify_timeout", "allow",
+                                            "refer_fallback", NULL};
+
+static int load_trunks(struct ctx *c, const config_setting_t *root, struct config *cfg)
+{
+    const config_setting_t *list = member(root, "trunks");
+    if (!list)
+        return 0;
+    if (config_setting_type(list) != CONFIG_TYPE_LIST)
+        return fail(c, list, "'trunks' must be a list ( { ... }, ... )");
+    int n = config_setting_length(list);
+    cfg->trunks = calloc((size_t)n + 1, sizeof *cfg->trunks);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *t = config_setting_get_elem(list, (unsigned)i);
+        struct trunk_cfg *tr = &cfg->trunks[i];
+        cfg->ntrunks++;
+        if (config_setting_type(t) != CONFIG_TYPE_GROUP)
+            return fail(c, t, "'trunks[%d]' must be a group { ... }", i);
+        if (check_members(c, t, trunk_keys) < 0 || get_string(c, t, "name", true, NULL, &tr->name) < 0 ||
+            get_string(c, t, "gateway", false, NULL, &tr->gateway) < 0)
+            return -1;
+        if (tr->gateway && *tr->gateway && !sip_uri_ok(tr->gateway))
+            return fail(c, member(t, "gateway"), "'trunks[%d].gateway' is not a sip: URI with a host: \"%s\"",
+                        i, tr->gateway);
+        char **src;
+        size_t nsrc;
+        if (get_string_array(c, t, "sources", &src, &nsrc) < 0)
+            return -1;
+        tr->sources = calloc(nsrc + 1, sizeof *tr->sources);
+        for (size_t j = 0; j < nsrc; j++) {
+            if (!cidr_parse(src[j], &tr->sources[j])) {
+                int rc = fail(c, member(t, "sources"),
+                              "'trunks[%d].sources' has a bad address/prefix \"%s\"", i, src[j]);
+                for (size_t k = 0; k < nsrc; k++)
+                    free(src[k]);
+                free(src);
+                return rc;
+            }
+            tr->nsources++;
+        }
+        for (size_t k = 0; k < nsrc; k++)
+            free(src[k]);
+        free(src);
+        for (int j = 0; j < i; j++)
+            if (strcmp(cfg->trunks[j].name, tr->name) == 0)
+                return fail(c, t, "duplicate trunk name \"%s\"", tr->name);
+    }
+    return 0;
+}
+
+static int load_rooms(struct ctx *c, const config_setting_t *root, struct config *cfg)
+{
+    int rc = 0;
+    const config_setting_t *g = get_group(c, root, "rooms", rooms_keys, &rc);
+    if (rc < 0)
+        return -1;
+    if (get_string(c, g, "domain", false, "rooms.sipxfer.test", &cfg->rooms_domain) < 0 ||
+        get_string(c, g, "resolver", false, "", &cfg->resolver) < 0)
+        return -1;
+    if (*cfg->resolver && strncmp(cfg->resolver, "http://", 7) != 0 &&
+        strncmp(cfg->resolver, "https://", 8) != 0)
+        return fail(c, member(g, "resolver"), "'rooms.resolver' must be an http(s) URL or \"\"");
+    const config_setting_t *list = member(g, "list");
+    if (!list)
+        return 0;
+    if (config_setting_type(list) != CONFIG_TYPE_LIST)
+        return fail(c, list, "'rooms.list' must be a list ( { ... }, ... )");
+    int n = config_setting_length(list);
+    cfg->rooms = calloc((size_t)n + 1, sizeof *cfg->rooms);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *r = config_setting_get_elem(list, (unsigned)i);
+        struct room_cfg *room = &cfg->rooms[i];
+        cfg->nrooms++;
+        if (config_setting_type(r) != CONFIG_TYPE_GROUP)
+            return fail(c, r, "'rooms.list[%d]' must be a group { ... }", i);
+        if (check_members(c, r, room_keys) < 0 ||
+            get_string(c, r, "name", true, NULL, &room->name) < 0 ||
+            get_string(c, r, "uri", true, NULL, &room->uri) < 0)
+            return -1;
+        if (!*room->name)
+            return fail(c, r, "'rooms.list[%d].name' is empty", i);
+        for (const char *p = room->name; *p; p++)
+            if (!isalnum((unsigned char)*p) && !strchr("-_.+", *p))
+                return fail(c, member(r, "name"),
+                            "'rooms.list[%d].name' \"%s\" may hold only letters, digits and -_.+", i,
+                            room->name);
+        if (!sip_uri_ok(room->uri))
+            return fail(c, member(r, "uri"), "'rooms.list[%d].uri' is not a sip: URI with a host: \"%s\"",
+                        i, room->uri);
+        for (int j = 0; j < i; j++)
+            if (strcmp(cfg->rooms[j].name, room->name) == 0)
+                return fail(c, r, "duplicate room name \"%s\"", room->name);
+    }
+    return 0;
+}
+
+static int load_routes(struct ctx *c, const config_setting_t *root, struct config *cfg)
+{
+    const config_setting_t *list = member(root, "routes");
+    if (!list)
+        return 0;
+    if (config_setting_type(list) != CONFIG_TYPE_LIST)
+        return fail(c, list, "'routes' must be a list ( { ... }, ... )");
+    int n = config_setting_length(list);
+    cfg->routes = calloc((size_t)n + 1, sizeof *cfg->routes);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *r = config_setting_get_elem(list, (unsigned)i);
+        struct route_cfg *route = &cfg->routes[i];
+        cfg->nroutes++;
+        if (config_setting_type(r) != CONFIG_TYPE_GROUP)
+            return fail(c, r, "'routes[%d]' must be a group { ... }", i);
+        if (check_members(c, r, route_keys) < 0 ||
+            get_string(c, r, "user", true, NULL, &route->user) < 0 ||
+            get_string(c, r, "room", true, NULL, &route->room) < 0)
+            return -1;
+        if (!router_room_by_name(cfg, route->room))
+            return fail(c, member(r, "room"), "'routes[%d].room' names no room in rooms.list: \"%s\"",
+                        i, route->room);
+    }
+    return 0;
+}
+
+struct config *config_load(const char *path, char *err, size_t errlen)
+{
+    struct ctx c = {.path = path, .err = err, .errlen = errlen};
+    config_t lc;
+    config_init(&lc);
+    struct config *cfg = calloc(1, sizeof *cfg);
+    cfg->path = strdup(path);
+
+    if (config_read_file(&lc, path) != CONFIG_TRUE) {
+        if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+            snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        else
+            snprintf(err, errlen, "%s:%d: syntax error: %s",
+                     config_error_file(&lc) ? config_error_file(&lc) : path,
+                     config_error_line(&lc), config_error_text(&lc));
+        goto bad;
+    }
+
+    const config_setting_t *root = config_root_setting(&lc);
+    int rc = 0;
+    if (check_members(&c, root, top_keys) < 0)
+        goto bad;
+
+    if (get_string(&c, root, "node", false, "sipxfer", &cfg->node) < 0 ||
+        get_int(&c, root, "drain_timeout", 30, 0, 86400, &cfg->drain_timeout) < 0)
+        goto bad;
+    if (!*cfg->node || strpbrk(cfg->node, " \t\r\n\"")) {
+        fail(&c, member(root, "node"), "'node' must be a non-empty word");
+        goto bad;
+    }
+
+    const config_setting_t *sip = get_group(&c, root, "sip", sip_keys, &rc);
+    if (rc < 0 || get_string(&c, sip, "listen", false, "sip:127.0.0.1:5060", &cfg->sip_listen) < 0 ||
+        get_int(&c, sip, "max_calls", 10000, 1, 1000000, &cfg->max_calls) < 0)
+        goto bad;
+    if (!sip_uri_ok(cfg->sip_listen) || strchr(cfg->sip_listen, '@')) {
+        fail(&c, member(sip, "listen") ? member(sip, "listen") : sip,
+             "'sip.listen' must be \"sip:HOST:PORT\", got \"%s\"", cfg->sip_listen);
+        goto bad;
+    }
+
+    const config_setting_t *api = get_group(&c, root, "api", api_keys, &rc);
+    if (rc < 0 || get_string(&c, api, "listen", false, "127.0.0.1:8080", &cfg->api_listen) < 0 ||
+        get_string_array(&c, api, "tokens", &cfg->tokens, &cfg->ntokens) < 0)
+        goto bad;
+    if (!hostport_ok(cfg->api_listen)) {
+        fail(&c, member(api, "listen") ? member(api, "listen") : api,
+             "'api.listen' must be \"HOST:PORT\", got \"%s\"", cfg->api_listen);
+        goto bad;
+    }
+    for (size_t i = 0; i < cfg->ntokens; i++)
+        if (!*cfg->tokens[i]) {
+            fail(&c, member(api, "tokens"), "'api.tokens' holds an empty token");
+            goto bad;
+        }
+
+    const config_setting_t *media = get_group(&c, root, "media", media_keys, &rc);
+    char *mode = NULL;
+    if (rc < 0 || get_string(&c, media, "mode", false, "relay", &mode) < 0)
+        goto bad;
+    if (strcmp(mode, "relay") == 0)
+        cfg->media_mode = MEDIA_RELAY;
+    else if (strcmp(mode, "passthrough") == 0)
+        cfg->media_mode = MEDIA_PASSTHROUGH;
+    else {
+        fail(&c, member(media, "mode"), "'media.mode' must be \"relay\" or \"passthrough\", got \"%s\"",
+             mode);
+        free(mode);
+        goto bad;
+    }
+    free(mode);
+    if (get_string(&c, media, "address", false, "127.0.0.1", &cfg->media_address) < 0 ||
+        get_int(&c, media, "port_min", 20000, 1024, 65534, &cfg->port_min) < 0 ||
+        get_int(&c, media, "port_max", 29999, 1025, 65535, &cfg->port_max) < 0)
+        goto bad;
+    {
+        struct cidr tmp;
+        if (!cidr_parse(cfg->media_address, &tmp) || strchr(cfg->media_address, '/')) {
+            fail(&c, member(media, "address"), "'media.address' must be an IP address, got \"%s\"",
+                 cfg->media_address);
+            goto bad;
+        }
+    }
+    if (cfg->port_max - cfg->port_min < 3) {
+        fail(&c, member(media, "port_max") ? member(media, "port_max") : media,
+             "'media.port_max' must be at least port_min + 3 (one RTP/RTCP pair per side)");
+        goto bad;
+    }
+
+    if (load_trunks(&c, root, cfg) < 0 || load_rooms(&c, root, cfg) < 0 ||
+        load_routes(&c, root, cfg) < 0)
+        goto bad;
+
+    const config_setting_t *wh = get_group(&c, root, "webhooks", webhook_keys, &rc);
+    if (rc < 0 || get_string(&c, wh, "url", false, "", &cfg->webhook_url) < 0 ||
+        get_string(&c, wh, "secret", false, "", &cfg->webhook_secret) < 0)
+        goto bad;
+    if (*cfg->webhook_url && strncmp(cfg->webhook_url, "http://", 7) != 0 &&
+        strncmp(cfg->webhook_url, "https://", 8) != 0) {
+        fail(&c, member(wh, "url"), "'webhooks.url' must be an http(s) URL or \"\"");
+        goto bad;
+    }
+
+    const config_setting_t *xfer = get_group(&c, root, "transfer", transfer_keys, &rc);
+    if (rc < 0 ||
+        get_int(&c, xfer, "ring_timeout", 30, 1, 3600, &cfg->transfer.ring_timeout) < 0 ||
+        get_int(&c, xfer, "notify_timeout", 32, 1, 3600, &cfg->transfer.notify_timeout) < 0 ||
+        get_bool(&c, xfer, "refer_fallback", false, &cfg->transfer.refer_fallback) < 0 ||
+        get_string_array(&c, xfer, "allow", &cfg->transfer.allow, &cfg->transfer.nallow) < 0)
+        goto bad;
+    if (!member(xfer, "allow")) {
+        /* Deny by default: with no allow list no external target is allowed. */
+        cfg->transfer.allow = calloc(1, sizeof(char *));
+    }
+
+    config_destroy(&lc);
+    return cfg;
+
+bad:
+    config_destroy(&lc);
+    config_free(cfg);
+    return NULL;
+}
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void config_free(struct config *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->path);
+    free(cfg->node);
+    free(cfg->sip_listen);
+    free(cfg->api_listen);
+    free_strv(cfg->tokens, cfg->ntokens);
+    free(cfg->media_address);
+    for (size_t i = 0; i < cfg->ntrunks; i++) {
+        free(cfg->trunks[i].name);
+        free(cfg->trunks[i].sources);
+        free(cfg->trunks[i].gateway);
+    }
+    free(cfg->trunks);
+    free(cfg->rooms_domain);
+    for (size_t i = 0; i < cfg->nrooms; i++) {
+        free(cfg->rooms[i].name);
+        free(cfg->rooms[i].uri);
+    }
+    free(cfg->rooms);
+    free(cfg->resolver);
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        free(cfg->routes[i].user);
+        free(cfg->routes[i].room);
+    }
+    free(cfg->routes);
+    free(cfg->webhook_url);
+    free(cfg->webhook_secret);
+    free_strv(cfg->transfer.allow, cfg->transfer.nallow);
+    free(cfg);
+}
+
+int config_sip_hostport(const struct config *cfg, char *host, size_t hostlen, int *port)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", cfg->sip_listen);
+    url_t url[1];
+    if (url_d(url, buf) < 0 || !url->url_host)
+        return -1;
+    snprintf(host, hostlen, "%s", url->url_host);
+    *port = url->url_port ? atoi(url->url_port) : 5060;
+    return 0;
+}

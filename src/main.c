@@ -1,0 +1,270 @@
+/* main.c - sipxferd: command line, signals, the control loop.
+ *
+ * One thread runs one su_root: sofia nua, the HTTP API and the signalfd are
+ * all registered on it. The relay runs in its own worker thread(s). */
+#include "sofia_types.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <sofia-sip/su.h>
+#include <sofia-sip/su_log.h>
+
+#include "api.h"
+#include "app.h"
+#include "b2bua.h"
+#include "call.h"
+#include "config.h"
+#include "log.h"
+#include "relay.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: sipxferd -c FILE [--check-config] [-v]\n"
+            "\n"
+            "  -c, --config FILE   configuration file (libconfig syntax)\n"
+            "      --check-config  validate FILE and exit: 0 valid, 1 not (file:line on stderr)\n"
+            "  -v, --verbose       debug logging (twice: also sofia-sip's own log)\n"
+            "      --version       print the version and exit\n"
+            "  -h, --help          this text\n"
+            "\n"
+            "Signals: SIGTERM/SIGINT drain (new calls get 503, live calls get drain_timeout\n"
+            "seconds, then are hung up) and exit 0; SIGHUP reloads rooms, routes, trunks and\n"
+            "transfer policy without dropping calls.\n");
+}
+
+/* ---- shutdown ---------------------------------------------------------- */
+
+static su_timer_t *drain_timer;
+
+static void shutdown_done(struct app *app)
+{
+    su_root_break(app->root);
+}
+
+static void stop_now(struct app *app)
+{
+    if (app->stopping)
+        return;
+    app->stopping = true;
+    log_info("stopping: %zu call(s) left", call_count());
+    b2bua_shutdown(app->b2bua, shutdown_done);
+}
+
+static void drain_tick(struct app *app, su_timer_t *t, void *arg)
+{
+    static int ticks_after_hangup = -1;
+    long *deadline = arg;
+    if (call_count() == 0) {
+        stop_now(app);
+        return;
+    }
+    if (ticks_after_hangup < 0 && time(NULL) >= *deadline) {
+        log_info("drain timeout: hanging up %zu call(s)", call_count());
+        b2bua_hangup_all(app->b2bua, 503, "Service Unavailable");
+        ticks_after_hangup = 0;
+    } else if (ticks_after_hangup >= 0 && ++ticks_after_hangup > 50) {
+        /* BYEs unanswered for 5 s: nua_shutdown ends what is left. */
+        stop_now(app);
+        return;
+    }
+    su_timer_set(t, drain_tick, arg);
+}
+
+static void begin_drain(struct app *app)
+{
+    static long deadline;
+    if (app->draining) {
+        log_info("second stop signal: hanging up now");
+        deadline = 0;
+        return;
+    }
+    app->draining = true;
+    deadline = (long)time(NULL) + app->cfg->drain_timeout;
+    log_info("draining: refusing new calls, %zu call(s) have %d s to finish", call_count(),
+             app->cfg->drain_timeout);
+    drain_timer = su_timer_create(su_root_task(app->root), 100);
+    su_timer_set(drain_timer, drain_tick, &deadline);
+}
+
+/* ---- reload ------------------------------------------------------------ */
+
+static void keep_string(char **newv, char *oldv, const char *name)
+{
+    if (strcmp(*newv, oldv) != 0) {
+        log_warn("reload: %s changed (\"%s\" -> \"%s\"): needs a restart, keeping the old value",
+                 name, oldv, *newv);
+    }
+    free(*newv);
+    *newv = strdup(oldv);
+}
+
+static void reload(struct app *app)
+{
+    char err[512];
+    struct config *old = app->cfg;
+    struct config *cfg = config_load(old->path, err, sizeof err);
+    if (!cfg) {
+        log_error("reload failed, keeping the running configuration: %s", err);
+        return;
+    }
+    /* What is bound to sockets or threads stays as started. */
+    keep_string(&cfg->sip_listen, old->sip_listen, "sip.listen");
+    keep_string(&cfg->api_listen, old->api_listen, "api.listen");
+    keep_string(&cfg->media_address, old->media_address, "media.address");
+    keep_string(&cfg->node, old->node, "node");
+    if (cfg->media_mode != old->media_mode || cfg->port_min != old->port_min ||
+        cfg->port_max != old->port_max) {
+        log_warn("reload: media.mode/port_min/port_max changed: needs a restart, keeping the old "
+                 "values");
+        cfg->media_mode = old->media_mode;
+        cfg->port_min = old->port_min;
+        cfg->port_max = old->port_max;
+    }
+    app->cfg = cfg;
+    config_free(old);
+    log_info("reloaded %s: %zu trunk(s), %zu room(s), %zu route(s)", cfg->path, cfg->ntrunks,
+             cfg->nrooms, cfg->nroutes);
+}
+
+/* ---- signals ----------------------------------------------------------- */
+
+static int on_signal(struct app *app, su_wait_t *w, void *arg)
+{
+    int fd = *(int *)arg;
+    struct signalfd_siginfo si;
+    while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        switch (si.ssi_signo) {
+        case SIGTERM:
+        case SIGINT:
+            log_info("signal %s", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            begin_drain(app);
+            break;
+        case SIGHUP:
+            log_info("signal SIGHUP: reloading");
+            reload(app);
+            break;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},  {"check-config", no_argument, NULL, 'k'},
+        {"verbose", no_argument, NULL, 'v'},       {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    const char *path = NULL;
+    bool check_only = false;
+    int verbose = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'k':
+            check_only = true;
+            break;
+        case 'v':
+            verbose++;
+            break;
+        case 'V':
+            printf("sipxferd %s\n", SIPXFER_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!path || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    char err[512];
+    struct config *cfg = config_load(path, err, sizeof err);
+    if (!cfg) {
+        fprintf(stderr, "sipxferd: %s\n", err);
+        return 1;
+    }
+    if (check_only) {
+        printf("%s: OK\n", path);
+        config_free(cfg);
+        return 0;
+    }
+    if (verbose)
+        log_set_level(LOG_DEBUG);
+    setvbuf(stderr, NULL, _IOLBF, 0);
+
+    /* Signals go to the signalfd only; block them before any thread starts
+     * so relay workers inherit the mask. */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct app app = {.cfg = cfg};
+    su_init();
+    su_log_set_level(NULL, verbose > 1 ? 9 : 0);
+    app.root = su_root_create(&app);
+    su_root_threading(app.root, 0);
+
+    int rc = 1;
+    if (cfg->media_mode == MEDIA_RELAY) {
+        app.relay = relay_create(cfg->port_min, cfg->port_max, 1, err, sizeof err);
+        if (!app.relay) {
+            log_error("%s", err);
+            goto out;
+        }
+    }
+    if (!b2bua_create(&app, err, sizeof err)) {
+        log_error("%s", err);
+        goto out;
+    }
+    app.api = api_start(&app, err, sizeof err);
+    if (!app.api) {
+        log_error("%s", err);
+        goto out;
+    }
+
+    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    su_wait_t sw;
+    su_wait_create(&sw, sfd, SU_WAIT_IN);
+    int sidx = su_root_register(app.root, &sw, on_signal, &sfd, 0);
+
+    log_info("sipxferd %s node %s: SIP on %s, API on %s, media %s%s", SIPXFER_VERSION, cfg->node,
+             cfg->sip_listen, cfg->api_listen,
+             cfg->media_mode == MEDIA_RELAY ? "relay on " : "passthrough",
+             cfg->media_mode == MEDIA_RELAY ? cfg->media_address : "");
+    su_root_run(app.root);
+    log_info("stopped");
+    rc = 0;
+
+    su_root_deregister(app.root, sidx);
+    close(sfd);
+out:
+    if (drain_timer)
+        su_timer_destroy(drain_timer);
+    api_stop(app.api);
+    b2bua_destroy(app.b2bua);
+    relay_destroy(app.relay);
+    su_root_destroy(app.root);
+    su_deinit();
+    config_free(app.cfg);
+    return rc;
+}

@@ -1,0 +1,81 @@
+/* metrics.c - gather counters from the modules into Prometheus text. */
+#include "sofia_types.h"
+
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "b2bua.h"
+#include "call.h"
+#include "relay.h"
+
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+static void put(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct buf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->cap = b->cap * 2 + (size_t)n;
+        b->p = realloc(b->p, b->cap);
+    }
+}
+
+static void metric(struct buf *b, const char *name, const char *type, const char *help,
+                   unsigned long long value)
+{
+    put(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, value);
+}
+
+char *metrics_render(struct app *app)
+{
+    struct buf b = {.cap = 4096};
+    b.p = malloc(b.cap);
+    b.p[0] = '\0';
+
+    struct b2bua_counters bc = {0};
+    if (app->b2bua)
+        b2bua_counters(app->b2bua, &bc);
+    metric(&b, "sipxfer_calls_active", "gauge", "Bridged calls in progress.", call_count());
+    metric(&b, "sipxfer_calls_total", "counter", "INVITEs that became calls.", bc.calls_total);
+    metric(&b, "sipxfer_calls_answered_total", "counter", "Calls answered by their room.",
+           bc.calls_answered);
+    static const char *const reasons[] = {"forbidden", "not_found", "max_calls",
+                                          "draining",  "bad_request", "other"};
+    put(&b, "# HELP sipxfer_calls_rejected_total INVITEs refused before a call was made.\n"
+            "# TYPE sipxfer_calls_rejected_total counter\n");
+    for (int i = 0; i < 6; i++)
+        put(&b, "sipxfer_calls_rejected_total{reason=\"%s\"} %llu\n", reasons[i], bc.rejected[i]);
+    metric(&b, "sipxfer_draining", "gauge", "1 while draining after SIGTERM.", app->draining);
+
+    struct relay_stats rs = {0};
+    if (app->relay)
+        relay_stats(app->relay, &rs);
+    metric(&b, "sipxfer_relay_ports_in_use", "gauge", "UDP ports bound by the relay (RTP+RTCP).",
+           rs.ports_in_use);
+    metric(&b, "sipxfer_relay_endpoints", "gauge", "Relay endpoints (one per media leg).",
+           rs.endpoints);
+    metric(&b, "sipxfer_relay_packets_forwarded_total", "counter", "RTP/RTCP packets forwarded.",
+           rs.packets_forwarded);
+    metric(&b, "sipxfer_relay_packets_dropped_total", "counter",
+           "Packets dropped (no peer yet, foreign source, send error).", rs.packets_dropped);
+    metric(&b, "sipxfer_relay_bytes_forwarded_total", "counter", "Bytes forwarded.",
+           rs.bytes_forwarded);
+    return b.p;
+}

@@ -1,0 +1,548 @@
+/* relay.c - RTP/RTCP forwarding in worker threads.
+ *
+ * Ownership: the control thread allocates a relay_ep and binds its sockets;
+ * from then on only the worker reads or writes its forwarding state (peer
+ * addresses, partner link), driven by commands posted through a mutex-guarded
+ * queue and an eventfd. The worker frees the endpoint and returns its ports
+ * to the pool, so a port is never reused while its socket is still open. */
+#include "relay.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define RELAY_MAX_WORKERS 16
+#define BATCH 32
+/* A latched source that has been quiet this long may be replaced by a new
+ * one (NAT rebinding); a live one may not (RTP hijack). */
+#define RELATCH_QUIET_NS (1000LL * 1000 * 1000)
+
+struct relay_sock {
+    int fd;
+    struct relay_ep *ep;
+    int stream;
+    int rtcp; /* 0 = RTP, 1 = RTCP */
+};
+
+struct relay_peer {
+    struct sockaddr_storage sdp; /* from the peer's SDP */
+    socklen_t sdp_len;
+    struct sockaddr_storage latched; /* where it really sends from */
+    socklen_t latched_len;
+    long long last_ns; /* last packet from the latched source */
+};
+
+struct relay_worker;
+
+struct relay_ep {
+    struct relay *relay;
+    struct relay_worker *w;
+    int nstreams;
+    char tag[64];
+    uint16_t port[RELAY_MAX_STREAMS];
+    struct relay_sock sock[RELAY_MAX_STREAMS][2];
+    /* worker-owned from here */
+    struct relay_peer peer[RELAY_MAX_STREAMS][2];
+    struct relay_ep *partner;
+    _Atomic uint64_t rx, tx;
+};
+
+enum cmd_kind { CMD_ADD, CMD_SET_PEER, CMD_CONNECT, CMD_FREE, CMD_STOP };
+
+struct cmd {
+    struct cmd *next;
+    enum cmd_kind kind;
+    struct relay_ep *ep, *other;
+    int stream;
+    struct sockaddr_storage rtp, rtcp;
+    socklen_t len;
+};
+
+struct relay_worker {
+    struct relay *relay;
+    pthread_t thread;
+    int epfd, evfd;
+    pthread_mutex_t lock;
+    struct cmd *head, *tail;
+};
+
+struct relay {
+    int base, npairs;
+    pthread_mutex_t pool_lock;
+    unsigned char *pair_used;
+    int cursor;
+    int nworkers, next_worker;
+    struct relay_worker workers[RELAY_MAX_WORKERS];
+    _Atomic uint64_t ports_in_use, endpoints, forwarded, dropped, bytes;
+};
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
+}
+
+/* ---- commands ---------------------------------------------------------- */
+
+static void post(struct relay_worker *w, struct cmd *c)
+{
+    c->next = NULL;
+    pthread_mutex_lock(&w->lock);
+    if (w->tail)
+        w->tail->next = c;
+    else
+        w->head = c;
+    w->tail = c;
+    pthread_mutex_unlock(&w->lock);
+    uint64_t one = 1;
+    if (write(w->evfd, &one, sizeof one) < 0 && errno != EAGAIN)
+        log_error("relay: cannot wake worker: %s", strerror(errno));
+}
+
+static struct cmd *cmd_new(enum cmd_kind kind, struct relay_ep *ep)
+{
+    struct cmd *c = calloc(1, sizeof *c);
+    if (!c) {
+        log_error("relay: out of memory");
+        abort();
+    }
+    c->kind = kind;
+    c->ep = ep;
+    return c;
+}
+
+/* ---- port pool --------------------------------------------------------- */
+
+static int pool_take(struct relay *r)
+{
+    int found = -1;
+    pthread_mutex_lock(&r->pool_lock);
+    for (int i = 0; i < r->npairs; i++) {
+        int k = (r->cursor + i) % r->npairs;
+        if (!r->pair_used[k]) {
+            r->pair_used[k] = 1;
+            r->cursor = (k + 1) % r->npairs;
+            found = k;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->pool_lock);
+    return found;
+}
+
+static void pool_give(struct relay *r, int pair)
+{
+    pthread_mutex_lock(&r->pool_lock);
+    r->pair_used[pair] = 0;
+    pthread_mutex_unlock(&r->pool_lock);
+}
+
+static int bind_udp(const char *address, uint16_t port)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICHOST};
+    struct addrinfo *ai;
+    char service[8];
+    snprintf(service, sizeof service, "%u", port);
+    if (getaddrinfo(address, service, &hints, &ai) != 0)
+        return -2;
+    int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+/* ---- worker ------------------------------------------------------------ */
+
+static void ep_release(struct relay_ep *ep)
+{
+    struct relay *r = ep->relay;
+    for (int s = 0; s < ep->nstreams; s++) {
+        for (int k = 0; k < 2; k++) {
+            if (ep->sock[s][k].fd >= 0) {
+                epoll_ctl(ep->w->epfd, EPOLL_CTL_DEL, ep->sock[s][k].fd, NULL);
+                close(ep->sock[s][k].fd);
+                atomic_fetch_sub(&r->ports_in_use, 1);
+            }
+        }
+        pool_give(r, (ep->port[s] - r->base) / 2);
+    }
+    atomic_fetch_sub(&r->endpoints, 1);
+    free(ep);
+}
+
+static void run_command(struct relay_worker *w, struct cmd *c)
+{
+    struct relay_ep *ep = c->ep;
+    switch (c->kind) {
+    case CMD_ADD:
+        for (int s = 0; s < ep->nstreams; s++)
+            for (int k = 0; k < 2; k++) {
+                struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &ep->sock[s][k]};
+                if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, ep->sock[s][k].fd, &ev) < 0)
+                    log_msg(LOG_ERROR, ep->tag, "relay: epoll add: %s", strerror(errno));
+            }
+        break;
+    case CMD_SET_PEER: {
+        struct relay_peer *p = ep->peer[c->stream];
+        p[0].sdp = c->rtp;
+        p[1].sdp = c->rtcp;
+        p[0].sdp_len = p[1].sdp_len = c->len;
+        p[0].latched_len = p[1].latched_len = 0;
+        break;
+    }
+    case CMD_CONNECT:
+        if (ep) {
+            if (ep->partner && ep->partner->partner == ep)
+                ep->partner->partner = NULL;
+            ep->partner = c->other;
+        }
+        if (c->other) {
+            if (c->other->partner && c->other->partner->partner == c->other)
+                c->other->partner->partner = NULL;
+            c->other->partner = ep;
+        }
+        break;
+    case CMD_FREE:
+        if (ep->partner && ep->partner->partner == ep)
+            ep->partner->partner = NULL;
+        ep_release(ep);
+        break;
+    case CMD_STOP:
+        break;
+    }
+}
+
+static void forward(struct relay *r, struct relay_sock *in, const unsigned char *buf, size_t len,
+                    const struct sockaddr_storage *src, socklen_t srclen)
+{
+    struct relay_ep *ep = in->ep;
+    struct relay_peer *me = &ep->peer[in->stream][in->rtcp];
+    long long t = now_ns();
+
+    /* Symmetric RTP: learn where the far end really sends from. */
+    if (me->latched_len == 0 ||
+        (!same_addr(&me->latched, src) && t - me->last_ns > RELATCH_QUIET_NS)) {
+        if (me->latched_len && log_get_level() >= LOG_DEBUG)
+            log_msg(LOG_DEBUG, ep->tag, "relay: port %u re-latched", ep->port[in->stream]);
+        me->latched = *src;
+        me->latched_len = srclen;
+    } else if (!same_addr(&me->latched, src)) {
+        atomic_fetch_add(&r->dropped, 1);
+        return;
+    }
+    me->last_ns = t;
+    atomic_fetch_add(&ep->rx, 1);
+
+    struct relay_ep *out = ep->partner;
+    if (!out || in->stream >= out->nstreams) {
+        atomic_fetch_add(&r->dropped, 1);
+        return;
+    }
+    struct relay_peer *dst = &out->peer[in->stream][in->rtcp];
+    const struct sockaddr_storage *to = dst->latched_len ? &dst->latched : &dst->sdp;
+    socklen_t tolen = dst->latched_len ? dst->latched_len : dst->sdp_len;
+    if (tolen == 0) {
+        atomic_fetch_add(&r->dropped, 1);
+        return;
+    }
+    if (sendto(out->sock[in->stream][in->rtcp].fd, buf, len, 0, (const struct sockaddr *)to,
+               tolen) < 0) {
+        atomic_fetch_add(&r->dropped, 1);
+        return;
+    }
+    atomic_fetch_add(&out->tx, 1);
+    atomic_fetch_add(&r->forwarded, 1);
+    atomic_fetch_add(&r->bytes, len);
+}
+
+static void *worker_main(void *arg)
+{
+    struct relay_worker *w = arg;
+    struct relay *r = w->relay;
+    struct epoll_event evs[64];
+    unsigned char buf[2048];
+
+    for (;;) {
+        int n = epoll_wait(w->epfd, evs, 64, -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("relay: epoll_wait: %s", strerror(errno));
+            return NULL;
+        }
+        bool commands = false;
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr == NULL) {
+                commands = true;
+                continue;
+            }
+            struct relay_sock *s = evs[i].data.ptr;
+            for (int k = 0; k < BATCH; k++) {
+                struct sockaddr_storage src;
+                socklen_t srclen = sizeof src;
+                ssize_t got = recvfrom(s->fd, buf, sizeof buf, 0, (struct sockaddr *)&src, &srclen);
+                if (got < 0)
+                    break;
+                forward(r, s, buf, (size_t)got, &src, srclen);
+            }
+        }
+        /* Commands after packets: a FREE must not pull an endpoint out from
+         * under an event already fetched in this round. */
+        if (commands) {
+            uint64_t v;
+            if (read(w->evfd, &v, sizeof v) < 0 && errno != EAGAIN)
+                log_error("relay: eventfd read: %s", strerror(errno));
+            pthread_mutex_lock(&w->lock);
+            struct cmd *c = w->head;
+            w->head = w->tail = NULL;
+            pthread_mutex_unlock(&w->lock);
+            bool stop = false;
+            while (c) {
+                struct cmd *next = c->next;
+                if (c->kind == CMD_STOP)
+                    stop = true;
+                else
+                    run_command(w, c);
+                free(c);
+                c = next;
+            }
+            if (stop)
+                return NULL;
+        }
+    }
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+struct relay *relay_create(int port_min, int port_max, int nworkers, char *err, size_t errlen)
+{
+    if (nworkers < 1)
+        nworkers = 1;
+    if (nworkers > RELAY_MAX_WORKERS)
+        nworkers = RELAY_MAX_WORKERS;
+    struct relay *r = calloc(1, sizeof *r);
+    r->base = port_min + (port_min & 1); /* RTP on even ports (RFC 3550) */
+    r->npairs = (port_max - r->base + 1) / 2;
+    if (r->npairs < 2) {
+        snprintf(err, errlen, "media port range %d-%d holds fewer than two port pairs", port_min,
+                 port_max);
+        free(r);
+        return NULL;
+    }
+    r->pair_used = calloc((size_t)r->npairs, 1);
+    pthread_mutex_init(&r->pool_lock, NULL);
+    r->nworkers = nworkers;
+    for (int i = 0; i < nworkers; i++) {
+        struct relay_worker *w = &r->workers[i];
+        w->relay = r;
+        pthread_mutex_init(&w->lock, NULL);
+        w->epfd = epoll_create1(EPOLL_CLOEXEC);
+        w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+        epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev);
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            snprintf(err, errlen, "cannot start relay worker: %s", strerror(errno));
+            return NULL;
+        }
+    }
+    return r;
+}
+
+void relay_destroy(struct relay *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < r->nworkers; i++) {
+        post(&r->workers[i], cmd_new(CMD_STOP, NULL));
+        pthread_join(r->workers[i].thread, NULL);
+        close(r->workers[i].epfd);
+        close(r->workers[i].evfd);
+        /* leftover commands: free what they would have freed */
+        struct cmd *c = r->workers[i].head;
+        while (c) {
+            struct cmd *next = c->next;
+            if (c->kind == CMD_FREE) {
+                for (int s = 0; s < c->ep->nstreams; s++)
+                    for (int k = 0; k < 2; k++)
+                        close(c->ep->sock[s][k].fd);
+                free(c->ep);
+            }
+            free(c);
+            c = next;
+        }
+        pthread_mutex_destroy(&r->workers[i].lock);
+    }
+    pthread_mutex_destroy(&r->pool_lock);
+    free(r->pair_used);
+    free(r);
+}
+
+void relay_stats(struct relay *r, struct relay_stats *out)
+{
+    out->ports_in_use = atomic_load(&r->ports_in_use);
+    out->endpoints = atomic_load(&r->endpoints);
+    out->packets_forwarded = atomic_load(&r->forwarded);
+    out->packets_dropped = atomic_load(&r->dropped);
+    out->bytes_forwarded = atomic_load(&r->bytes);
+}
+
+struct relay_ep *relay_ep_new(struct relay *r, const char *address, int nstreams,
+                              struct relay_ep *near, const char *tag, char *err, size_t errlen)
+{
+    if (nstreams < 1 || nstreams > RELAY_MAX_STREAMS) {
+        snprintf(err, errlen, "relay: %d media streams (1..%d supported)", nstreams,
+                 RELAY_MAX_STREAMS);
+        return NULL;
+    }
+    struct relay_ep *ep = calloc(1, sizeof *ep);
+    ep->relay = r;
+    ep->nstreams = 0;
+    snprintf(ep->tag, sizeof ep->tag, "%s", tag ? tag : "-");
+    if (near) {
+        ep->w = near->w;
+    } else {
+        ep->w = &r->workers[r->next_worker];
+        r->next_worker = (r->next_worker + 1) % r->nworkers;
+    }
+
+    for (int s = 0; s < nstreams; s++) {
+        /* A pair whose ports are taken by another program is skipped, not
+         * fatal; give up after one sweep of the range. */
+        int tries = r->npairs;
+        for (;;) {
+            int pair = tries-- > 0 ? pool_take(r) : -1;
+            if (pair < 0) {
+                snprintf(err, errlen, "relay: media port range exhausted");
+                goto fail;
+            }
+            uint16_t port = (uint16_t)(r->base + pair * 2);
+            int rtp = bind_udp(address, port);
+            if (rtp == -2) {
+                pool_give(r, pair);
+                snprintf(err, errlen, "relay: bad media address \"%s\"", address);
+                goto fail;
+            }
+            int rtcp = rtp >= 0 ? bind_udp(address, (uint16_t)(port + 1)) : -1;
+            if (rtp < 0 || rtcp < 0) {
+                if (rtp >= 0)
+                    close(rtp);
+                /* leave the pair marked used for now? no: give it back, the
+                 * cursor has moved past it so the next sweep tries others. */
+                pool_give(r, pair);
+                continue;
+            }
+            ep->port[s] = port;
+            ep->sock[s][0] = (struct relay_sock){.fd = rtp, .ep = ep, .stream = s, .rtcp = 0};
+            ep->sock[s][1] = (struct relay_sock){.fd = rtcp, .ep = ep, .stream = s, .rtcp = 1};
+            ep->nstreams++;
+            atomic_fetch_add(&r->ports_in_use, 2);
+            break;
+        }
+    }
+    atomic_fetch_add(&r->endpoints, 1);
+    post(ep->w, cmd_new(CMD_ADD, ep));
+    return ep;
+
+fail:
+    for (int s = 0; s < ep->nstreams; s++) {
+        close(ep->sock[s][0].fd);
+        close(ep->sock[s][1].fd);
+        pool_give(r, (ep->port[s] - r->base) / 2);
+        atomic_fetch_sub(&r->ports_in_use, 2);
+    }
+    free(ep);
+    return NULL;
+}
+
+int relay_ep_nstreams(const struct relay_ep *ep) { return ep->nstreams; }
+
+uint16_t relay_ep_port(const struct relay_ep *ep, int stream)
+{
+    return stream >= 0 && stream < ep->nstreams ? ep->port[stream] : 0;
+}
+
+static socklen_t make_addr(const char *addr, uint16_t port, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof *out);
+    struct sockaddr_in *v4 = (void *)out;
+    struct sockaddr_in6 *v6 = (void *)out;
+    if (port && inet_pton(AF_INET, addr, &v4->sin_addr) == 1) {
+        if (v4->sin_addr.s_addr == 0)
+            return 0; /* 0.0.0.0: hold, nowhere to send */
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        return sizeof *v4;
+    }
+    if (port && inet_pton(AF_INET6, addr, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        return sizeof *v6;
+    }
+    return 0;
+}
+
+void relay_ep_set_peer(struct relay_ep *ep, int stream, const char *addr, uint16_t rtp_port,
+                       uint16_t rtcp_port)
+{
+    if (stream < 0 || stream >= ep->nstreams)
+        return;
+    struct cmd *c = cmd_new(CMD_SET_PEER, ep);
+    c->stream = stream;
+    c->len = make_addr(addr, rtp_port, &c->rtp);
+    if (c->len)
+        make_addr(addr, rtcp_port, &c->rtcp);
+    post(ep->w, c);
+}
+
+void relay_connect(struct relay_ep *a, struct relay_ep *b)
+{
+    struct relay_ep *any = a ? a : b;
+    if (!any)
+        return;
+    struct cmd *c = cmd_new(CMD_CONNECT, a);
+    c->other = b;
+    post(any->w, c);
+}
+
+void relay_ep_stats(const struct relay_ep *ep, struct relay_ep_stats *out)
+{
+    out->rx_packets = atomic_load(&((struct relay_ep *)ep)->rx);
+    out->tx_packets = atomic_load(&((struct relay_ep *)ep)->tx);
+}
+
+void relay_ep_free(struct relay_ep *ep)
+{
+    if (ep)
+        post(ep->w, cmd_new(CMD_FREE, ep));
+}

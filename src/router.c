@@ -1,0 +1,112 @@
+/* router.c - trunk source check and room selection. */
+#include "router.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+bool cidr_parse(const char *text, struct cidr *out)
+{
+    char buf[64];
+    if (!text || strlen(text) >= sizeof buf)
+        return false;
+    strcpy(buf, text);
+
+    int prefix = -1;
+    char *slash = strchr(buf, '/');
+    if (slash) {
+        *slash = '\0';
+        char *end;
+        if (!slash[1])
+            return false;
+        long n = strtol(slash + 1, &end, 10);
+        if (*end || n < 0 || n > 128)
+            return false;
+        prefix = (int)n;
+    }
+
+    memset(out, 0, sizeof *out);
+    if (inet_pton(AF_INET, buf, out->addr) == 1) {
+        out->family = AF_INET;
+        if (prefix > 32)
+            return false;
+        out->prefix = prefix < 0 ? 32 : prefix;
+    } else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+        out->family = AF_INET6;
+        out->prefix = prefix < 0 ? 128 : prefix;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+static bool prefix_equal(const uint8_t *a, const uint8_t *b, int bits)
+{
+    int bytes = bits / 8, rest = bits % 8;
+    if (memcmp(a, b, bytes) != 0)
+        return false;
+    if (rest) {
+        uint8_t mask = (uint8_t)(0xff << (8 - rest));
+        if ((a[bytes] & mask) != (b[bytes] & mask))
+            return false;
+    }
+    return true;
+}
+
+bool cidr_match(const struct cidr *net, const struct sockaddr *sa)
+{
+    uint8_t addr[16];
+    int family;
+
+    if (sa->sa_family == AF_INET) {
+        family = AF_INET;
+        memcpy(addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            family = AF_INET;
+            memcpy(addr, &a6->s6_addr[12], 4);
+        } else {
+            family = AF_INET6;
+            memcpy(addr, a6, 16);
+        }
+    } else {
+        return false;
+    }
+    return family == net->family && prefix_equal(addr, net->addr, net->prefix);
+}
+
+const struct trunk_cfg *router_trunk_for(const struct config *cfg, const struct sockaddr *sa)
+{
+    for (size_t i = 0; i < cfg->ntrunks; i++)
+        for (size_t j = 0; j < cfg->trunks[i].nsources; j++)
+            if (cidr_match(&cfg->trunks[i].sources[j], sa))
+                return &cfg->trunks[i];
+    return NULL;
+}
+
+const struct room_cfg *router_room_by_name(const struct config *cfg, const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < cfg->nrooms; i++)
+        if (strcmp(cfg->rooms[i].name, name) == 0)
+            return &cfg->rooms[i];
+    return NULL;
+}
+
+const struct room_cfg *router_room_for(const struct config *cfg, const char *ruri_user)
+{
+    if (!ruri_user || !*ruri_user)
+        return NULL;
+    const struct room_cfg *room = router_room_by_name(cfg, ruri_user);
+    if (room)
+        return room;
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        if (strcmp(cfg->routes[i].user, ruri_user) == 0)
+            return router_room_by_name(cfg, cfg->routes[i].room);
+    return NULL;
+}

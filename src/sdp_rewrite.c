@@ -1,0 +1,152 @@
+/* sdp_rewrite.c - SDP inspection and relay rewrite on sofia's sdp parser. */
+#include "sdp_rewrite.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sofia-sip/sdp.h>
+#include <sofia-sip/su_alloc.h>
+
+static const sdp_connection_t *stream_connection(const sdp_session_t *sdp, const sdp_media_t *m)
+{
+    return m->m_connections ? m->m_connections : sdp->sdp_connection;
+}
+
+static int parse_into(su_home_t *home, const char *body, size_t len, sdp_parser_t **parser,
+                      struct sdpx_info *info, char *err, size_t errlen)
+{
+    if (!body || len == 0) {
+        snprintf(err, errlen, "empty SDP");
+        return -1;
+    }
+    /* Lenient parse: carriers send sloppy SDP (missing t=, odd rtpmaps) and
+     * we only need the transport lines to be right. */
+    *parser = sdp_parse(home, body, (issize_t)len, 0);
+    sdp_session_t *sdp = sdp_session(*parser);
+    if (!sdp) {
+        snprintf(err, errlen, "bad SDP: %s", sdp_parsing_error(*parser));
+        return -1;
+    }
+    memset(info, 0, sizeof *info);
+    if (sdp->sdp_origin) {
+        info->o_id = sdp->sdp_origin->o_id;
+        info->o_version = sdp->sdp_origin->o_version;
+    }
+    for (const sdp_media_t *m = sdp->sdp_media; m; m = m->m_next) {
+        int i = info->nlines++;
+        if (i >= SDPX_MAX_STREAMS)
+            continue;
+        info->nstreams++;
+        struct sdpx_stream *s = &info->s[i];
+        const sdp_connection_t *c = stream_connection(sdp, m);
+        if (m->m_port > 65535) {
+            snprintf(err, errlen, "bad SDP: port %lu out of range", m->m_port);
+            return -1;
+        }
+        s->port = (uint16_t)m->m_port;
+        if (s->port == 0)
+            continue;
+        if (!c || !c->c_address) {
+            snprintf(err, errlen, "bad SDP: stream %d has no connection address", i);
+            return -1;
+        }
+        if (c->c_addrtype != sdp_addr_ip4 && c->c_addrtype != sdp_addr_ip6) {
+            snprintf(err, errlen, "bad SDP: stream %d address type is not IP4/IP6", i);
+            return -1;
+        }
+        snprintf(s->addr, sizeof s->addr, "%s", c->c_address);
+        s->hold_addr = strcmp(c->c_address, "0.0.0.0") == 0;
+        s->rtcp_port = (uint16_t)(s->port + 1);
+        for (const sdp_attribute_t *a = m->m_attributes; a; a = a->a_next)
+            if (a->a_name && strcasecmp(a->a_name, "rtcp") == 0 && a->a_value) {
+                unsigned long p = strtoul(a->a_value, NULL, 10);
+                if (p > 0 && p < 65536)
+                    s->rtcp_port = (uint16_t)p;
+            }
+    }
+    return 0;
+}
+
+int sdpx_parse(const char *body, size_t len, struct sdpx_info *info, char *err, size_t errlen)
+{
+    su_home_t home[1] = {SU_HOME_INIT(home)};
+    sdp_parser_t *parser = NULL;
+    int rc = parse_into(home, body, len, &parser, info, err, errlen);
+    sdp_parser_free(parser);
+    su_home_deinit(home);
+    return rc;
+}
+
+/* Attributes that describe transport addresses we replace: keeping them
+ * would send the far end around the relay. */
+static void drop_transport_attributes(sdp_attribute_t **list)
+{
+    static const char *const names[] = {"rtcp", "candidate", "ice-ufrag", "ice-pwd",
+                                        "ice-options", "remote-candidates", "ice-lite",
+                                        "rtcp-mux", NULL};
+    for (const char *const *n = names; *n; n++)
+        while (sdp_attribute_remove(list, *n))
+            ;
+}
+
+char *sdpx_rewrite(const char *body, size_t len, const char *address, const uint16_t *ports,
+                   int nports, const struct sdpx_origin *origin, char *err, size_t errlen)
+{
+    su_home_t home[1] = {SU_HOME_INIT(home)};
+    sdp_parser_t *parser = NULL;
+    struct sdpx_info info;
+    char *out = NULL;
+
+    if (parse_into(home, body, len, &parser, &info, err, errlen) < 0)
+        goto done;
+    sdp_session_t *sdp = sdp_session(parser);
+    sdp_addrtype_e atype = strchr(address, ':') ? sdp_addr_ip6 : sdp_addr_ip4;
+
+    /* A fresh connection for us; the hold connection (0.0.0.0) is kept so a
+     * RFC 2543 style hold reaches the other side as a hold. */
+    sdp_connection_t ours = {.c_size = sizeof ours, .c_nettype = sdp_net_in,
+                             .c_addrtype = atype, .c_address = address};
+    sdp_connection_t hold = {.c_size = sizeof hold, .c_nettype = sdp_net_in,
+                             .c_addrtype = sdp_addr_ip4, .c_address = "0.0.0.0"};
+
+    bool session_hold = sdp->sdp_connection && sdp->sdp_connection->c_address &&
+                        strcmp(sdp->sdp_connection->c_address, "0.0.0.0") == 0;
+    if (sdp->sdp_connection)
+        sdp->sdp_connection = session_hold ? &hold : &ours;
+
+    int i = 0;
+    for (sdp_media_t *m = sdp->sdp_media; m; m = m->m_next, i++) {
+        bool media_hold = m->m_connections && m->m_connections->c_address &&
+                          strcmp(m->m_connections->c_address, "0.0.0.0") == 0;
+        if (m->m_port == 0 || i >= nports || i >= SDPX_MAX_STREAMS || ports[i] == 0) {
+            m->m_port = 0;
+            m->m_rejected = 1;
+        } else {
+            m->m_port = ports[i];
+        }
+        if (m->m_connections)
+            m->m_connections = media_hold ? &hold : &ours;
+        else if (!sdp->sdp_connection)
+            m->m_connections = &ours;
+        drop_transport_attributes(&m->m_attributes);
+    }
+    drop_transport_attributes(&sdp->sdp_attributes);
+
+    sdp_origin_t o = {.o_size = sizeof o, .o_username = "sipxfer", .o_id = origin ? origin->id : 1,
+                      .o_version = origin ? origin->version : 1, .o_address = &ours};
+    sdp->sdp_origin = &o;
+
+    sdp_printer_t *pr = sdp_print(home, sdp, NULL, 0, 0);
+    const char *text = sdp_message(pr);
+    if (!text) {
+        snprintf(err, errlen, "cannot print SDP: %s", sdp_printing_error(pr));
+    } else {
+        out = strdup(text);
+    }
+    sdp_printer_free(pr);
+done:
+    sdp_parser_free(parser);
+    su_home_deinit(home);
+    return out;
+}
