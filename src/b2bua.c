@@ -39,6 +39,7 @@ struct b2bua {
     char host[128]; /* our SIP host, for From of room legs */
     int port;
     void (*shutdown_done)(struct app *);
+    unsigned long quarantined; /* handles parked by quarantine() */
     struct b2bua_counters counters;
 };
 
@@ -226,6 +227,24 @@ static void leg_gone(struct b2bua *b, struct leg *leg)
     }
     if ((!c->caller || c->caller->state == LEG_GONE) && (!c->room || c->room->state == LEG_GONE))
         call_finish(b, c);
+}
+
+/* A dialog whose remote target sofia cannot use: any ACK, BYE, or even
+ * nua_handle_destroy() on it kills the process (endless recursion, or an
+ * assertion when destroyed mid-transaction). So the handle is parked for
+ * good: bound to a sentinel whose events are ignored, never destroyed, and
+ * the daemon exits without nua_shutdown() while any exist. The peer stops
+ * retransmitting its 2xx after 64*T1. */
+static struct leg quarantined_leg;
+
+static void quarantine(struct b2bua *b, struct leg *leg)
+{
+    nua_handle_bind(leg->nh, &quarantined_leg);
+    leg->nh = NULL;
+    leg->ack_pending = false;
+    leg->hangup_sent = true;
+    leg->state = LEG_GONE;
+    b->quarantined++;
 }
 
 /* What the caller hears when the room fails with status. A B2BUA must not
@@ -422,10 +441,9 @@ static void room_setup_response(struct b2bua *b, struct leg *room, int status, c
     if (!sip_guard_dialog_ok(sip, true, why, sizeof why)) {
         /* Never let nua send ACK or BYE to that target (sofia guide
          * section 0): forget the handle's dialog by destroying it. */
-        call_log(c, LOG_WARN, "SECURITY bad-contact room 2xx refused: %s", why);
-        room->ack_pending = false;
-        room->hangup_sent = true;
-        leg_gone(b, room);
+        call_log(c, LOG_WARN, "SECURITY bad-contact room 2xx refused: %s; leg quarantined", why);
+        quarantine(b, room);
+        leg_hangup(caller, 502, "Bad Gateway");
         return;
     }
     if (caller->state != LEG_EARLY || caller->hangup_sent || !caller->nh) {
@@ -656,6 +674,8 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
 {
     struct b2bua *b = app->b2bua;
 
+    if (leg == &quarantined_leg)
+        return;
     if (log_get_level() >= LOG_DEBUG)
         log_msg(LOG_DEBUG, leg ? leg->call->id : NULL, "nua event %s %d %s", nua_event_name(event),
                 status, phrase ? phrase : "");
@@ -816,6 +836,11 @@ void b2bua_hangup_call(struct b2bua *b, struct call *c, int status, const char *
 void b2bua_shutdown(struct b2bua *b, void (*done)(struct app *app))
 {
     b->shutdown_done = done;
+    if (b->quarantined) {
+        log_warn("%lu quarantined SIP dialog(s): skipping nua_shutdown", b->quarantined);
+        done(b->app);
+        return;
+    }
     nua_shutdown(b->nua);
 }
 
@@ -832,7 +857,8 @@ void b2bua_destroy(struct b2bua *b)
             c->room->nh = NULL;
         call_free(c);
     }
-    if (b->nua)
+    /* nua_destroy() on a stack with live (quarantined) dialogs asserts. */
+    if (b->nua && !b->quarantined)
         nua_destroy(b->nua);
     free(b);
 }
