@@ -12,6 +12,8 @@ struct config;
 struct relay;
 struct b2bua;
 struct api;
+struct http_client;
+struct events;
 
 struct app {
     su_root_t *root;
@@ -19,9 +21,18 @@ struct app {
     struct relay *relay; /* NULL in passthrough mode */
     struct b2bua *b2bua;
     struct api *api;
+    nua_t *nua;        /* owned by b2bua */
+    char sip_host[128]; /* our SIP host and port (from sip.listen) */
+    int sip_port;
+    struct http_client *http;
+    struct events *events;
     bool draining;
     bool stopping;
     int exit_code;
 };
+
+/* Send a webhook event (SPEC section 7); takes ownership of payload (a
+ * cJSON object). Never blocks. Defined in main.c. */
+void app_event(struct app *app, const char *type, void *payload);
 
 #endif

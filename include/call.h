@@ -45,6 +45,12 @@ struct leg {
     bool reinvite_out; /* we forwarded a re-INVITE to it */
     bool offer_in_ack; /* we offered in a 2xx to it; its answer comes in ACK */
     bool ack_pending;  /* (UAC) a 2xx we have not ACKed yet */
+    bool xfer_reinvite; /* the re-INVITE out is a transfer's media update */
+
+    char *sdp_in;      /* last SDP body this leg sent us */
+    char *uri;         /* whom this leg talks to (room / target URI, caller From) */
+    bool detached;     /* replaced by a transfer: ending on its own */
+    struct leg *znext; /* call's list of detached legs */
 };
 
 struct call {
@@ -52,8 +58,15 @@ struct call {
     char *room_name;
     char *room_uri;
     char *from; /* caller's From URI, for the API */
+    char *from_hdr; /* the From we put on legs we originate */
+    char *to;   /* the caller's Request-URI, for events */
     struct leg *caller;
-    struct leg *room;
+    struct leg *room;   /* the far end the caller is bridged to (room or target) */
+    struct leg *target; /* a transfer's new leg, until it is bridged */
+    struct leg *zombies; /* detached legs still ending */
+    struct transfer *xfer; /* the transfer in flight or the last one, owned */
+    unsigned transfers; /* how many completed */
+    bool connected_event; /* dialin.connected sent */
     time_t started;
     bool offerless;  /* initial INVITE had no SDP: answer comes in caller's ACK */
     bool ended;      /* both legs asked to hang up */
@@ -71,6 +84,10 @@ size_t call_count(void);
 struct call *call_first(void);
 
 struct leg *leg_new(struct call *call, enum leg_role role);
+/* Frees the leg struct (relay endpoint released); its handle must be gone. */
+void leg_free(struct leg *leg);
+/* True when every leg of the call is gone and nothing is detached. */
+bool call_is_over(const struct call *call);
 struct leg *leg_peer(const struct leg *leg);
 const char *leg_role_name(enum leg_role role);
 

@@ -14,6 +14,8 @@ struct sdpx_stream {
     uint16_t port;    /* 0 = rejected stream */
     uint16_t rtcp_port; /* a=rtcp if present, else port + 1 */
     bool hold_addr;   /* c= 0.0.0.0 (RFC 2543 hold) */
+    char formats[64]; /* the m= line's formats, space separated ("0 8 101") */
+    int dtmf_pt;      /* payload type of telephone-event/8000, or -1 */
 };
 
 struct sdpx_info {

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "transfer.h"
 
 #define MAX_BODY (64 * 1024)
 
@@ -119,7 +120,11 @@ static cJSON *call_json(const struct call *c)
     cJSON_AddStringToObject(j, "caller", c->from ? c->from : "");
     cJSON_AddStringToObject(j, "state", call_state_name(c));
     cJSON_AddNumberToObject(j, "startedAt", (double)c->started);
-    cJSON_AddNullToObject(j, "transfer");
+    cJSON_AddNumberToObject(j, "transfers", c->transfers);
+    if (c->xfer)
+        cJSON_AddItemToObject(j, "transfer", transfer_json(c->xfer));
+    else
+        cJSON_AddNullToObject(j, "transfer");
     return j;
 }
 
@@ -130,6 +135,82 @@ static enum MHD_Result sessions_list(struct MHD_Connection *con)
     for (struct call *c = call_first(); c; c = c->next)
         cJSON_AddItemToArray(arr, call_json(c));
     cJSON_AddNumberToObject(j, "total", (double)call_count());
+    return send_json(con, 200, j);
+}
+
+/* ---- transfers --------------------------------------------------------- */
+
+/* POST /v1/rooms/{room}/sipCallTransfer and .../sipRefer */
+static enum MHD_Result room_transfer(struct api *api, struct MHD_Connection *con,
+                                     const char *room, enum xfer_mode mode, struct request *req)
+{
+    cJSON *body = req->body ? cJSON_ParseWithLength(req->body, req->len) : NULL;
+    if (!body || !cJSON_IsObject(body)) {
+        cJSON_Delete(body);
+        return send_error(con, 400, "invalid-request-error", "body must be a JSON object");
+    }
+    const cJSON *sid = cJSON_GetObjectItemCaseSensitive(body, "sessionId");
+    const cJSON *to = cJSON_GetObjectItemCaseSensitive(body, "toEndPoint");
+    const cJSON *cid = cJSON_GetObjectItemCaseSensitive(body, "callerId");
+    const cJSON *ext = cJSON_GetObjectItemCaseSensitive(body, "extension");
+    const cJSON *wait = cJSON_GetObjectItemCaseSensitive(body, "waitBeforeExtensionDialSec");
+    char info[300];
+    const char *bad = NULL;
+
+    if (!cJSON_IsString(sid) || !*sid->valuestring)
+        bad = "sessionId is required (a string)";
+    else if (!cJSON_IsString(to) || !*to->valuestring)
+        bad = "toEndPoint is required (a string)";
+    else if (cid && !cJSON_IsNull(cid) &&
+             (!cJSON_IsString(cid) || strlen(cid->valuestring) > 32 ||
+              strspn(cid->valuestring, "+0123456789abcdefghijklmnopqrstuvwxyz"
+                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZ-_.") !=
+                  strlen(cid->valuestring)))
+        bad = "callerId must be a string of at most 32 letters, digits, + - _ .";
+    else if (ext && !cJSON_IsNull(ext) &&
+             (!cJSON_IsString(ext) || strlen(ext->valuestring) < 1 ||
+              strlen(ext->valuestring) > 20 ||
+              strspn(ext->valuestring, "0123456789*#ABCDabcd") != strlen(ext->valuestring)))
+        bad = "extension must be 1 to 20 DTMF digits (0-9 * # A-D)";
+    else if (wait && !cJSON_IsNull(wait) &&
+             (!cJSON_IsNumber(wait) || wait->valuedouble < 0 || wait->valuedouble > 60 ||
+              wait->valuedouble != (double)(int)wait->valuedouble))
+        bad = "waitBeforeExtensionDialSec must be an integer from 0 to 60";
+    if (bad) {
+        cJSON_Delete(body);
+        return send_error(con, 400, "invalid-request-error", bad);
+    }
+
+    struct call *c = call_find(sid->valuestring);
+    if (!c || !c->room_name || strcmp(c->room_name, room) != 0) {
+        cJSON_Delete(body);
+        return send_error(con, 404, "not-found",
+                          c ? "session is not in this room" : "invalid sessionId");
+    }
+
+    struct transfer_request tr = {
+        .mode = mode,
+        .to_endpoint = to->valuestring,
+        .caller_id = cJSON_IsString(cid) ? cid->valuestring : NULL,
+        .extension = cJSON_IsString(ext) ? ext->valuestring : NULL,
+        .wait_ext_sec = cJSON_IsNumber(wait) ? (int)wait->valuedouble : 0,
+    };
+    const char *kind = "invalid-request-error";
+    int status;
+    if (mode == XFER_REFER) {
+        status = 501;
+        kind = "invalid-request-error";
+        snprintf(info, sizeof info, "sipRefer is not available yet");
+    } else {
+        status = transfer_start(api->app, c, &tr, &kind, info, sizeof info);
+    }
+    cJSON_Delete(body);
+    if (status != 200)
+        return send_error(con, (unsigned)status, kind, info);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddBoolToObject(j, "ok", true);
+    cJSON_AddStringToObject(j, "transferId", c->xfer->id);
+    cJSON_AddStringToObject(j, "sessionId", c->id);
     return send_json(con, 200, j);
 }
 
@@ -168,14 +249,50 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
             return send_error(con, 405, "invalid-request-error", "use GET");
         return sessions_list(con);
     }
+    const char *rooms = "/v1/rooms/";
+    if (strncmp(url, rooms, strlen(rooms)) == 0) {
+        char room[128];
+        const char *name = url + strlen(rooms);
+        const char *slash = strchr(name, '/');
+        if (!slash || (size_t)(slash - name) >= sizeof room || slash == name)
+            return send_error(con, 404, "not-found", "no such resource");
+        snprintf(room, sizeof room, "%.*s", (int)(slash - name), name);
+        enum xfer_mode mode;
+        if (strcmp(slash, "/sipCallTransfer") == 0)
+            mode = XFER_CALL;
+        else if (strcmp(slash, "/sipRefer") == 0)
+            mode = XFER_REFER;
+        else
+            return send_error(con, 404, "not-found", "no such resource");
+        if (strcmp(method, "POST") != 0)
+            return send_error(con, 405, "invalid-request-error", "use POST");
+        return room_transfer(api, con, room, mode, req);
+    }
+
     const char *prefix = "/v1/sessions/";
     if (strncmp(url, prefix, strlen(prefix)) == 0) {
-        const char *id = url + strlen(prefix);
-        if (strchr(id, '/'))
+        char id[128];
+        const char *rest = url + strlen(prefix);
+        const char *slash = strchr(rest, '/');
+        size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
+        if (idlen >= sizeof id || (slash && strcmp(slash, "/transfer") != 0))
             return send_error(con, 404, "not-found", "no such resource");
+        snprintf(id, sizeof id, "%.*s", (int)idlen, rest);
         struct call *c = call_find(id);
         if (!c)
             return send_error(con, 404, "not-found", "no such session");
+        if (slash) {
+            if (strcmp(method, "DELETE") != 0)
+                return send_error(con, 405, "invalid-request-error", "use DELETE");
+            const char *kind = "not-found";
+            char info[200];
+            int status = transfer_cancel(app, c, &kind, info, sizeof info);
+            if (status != 200)
+                return send_error(con, (unsigned)status, kind, info);
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddBoolToObject(j, "ok", true);
+            return send_json(con, 200, j);
+        }
         if (get)
             return send_json(con, 200, call_json(c));
         if (strcmp(method, "DELETE") == 0) {

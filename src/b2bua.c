@@ -30,6 +30,9 @@
 #include "router.h"
 #include "sdp_rewrite.h"
 #include "sip_guard.h"
+#include "leg.h"
+#include "transfer.h"
+#include <cjson/cJSON.h>
 
 enum { REJ_FORBIDDEN, REJ_NOT_FOUND, REJ_LIMIT, REJ_DRAIN, REJ_BAD, REJ_OTHER };
 
@@ -39,22 +42,12 @@ struct b2bua {
     char host[128]; /* our SIP host, for From of room legs */
     int port;
     void (*shutdown_done)(struct app *);
-    unsigned long quarantined; /* handles parked by quarantine() */
     struct b2bua_counters counters;
 };
 
 #define ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY, REFER, UPDATE"
 
 /* ---- helpers ----------------------------------------------------------- */
-
-static bool is_sdp(const sip_t *sip)
-{
-    if (!sip || !sip->sip_payload || !sip->sip_payload->pl_data || !sip->sip_payload->pl_len)
-        return false;
-    /* No Content-Type with a body is a broken message; treat it as not SDP. */
-    return sip->sip_content_type && sip->sip_content_type->c_type &&
-           strcasecmp(sip->sip_content_type->c_type, "application/sdp") == 0;
-}
 
 static void source_text(nua_t *nua, char *buf, size_t len, struct sockaddr_storage *sa_out)
 {
@@ -90,72 +83,26 @@ static void refuse(struct b2bua *b, nua_handle_t *nh, int status, const char *ph
     b->counters.rejected[kind]++;
 }
 
-/* Apply the SDP a leg sent us to its relay endpoint (where to send). */
-static void leg_learn_sdp(struct leg *leg, const struct sdpx_info *info)
-{
-    leg->in_o_id = info->o_id;
-    leg->in_o_version = info->o_version;
-    leg->have_in_version = true;
-    if (!leg->ep)
-        return;
-    int n = relay_ep_nstreams(leg->ep);
-    for (int i = 0; i < n && i < info->nstreams; i++)
-        relay_ep_set_peer(leg->ep, i, info->s[i].addr, info->s[i].port, info->s[i].rtcp_port);
-}
-
-/* Make the SDP we send to `to` from a body another leg gave us. Returns a
- * malloc'd string (also kept in to->sdp_out) or NULL. */
-static char *sdp_for(struct b2bua *b, struct leg *to, const char *body, size_t len)
-{
-    struct config *cfg = b->app->cfg;
-    char err[160];
-    char *out;
-
-    if (!to->ep) {
-        /* passthrough: the far ends see each other's SDP untouched */
-        out = strndup(body, len);
-    } else {
-        uint16_t ports[SDPX_MAX_STREAMS] = {0};
-        int n = relay_ep_nstreams(to->ep);
-        for (int i = 0; i < n && i < SDPX_MAX_STREAMS; i++)
-            ports[i] = relay_ep_port(to->ep, i);
-        if (to->sdp_out)
-            to->origin.version++;
-        out = sdpx_rewrite(body, len, cfg->media_address, ports, n, &to->origin, err, sizeof err);
-        if (!out) {
-            call_log(to->call, LOG_WARN, "cannot rewrite SDP for the %s leg: %s",
-                     leg_role_name(to->role), err);
-            return NULL;
-        }
-    }
-    free(to->sdp_out);
-    to->sdp_out = out;
-    return out;
-}
-
-/* Relay endpoints for both legs once the number of streams is known. */
+/* Relay endpoints for caller and room once the number of streams is known. */
 static int call_media_setup(struct b2bua *b, struct call *c, int nstreams, char *err, size_t errlen)
 {
-    struct app *app = b->app;
-    if (!app->relay || c->caller->ep)
+    if (!b->app->relay || c->caller->ep)
         return 0;
-    if (nstreams < 1)
-        nstreams = 1;
-    if (nstreams > RELAY_MAX_STREAMS)
-        nstreams = RELAY_MAX_STREAMS;
-    c->caller->ep = relay_ep_new(app->relay, app->cfg->media_address, nstreams, NULL, c->id, err,
-                                 errlen);
-    if (!c->caller->ep)
+    if (leg_media_new(b->app, c->caller, nstreams, NULL, err, errlen) < 0)
         return -1;
-    c->room->ep = relay_ep_new(app->relay, app->cfg->media_address, nstreams, c->caller->ep, c->id,
-                               err, errlen);
-    if (!c->room->ep) {
-        relay_ep_free(c->caller->ep);
-        c->caller->ep = NULL;
-        return -1;
-    }
+    if (leg_media_new(b->app, c->room, nstreams, c->caller, err, errlen) < 0)
+        return -1; /* the caller's endpoint is freed with the call */
     relay_connect(c->caller->ep, c->room->ep);
     return 0;
+}
+
+
+static void call_hangup(struct call *c, int status, const char *phrase)
+{
+    c->ended = true;
+    leg_hangup(c->caller, status, phrase);
+    leg_hangup(c->room, status, phrase);
+    leg_hangup(c->target, 487, "Request Terminated");
 }
 
 static void call_finish(struct b2bua *b, struct call *c)
@@ -163,52 +110,28 @@ static void call_finish(struct b2bua *b, struct call *c)
     struct relay_ep_stats a = {0}, r = {0};
     if (c->caller->ep)
         relay_ep_stats(c->caller->ep, &a);
-    if (c->room->ep)
+    if (c->room && c->room->ep)
         relay_ep_stats(c->room->ep, &r);
     call_log(c, LOG_INFO,
-             "call ended after %lds: caller rx %llu tx %llu packets, room rx %llu tx %llu packets",
-             (long)(time(NULL) - c->started), (unsigned long long)a.rx_packets,
+             "call ended after %lds, %u transfer(s): caller rx %llu tx %llu packets, far end rx "
+             "%llu tx %llu packets",
+             (long)(time(NULL) - c->started), c->transfers, (unsigned long long)a.rx_packets,
              (unsigned long long)a.tx_packets, (unsigned long long)r.rx_packets,
              (unsigned long long)r.tx_packets);
+    if (c->connected_event) {
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "session_id", c->id);
+        cJSON_AddStringToObject(p, "room", c->room_name ? c->room_name : "");
+        cJSON_AddStringToObject(p, "from", c->from ? c->from : "");
+        cJSON_AddNumberToObject(p, "duration", (double)(time(NULL) - c->started));
+        app_event(b->app, "dialin.stopped", p);
+    }
     call_free(c);
 }
 
-/* Ask nua to end a leg in whatever way its state allows. */
-static void leg_hangup(struct leg *leg, int status, const char *phrase)
-{
-    if (!leg || !leg->nh || leg->hangup_sent || leg->state == LEG_GONE)
-        return;
-    leg->hangup_sent = true;
-    struct call *c = leg->call;
-
-    if (leg->role == LEG_CALLER && leg->state < LEG_ANSWERED) {
-        call_log(c, LOG_INFO, "caller leg: answering %d %s", status, phrase);
-        nua_respond(leg->nh, status, phrase, TAG_END());
-    } else if (leg->role != LEG_CALLER && leg->state < LEG_ANSWERED) {
-        call_log(c, LOG_INFO, "%s leg: CANCEL", leg_role_name(leg->role));
-        nua_cancel(leg->nh, TAG_END());
-    } else {
-        if (leg->ack_pending) {
-            /* A 2xx we never ACKed: ACK it (with our last SDP if it offered)
-             * so the peer stops retransmitting, then BYE. */
-            leg->ack_pending = false;
-            nua_ack(leg->nh, TAG_END());
-        }
-        call_log(c, LOG_INFO, "%s leg: BYE", leg_role_name(leg->role));
-        nua_bye(leg->nh, TAG_END());
-    }
-    leg->state = LEG_ENDING;
-}
-
-static void call_hangup(struct call *c, int status, const char *phrase)
-{
-    c->ended = true;
-    leg_hangup(c->caller, status, phrase);
-    leg_hangup(c->room, status, phrase);
-}
-
 /* The leg's handle is finished: destroy it (the only place for call legs),
- * hang up the other side, free the call once both are gone. */
+ * deal with what that means for the call, free the call once nothing of it
+ * is left. */
 static void leg_gone(struct b2bua *b, struct leg *leg)
 {
     struct call *c = leg->call;
@@ -218,33 +141,33 @@ static void leg_gone(struct b2bua *b, struct leg *leg)
         leg->nh = NULL;
     }
     leg->state = LEG_GONE;
-    struct leg *other = leg_peer(leg);
-    if (other && other->state != LEG_GONE) {
-        leg_hangup(other, leg->role == LEG_ROOM ? 480 : 487,
-                   leg->role == LEG_ROOM ? "Temporarily Unavailable" : "Request Terminated");
-        if (!other->nh)
-            other->state = LEG_GONE;
+
+    if (leg->detached) {
+        /* an old room released by a transfer */
+        for (struct leg **p = &c->zombies; *p; p = &(*p)->znext)
+            if (*p == leg) {
+                *p = leg->znext;
+                break;
+            }
+        leg_free(leg);
+    } else if (leg == c->target) {
+        transfer_leg_gone(b->app, leg);
+        c->target = NULL;
+        leg_free(leg);
+    } else {
+        bool keep_caller = transfer_leg_gone(b->app, leg);
+        if (leg == c->caller)
+            leg_hangup(c->target, 487, "Request Terminated");
+        struct leg *other = leg_peer(leg);
+        if (other && other->state != LEG_GONE && !(keep_caller && other == c->caller)) {
+            leg_hangup(other, leg->role == LEG_CALLER ? 487 : 480,
+                       leg->role == LEG_CALLER ? "Request Terminated" : "Temporarily Unavailable");
+            if (!other->nh)
+                other->state = LEG_GONE;
+        }
     }
-    if ((!c->caller || c->caller->state == LEG_GONE) && (!c->room || c->room->state == LEG_GONE))
+    if (call_is_over(c))
         call_finish(b, c);
-}
-
-/* A dialog whose remote target sofia cannot use: any ACK, BYE, or even
- * nua_handle_destroy() on it kills the process (endless recursion, or an
- * assertion when destroyed mid-transaction). So the handle is parked for
- * good: bound to a sentinel whose events are ignored, never destroyed, and
- * the daemon exits without nua_shutdown() while any exist. The peer stops
- * retransmitting its 2xx after 64*T1. */
-static struct leg quarantined_leg;
-
-static void quarantine(struct b2bua *b, struct leg *leg)
-{
-    nua_handle_bind(leg->nh, &quarantined_leg);
-    leg->nh = NULL;
-    leg->ack_pending = false;
-    leg->hangup_sent = true;
-    leg->state = LEG_GONE;
-    b->quarantined++;
 }
 
 /* What the caller hears when the room fails with status. A B2BUA must not
@@ -315,7 +238,7 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     }
 
     struct sdpx_info offer = {0};
-    bool has_sdp = is_sdp(sip);
+    bool has_sdp = sip_has_sdp(sip);
     if (sip->sip_payload && sip->sip_payload->pl_len && !has_sdp) {
         refuse(b, nh, 415, "Unsupported Media Type", REJ_BAD, NULL, "application/sdp");
         return;
@@ -350,6 +273,12 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     else
         snprintf(caller_uri, sizeof caller_uri, "?");
     c->from = strdup(caller_uri);
+    c->from_hdr = strdup(fromtext);
+    c->caller->uri = strdup(caller_uri);
+    c->room->uri = strdup(room->uri);
+    char ruri[300];
+    url_e(ruri, sizeof ruri, sip->sip_request->rq_url);
+    c->to = strdup(ruri);
 
     call_log(c, LOG_INFO, "INVITE from %s (%s, Call-ID %s) for '%s' -> room %s", src, caller_uri,
              callid, user ? user : "", room->name);
@@ -362,8 +291,8 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
             c->room->state = LEG_GONE;
             return;
         }
-        leg_learn_sdp(c->caller, &offer);
-        body = sdp_for(b, c->room, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+        leg_learn_sdp(c->caller, &offer, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+        body = leg_sdp_for(b->app, c->room, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
         if (!body) {
             leg_hangup(c->caller, 488, "Not Acceptable Here");
             c->room->state = LEG_GONE;
@@ -391,6 +320,12 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
 
 /* ---- responses on the room leg ---------------------------------------- */
 
+static const char *callid_of(const sip_t *sip, const struct call *c)
+{
+    (void)sip;
+    return c->id;
+}
+
 static void room_setup_response(struct b2bua *b, struct leg *room, int status, const char *phrase,
                                 const sip_t *sip)
 {
@@ -407,12 +342,12 @@ static void room_setup_response(struct b2bua *b, struct leg *room, int status, c
             call_hangup(c, 502, "Bad Gateway");
             return;
         }
-        if (is_sdp(sip) && !c->offerless) {
+        if (sip_has_sdp(sip) && !c->offerless) {
             struct sdpx_info info;
             if (sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why,
                            sizeof why) == 0) {
-                leg_learn_sdp(room, &info);
-                char *body = sdp_for(b, caller, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+                leg_learn_sdp(room, &info, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+                char *body = leg_sdp_for(b->app, caller, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
                 if (body) {
                     nua_respond(caller->nh, status, phrase,
                                 SIPTAG_CONTENT_TYPE_STR("application/sdp"),
@@ -442,7 +377,7 @@ static void room_setup_response(struct b2bua *b, struct leg *room, int status, c
         /* Never let nua send ACK or BYE to that target (sofia guide
          * section 0): forget the handle's dialog by destroying it. */
         call_log(c, LOG_WARN, "SECURITY bad-contact room 2xx refused: %s; leg quarantined", why);
-        quarantine(b, room);
+        leg_quarantine(room);
         leg_hangup(caller, 502, "Bad Gateway");
         return;
     }
@@ -454,7 +389,7 @@ static void room_setup_response(struct b2bua *b, struct leg *room, int status, c
     }
 
     const char *body = NULL;
-    if (is_sdp(sip)) {
+    if (sip_has_sdp(sip)) {
         struct sdpx_info info;
         if (sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why,
                        sizeof why) < 0) {
@@ -467,8 +402,8 @@ static void room_setup_response(struct b2bua *b, struct leg *room, int status, c
             call_hangup(c, 503, "Media Ports Exhausted");
             return;
         }
-        leg_learn_sdp(room, &info);
-        body = sdp_for(b, caller, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+        leg_learn_sdp(room, &info, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+        body = leg_sdp_for(b->app, caller, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
     } else if (!c->offerless && caller->sdp_out) {
         /* No SDP in the 2xx: the answer was in a reliable 1xx we never
          * asked for; reuse what we already sent. */
@@ -488,6 +423,17 @@ static void room_setup_response(struct b2bua *b, struct leg *room, int status, c
     }
     caller->state = LEG_ANSWERED;
     b->counters.calls_answered++;
+    c->connected_event = true;
+    {
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "session_id", c->id);
+        cJSON_AddStringToObject(p, "sessionId", c->id);
+        cJSON_AddStringToObject(p, "room", c->room_name);
+        cJSON_AddStringToObject(p, "from", c->from);
+        cJSON_AddStringToObject(p, "to", c->to);
+        cJSON_AddStringToObject(p, "call_id", callid_of(sip, c));
+        app_event(b->app, "dialin.connected", p);
+    }
     call_log(c, LOG_INFO, "room answered %d; bridging", status);
     nua_respond(caller->nh, 200, "OK", SIPTAG_CONTENT_TYPE_STR("application/sdp"),
                 SIPTAG_PAYLOAD_STR(body), TAG_END());
@@ -511,7 +457,7 @@ static void reinvite_in(struct b2bua *b, nua_t *nua, struct leg *leg, const sip_
         nua_respond(leg->nh, 491, "Request Pending", TAG_END());
         return;
     }
-    if (!is_sdp(sip)) {
+    if (!sip_has_sdp(sip)) {
         /* Offerless re-INVITE: offer what this leg already has; its
          * answer arrives in the ACK. */
         if (!leg->sdp_out) {
@@ -537,8 +483,8 @@ static void reinvite_in(struct b2bua *b, nua_t *nua, struct leg *leg, const sip_
                     SIPTAG_PAYLOAD_STR(leg->sdp_out), TAG_END());
         return;
     }
-    leg_learn_sdp(leg, &info);
-    char *body = sdp_for(b, other, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+    leg_learn_sdp(leg, &info, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+    char *body = leg_sdp_for(b->app, other, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
     if (!body) {
         nua_respond(leg->nh, 488, "Not Acceptable Here", TAG_END());
         return;
@@ -578,14 +524,14 @@ static void reinvite_response(struct b2bua *b, struct leg *leg, int status, cons
         return;
     from->reinvite_in = false;
     struct sdpx_info info;
-    if (!is_sdp(sip) ||
+    if (!sip_has_sdp(sip) ||
         sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why, sizeof why) <
             0) {
         nua_respond(from->nh, 488, "Not Acceptable Here", TAG_END());
         return;
     }
-    leg_learn_sdp(leg, &info);
-    char *body = sdp_for(b, from, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+    leg_learn_sdp(leg, &info, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+    char *body = leg_sdp_for(b->app, from, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
     if (!body) {
         nua_respond(from->nh, 488, "Not Acceptable Here", TAG_END());
         return;
@@ -604,17 +550,17 @@ static void ack_in(struct b2bua *b, struct leg *leg, const sip_t *sip)
     leg->offer_in_ack = false;
     char why[80];
     struct sdpx_info info;
-    bool ok = is_sdp(sip) && sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len,
+    bool ok = sip_has_sdp(sip) && sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len,
                                         &info, why, sizeof why) == 0;
     if (ok)
-        leg_learn_sdp(leg, &info);
+        leg_learn_sdp(leg, &info, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
 
     /* Initial offerless call: the room still waits for our ACK with the
      * caller's answer. */
     struct leg *room = c->room;
     if (leg == c->caller && c->offerless && room->ack_pending && room->nh) {
         room->ack_pending = false;
-        char *body = ok ? sdp_for(b, room, sip->sip_payload->pl_data, sip->sip_payload->pl_len)
+        char *body = ok ? leg_sdp_for(b->app, room, sip->sip_payload->pl_data, sip->sip_payload->pl_len)
                         : NULL;
         if (!body) {
             call_log(c, LOG_WARN, "caller's ACK carried no usable SDP answer");
@@ -634,7 +580,7 @@ static void update_in(struct b2bua *b, nua_t *nua, struct leg *leg, const sip_t 
         nua_respond(leg->nh, 400, "Bad Contact", NUTAG_WITH_THIS(nua), TAG_END());
         return;
     }
-    if (!is_sdp(sip)) {
+    if (!sip_has_sdp(sip)) {
         /* Session refresh: nua adds the Session-Expires it negotiated. */
         nua_respond(leg->nh, 200, "OK", NUTAG_WITH_THIS(nua), TAG_END());
         return;
@@ -648,7 +594,7 @@ static void update_in(struct b2bua *b, nua_t *nua, struct leg *leg, const sip_t 
         return;
     }
     if (leg->ep)
-        leg_learn_sdp(leg, &info);
+        leg_learn_sdp(leg, &info, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
     nua_respond(leg->nh, 200, "OK", NUTAG_WITH_THIS(nua),
                 SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(leg->sdp_out),
                 TAG_END());
@@ -674,7 +620,7 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
 {
     struct b2bua *b = app->b2bua;
 
-    if (leg == &quarantined_leg)
+    if (leg_is_quarantine_sentinel(leg))
         return;
     if (log_get_level() >= LOG_DEBUG)
         log_msg(LOG_DEBUG, leg ? leg->call->id : NULL, "nua event %s %d %s", nua_event_name(event),
@@ -691,9 +637,13 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
     case nua_r_invite:
         if (!leg)
             return;
-        if (leg->reinvite_out) {
+        if (leg->reinvite_out && leg->xfer_reinvite) {
+            transfer_caller_reinvite_response(app, leg, status, phrase, sip);
+        } else if (leg->reinvite_out) {
             reinvite_response(b, leg, status, phrase, sip);
-        } else if (leg->role == LEG_ROOM && leg->state == LEG_EARLY) {
+        } else if (leg == leg->call->target && leg->state == LEG_EARLY) {
+            transfer_target_response(app, leg, status, phrase, sip);
+        } else if (leg->role == LEG_ROOM && leg->state == LEG_EARLY && !leg->detached) {
             room_setup_response(b, leg, status, phrase, sip);
         } else if (status >= 200 && status < 300 && leg->nh) {
             /* A 2xx to an INVITE nua sent by itself (session refresh). */
@@ -802,6 +752,8 @@ struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
         return NULL;
     }
 
+    app->sip_port = b->port;
+    snprintf(app->sip_host, sizeof app->sip_host, "%s", b->host);
     b->nua = nua_create(app->root, on_event, app, NUTAG_URL(app->cfg->sip_listen),
                         NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOALERT(0),
                         NUTAG_AUTOACK(0), NUTAG_AUTO302(0), NUTAG_AUTO100(1),
@@ -819,6 +771,7 @@ struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
         app->b2bua = NULL;
         return NULL;
     }
+    app->nua = b->nua;
     return b;
 }
 
@@ -836,8 +789,8 @@ void b2bua_hangup_call(struct b2bua *b, struct call *c, int status, const char *
 void b2bua_shutdown(struct b2bua *b, void (*done)(struct app *app))
 {
     b->shutdown_done = done;
-    if (b->quarantined) {
-        log_warn("%lu quarantined SIP dialog(s): skipping nua_shutdown", b->quarantined);
+    if (leg_quarantined_count()) {
+        log_warn("%lu quarantined SIP dialog(s): skipping nua_shutdown", leg_quarantined_count());
         done(b->app);
         return;
     }
@@ -858,7 +811,7 @@ void b2bua_destroy(struct b2bua *b)
         call_free(c);
     }
     /* nua_destroy() on a stack with live (quarantined) dialogs asserts. */
-    if (b->nua && !b->quarantined)
+    if (b->nua && !leg_quarantined_count())
         nua_destroy(b->nua);
     free(b);
 }

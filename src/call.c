@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "relay.h"
+#include "transfer.h"
 
 #define BUCKETS 8192
 
@@ -60,13 +61,25 @@ struct call *call_new(const char *node)
     return c;
 }
 
-static void leg_free(struct leg *leg)
+void leg_free(struct leg *leg)
 {
     if (!leg)
         return;
     relay_ep_free(leg->ep);
     free(leg->sdp_out);
+    free(leg->sdp_in);
+    free(leg->uri);
     free(leg);
+}
+
+static bool gone(const struct leg *leg)
+{
+    return !leg || leg->state == LEG_GONE;
+}
+
+bool call_is_over(const struct call *c)
+{
+    return gone(c->caller) && gone(c->room) && gone(c->target) && !c->zombies;
 }
 
 void call_free(struct call *c)
@@ -87,9 +100,18 @@ void call_free(struct call *c)
 
     leg_free(c->caller);
     leg_free(c->room);
+    leg_free(c->target);
+    while (c->zombies) {
+        struct leg *z = c->zombies;
+        c->zombies = z->znext;
+        leg_free(z);
+    }
+    transfer_free(c->xfer);
     free(c->room_name);
     free(c->room_uri);
     free(c->from);
+    free(c->from_hdr);
+    free(c->to);
     free(c);
 }
 
@@ -122,7 +144,13 @@ struct leg *leg_new(struct call *call, enum leg_role role)
 struct leg *leg_peer(const struct leg *leg)
 {
     struct call *c = leg->call;
-    return leg == c->caller ? c->room : c->caller;
+    if (leg->detached)
+        return NULL;
+    if (leg == c->caller)
+        return c->room;
+    if (leg == c->room)
+        return c->caller;
+    return NULL; /* a transfer target is bridged to nobody until it answers */
 }
 
 const char *leg_role_name(enum leg_role role)

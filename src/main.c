@@ -16,6 +16,8 @@
 #include <sofia-sip/su.h>
 #include <sofia-sip/su_log.h>
 
+#include <cjson/cJSON.h>
+
 #include "api.h"
 #include "app.h"
 #include "b2bua.h"
@@ -38,6 +40,16 @@ static void usage(FILE *f)
             "Signals: SIGTERM/SIGINT drain (new calls get 503, live calls get drain_timeout\n"
             "seconds, then are hung up) and exit 0; SIGHUP reloads rooms, routes, trunks and\n"
             "transfer policy without dropping calls.\n");
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+void app_event(struct app *app, const char *type, void *payload)
+{
+    cJSON *p = payload;
+    cJSON *sid = cJSON_GetObjectItemCaseSensitive(p, "session_id");
+    log_msg(LOG_INFO, cJSON_IsString(sid) ? sid->valuestring : NULL, "event %s", type);
+    cJSON_Delete(p);
 }
 
 /* ---- shutdown ---------------------------------------------------------- */

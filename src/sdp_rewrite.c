@@ -45,6 +45,16 @@ static int parse_into(su_home_t *home, const char *body, size_t len, sdp_parser_
             return -1;
         }
         s->port = (uint16_t)m->m_port;
+        s->dtmf_pt = -1;
+        for (const sdp_list_t *f = m->m_format; f; f = f->l_next) {
+            size_t used = strlen(s->formats);
+            snprintf(s->formats + used, sizeof s->formats - used, "%s%s", used ? " " : "",
+                     f->l_text);
+        }
+        for (const sdp_rtpmap_t *r = m->m_rtpmaps; r; r = r->rm_next)
+            if (r->rm_encoding && strcasecmp(r->rm_encoding, "telephone-event") == 0 &&
+                r->rm_rate == 8000)
+                s->dtmf_pt = (int)r->rm_pt;
         if (s->port == 0)
             continue;
         if (!c || !c->c_address) {

@@ -1,0 +1,39 @@
+/* target.h - one normaliser for every transfer target (API toEndPoint, a
+ * room's Refer-To, later the resolver): what kind it is, the SIP URI to
+ * INVITE, the X- headers to carry, and whether policy allows it. */
+#ifndef SIPXFER_TARGET_H
+#define SIPXFER_TARGET_H
+
+#include <stddef.h>
+
+struct config;
+
+enum target_kind { TARGET_ROOM, TARGET_SIP, TARGET_PSTN };
+
+#define TARGET_MAX_HEADERS 8
+
+struct target {
+    enum target_kind kind;
+    char uri[512];       /* what to INVITE / Refer-To, without ?headers */
+    char room[128];      /* TARGET_ROOM: the room's name */
+    char number[32];     /* TARGET_PSTN: the E.164 number */
+    int nheaders;
+    char headers[TARGET_MAX_HEADERS][280]; /* "X-Name: value" */
+};
+
+enum target_result {
+    TARGET_OK = 0,
+    TARGET_INVALID = -1,   /* 400: not a SIP URI / E.164 number, bad header, ... */
+    TARGET_FORBIDDEN = -2, /* 403: not matched by transfer.allow */
+};
+
+/* Parse text into out. self_host/self_port (our SIP listen address) refuse
+ * loops back to sipxferd. err gets a sentence for the API's "info". */
+enum target_result target_parse(const struct config *cfg, const char *text,
+                                 const char *self_host, int self_port, struct target *out,
+                                 char *err, size_t errlen);
+
+/* fnmatch-style allow list, case-insensitive; an empty list allows nothing. */
+int target_allowed(const struct config *cfg, const char *text);
+
+#endif

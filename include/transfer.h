@@ -1,0 +1,78 @@
+/* transfer.h - moving a live call: sipCallTransfer (we stay in the path,
+ * make-before-break). One transfer per call at a time; the call owns it.
+ *
+ * Flow: transfer_start() INVITEs the target with the caller's media
+ * description while the caller stays bridged to the room; on the target's
+ * 2xx the relay is re-pointed caller<->target, the caller is re-INVITEd if
+ * the media description must change, and only then the old room leg gets
+ * BYE. Any failure before that point leaves the caller where it was. */
+#ifndef SIPXFER_TRANSFER_H
+#define SIPXFER_TRANSFER_H
+
+#include "sofia_types.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include <sofia-sip/sip.h>
+
+#include "target.h"
+
+struct app;
+struct call;
+struct leg;
+struct cJSON;
+
+enum xfer_mode { XFER_CALL, XFER_REFER };
+enum xfer_state { XFER_RINGING, XFER_ANSWERED, XFER_COMPLETED, XFER_FAILED };
+
+struct transfer {
+    char id[48];
+    struct call *call;
+    enum xfer_mode mode;
+    enum xfer_state state;
+    char *to_endpoint;       /* as the client gave it */
+    struct target target;
+    char caller_id[64];
+    char extension[24];
+    int wait_ext_sec;
+    char from_room[128];     /* the room when it was triggered */
+    char from_endpoint[512]; /* the far end when it was triggered */
+    int sip_status;          /* last final status from the target */
+    char reason[128];
+    time_t started, ended;
+    su_timer_t *timer; /* ring timeout, then the extension delay */
+};
+
+struct transfer_request {
+    enum xfer_mode mode;
+    const char *to_endpoint;
+    const char *caller_id; /* may be NULL */
+    const char *extension; /* may be NULL */
+    int wait_ext_sec;
+};
+
+/* Validate and start. Returns the HTTP status for the API (200 on success,
+ * with c->xfer set) and the error kind/info on failure. */
+int transfer_start(struct app *app, struct call *c, const struct transfer_request *req,
+                   const char **kind, char *info, size_t infolen);
+
+/* DELETE /v1/sessions/{id}/transfer: cancel a transfer still ringing. */
+int transfer_cancel(struct app *app, struct call *c, const char **kind, char *info,
+                    size_t infolen);
+
+bool transfer_active(const struct call *c);
+void transfer_free(struct transfer *x);
+struct cJSON *transfer_json(const struct transfer *x);
+
+/* Hooks called by b2bua.c. */
+void transfer_target_response(struct app *app, struct leg *target, int status, const char *phrase,
+                              const sip_t *sip);
+void transfer_caller_reinvite_response(struct app *app, struct leg *caller, int status,
+                                       const char *phrase, const sip_t *sip);
+/* A leg of c (caller, room or target) is gone while a transfer runs.
+ * Returns true when the caller must stay up (the transfer goes on). */
+bool transfer_leg_gone(struct app *app, struct leg *leg);
+
+#endif

@@ -1,0 +1,442 @@
+/* transfer.c - sipCallTransfer: see transfer.h for the flow. */
+#include "sofia_types.h"
+
+#include "transfer.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <sofia-sip/nua_tag.h>
+#include <sofia-sip/sip_header.h>
+
+#include "app.h"
+#include "call.h"
+#include "config.h"
+#include "leg.h"
+#include "log.h"
+#include "relay.h"
+#include "sip_guard.h"
+
+static const char *const state_names[] = {"ringing", "answered", "completed", "failed"};
+
+/* ---- events ------------------------------------------------------------ */
+
+static void emit(struct app *app, struct transfer *x, const char *type)
+{
+    struct call *c = x->call;
+    cJSON *p = cJSON_CreateObject();
+    char ts[32];
+    snprintf(ts, sizeof ts, "%ld", (long)time(NULL));
+    cJSON_AddStringToObject(p, "room", x->from_room);
+    cJSON_AddStringToObject(p, "session_id", c->id);
+    cJSON_AddStringToObject(p, "transfer_id", x->id);
+    cJSON_AddStringToObject(p, "to_endpoint", x->to_endpoint);
+    cJSON_AddStringToObject(p, "from_endpoint", x->from_endpoint);
+    cJSON_AddBoolToObject(p, "is_sip_refer", x->mode == XFER_REFER);
+    cJSON_AddStringToObject(p, "timestamp", ts);
+    if (x->state == XFER_FAILED) {
+        cJSON_AddNumberToObject(p, "sip_status", x->sip_status);
+        cJSON_AddStringToObject(p, "reason", x->reason);
+    }
+    app_event(app, type, p);
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+bool transfer_active(const struct call *c)
+{
+    return c->xfer && (c->xfer->state == XFER_RINGING || c->xfer->state == XFER_ANSWERED);
+}
+
+void transfer_free(struct transfer *x)
+{
+    if (!x)
+        return;
+    if (x->timer)
+        su_timer_destroy(x->timer);
+    free(x->to_endpoint);
+    free(x);
+}
+
+struct cJSON *transfer_json(const struct transfer *x)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "transferId", x->id);
+    cJSON_AddStringToObject(j, "mode", x->mode == XFER_REFER ? "sipRefer" : "sipCallTransfer");
+    cJSON_AddStringToObject(j, "toEndPoint", x->to_endpoint);
+    cJSON_AddStringToObject(j, "state", state_names[x->state]);
+    if (x->sip_status)
+        cJSON_AddNumberToObject(j, "sipStatus", x->sip_status);
+    else
+        cJSON_AddNullToObject(j, "sipStatus");
+    if (x->reason[0])
+        cJSON_AddStringToObject(j, "reason", x->reason);
+    cJSON_AddNumberToObject(j, "startedAt", (double)x->started);
+    return j;
+}
+
+static void stop_timer(struct transfer *x)
+{
+    if (x->timer)
+        su_timer_reset(x->timer);
+}
+
+/* The transfer is over without moving the call. The caller stays with the
+ * room (or, if the room went away meanwhile, is hung up: nothing to return
+ * to). */
+static void fail(struct app *app, struct transfer *x, int status, const char *reason)
+{
+    struct call *c = x->call;
+    if (!transfer_active(c))
+        return;
+    stop_timer(x);
+    x->state = XFER_FAILED;
+    x->sip_status = status;
+    x->ended = time(NULL);
+    snprintf(x->reason, sizeof x->reason, "%s", reason);
+    call_log(c, LOG_INFO, "transfer %s to %s failed: %d %s", x->id, x->to_endpoint, status, reason);
+    if (c->target) {
+        leg_hangup(c->target, 487, "Request Terminated");
+        /* the target leg is freed when nua reports it terminated */
+    }
+    if (c->caller->ep && c->room && c->room->ep && c->room->state != LEG_GONE)
+        relay_connect(c->caller->ep, c->room->ep);
+    emit(app, x, "calltransfer.failed");
+    if ((!c->room || c->room->state == LEG_GONE || c->room->hangup_sent) && !c->ended) {
+        call_log(c, LOG_INFO, "the room left during the transfer: ending the call");
+        c->ended = true;
+        leg_hangup(c->caller, 480, "Temporarily Unavailable");
+    }
+}
+
+static void on_timer(struct app *app, su_timer_t *t, void *arg)
+{
+    struct transfer *x = arg;
+    if (x->state == XFER_RINGING) {
+        fail(app, x, 408, "ring timeout");
+    }
+}
+
+/* ---- start ------------------------------------------------------------- */
+
+static void make_id(char *out, size_t len)
+{
+    unsigned char b[12];
+    if (getrandom(b, sizeof b, 0) != sizeof b)
+        memset(b, 0, sizeof b);
+    snprintf(out, len, "xfer-%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+             b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11]);
+}
+
+int transfer_start(struct app *app, struct call *c, const struct transfer_request *req,
+                   const char **kind, char *info, size_t infolen)
+{
+    struct config *cfg = app->cfg;
+    struct target t;
+
+    if (transfer_active(c)) {
+        *kind = "conflict";
+        snprintf(info, infolen, "transfer %s is already running for this session", c->xfer->id);
+        return 409;
+    }
+    if (c->ended || c->caller->state != LEG_CONFIRMED || !c->room || c->room->state != LEG_CONFIRMED ||
+        c->caller->reinvite_in || c->caller->reinvite_out || c->room->reinvite_in ||
+        c->room->reinvite_out) {
+        *kind = "conflict";
+        snprintf(info, infolen, "the call is not connected (or is renegotiating media) right now");
+        return 409;
+    }
+    enum target_result tr =
+        target_parse(cfg, req->to_endpoint, app->sip_host, app->sip_port, &t, info, infolen);
+    if (tr == TARGET_FORBIDDEN) {
+        *kind = "forbidden";
+        log_warn("SECURITY target-refused api %s [%s]", req->to_endpoint, c->id);
+        return 403;
+    }
+    if (tr != TARGET_OK) {
+        *kind = "invalid-request-error";
+        return 400;
+    }
+    if (t.kind == TARGET_ROOM && c->room_name && strcmp(t.room, c->room_name) == 0) {
+        *kind = "invalid-request-error";
+        snprintf(info, infolen, "session is already in room %s", t.room);
+        return 400;
+    }
+    if (!c->caller->sdp_in) {
+        *kind = "conflict";
+        snprintf(info, infolen, "the caller has no media description yet");
+        return 409;
+    }
+
+    struct transfer *x = calloc(1, sizeof *x);
+    make_id(x->id, sizeof x->id);
+    x->call = c;
+    x->mode = req->mode;
+    x->state = XFER_RINGING;
+    x->to_endpoint = strdup(req->to_endpoint);
+    x->target = t;
+    x->started = time(NULL);
+    snprintf(x->from_room, sizeof x->from_room, "%s", c->room_name ? c->room_name : "");
+    snprintf(x->from_endpoint, sizeof x->from_endpoint, "%s", c->room->uri ? c->room->uri : "");
+    if (req->caller_id)
+        snprintf(x->caller_id, sizeof x->caller_id, "%s", req->caller_id);
+    if (req->extension)
+        snprintf(x->extension, sizeof x->extension, "%s", req->extension);
+    x->wait_ext_sec = req->wait_ext_sec;
+
+    struct leg *tl = leg_new(c, LEG_TARGET);
+    tl->uri = strdup(t.uri);
+    char err[160];
+    int nstreams = c->caller->ep ? relay_ep_nstreams(c->caller->ep) : 1;
+    if (leg_media_new(app, tl, nstreams, c->caller, err, sizeof err) < 0) {
+        call_log(c, LOG_ERROR, "transfer refused: %s", err);
+        leg_free(tl);
+        transfer_free(x);
+        *kind = "conflict";
+        snprintf(info, infolen, "no media ports left for the transfer");
+        return 409;
+    }
+    const char *offer = leg_sdp_for(app, tl, c->caller->sdp_in, strlen(c->caller->sdp_in));
+    if (!offer) {
+        leg_free(tl);
+        transfer_free(x);
+        *kind = "invalid-request-error";
+        snprintf(info, infolen, "cannot build a media offer for the target");
+        return 400;
+    }
+
+    /* From: the caller's identity, or the given caller id toward PSTN. */
+    char from[600];
+    if (t.kind == TARGET_PSTN && x->caller_id[0])
+        snprintf(from, sizeof from, "<sip:%s@%s>", x->caller_id, app->sip_host);
+    else
+        snprintf(from, sizeof from, "%s", c->from_hdr);
+
+    char headers[TARGET_MAX_HEADERS * 284 + 200];
+    int n = snprintf(headers, sizeof headers, "X-Session-Id: %s", c->id);
+    for (int i = 0; i < t.nheaders && n < (int)sizeof headers; i++)
+        n += snprintf(headers + n, sizeof headers - (size_t)n, "\r\n%s", t.headers[i]);
+
+    tl->nh = nua_handle(app->nua, tl, NUTAG_URL(t.uri), SIPTAG_TO_STR(t.uri),
+                        SIPTAG_FROM_STR(from), TAG_END());
+    if (!tl->nh) {
+        leg_free(tl);
+        transfer_free(x);
+        *kind = "invalid-request-error";
+        snprintf(info, infolen, "cannot address the target");
+        return 400;
+    }
+    tl->state = LEG_EARLY;
+    transfer_free(c->xfer); /* the previous, finished one */
+    c->xfer = x;
+    c->target = tl;
+
+    call_log(c, LOG_INFO, "transfer %s: INVITE %s (%s)", x->id, t.uri,
+             t.kind == TARGET_ROOM ? "room" : t.kind == TARGET_PSTN ? "PSTN" : "SIP");
+    emit(app, x, "calltransfer.triggered");
+    nua_invite(tl->nh, SIPTAG_HEADER_STR(headers), SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+               SIPTAG_PAYLOAD_STR(offer), TAG_END());
+    emit(app, x, "calltransfer.initiated");
+
+    x->timer = su_timer_create(su_root_task(app->root), 0);
+    su_timer_set_interval(x->timer, on_timer, x, (su_duration_t)cfg->transfer.ring_timeout * 1000);
+    return 200;
+}
+
+int transfer_cancel(struct app *app, struct call *c, const char **kind, char *info,
+                    size_t infolen)
+{
+    if (!transfer_active(c)) {
+        *kind = "not-found";
+        snprintf(info, infolen, "no transfer in flight for this session");
+        return 404;
+    }
+    if (c->xfer->state != XFER_RINGING) {
+        *kind = "conflict";
+        snprintf(info, infolen, "the target has already answered");
+        return 409;
+    }
+    fail(app, c->xfer, 487, "cancelled");
+    return 200;
+}
+
+/* ---- the target's answer ----------------------------------------------- */
+
+static bool same_media(const char *a, const char *b)
+{
+    struct sdpx_info x, y;
+    char err[80];
+    if (!a || !b || sdpx_parse(a, strlen(a), &x, err, sizeof err) < 0 ||
+        sdpx_parse(b, strlen(b), &y, err, sizeof err) < 0)
+        return false;
+    if (x.nstreams != y.nstreams)
+        return false;
+    for (int i = 0; i < x.nstreams; i++)
+        if (strcmp(x.s[i].formats, y.s[i].formats) != 0 || (x.s[i].port == 0) != (y.s[i].port == 0))
+            return false;
+    return true;
+}
+
+/* Bridge the caller to the target for good and release the old room. */
+static void commit(struct app *app, struct transfer *x)
+{
+    struct call *c = x->call;
+    struct leg *old = c->room;
+    struct leg *tl = c->target;
+
+    if (old) {
+        old->detached = true;
+        old->znext = c->zombies;
+        c->zombies = old;
+        if (old->state != LEG_GONE) {
+            leg_hangup(old, 200, "OK");
+        } else {
+            /* already gone: unlink and free now */
+            c->zombies = old->znext;
+            leg_free(old);
+        }
+    }
+    c->room = tl;
+    c->target = NULL;
+    tl->role = LEG_ROOM;
+    if (x->target.kind == TARGET_ROOM) {
+        free(c->room_name);
+        c->room_name = strdup(x->target.room);
+    }
+    free(c->room_uri);
+    c->room_uri = strdup(tl->uri);
+    stop_timer(x);
+    x->state = XFER_COMPLETED;
+    x->ended = time(NULL);
+    c->transfers++;
+    call_log(c, LOG_INFO, "transfer %s completed: now bridged to %s", x->id, tl->uri);
+    emit(app, x, "calltransfer.completed");
+}
+
+void transfer_target_response(struct app *app, struct leg *tl, int status, const char *phrase,
+                              const sip_t *sip)
+{
+    struct call *c = tl->call;
+    struct transfer *x = c->xfer;
+    char why[80];
+
+    if (status < 200)
+        return;
+    if (status >= 300) {
+        tl->hangup_sent = true; /* the INVITE transaction is over */
+        tl->state = LEG_ENDING;
+        if (x && transfer_active(c) && c->target == tl)
+            fail(app, x, status, phrase ? phrase : "failed");
+        return;
+    }
+
+    /* 2xx */
+    tl->state = LEG_ANSWERED;
+    tl->ack_pending = true;
+    if (!sip_guard_dialog_ok(sip, true, why, sizeof why)) {
+        call_log(c, LOG_WARN, "SECURITY bad-contact transfer target 2xx refused: %s; quarantined",
+                 why);
+        leg_quarantine(tl);
+        if (x && transfer_active(c))
+            fail(app, x, 502, "target answered with an unusable Contact");
+        return;
+    }
+    if (!x || !transfer_active(c) || c->target != tl || c->caller->state == LEG_GONE ||
+        c->caller->hangup_sent) {
+        /* Answer crossed a cancel or a hang-up: take it and end it. */
+        leg_hangup(tl, 487, "Request Terminated");
+        return;
+    }
+    struct sdpx_info info;
+    if (!sip_has_sdp(sip) ||
+        sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why, sizeof why) < 0) {
+        call_log(c, LOG_WARN, "transfer target answered without usable SDP");
+        fail(app, x, 488, "target answered without usable SDP");
+        return;
+    }
+    tl->ack_pending = false;
+    nua_ack(tl->nh, TAG_END());
+    leg_learn_sdp(tl, &info, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+    x->sip_status = status;
+    x->state = XFER_ANSWERED;
+    stop_timer(x);
+    call_log(c, LOG_INFO, "transfer %s: target answered %d", x->id, status);
+    emit(app, x, "calltransfer.answered");
+
+    if (c->caller->ep)
+        relay_connect(c->caller->ep, tl->ep);
+
+    /* Passthrough: the caller must learn the target's address. Relay: only
+     * when the target chose other codecs than the room did. */
+    bool reinvite = !c->caller->ep || !c->room || !same_media(tl->sdp_in, c->room->sdp_in);
+    if (reinvite) {
+        char *body = leg_sdp_for(app, c->caller, tl->sdp_in, strlen(tl->sdp_in));
+        if (!body) {
+            fail(app, x, 488, "cannot offer the target's media to the caller");
+            return;
+        }
+        call_log(c, LOG_INFO, "transfer %s: re-INVITE the caller for the new media", x->id);
+        c->caller->reinvite_out = true;
+        c->caller->xfer_reinvite = true;
+        nua_invite(c->caller->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+                   SIPTAG_PAYLOAD_STR(body), TAG_END());
+        return;
+    }
+    commit(app, x);
+}
+
+void transfer_caller_reinvite_response(struct app *app, struct leg *caller, int status,
+                                       const char *phrase, const sip_t *sip)
+{
+    struct call *c = caller->call;
+    struct transfer *x = c->xfer;
+    if (status < 200)
+        return;
+    caller->reinvite_out = false;
+    caller->xfer_reinvite = false;
+    if (status >= 300) {
+        if (x && transfer_active(c))
+            fail(app, x, status, "the caller refused the new media");
+        if (status == 408 || status == 481) {
+            c->ended = true;
+            leg_hangup(c->caller, 500, "Server Internal Error");
+            leg_hangup(c->room, 200, "OK");
+        }
+        return;
+    }
+    nua_ack(caller->nh, TAG_END());
+    struct sdpx_info info;
+    char why[80];
+    if (sip_has_sdp(sip) &&
+        sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why, sizeof why) == 0)
+        leg_learn_sdp(caller, &info, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+    if (x && transfer_active(c) && c->target)
+        commit(app, x);
+}
+
+bool transfer_leg_gone(struct app *app, struct leg *leg)
+{
+    struct call *c = leg->call;
+    struct transfer *x = c->xfer;
+    if (!x || !transfer_active(c))
+        return false;
+    if (leg == c->target) {
+        fail(app, x, x->sip_status ? x->sip_status : 480, "the target left");
+        return true;
+    }
+    if (leg == c->caller) {
+        fail(app, x, 487, "the caller hung up");
+        return false;
+    }
+    if (leg == c->room) {
+        /* The old room left while the target rings: keep the caller for
+         * the target; if the target fails, fail() ends the call. */
+        call_log(c, LOG_INFO, "the room left during transfer %s: the caller waits for the target",
+                 x->id);
+        return true;
+    }
+    return false;
+}
