@@ -27,6 +27,7 @@ enum leg_state {
 };
 
 struct relay_ep;
+struct dtmf;
 
 struct leg {
     struct call *call;
@@ -51,6 +52,7 @@ struct leg {
     char *uri;         /* whom this leg talks to (room / target URI, caller From) */
     bool detached;     /* replaced by a transfer: ending on its own */
     struct leg *znext; /* call's list of detached legs */
+    struct dtmf *dtmf; /* digits being dialled into this leg, owned */
 };
 
 struct call {

@@ -59,4 +59,9 @@ void relay_ep_stats(const struct relay_ep *ep, struct relay_ep_stats *out);
  * be used after this call. */
 void relay_ep_free(struct relay_ep *ep);
 
+/* Send one datagram from the RTP socket of the endpoint's
+ * stream to where its peer receives (latched source, else SDP address).
+ * For media we originate ourselves (RFC 4733 digits). Thread-safe. */
+int relay_ep_send(struct relay_ep *ep, int stream, const void *buf, size_t len);
+
 #endif

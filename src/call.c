@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "dtmf.h"
 #include "log.h"
 #include "relay.h"
 #include "transfer.h"
@@ -65,6 +66,7 @@ void leg_free(struct leg *leg)
 {
     if (!leg)
         return;
+    dtmf_cancel(leg->dtmf); /* it sends through leg->ep */
     relay_ep_free(leg->ep);
     free(leg->sdp_out);
     free(leg->sdp_in);

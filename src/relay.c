@@ -62,7 +62,7 @@ struct relay_ep {
     _Atomic uint64_t rx, tx;
 };
 
-enum cmd_kind { CMD_ADD, CMD_SET_PEER, CMD_CONNECT, CMD_FREE, CMD_STOP };
+enum cmd_kind { CMD_ADD, CMD_SET_PEER, CMD_CONNECT, CMD_FREE, CMD_SEND, CMD_STOP };
 
 struct cmd {
     struct cmd *next;
@@ -71,6 +71,8 @@ struct cmd {
     int stream;
     struct sockaddr_storage rtp, rtcp;
     socklen_t len;
+    unsigned char *payload; /* CMD_SEND */
+    size_t payload_len;
 };
 
 struct relay_worker {
@@ -238,9 +240,20 @@ static void run_command(struct relay_worker *w, struct cmd *c)
             ep->partner->partner = NULL;
         ep_release(ep);
         break;
+    case CMD_SEND: {
+        struct relay_peer *dst = &ep->peer[c->stream][0];
+        const struct sockaddr_storage *to = dst->latched_len ? &dst->latched : &dst->sdp;
+        socklen_t tolen = dst->latched_len ? dst->latched_len : dst->sdp_len;
+        if (tolen && sendto(ep->sock[c->stream][0].fd, c->payload, c->payload_len, 0,
+                            (const struct sockaddr *)to, tolen) >= 0)
+            atomic_fetch_add(&ep->tx, 1);
+        break;
+    }
     case CMD_STOP:
         break;
     }
+    free(c->payload);
+    c->payload = NULL;
 }
 
 static void forward(struct relay *r, struct relay_sock *in, const unsigned char *buf, size_t len,
@@ -398,6 +411,7 @@ void relay_destroy(struct relay *r)
                         close(c->ep->sock[s][k].fd);
                 free(c->ep);
             }
+            free(c->payload);
             free(c);
             c = next;
         }
@@ -539,6 +553,25 @@ void relay_ep_stats(const struct relay_ep *ep, struct relay_ep_stats *out)
 {
     out->rx_packets = atomic_load(&((struct relay_ep *)ep)->rx);
     out->tx_packets = atomic_load(&((struct relay_ep *)ep)->tx);
+}
+
+int relay_ep_send(struct relay_ep *ep, int stream, const void *buf, size_t len)
+{
+    if (stream < 0 || stream >= ep->nstreams)
+        return -1;
+    /* The peer addresses are the worker's; post the packet to it so it is
+     * sent where the forwarded media goes. */
+    struct cmd *c = cmd_new(CMD_SEND, ep);
+    c->stream = stream;
+    c->payload = malloc(len);
+    if (!c->payload) {
+        free(c);
+        return -1;
+    }
+    memcpy(c->payload, buf, len);
+    c->payload_len = len;
+    post(ep->w, c);
+    return 0;
 }
 
 void relay_ep_free(struct relay_ep *ep)

@@ -15,6 +15,7 @@
 #include "app.h"
 #include "call.h"
 #include "config.h"
+#include "dtmf.h"
 #include "leg.h"
 #include "log.h"
 #include "relay.h"
@@ -280,6 +281,27 @@ static bool same_media(const char *a, const char *b)
     return true;
 }
 
+/* Send the extension into the new leg once it is bridged. */
+static void dial_extension(struct app *app, struct transfer *x, struct leg *tl)
+{
+    struct sdpx_info info;
+    char err[80];
+    if (!tl->ep) {
+        call_log(x->call, LOG_WARN, "extension not dialled: needs media.mode = \"relay\"");
+        return;
+    }
+    if (!tl->sdp_in || sdpx_parse(tl->sdp_in, strlen(tl->sdp_in), &info, err, sizeof err) < 0 ||
+        info.nstreams < 1 || info.s[0].dtmf_pt < 0) {
+        call_log(x->call, LOG_WARN,
+                 "extension not dialled: the target did not accept telephone-event/8000");
+        return;
+    }
+    call_log(x->call, LOG_INFO, "dialling extension \"%s\" in %d s (payload type %d)", x->extension,
+             x->wait_ext_sec, info.s[0].dtmf_pt);
+    dtmf_start(app, tl->ep, info.s[0].dtmf_pt, x->extension, (unsigned)x->wait_ext_sec * 1000,
+               x->call->id, &tl->dtmf);
+}
+
 /* Bridge the caller to the target for good and release the old room. */
 static void commit(struct app *app, struct transfer *x)
 {
@@ -314,6 +336,8 @@ static void commit(struct app *app, struct transfer *x)
     c->transfers++;
     call_log(c, LOG_INFO, "transfer %s completed: now bridged to %s", x->id, tl->uri);
     emit(app, x, "calltransfer.completed");
+    if (x->extension[0])
+        dial_extension(app, x, tl);
 }
 
 void transfer_target_response(struct app *app, struct leg *tl, int status, const char *phrase,

@@ -1,0 +1,135 @@
+/* dtmf.c - RFC 4733 digit sender.
+ *
+ * Each digit: packets every 20 ms with a growing duration for 120 ms, the
+ * first with the marker bit, then three end packets (RFC 4733 section
+ * 2.5.1.4 asks for redundant ends), then a 100 ms gap. All packets of one
+ * event share its timestamp. */
+#include "sofia_types.h"
+
+#include "dtmf.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "app.h"
+#include "log.h"
+#include "relay.h"
+
+#define TICK_MS 20
+#define SAMPLES_PER_TICK 160 /* 8 kHz clock */
+#define TONE_TICKS 6
+#define END_PACKETS 3
+#define GAP_TICKS 5
+
+struct dtmf {
+    struct relay_ep *ep;
+    su_timer_t *timer;
+    int pt;
+    char digits[24];
+    int pos;     /* digit being sent */
+    int tick;    /* within the digit */
+    uint16_t seq;
+    uint32_t ts, ssrc;
+    char tag[96];
+    struct dtmf **slot;
+};
+
+int dtmf_event_code(char d)
+{
+    if (d >= '0' && d <= '9')
+        return d - '0';
+    if (d == '*')
+        return 10;
+    if (d == '#')
+        return 11;
+    if (d >= 'A' && d <= 'D')
+        return 12 + d - 'A';
+    if (d >= 'a' && d <= 'd')
+        return 12 + d - 'a';
+    return -1;
+}
+
+size_t dtmf_packet(uint8_t *buf, int pt, int marker, uint16_t seq, uint32_t ts, uint32_t ssrc,
+                   int event, int end, uint16_t duration)
+{
+    buf[0] = 0x80; /* V=2 */
+    buf[1] = (uint8_t)((marker ? 0x80 : 0) | (pt & 0x7f));
+    uint16_t nseq = htons(seq);
+    uint32_t nts = htonl(ts), nssrc = htonl(ssrc);
+    memcpy(buf + 2, &nseq, 2);
+    memcpy(buf + 4, &nts, 4);
+    memcpy(buf + 8, &nssrc, 4);
+    buf[12] = (uint8_t)event;
+    buf[13] = (uint8_t)((end ? 0x80 : 0) | 10); /* volume -10 dBm0 */
+    uint16_t ndur = htons(duration);
+    memcpy(buf + 14, &ndur, 2);
+    return 16;
+}
+
+static void finish(struct dtmf *d)
+{
+    if (d->slot)
+        *d->slot = NULL;
+    su_timer_destroy(d->timer);
+    free(d);
+}
+
+static void on_tick(struct app *app, su_timer_t *t, void *arg)
+{
+    struct dtmf *d = arg;
+    char digit = d->digits[d->pos];
+    if (!digit) {
+        log_msg(LOG_INFO, d->tag, "extension \"%s\" dialled", d->digits);
+        finish(d);
+        return;
+    }
+    int event = dtmf_event_code(digit);
+    uint8_t pkt[16];
+    if (d->tick < TONE_TICKS) {
+        uint16_t dur = (uint16_t)((d->tick + 1) * SAMPLES_PER_TICK);
+        relay_ep_send(d->ep, 0, pkt,
+                      dtmf_packet(pkt, d->pt, d->tick == 0, d->seq++, d->ts, d->ssrc, event, 0, dur));
+    } else if (d->tick < TONE_TICKS + END_PACKETS) {
+        uint16_t dur = (uint16_t)(TONE_TICKS * SAMPLES_PER_TICK);
+        relay_ep_send(d->ep, 0, pkt,
+                      dtmf_packet(pkt, d->pt, 0, d->seq++, d->ts, d->ssrc, event, 1, dur));
+    }
+    d->tick++;
+    if (d->tick >= TONE_TICKS + END_PACKETS + GAP_TICKS) {
+        d->ts += (uint32_t)((TONE_TICKS + END_PACKETS + GAP_TICKS) * SAMPLES_PER_TICK);
+        d->tick = 0;
+        d->pos++;
+    }
+    su_timer_set_interval(t, on_tick, d, TICK_MS);
+}
+
+void dtmf_start(struct app *app, struct relay_ep *ep, int pt, const char *digits,
+                unsigned delay_ms, const char *tag, struct dtmf **slot)
+{
+    if (!ep || pt < 0 || pt > 127 || !digits || !*digits)
+        return;
+    struct dtmf *d = calloc(1, sizeof *d);
+    d->slot = slot;
+    *slot = d;
+    d->ep = ep;
+    d->pt = pt;
+    snprintf(d->digits, sizeof d->digits, "%s", digits);
+    snprintf(d->tag, sizeof d->tag, "%s", tag ? tag : "-");
+    uint32_t r[3];
+    if (getrandom(r, sizeof r, 0) != sizeof r)
+        r[0] = r[1] = r[2] = 0x5eed;
+    d->seq = (uint16_t)r[0];
+    d->ts = r[1];
+    d->ssrc = r[2];
+    d->timer = su_timer_create(su_root_task(app->root), 0);
+    su_timer_set_interval(d->timer, on_tick, d, delay_ms ? delay_ms : 1);
+}
+
+void dtmf_cancel(struct dtmf *d)
+{
+    if (d)
+        finish(d);
+}
