@@ -42,7 +42,16 @@ struct transfer {
     int sip_status;          /* last final status from the target */
     char reason[128];
     time_t started, ended;
-    su_timer_t *timer; /* ring timeout, then the extension delay */
+    su_timer_t *timer; /* ring timeout (sipCallTransfer) or NOTIFY timeout (sipRefer) */
+
+    /* sipRefer: the REFER we sent on the caller leg */
+    char refer_event[64]; /* "refer;id=N", from nua */
+    bool refer_accepted;  /* 2xx to the REFER */
+
+    /* A transfer a room asked for with REFER: progress goes back to it as
+     * NOTIFY sipfrag on this leg (the old room), under this event. */
+    struct leg *notify_leg;
+    char notify_event[64];
 };
 
 struct transfer_request {
@@ -51,6 +60,8 @@ struct transfer_request {
     const char *caller_id; /* may be NULL */
     const char *extension; /* may be NULL */
     int wait_ext_sec;
+    struct leg *notify_leg;  /* REFER from a room: where NOTIFYs go */
+    const char *refer_event; /* ... and under which event */
 };
 
 /* Validate and start. Returns the HTTP status for the API (200 on success,
@@ -65,6 +76,18 @@ int transfer_cancel(struct app *app, struct call *c, const char **kind, char *in
 bool transfer_active(const struct call *c);
 void transfer_free(struct transfer *x);
 struct cJSON *transfer_json(const struct transfer *x);
+
+/* Used by refer.c. */
+void transfer_emit(struct app *app, struct transfer *x, const char *type);
+void transfer_fail(struct app *app, struct transfer *x, int status, const char *reason);
+/* INVITE the target (sipCallTransfer, or a sipRefer falling back). */
+int transfer_begin_call(struct app *app, struct transfer *x, const char **kind, char *info,
+                        size_t infolen);
+/* (Re)start the transfer's guard timer: ring timeout for a
+ * sipCallTransfer, NOTIFY timeout for a sipRefer. */
+void transfer_arm_timer(struct app *app, struct transfer *x, int seconds);
+/* The transfer ended well without a new leg (sipRefer): mark and report. */
+void transfer_succeed(struct app *app, struct transfer *x);
 
 /* Hooks called by b2bua.c. */
 void transfer_target_response(struct app *app, struct leg *target, int status, const char *phrase,

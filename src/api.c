@@ -197,13 +197,7 @@ static enum MHD_Result room_transfer(struct api *api, struct MHD_Connection *con
     };
     const char *kind = "invalid-request-error";
     int status;
-    if (mode == XFER_REFER) {
-        status = 501;
-        kind = "invalid-request-error";
-        snprintf(info, sizeof info, "sipRefer is not available yet");
-    } else {
-        status = transfer_start(api->app, c, &tr, &kind, info, sizeof info);
-    }
+    status = transfer_start(api->app, c, &tr, &kind, info, sizeof info);
     cJSON_Delete(body);
     if (status != 200)
         return send_error(con, (unsigned)status, kind, info);

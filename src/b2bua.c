@@ -31,6 +31,7 @@
 #include "sdp_rewrite.h"
 #include "sip_guard.h"
 #include "leg.h"
+#include "refer.h"
 #include "transfer.h"
 #include <cjson/cJSON.h>
 
@@ -144,6 +145,8 @@ static void leg_gone(struct b2bua *b, struct leg *leg)
 
     if (leg->detached) {
         /* an old room released by a transfer */
+        if (c->xfer && c->xfer->notify_leg == leg)
+            c->xfer->notify_leg = NULL;
         for (struct leg **p = &c->zombies; *p; p = &(*p)->znext)
             if (*p == leg) {
                 *p = leg->znext;
@@ -682,13 +685,32 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
         return;
 
     case nua_i_refer:
-        /* Transfers by REFER are not carried out yet: refuse explicitly
-         * rather than let nua auto-accept. */
-        if (nh)
-            nua_respond(nh, leg && leg->role == LEG_ROOM ? 501 : 403,
-                        leg && leg->role == LEG_ROOM ? "Not Implemented" : "Forbidden",
-                        NUTAG_WITH_THIS(nua), TAG_END());
-        if (!leg && nh)
+        /* REFER is in appl_method: nua waits for our answer, so nothing is
+         * accepted before the policy check. Only a room may ask. */
+        if (leg && leg->nh && leg == leg->call->room && !leg->detached &&
+            leg->state == LEG_CONFIRMED) {
+            refer_from_room(app, nua, leg, sip, tags);
+        } else if (nh) {
+            char src[80];
+            struct sockaddr_storage sa;
+            source_text(nua, src, sizeof src, &sa);
+            log_warn("SECURITY refer-refused %s REFER on a %s leg refused 403", src,
+                     leg ? leg_role_name(leg->role) : "unknown");
+            nua_respond(nh, 403, "Forbidden", NUTAG_WITH_THIS(nua), TAG_END());
+            if (!leg)
+                nua_handle_destroy(nh);
+        }
+        return;
+
+    case nua_r_refer:
+        if (leg && leg == leg->call->caller)
+            refer_response(app, leg, status, phrase, sip, tags);
+        return;
+
+    case nua_i_notify:
+        if (leg && leg == leg->call->caller)
+            refer_notify_in(app, leg, sip, tags);
+        else if (nh && !leg)
             nua_handle_destroy(nh);
         return;
 

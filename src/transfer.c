@@ -19,13 +19,14 @@
 #include "leg.h"
 #include "log.h"
 #include "relay.h"
+#include "refer.h"
 #include "sip_guard.h"
 
 static const char *const state_names[] = {"ringing", "answered", "completed", "failed"};
 
 /* ---- events ------------------------------------------------------------ */
 
-static void emit(struct app *app, struct transfer *x, const char *type)
+void transfer_emit(struct app *app, struct transfer *x, const char *type)
 {
     struct call *c = x->call;
     cJSON *p = cJSON_CreateObject();
@@ -88,7 +89,7 @@ static void stop_timer(struct transfer *x)
 /* The transfer is over without moving the call. The caller stays with the
  * room (or, if the room went away meanwhile, is hung up: nothing to return
  * to). */
-static void fail(struct app *app, struct transfer *x, int status, const char *reason)
+void transfer_fail(struct app *app, struct transfer *x, int status, const char *reason)
 {
     struct call *c = x->call;
     if (!transfer_active(c))
@@ -105,7 +106,8 @@ static void fail(struct app *app, struct transfer *x, int status, const char *re
     }
     if (c->caller->ep && c->room && c->room->ep && c->room->state != LEG_GONE)
         relay_connect(c->caller->ep, c->room->ep);
-    emit(app, x, "calltransfer.failed");
+    refer_notify(x, status, reason, true);
+    transfer_emit(app, x, "calltransfer.failed");
     if ((!c->room || c->room->state == LEG_GONE || c->room->hangup_sent) && !c->ended) {
         call_log(c, LOG_INFO, "the room left during the transfer: ending the call");
         c->ended = true;
@@ -116,9 +118,29 @@ static void fail(struct app *app, struct transfer *x, int status, const char *re
 static void on_timer(struct app *app, su_timer_t *t, void *arg)
 {
     struct transfer *x = arg;
-    if (x->state == XFER_RINGING) {
-        fail(app, x, 408, "ring timeout");
-    }
+    if (x->state != XFER_RINGING)
+        return;
+    if (x->mode == XFER_REFER)
+        transfer_fail(app, x, 408, "no final NOTIFY within notify_timeout");
+    else
+        transfer_fail(app, x, 408, "ring timeout");
+}
+
+void transfer_arm_timer(struct app *app, struct transfer *x, int seconds)
+{
+    su_timer_set_interval(x->timer, on_timer, x, (su_duration_t)seconds * 1000);
+}
+
+void transfer_succeed(struct app *app, struct transfer *x)
+{
+    if (!transfer_active(x->call))
+        return;
+    stop_timer(x);
+    x->state = XFER_COMPLETED;
+    x->ended = time(NULL);
+    x->call->transfers++;
+    call_log(x->call, LOG_INFO, "transfer %s to %s completed", x->id, x->to_endpoint);
+    transfer_emit(app, x, "calltransfer.completed");
 }
 
 /* ---- start ------------------------------------------------------------- */
@@ -161,12 +183,18 @@ int transfer_start(struct app *app, struct call *c, const struct transfer_reques
         *kind = "invalid-request-error";
         return 400;
     }
+    if (req->mode == XFER_REFER && t.kind == TARGET_ROOM) {
+        *kind = "invalid-request-error";
+        snprintf(info, infolen,
+                 "sipRefer needs a target outside the room network; use sipCallTransfer for rooms");
+        return 400;
+    }
     if (t.kind == TARGET_ROOM && c->room_name && strcmp(t.room, c->room_name) == 0) {
         *kind = "invalid-request-error";
         snprintf(info, infolen, "session is already in room %s", t.room);
         return 400;
     }
-    if (!c->caller->sdp_in) {
+    if (req->mode == XFER_CALL && !c->caller->sdp_in) {
         *kind = "conflict";
         snprintf(info, infolen, "the caller has no media description yet");
         return 409;
@@ -187,15 +215,35 @@ int transfer_start(struct app *app, struct call *c, const struct transfer_reques
     if (req->extension)
         snprintf(x->extension, sizeof x->extension, "%s", req->extension);
     x->wait_ext_sec = req->wait_ext_sec;
+    x->notify_leg = req->notify_leg;
+    if (req->refer_event)
+        snprintf(x->notify_event, sizeof x->notify_event, "%s", req->refer_event);
 
+    transfer_free(c->xfer); /* the previous, finished one */
+    c->xfer = x;
+    x->timer = su_timer_create(su_root_task(app->root), 0);
+    transfer_emit(app, x, "calltransfer.triggered");
+    int status = x->mode == XFER_REFER ? refer_begin(app, x, kind, info, infolen)
+                                       : transfer_begin_call(app, x, kind, info, infolen);
+    if (status != 200) {
+        c->xfer = NULL;
+        transfer_free(x);
+    }
+    return status;
+}
+
+int transfer_begin_call(struct app *app, struct transfer *x, const char **kind, char *info,
+                        size_t infolen)
+{
+    struct call *c = x->call;
+    struct target *t = &x->target;
     struct leg *tl = leg_new(c, LEG_TARGET);
-    tl->uri = strdup(t.uri);
+    tl->uri = strdup(t->uri);
     char err[160];
     int nstreams = c->caller->ep ? relay_ep_nstreams(c->caller->ep) : 1;
     if (leg_media_new(app, tl, nstreams, c->caller, err, sizeof err) < 0) {
         call_log(c, LOG_ERROR, "transfer refused: %s", err);
         leg_free(tl);
-        transfer_free(x);
         *kind = "conflict";
         snprintf(info, infolen, "no media ports left for the transfer");
         return 409;
@@ -203,7 +251,6 @@ int transfer_start(struct app *app, struct call *c, const struct transfer_reques
     const char *offer = leg_sdp_for(app, tl, c->caller->sdp_in, strlen(c->caller->sdp_in));
     if (!offer) {
         leg_free(tl);
-        transfer_free(x);
         *kind = "invalid-request-error";
         snprintf(info, infolen, "cannot build a media offer for the target");
         return 400;
@@ -211,39 +258,34 @@ int transfer_start(struct app *app, struct call *c, const struct transfer_reques
 
     /* From: the caller's identity, or the given caller id toward PSTN. */
     char from[600];
-    if (t.kind == TARGET_PSTN && x->caller_id[0])
+    if (t->kind == TARGET_PSTN && x->caller_id[0])
         snprintf(from, sizeof from, "<sip:%s@%s>", x->caller_id, app->sip_host);
     else
         snprintf(from, sizeof from, "%s", c->from_hdr);
 
     char headers[TARGET_MAX_HEADERS * 284 + 200];
     int n = snprintf(headers, sizeof headers, "X-Session-Id: %s", c->id);
-    for (int i = 0; i < t.nheaders && n < (int)sizeof headers; i++)
-        n += snprintf(headers + n, sizeof headers - (size_t)n, "\r\n%s", t.headers[i]);
+    for (int i = 0; i < t->nheaders && n < (int)sizeof headers; i++)
+        n += snprintf(headers + n, sizeof headers - (size_t)n, "\r\n%s", t->headers[i]);
 
-    tl->nh = nua_handle(app->nua, tl, NUTAG_URL(t.uri), SIPTAG_TO_STR(t.uri),
+    tl->nh = nua_handle(app->nua, tl, NUTAG_URL(t->uri), SIPTAG_TO_STR(t->uri),
                         SIPTAG_FROM_STR(from), TAG_END());
     if (!tl->nh) {
         leg_free(tl);
-        transfer_free(x);
         *kind = "invalid-request-error";
         snprintf(info, infolen, "cannot address the target");
         return 400;
     }
     tl->state = LEG_EARLY;
-    transfer_free(c->xfer); /* the previous, finished one */
-    c->xfer = x;
     c->target = tl;
+    x->mode = XFER_CALL;
 
-    call_log(c, LOG_INFO, "transfer %s: INVITE %s (%s)", x->id, t.uri,
-             t.kind == TARGET_ROOM ? "room" : t.kind == TARGET_PSTN ? "PSTN" : "SIP");
-    emit(app, x, "calltransfer.triggered");
+    call_log(c, LOG_INFO, "transfer %s: INVITE %s (%s)", x->id, t->uri,
+             t->kind == TARGET_ROOM ? "room" : t->kind == TARGET_PSTN ? "PSTN" : "SIP");
     nua_invite(tl->nh, SIPTAG_HEADER_STR(headers), SIPTAG_CONTENT_TYPE_STR("application/sdp"),
                SIPTAG_PAYLOAD_STR(offer), TAG_END());
-    emit(app, x, "calltransfer.initiated");
-
-    x->timer = su_timer_create(su_root_task(app->root), 0);
-    su_timer_set_interval(x->timer, on_timer, x, (su_duration_t)cfg->transfer.ring_timeout * 1000);
+    transfer_emit(app, x, "calltransfer.initiated");
+    transfer_arm_timer(app, x, app->cfg->transfer.ring_timeout);
     return 200;
 }
 
@@ -260,7 +302,7 @@ int transfer_cancel(struct app *app, struct call *c, const char **kind, char *in
         snprintf(info, infolen, "the target has already answered");
         return 409;
     }
-    fail(app, c->xfer, 487, "cancelled");
+    transfer_fail(app, c->xfer, 487, "cancelled");
     return 200;
 }
 
@@ -309,6 +351,7 @@ static void commit(struct app *app, struct transfer *x)
     struct leg *old = c->room;
     struct leg *tl = c->target;
 
+    refer_notify(x, 200, "OK", true);
     if (old) {
         old->detached = true;
         old->znext = c->zombies;
@@ -335,7 +378,7 @@ static void commit(struct app *app, struct transfer *x)
     x->ended = time(NULL);
     c->transfers++;
     call_log(c, LOG_INFO, "transfer %s completed: now bridged to %s", x->id, tl->uri);
-    emit(app, x, "calltransfer.completed");
+    transfer_emit(app, x, "calltransfer.completed");
     if (x->extension[0])
         dial_extension(app, x, tl);
 }
@@ -347,13 +390,16 @@ void transfer_target_response(struct app *app, struct leg *tl, int status, const
     struct transfer *x = c->xfer;
     char why[80];
 
-    if (status < 200)
+    if (status < 200) {
+        if (status > 100 && x && c->target == tl)
+            refer_notify(x, status, phrase, false);
         return;
+    }
     if (status >= 300) {
         tl->hangup_sent = true; /* the INVITE transaction is over */
         tl->state = LEG_ENDING;
         if (x && transfer_active(c) && c->target == tl)
-            fail(app, x, status, phrase ? phrase : "failed");
+            transfer_fail(app, x, status, phrase ? phrase : "failed");
         return;
     }
 
@@ -365,7 +411,7 @@ void transfer_target_response(struct app *app, struct leg *tl, int status, const
                  why);
         leg_quarantine(tl);
         if (x && transfer_active(c))
-            fail(app, x, 502, "target answered with an unusable Contact");
+            transfer_fail(app, x, 502, "target answered with an unusable Contact");
         return;
     }
     if (!x || !transfer_active(c) || c->target != tl || c->caller->state == LEG_GONE ||
@@ -378,7 +424,7 @@ void transfer_target_response(struct app *app, struct leg *tl, int status, const
     if (!sip_has_sdp(sip) ||
         sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why, sizeof why) < 0) {
         call_log(c, LOG_WARN, "transfer target answered without usable SDP");
-        fail(app, x, 488, "target answered without usable SDP");
+        transfer_fail(app, x, 488, "target answered without usable SDP");
         return;
     }
     tl->ack_pending = false;
@@ -388,7 +434,7 @@ void transfer_target_response(struct app *app, struct leg *tl, int status, const
     x->state = XFER_ANSWERED;
     stop_timer(x);
     call_log(c, LOG_INFO, "transfer %s: target answered %d", x->id, status);
-    emit(app, x, "calltransfer.answered");
+    transfer_emit(app, x, "calltransfer.answered");
 
     if (c->caller->ep)
         relay_connect(c->caller->ep, tl->ep);
@@ -399,7 +445,7 @@ void transfer_target_response(struct app *app, struct leg *tl, int status, const
     if (reinvite) {
         char *body = leg_sdp_for(app, c->caller, tl->sdp_in, strlen(tl->sdp_in));
         if (!body) {
-            fail(app, x, 488, "cannot offer the target's media to the caller");
+            transfer_fail(app, x, 488, "cannot offer the target's media to the caller");
             return;
         }
         call_log(c, LOG_INFO, "transfer %s: re-INVITE the caller for the new media", x->id);
@@ -423,7 +469,7 @@ void transfer_caller_reinvite_response(struct app *app, struct leg *caller, int 
     caller->xfer_reinvite = false;
     if (status >= 300) {
         if (x && transfer_active(c))
-            fail(app, x, status, "the caller refused the new media");
+            transfer_fail(app, x, status, "the caller refused the new media");
         if (status == 408 || status == 481) {
             c->ended = true;
             leg_hangup(c->caller, 500, "Server Internal Error");
@@ -448,13 +494,21 @@ bool transfer_leg_gone(struct app *app, struct leg *leg)
     if (!x || !transfer_active(c))
         return false;
     if (leg == c->target) {
-        fail(app, x, x->sip_status ? x->sip_status : 480, "the target left");
+        transfer_fail(app, x, x->sip_status ? x->sip_status : 480, "the target left");
         return true;
     }
     if (leg == c->caller) {
-        fail(app, x, 487, "the caller hung up");
+        if (x->mode == XFER_REFER && x->refer_accepted) {
+            /* RFC 3515 peers often hang up before the final NOTIFY: the
+             * transferee has left us, which is what success looks like. */
+            transfer_succeed(app, x);
+        } else {
+            transfer_fail(app, x, 487, "the caller hung up");
+        }
         return false;
     }
+    if (leg == x->notify_leg)
+        x->notify_leg = NULL;
     if (leg == c->room) {
         /* The old room left while the target rings: keep the caller for
          * the target; if the target fails, fail() ends the call. */
