@@ -19,6 +19,11 @@ struct call;
 /* Hang up one call: BYE to answered legs, CANCEL / status to the others. */
 void b2bua_hangup_call(struct b2bua *b, struct call *c, int status, const char *phrase);
 
+/* Continue a call whose room was found later (dynamic rooms): INVITE the
+ * room, or refuse the caller. */
+void b2bua_dial_room(struct b2bua *b, struct call *c, const char *room_name, const char *room_uri);
+void b2bua_refuse_call(struct b2bua *b, struct call *c, int status, const char *phrase);
+
 /* nua_shutdown; when done, calls done() on the control loop. */
 void b2bua_shutdown(struct b2bua *b, void (*done)(struct app *app));
 void b2bua_destroy(struct b2bua *b);

@@ -32,6 +32,7 @@
 #include "sip_guard.h"
 #include "leg.h"
 #include "refer.h"
+#include "resolver.h"
 #include "transfer.h"
 #include <cjson/cJSON.h>
 
@@ -199,6 +200,21 @@ static int map_room_failure(int status, const char **phrase)
 
 /* ---- new call ---------------------------------------------------------- */
 
+/* The INVITE's X- headers as a JSON object text, for the resolver. */
+static char *collect_x_headers(const sip_t *sip)
+{
+    cJSON *o = cJSON_CreateObject();
+    int n = 0;
+    for (const sip_unknown_t *u = sip->sip_unknown; u && n < 32; u = u->un_next)
+        if (u->un_name && u->un_value && strncasecmp(u->un_name, "X-", 2) == 0) {
+            cJSON_AddStringToObject(o, u->un_name, u->un_value);
+            n++;
+        }
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
 static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const sip_t *sip)
 {
     struct app *app = b->app;
@@ -233,7 +249,8 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     }
     const char *user = sip->sip_request->rq_url->url_user;
     const struct room_cfg *room = router_room_for(cfg, user);
-    if (!room) {
+    bool resolve = !room && cfg->resolver && *cfg->resolver;
+    if (!room && !resolve) {
         log_info("INVITE from %s for '%.64s' refused 404: no such room or route", src,
                  user ? user : "");
         refuse(b, nh, 404, "Not Found", REJ_NOT_FOUND, NULL, NULL);
@@ -256,8 +273,6 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     struct call *c = call_new(cfg->node);
     c->caller = leg_new(c, LEG_CALLER);
     c->room = leg_new(c, LEG_ROOM);
-    c->room_name = strdup(room->name);
-    c->room_uri = strdup(room->uri);
     c->caller->nh = nh;
     c->caller->state = LEG_EARLY;
     nua_handle_bind(nh, c->caller);
@@ -278,39 +293,59 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     c->from = strdup(caller_uri);
     c->from_hdr = strdup(fromtext);
     c->caller->uri = strdup(caller_uri);
-    c->room->uri = strdup(room->uri);
     char ruri[300];
     url_e(ruri, sizeof ruri, sip->sip_request->rq_url);
     c->to = strdup(ruri);
+    c->sip_headers = collect_x_headers(sip);
 
-    call_log(c, LOG_INFO, "INVITE from %s (%s, Call-ID %s) for '%s' -> room %s", src, caller_uri,
-             callid, user ? user : "", room->name);
+    call_log(c, LOG_INFO, "INVITE from %s (%s, Call-ID %s) for '%s' -> %s%s", src, caller_uri,
+             callid, user ? user : "", room ? "room " : "the resolver", room ? room->name : "");
 
-    char *body = NULL;
     if (has_sdp) {
         if (call_media_setup(b, c, offer.nstreams, why, sizeof why) < 0) {
             call_log(c, LOG_ERROR, "no media ports: %s; refusing 503", why);
+            log_warn("SECURITY ports-exhausted %s INVITE refused 503 [%s]", src, c->id);
             leg_hangup(c->caller, 503, "Media Ports Exhausted");
             c->room->state = LEG_GONE;
             return;
         }
         leg_learn_sdp(c->caller, &offer, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
-        body = leg_sdp_for(b->app, c->room, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+    } else {
+        c->offerless = true;
+    }
+
+    if (resolve) {
+        resolver_start(app, c);
+        return;
+    }
+    b2bua_dial_room(b, c, room->name, room->uri);
+}
+
+void b2bua_dial_room(struct b2bua *b, struct call *c, const char *room_name, const char *room_uri)
+{
+    free(c->room_name);
+    c->room_name = strdup(room_name);
+    free(c->room_uri);
+    c->room_uri = strdup(room_uri);
+    free(c->room->uri);
+    c->room->uri = strdup(room_uri);
+
+    char *body = NULL;
+    if (!c->offerless) {
+        body = leg_sdp_for(b->app, c->room, c->caller->sdp_in, strlen(c->caller->sdp_in));
         if (!body) {
             leg_hangup(c->caller, 488, "Not Acceptable Here");
             c->room->state = LEG_GONE;
             return;
         }
-    } else {
-        c->offerless = true;
     }
 
     char sid_header[160];
     snprintf(sid_header, sizeof sid_header, "X-Session-Id: %s", c->id);
-    c->room->nh = nua_handle(b->nua, c->room, NUTAG_URL(room->uri), SIPTAG_TO_STR(room->uri),
-                             SIPTAG_FROM_STR(fromtext), TAG_END());
+    c->room->nh = nua_handle(b->nua, c->room, NUTAG_URL(room_uri), SIPTAG_TO_STR(room_uri),
+                             SIPTAG_FROM_STR(c->from_hdr), TAG_END());
     if (!c->room->nh) {
-        call_log(c, LOG_ERROR, "cannot create the room leg");
+        call_log(c, LOG_ERROR, "cannot create the room leg to %s", room_uri);
         leg_hangup(c->caller, 500, "Server Internal Error");
         c->room->state = LEG_GONE;
         return;
@@ -319,6 +354,15 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     nua_invite(c->room->nh, SIPTAG_HEADER_STR(sid_header),
                TAG_IF(body, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
                TAG_IF(body, SIPTAG_PAYLOAD_STR(body)), TAG_END());
+}
+
+void b2bua_refuse_call(struct b2bua *b, struct call *c, int status, const char *phrase)
+{
+    (void)b;
+    c->ended = true;
+    leg_hangup(c->caller, status, phrase);
+    if (!c->room->nh)
+        c->room->state = LEG_GONE;
 }
 
 /* ---- responses on the room leg ---------------------------------------- */

@@ -114,6 +114,7 @@ void call_free(struct call *c)
     free(c->from);
     free(c->from_hdr);
     free(c->to);
+    free(c->sip_headers);
     free(c);
 }
 

@@ -23,6 +23,8 @@
 #include "b2bua.h"
 #include "call.h"
 #include "config.h"
+#include "events.h"
+#include "http_client.h"
 #include "log.h"
 #include "relay.h"
 
@@ -49,7 +51,10 @@ void app_event(struct app *app, const char *type, void *payload)
     cJSON *p = payload;
     cJSON *sid = cJSON_GetObjectItemCaseSensitive(p, "session_id");
     log_msg(LOG_INFO, cJSON_IsString(sid) ? sid->valuestring : NULL, "event %s", type);
-    cJSON_Delete(p);
+    if (app->events)
+        events_emit(app->events, type, p);
+    else
+        cJSON_Delete(p);
 }
 
 /* ---- shutdown ---------------------------------------------------------- */
@@ -244,6 +249,10 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    app.http = http_client_create(&app);
+    if (!app.http)
+        goto out;
+    app.events = events_create(&app, app.http);
     if (!b2bua_create(&app, err, sizeof err)) {
         log_error("%s", err);
         goto out;
@@ -273,6 +282,8 @@ out:
     if (drain_timer)
         su_timer_destroy(drain_timer);
     api_stop(app.api);
+    events_destroy(app.events);
+    http_client_destroy(app.http);
     b2bua_destroy(app.b2bua);
     relay_destroy(app.relay);
     su_root_destroy(app.root);

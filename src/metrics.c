@@ -11,6 +11,8 @@
 #include "app.h"
 #include "b2bua.h"
 #include "call.h"
+#include "events.h"
+#include "http_client.h"
 #include "relay.h"
 
 struct buf {
@@ -77,5 +79,17 @@ char *metrics_render(struct app *app)
            "Packets dropped (no peer yet, foreign source, send error).", rs.packets_dropped);
     metric(&b, "sipxfer_relay_bytes_forwarded_total", "counter", "Bytes forwarded.",
            rs.bytes_forwarded);
+    struct events_stats es = {0};
+    if (app->events)
+        events_stats(app->events, &es);
+    metric(&b, "sipxfer_webhook_events_total", "counter", "Webhook events emitted.", es.emitted);
+    metric(&b, "sipxfer_webhook_deliveries_total", "counter", "Webhook events delivered (2xx).",
+           es.delivered);
+    metric(&b, "sipxfer_webhook_failed_attempts_total", "counter",
+           "Webhook delivery attempts that failed (retried with back-off).", es.failed_attempts);
+    metric(&b, "sipxfer_webhook_dropped_total", "counter",
+           "Webhook events given up or dropped from a full queue.", es.dropped);
+    metric(&b, "sipxfer_webhook_queued", "gauge", "Webhook events waiting for delivery.",
+           es.queued);
     return b.p;
 }
