@@ -11,6 +11,13 @@ enum log_level log_get_level(void);
 void log_msg(enum log_level level, const char *sid, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* One fixed-format line per refusal, for fail2ban and friends:
+ *   "<time> WARN  SECURITY <reason> src=<ip>:<port> [<session>] <detail>"
+ * src is the socket address the request came from ("-" when the refusal is
+ * about something a room or target sent). */
+void log_security(const char *reason, const char *src, const char *sid, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 #define log_error(...) log_msg(LOG_ERROR, NULL, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, NULL, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, NULL, __VA_ARGS__)

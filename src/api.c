@@ -233,8 +233,27 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
 
     /* Everything else needs a token, and is checked before anything is
      * looked up so a 404 never tells an unauthenticated client anything. */
-    if (!authorized(api, con))
+    if (!authorized(api, con)) {
+        char src[80] = "-";
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(con, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci && ci->client_addr) {
+            char host[64] = "?";
+            int port = 0;
+            if (ci->client_addr->sa_family == AF_INET) {
+                const struct sockaddr_in *in = (const void *)ci->client_addr;
+                inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+                port = ntohs(in->sin_port);
+            } else if (ci->client_addr->sa_family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const void *)ci->client_addr;
+                inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+                port = ntohs(in6->sin6_port);
+            }
+            snprintf(src, sizeof src, "%s:%d", host, port);
+        }
+        log_security("api-auth", src, NULL, "%s %.100s refused 401", method, url);
         return send_error(con, 401, "authentication-error", "missing or invalid Bearer token");
+    }
     if (req->too_big)
         return send_error(con, 413, "invalid-request-error", "request body larger than 64 KiB");
 

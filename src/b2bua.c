@@ -232,13 +232,13 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     /* Source check first, before any lookup: the answer must not tell a
      * scanner whether a number or room exists. */
     if (!router_trunk_for(cfg, (struct sockaddr *)&sa)) {
-        log_warn("SECURITY untrusted-source %s INVITE refused 403 (Call-ID %s)", src, callid);
+        log_security("untrusted-source", src, NULL, "INVITE refused 403 (Call-ID %.80s)", callid);
         refuse(b, nh, 403, "Forbidden", REJ_FORBIDDEN, NULL, NULL);
         return;
     }
     char why[80];
     if (!sip_guard_dialog_ok(sip, true, why, sizeof why)) {
-        log_warn("SECURITY bad-contact %s INVITE refused 400: %s (Call-ID %s)", src, why, callid);
+        log_security("bad-contact", src, NULL, "INVITE refused 400: %s (Call-ID %.80s)", why, callid);
         refuse(b, nh, 400, "Bad Contact", REJ_BAD, NULL, NULL);
         return;
     }
@@ -304,7 +304,7 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     if (has_sdp) {
         if (call_media_setup(b, c, offer.nstreams, why, sizeof why) < 0) {
             call_log(c, LOG_ERROR, "no media ports: %s; refusing 503", why);
-            log_warn("SECURITY ports-exhausted %s INVITE refused 503 [%s]", src, c->id);
+            log_security("ports-exhausted", src, c->id, "INVITE refused 503");
             leg_hangup(c->caller, 503, "Media Ports Exhausted");
             c->room->state = LEG_GONE;
             return;
@@ -385,7 +385,7 @@ static void room_setup_response(struct b2bua *b, struct leg *room, int status, c
             return;
         if (sip && sip->sip_to && sip->sip_to->a_tag &&
             !sip_guard_dialog_ok(sip, false, why, sizeof why)) {
-            call_log(c, LOG_WARN, "SECURITY bad-contact room %d refused: %s", status, why);
+            log_security("bad-contact", "-", c->id, "room %d refused: %s", status, why);
             call_hangup(c, 502, "Bad Gateway");
             return;
         }
@@ -423,7 +423,7 @@ static void room_setup_response(struct b2bua *b, struct leg *room, int status, c
     if (!sip_guard_dialog_ok(sip, true, why, sizeof why)) {
         /* Never let nua send ACK or BYE to that target (sofia guide
          * section 0): forget the handle's dialog by destroying it. */
-        call_log(c, LOG_WARN, "SECURITY bad-contact room 2xx refused: %s; leg quarantined", why);
+        log_security("bad-contact", "-", c->id, "room 2xx refused: %s; leg quarantined", why);
         leg_quarantine(room);
         leg_hangup(caller, 502, "Bad Gateway");
         return;
@@ -495,7 +495,10 @@ static void reinvite_in(struct b2bua *b, nua_t *nua, struct leg *leg, const sip_
     char why[80];
 
     if (!sip_guard_dialog_ok(sip, false, why, sizeof why)) {
-        call_log(c, LOG_WARN, "SECURITY bad-contact re-INVITE refused 400: %s", why);
+        char src[80];
+        struct sockaddr_storage sa;
+        source_text(nua, src, sizeof src, &sa);
+        log_security("bad-contact", src, c->id, "re-INVITE refused 400: %s", why);
         nua_respond(leg->nh, 400, "Bad Contact", TAG_END());
         return;
     }
@@ -738,8 +741,8 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
             char src[80];
             struct sockaddr_storage sa;
             source_text(nua, src, sizeof src, &sa);
-            log_warn("SECURITY refer-refused %s REFER on a %s leg refused 403", src,
-                     leg ? leg_role_name(leg->role) : "unknown");
+            log_security("refer-refused", src, leg ? leg->call->id : NULL,
+                         "REFER on a %s leg refused 403", leg ? leg_role_name(leg->role) : "stray");
             nua_respond(nh, 403, "Forbidden", NUTAG_WITH_THIS(nua), TAG_END());
             if (!leg)
                 nua_handle_destroy(nh);

@@ -271,7 +271,7 @@ void refer_from_room(struct app *app, nua_t *nua, struct leg *room, const sip_t 
     }
     call_log(c, LOG_INFO, "REFER from the room to %s refused: %s", text, info);
     if (status == 403) {
-        log_warn("SECURITY refer-refused room %s [%s]", text, c->id);
+        log_security("refer-refused", "-", c->id, "room REFER to %.200s refused 403", text);
         nua_respond(room->nh, 403, "Forbidden", NUTAG_WITH_THIS(nua), TAG_END());
     } else if (status == 400) {
         nua_respond(room->nh, 400, "Bad Refer-To", NUTAG_WITH_THIS(nua), TAG_END());

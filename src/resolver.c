@@ -53,7 +53,7 @@ static void on_answer(void *arg, long status, const char *body, size_t len, cons
     enum target_result r =
         target_parse(app->cfg, uri->valuestring, app->sip_host, app->sip_port, &t, why, sizeof why);
     if (r == TARGET_FORBIDDEN)
-        log_warn("SECURITY target-refused resolver %.200s [%s]", uri->valuestring, c->id);
+        log_security("target-refused", "-", c->id, "resolver sipUri %.200s not allowed", uri->valuestring);
     cJSON_Delete(j);
     if (r != TARGET_OK || t.kind == TARGET_PSTN) {
         refuse(app, c, r == TARGET_OK ? "sipUri is a phone number, not a room" : why);

@@ -176,7 +176,7 @@ int transfer_start(struct app *app, struct call *c, const struct transfer_reques
         target_parse(cfg, req->to_endpoint, app->sip_host, app->sip_port, &t, info, infolen);
     if (tr == TARGET_FORBIDDEN) {
         *kind = "forbidden";
-        log_warn("SECURITY target-refused api %s [%s]", req->to_endpoint, c->id);
+        log_security("target-refused", "-", c->id, "toEndPoint %.200s not allowed", req->to_endpoint);
         return 403;
     }
     if (tr != TARGET_OK) {
@@ -407,8 +407,7 @@ void transfer_target_response(struct app *app, struct leg *tl, int status, const
     tl->state = LEG_ANSWERED;
     tl->ack_pending = true;
     if (!sip_guard_dialog_ok(sip, true, why, sizeof why)) {
-        call_log(c, LOG_WARN, "SECURITY bad-contact transfer target 2xx refused: %s; quarantined",
-                 why);
+        log_security("bad-contact", "-", c->id, "transfer target 2xx refused: %s; quarantined", why);
         leg_quarantine(tl);
         if (x && transfer_active(c))
             transfer_fail(app, x, 502, "target answered with an unusable Contact");
