@@ -15,9 +15,13 @@
  * Delivery: FIFO dispatch, at most EVENTS_MAX_INFLIGHT POSTs at once; a
  * failed attempt (transport error or non-2xx) is retried after 1, 2, 4, ...
  * seconds (capped at 60 s) and given up after EVENTS_MAX_ATTEMPTS attempts
- * (logged). At most EVENTS_MAX_QUEUE events are held; beyond that the oldest
- * one not in flight is dropped. An empty webhooks.url discards events (still
- * counted as emitted).
+ * (logged). When the receiver itself is in trouble (no answer, 5xx, 408,
+ * 429) all dispatch pauses for that back-off and then probes with one POST
+ * at a time until one succeeds, so an outage costs one attempt per back-off
+ * period rather than every queued event's attempts. At most
+ * EVENTS_MAX_QUEUE events are held; beyond that the oldest one not in flight
+ * is dropped. An empty webhooks.url discards events (still counted as
+ * emitted).
  */
 #ifndef SIPXFER_EVENTS_H
 #define SIPXFER_EVENTS_H

@@ -11,5 +11,7 @@ struct call;
 #define RESOLVER_TIMEOUT_MS 5000
 
 void resolver_start(struct app *app, struct call *c);
+/* After the HTTP client is destroyed: free lookups that will never answer. */
+void resolver_cleanup(void);
 
 #endif

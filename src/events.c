@@ -71,6 +71,8 @@ struct events {
     unsigned long long next_seq;
     struct events_stats st;
     bool failing;      /* last attempt failed: log the next success */
+    bool outage;       /* receiver trouble: one probe in flight at a time */
+    int64_t paused_until; /* no new attempt before this (monotonic ms) */
     bool overflowing;  /* dropping on overflow: logged once per episode */
     /* decoded signing key, cached for the secret string it came from */
     char *key_src;
@@ -295,6 +297,8 @@ static void arm_timer(struct events *ev)
     for (int i = 0; i < NBUCKETS; i++)
         if (ev->wait[i].head && ev->wait[i].head->due_ms < due)
             due = ev->wait[i].head->due_ms;
+    if (ev->ready.head && ev->paused_until && ev->paused_until < due)
+        due = ev->paused_until;
     if (due == INT64_MAX) {
         su_timer_reset(ev->timer);
         return;
@@ -327,9 +331,26 @@ static void give_up(struct events *ev, struct event *e)
     event_free(ev, e);
 }
 
-/* An attempt failed (e->last_error says why): back off or give up. */
-static void attempt_failed(struct events *ev, struct event *e)
+static int delay_ms(unsigned attempts)
 {
+    int b = (int)attempts - 1;
+    return bucket_delay_ms[b < 0 ? 0 : b >= NBUCKETS ? NBUCKETS - 1 : b];
+}
+
+/* An attempt failed (e->last_error says why): back off or give up.
+ * receiver_trouble (no answer, 5xx, 408, 429) also pauses all dispatch for
+ * the same delay and, until the next success, allows one attempt in flight
+ * at a time: a dead receiver gets one probe per back-off period instead of
+ * every queued event burning its attempts. Other answers (4xx) concern this
+ * event only. */
+static void attempt_failed(struct events *ev, struct event *e, bool receiver_trouble)
+{
+    int64_t due = now_ms() + delay_ms(e->attempts);
+    if (receiver_trouble) {
+        ev->outage = true;
+        if (due > ev->paused_until)
+            ev->paused_until = due;
+    }
     ev->st.failed_attempts++;
     if (!ev->failing) {
         ev->failing = true;
@@ -346,7 +367,7 @@ static void attempt_failed(struct events *ev, struct event *e)
     int b = (int)e->attempts - 1;
     if (b >= NBUCKETS)
         b = NBUCKETS - 1;
-    e->due_ms = now_ms() + bucket_delay_ms[b];
+    e->due_ms = due;
     e->where = b;
     list_append(&ev->wait[b], e);
     arm_timer(ev);
@@ -380,7 +401,15 @@ static bool send_event(struct events *ev, struct event *e, const char *url, cons
 
 static void dispatch(struct events *ev)
 {
-    while (ev->inflight < EVENTS_MAX_INFLIGHT && ev->ready.head) {
+    if (ev->paused_until) {
+        if (ev->paused_until > now_ms()) {
+            arm_timer(ev);
+            return;
+        }
+        ev->paused_until = 0;
+    }
+    unsigned limit = ev->outage ? 1 : EVENTS_MAX_INFLIGHT;
+    while (ev->inflight < limit && ev->ready.head) {
         struct event *e = ev->ready.head;
         list_remove(&ev->ready, e);
         e->where = W_NONE;
@@ -394,7 +423,7 @@ static void dispatch(struct events *ev)
             continue;
         }
         if (!send_event(ev, e, url, cfg->webhook_secret)) {
-            attempt_failed(ev, e);
+            attempt_failed(ev, e, false);
             continue;
         }
         e->where = W_INFLIGHT;
@@ -415,13 +444,15 @@ static void on_delivered(void *arg, long status, const char *body, size_t len, c
             ev->failing = false;
             log_info("webhook deliveries succeeding again");
         }
+        ev->outage = false;
+        ev->paused_until = 0;
         event_free(ev, e);
     } else {
         if (status == 0)
             snprintf(e->last_error, sizeof e->last_error, "%s", error ? error : "transport error");
         else
             snprintf(e->last_error, sizeof e->last_error, "HTTP %ld", status);
-        attempt_failed(ev, e);
+        attempt_failed(ev, e, status == 0 || status >= 500 || status == 408 || status == 429);
     }
     dispatch(ev);
 }

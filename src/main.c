@@ -27,6 +27,7 @@
 #include "http_client.h"
 #include "log.h"
 #include "relay.h"
+#include "resolver.h"
 
 static void usage(FILE *f)
 {
@@ -284,6 +285,7 @@ out:
     api_stop(app.api);
     events_destroy(app.events);
     http_client_destroy(app.http);
+    resolver_cleanup();
     b2bua_destroy(app.b2bua);
     relay_destroy(app.relay);
     su_root_destroy(app.root);

@@ -16,6 +16,33 @@
 #include "log.h"
 #include "target.h"
 
+/* Lookups in flight: their callbacks never run once the HTTP client is
+ * destroyed, so resolver_cleanup() frees what they would have. */
+struct lookup {
+    struct app *app;
+    char *id;
+    struct lookup *next, *prev;
+};
+static struct lookup *pending;
+
+static void lookup_unlink(struct lookup *l)
+{
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        pending = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    free(l->id);
+    free(l);
+}
+
+void resolver_cleanup(void)
+{
+    while (pending)
+        lookup_unlink(pending);
+}
+
 static void refuse(struct app *app, struct call *c, const char *why)
 {
     call_log(c, LOG_WARN, "resolver: %s; answering 480", why);
@@ -24,11 +51,10 @@ static void refuse(struct app *app, struct call *c, const char *why)
 
 static void on_answer(void *arg, long status, const char *body, size_t len, const char *error)
 {
-    struct app *app = ((void **)arg)[0];
-    char *id = ((char **)arg)[1];
-    struct call *c = call_find(id);
-    free(id);
-    free(arg);
+    struct lookup *l = arg;
+    struct app *app = l->app;
+    struct call *c = call_find(l->id);
+    lookup_unlink(l);
     /* The caller may have cancelled while we waited. */
     if (!c || c->ended || c->caller->state != LEG_EARLY || c->caller->hangup_sent)
         return;
@@ -87,14 +113,17 @@ void resolver_start(struct app *app, struct call *c)
     char *text = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
 
-    void **arg = calloc(2, sizeof(void *));
-    arg[0] = app;
-    arg[1] = strdup(c->id);
+    struct lookup *l = calloc(1, sizeof *l);
+    l->app = app;
+    l->id = strdup(c->id);
+    l->next = pending;
+    if (pending)
+        pending->prev = l;
+    pending = l;
     call_log(c, LOG_INFO, "resolver: asking %s", cfg->resolver);
     if (!app->http || http_post(app->http, cfg->resolver, "application/json", text, strlen(text),
-                                NULL, RESOLVER_TIMEOUT_MS, on_answer, arg) < 0) {
-        free(arg[1]);
-        free(arg);
+                                NULL, RESOLVER_TIMEOUT_MS, on_answer, l) < 0) {
+        lookup_unlink(l);
         refuse(app, c, "cannot start the HTTP request");
     }
     free(text);

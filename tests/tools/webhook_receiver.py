@@ -72,6 +72,7 @@ class State:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as curl expects
+    disable_nagle_algorithm = True  # headers and body are separate writes
     server_version = "webhook-receiver/1"
 
     def log_message(self, fmt, *a):  # replaced by our own one-line log
@@ -143,6 +144,11 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(200, "ok")
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # default 5 drops SYNs under parallel connects
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, default=0, help="port (0: pick one; printed on stdout)")
@@ -157,8 +163,7 @@ def main():
     ap.add_argument("--quiet", action="store_true", help="no per-request log on stderr")
     args = ap.parse_args()
 
-    server = ThreadingHTTPServer((args.bind, args.port), Handler)
-    server.daemon_threads = True
+    server = Server((args.bind, args.port), Handler)
     server.state = State(args)
     print(server.server_address[1], flush=True)
 
