@@ -45,6 +45,7 @@ struct config {
 
     char *sip_listen; /* "sip:host:port" */
     int max_calls;
+    int rate_limit; /* new INVITEs per second per source address; 0 = off */
 
     char *api_listen; /* "host:port" */
     char **tokens;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sofia-sip/msg_addr.h>
 #include <sofia-sip/nua_tag.h>
@@ -27,6 +28,7 @@
 #include "config.h"
 #include "log.h"
 #include "relay.h"
+#include "ratelimit.h"
 #include "router.h"
 #include "sdp_rewrite.h"
 #include "sip_guard.h"
@@ -44,6 +46,7 @@ struct b2bua {
     char host[128]; /* our SIP host, for From of room legs */
     int port;
     void (*shutdown_done)(struct app *);
+    struct ratelimit *rl;
     struct b2bua_counters counters;
 };
 
@@ -227,6 +230,15 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     if (app->draining) {
         log_info("INVITE from %s (Call-ID %s) refused: draining", src, callid);
         refuse(b, nh, 503, "Service Unavailable", REJ_DRAIN, "30", NULL);
+        return;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (!ratelimit_allow(b->rl, (struct sockaddr *)&sa, cfg->rate_limit, 2.0 * cfg->rate_limit,
+                         (double)now.tv_sec + now.tv_nsec / 1e9)) {
+        log_security("rate-limit", src, NULL, "INVITE refused 503: over %d/s (Call-ID %.80s)",
+                     cfg->rate_limit, callid);
+        refuse(b, nh, 503, "Rate Limited", REJ_LIMIT, "2", NULL);
         return;
     }
     /* Source check first, before any lookup: the answer must not tell a
@@ -813,9 +825,11 @@ struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
 {
     struct b2bua *b = calloc(1, sizeof *b);
     b->app = app;
+    b->rl = ratelimit_create(8192);
     app->b2bua = b;
     if (config_sip_hostport(app->cfg, b->host, sizeof b->host, &b->port) < 0) {
         snprintf(err, errlen, "bad sip.listen \"%s\"", app->cfg->sip_listen);
+        ratelimit_destroy(b->rl);
         free(b);
         app->b2bua = NULL;
         return NULL;
@@ -836,6 +850,7 @@ struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
     if (!b->nua) {
         snprintf(err, errlen, "cannot listen on %s (UDP and TCP): address in use or not local?",
                  app->cfg->sip_listen);
+        ratelimit_destroy(b->rl);
         free(b);
         app->b2bua = NULL;
         return NULL;
@@ -882,6 +897,7 @@ void b2bua_destroy(struct b2bua *b)
     /* nua_destroy() on a stack with live (quarantined) dialogs asserts. */
     if (b->nua && !leg_quarantined_count())
         nua_destroy(b->nua);
+    ratelimit_destroy(b->rl);
     free(b);
 }
 

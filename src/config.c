@@ -214,7 +214,7 @@ static bool hostport_ok(const char *text)
 
 static const char *const top_keys[] = {"node", "drain_timeout", "sip", "api", "media", "trunks",
                                        "rooms", "routes", "webhooks", "transfer", NULL};
-static const char *const sip_keys[] = {"listen", "max_calls", NULL};
+static const char *const sip_keys[] = {"listen", "max_calls", "rate_limit", NULL};
 static const char *const api_keys[] = {"listen", "tokens", NULL};
 static const char *const media_keys[] = {"mode", "address", "port_min", "port_max", NULL};
 static const char *const trunk_keys[] = {"name", "sources", "gateway", NULL};
@@ -377,7 +377,8 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 
     const config_setting_t *sip = get_group(&c, root, "sip", sip_keys, &rc);
     if (rc < 0 || get_string(&c, sip, "listen", false, "sip:127.0.0.1:5060", &cfg->sip_listen) < 0 ||
-        get_int(&c, sip, "max_calls", 10000, 1, 1000000, &cfg->max_calls) < 0)
+        get_int(&c, sip, "max_calls", 10000, 1, 1000000, &cfg->max_calls) < 0 ||
+        get_int(&c, sip, "rate_limit", 0, 0, 1000000, &cfg->rate_limit) < 0)
         goto bad;
     if (!sip_uri_ok(cfg->sip_listen) || strchr(cfg->sip_listen, '@')) {
         fail(&c, member(sip, "listen") ? member(sip, "listen") : sip,
