@@ -1,0 +1,808 @@
+"""Integration test harness: starts real sipxferd daemons and SIPp peers on
+free ports, talks HTTP to the API and raw SIP/RTP where SIPp cannot.
+
+Every wait here polls for an event (a port bound, a metric reaching a value,
+a log line, a process exit) under a deadline; nothing sleeps for a fixed time
+as a way of synchronising."""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SIPP_DIR = os.path.join(ROOT, "tests", "sipp")
+TOOLS_DIR = os.path.join(ROOT, "tests", "tools")
+SIPXFERD = os.environ.get("SIPXFERD", os.path.join(ROOT, "build", "sipxferd"))
+SHARED = os.environ.get("SIPXFER_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
+TOKEN = "test-token-0123456789"
+HOST = "127.0.0.1"
+
+_port_lock = threading.Lock()
+_ports_given = set()
+
+
+class TestFailure(Exception):
+    pass
+
+
+class Skip(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def _bindable(port, udp=True, tcp=True):
+    socks = []
+    try:
+        if udp:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            socks.append(s)
+            s.bind((HOST, port))
+        if tcp:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            socks.append(s)
+            s.bind((HOST, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for s in socks:
+            s.close()
+
+
+def free_port(udp=True, tcp=True, even=False, span=1):
+    """A port (or `span` consecutive ports) free for UDP and/or TCP now and
+    never handed out before in this process. Drawn from 10000-29999, away
+    from the kernel's ephemeral range so clients don't steal them."""
+    with _port_lock:
+        for _ in range(2000):
+            p = random.randrange(10000, 30000 - span)
+            if even:
+                p &= ~1
+            rng = range(p, p + span)
+            if any(q in _ports_given for q in rng):
+                continue
+            if all(_bindable(q, udp, tcp) for q in rng):
+                _ports_given.update(rng)
+                return p
+    raise TestFailure("no free port")
+
+
+def wait_for(pred, timeout, what, interval=0.05):
+    deadline = time.time() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise TestFailure("timed out after %.0fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def wait_bound(port, udp=True, tcp=False, timeout=10):
+    """Wait until some process has bound port (we can no longer bind it)."""
+    wait_for(lambda: not _bindable(port, udp, tcp), timeout, "port %d bound" % port)
+
+
+class T:
+    """Per-test context: a temp dir, and every process started, so all of
+    them are stopped when the test ends, pass or fail."""
+
+    def __init__(self, name):
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix="sipxfer-%s-" % name)
+        self.procs = []
+        self.daemons = []
+        self.notes = []
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def note(self, msg):
+        self.notes.append(msg)
+
+    def cleanup(self, ok):
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    p.kill()
+                except OSError:
+                    pass
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+        if ok and not os.environ.get("KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def daemon(self, **kw):
+        d = Daemon(self, **kw)
+        self.daemons.append(d)
+        return d
+
+    def sipp(self, scenario, **kw):
+        return Sipp(self, scenario, **kw)
+
+    def popen(self, args, name, **kw):
+        out = open(self.path(name + ".out"), "w")
+        p = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, cwd=self.dir, **kw)
+        p.out_path = self.path(name + ".out")
+        self.procs.append(p)
+        return p
+
+
+def _cfg_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[ " + ", ".join(_cfg_value(x) for x in v) + " ]"
+    raise TypeError(v)
+
+
+class Daemon:
+    """One sipxferd on its own SIP/API ports and media port range.
+
+    rooms: {name: uri}; routes: {user: room}; other keyword arguments
+    override config settings by dotted name ("sip.max_calls": 1)."""
+
+    def __init__(self, t, rooms=None, routes=None, trunk_sources=None, gateway=None,
+                 media_ports=40, **settings):
+        self.t = t
+        self.sip_port = free_port()
+        self.api_port = free_port(udp=False)
+        self.media_min = free_port(tcp=False, even=True, span=media_ports)
+        self.media_max = self.media_min + media_ports - 1
+        self.rooms = rooms or {}
+        self.routes = routes or {}
+        self.trunk_sources = trunk_sources or ["127.0.0.0/8"]
+        self.gateway = gateway
+        self.settings = {
+            "node": "t",
+            "drain_timeout": 5,
+            "sip.listen": "sip:%s:%d" % (HOST, self.sip_port),
+            "sip.max_calls": 1000,
+            "sip.rate_limit": 0,
+            "api.listen": "%s:%d" % (HOST, self.api_port),
+            "api.tokens": [TOKEN],
+            "media.mode": "relay",
+            "media.address": HOST,
+            "media.port_min": self.media_min,
+            "media.port_max": self.media_max,
+            "rooms.domain": "rooms.sipxfer.test",
+            "rooms.resolver": "",
+            "webhooks.url": "",
+            "webhooks.secret": "",
+            "transfer.ring_timeout": 10,
+            "transfer.notify_timeout": 10,
+            "transfer.allow": ["sip:*", "+*"],
+            "transfer.refer_fallback": False,
+        }
+        self.settings.update(settings)
+        self.conf = t.path("sipxferd.conf")
+        self.log = t.path("sipxferd.log")
+        self.proc = None
+        self.write_config()
+
+    def write_config(self, path=None, extra_text=""):
+        groups = {}
+        top = []
+        for k, v in self.settings.items():
+            if "." in k:
+                g, n = k.split(".", 1)
+                groups.setdefault(g, []).append("  %s = %s;" % (n, _cfg_value(v)))
+            else:
+                top.append("%s = %s;" % (k, _cfg_value(v)))
+        lines = top[:]
+        for g, items in groups.items():
+            if g == "rooms":
+                items = items + ["  list = ("] + [
+                    "    { name = %s; uri = %s; }%s" % (json.dumps(n), json.dumps(u),
+                                                       "," if i < len(self.rooms) - 1 else "")
+                    for i, (n, u) in enumerate(self.rooms.items())] + ["  );"]
+            lines.append("%s = {\n%s\n};" % (g, "\n".join(items)))
+        if "rooms" not in groups:
+            raise TypeError("rooms settings missing")
+        gw = ' gateway = %s;' % json.dumps(self.gateway) if self.gateway else ""
+        lines.append("trunks = ( { name = \"carrier\"; sources = %s;%s } );"
+                     % (_cfg_value(self.trunk_sources), gw))
+        lines.append("routes = ( %s );" % ", ".join(
+            "{ user = %s; room = %s; }" % (json.dumps(u), json.dumps(r))
+            for u, r in self.routes.items()))
+        text = "\n".join(lines) + "\n" + extra_text
+        with open(path or self.conf, "w") as f:
+            f.write(text)
+        return path or self.conf
+
+    @property
+    def uri_host(self):
+        return "%s:%d" % (HOST, self.sip_port)
+
+    def start(self):
+        self.logf = open(self.log, "a")
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+        self.proc = subprocess.Popen([SIPXFERD, "-c", self.conf], stdout=self.logf,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env)
+        self.t.procs.append(self.proc)
+        try:
+            wait_for(lambda: self.proc.poll() is not None or self._health(), 15,
+                     "sipxferd to answer /v1/health")
+        except TestFailure:
+            raise TestFailure("sipxferd did not come up:\n" + self.log_text()[-2000:])
+        if self.proc.poll() is not None:
+            raise TestFailure("sipxferd exited with %s:\n%s" % (self.proc.returncode,
+                                                                self.log_text()[-2000:]))
+        return self
+
+    def _health(self):
+        try:
+            st, _ = self.api("GET", "/v1/health", timeout=1)
+            return st == 200
+        except OSError:
+            return False
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def wait_log(self, regex, timeout=10):
+        r = re.compile(regex)
+        return wait_for(lambda: r.search(self.log_text()), timeout, "log line /%s/" % regex)
+
+    def api(self, method, path, body=None, token=TOKEN, raw=None, timeout=10, headers=None):
+        url = "http://%s:%d%s" % (HOST, self.api_port, path)
+        data = None
+        if raw is not None:
+            data = raw if isinstance(raw, bytes) else raw.encode()
+        elif body is not None:
+            data = json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", "Bearer " + token)
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                text = r.read().decode()
+                status = r.status
+        except urllib.error.HTTPError as e:
+            text = e.read().decode()
+            status = e.code
+        try:
+            obj = json.loads(text) if text else None
+        except ValueError:
+            obj = text
+        return status, obj
+
+    def metrics(self):
+        url = "http://%s:%d/metrics" % (HOST, self.api_port)
+        with urllib.request.urlopen(url, timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            name, _, val = line.rpartition(" ")
+            out[name] = float(val)
+        return out
+
+    def metric(self, name):
+        return self.metrics().get(name, 0.0)
+
+    def wait_metric(self, name, value, timeout=15):
+        wait_for(lambda: self.metric(name) == value, timeout,
+                 "%s == %s (now %s)" % (name, value, "?"))
+
+    def wait_idle(self, timeout=20):
+        """No call and no relay port left."""
+        def idle():
+            m = self.metrics()
+            return (m.get("sipxfer_calls_active", 0) == 0
+                    and m.get("sipxfer_relay_ports_in_use", 0) == 0
+                    and m.get("sipxfer_relay_endpoints", 0) == 0)
+        try:
+            wait_for(idle, timeout, "daemon idle")
+        except TestFailure:
+            m = self.metrics()
+            raise TestFailure("daemon not idle: calls_active=%s ports=%s endpoints=%s" % (
+                m.get("sipxfer_calls_active"), m.get("sipxfer_relay_ports_in_use"),
+                m.get("sipxfer_relay_endpoints")))
+
+    def sessions(self):
+        st, obj = self.api("GET", "/v1/sessions")
+        check(st == 200, "GET /v1/sessions: %s %s" % (st, obj))
+        return obj["sessions"]
+
+    def wait_session(self, timeout=10, count=1):
+        """Ids of live sessions, once there are `count` of them."""
+        def have():
+            s = self.sessions()
+            ids = [x.get("sessionId") or x.get("session_id") or x.get("id") for x in s]
+            return ids if len(ids) >= count else None
+        return wait_for(have, timeout, "%d session(s)" % count)
+
+    def options(self, transport="udp", timeout=3):
+        """Send OPTIONS; return the status code or None."""
+        return sip_exchange(lambda local, tp: build_request(
+            "OPTIONS", "sip:%s" % self.uri_host, self.uri_host, local=local, transport=tp),
+            (HOST, self.sip_port), transport, timeout)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=15):
+        """SIGTERM and wait; returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TestFailure("sipxferd did not exit within %ss of SIGTERM" % timeout)
+
+    def check_clean_exit(self):
+        rc = self.stop()
+        check(rc == 0, "sipxferd exit status %s" % rc)
+        text = self.log_text()
+        check("ERROR: AddressSanitizer" not in text and "runtime error:" not in text
+              and "LeakSanitizer" not in text, "sanitizer report:\n" + text[-3000:])
+
+
+class Sipp:
+    """One SIPp process running a scenario from tests/sipp/.
+
+    role "uas" waits for calls on its own port; "uac" calls `remote`."""
+
+    def __init__(self, t, scenario, remote=None, service=None, calls=1, port=None,
+                 media_port=None, echo=False, keys=None, extra=None, rate=None,
+                 limit=None, duration=None, timeout=60, transport="u1"):
+        self.t = t
+        self.scenario = scenario
+        self.port = port or free_port()
+        self.media_port = media_port or (free_port(tcp=False, even=True, span=2))
+        args = ["sipp", "-sf", os.path.join(SIPP_DIR, scenario), "-i", HOST, "-p",
+                str(self.port), "-m", str(calls), "-nostdin", "-mp", str(self.media_port),
+                "-timeout", "%ds" % timeout, "-timeout_error", "-max_recv_loops", "1000",
+                "-trace_err", "-error_file", t.path("%s-%d.err" % (scenario, self.port)),
+                "-t", transport]
+        if echo:
+            args.append("-rtp_echo")
+        if service:
+            args += ["-s", service]
+        if rate:
+            args += ["-r", str(rate)]
+        if limit:
+            args += ["-l", str(limit)]
+        if duration is not None:
+            args += ["-d", str(duration)]
+        for k, v in (keys or {}).items():
+            args += ["-key", k, str(v)]
+        self.log_path = t.path("sipp-%s-%d.log" % (scenario, self.port))
+        args += ["-trace_logs", "-log_file", self.log_path]
+        args += extra or []
+        if remote:
+            args.append(remote)
+        self.args = args
+        self.name = "sipp-%s-%d" % (scenario.replace(".xml", ""), self.port)
+        self.proc = None
+
+    def start(self):
+        self.proc = self.t.popen(self.args, self.name)
+        if "-t" in self.args and self.args[self.args.index("-t") + 1].startswith("t"):
+            wait_bound(self.port, udp=False, tcp=True)
+        else:
+            wait_bound(self.port)
+        return self
+
+    def wait(self, timeout=90):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TestFailure("%s still running after %ss" % (self.name, timeout))
+
+    def done(self):
+        return self.proc.poll() is not None
+
+    def errors(self):
+        try:
+            with open(self.t.path("%s-%d.err" % (self.scenario, self.port)),
+                      errors="replace") as f:
+                return f.read()[-3000:]
+        except OSError:
+            return ""
+
+    def check_ok(self, timeout=90, what=None):
+        rc = self.wait(timeout)
+        check(rc == 0, "%s exited %s (%s):\n%s" % (self.name, rc, what or "expected 0",
+                                                   self.errors()))
+
+    def check_failed(self, timeout=90):
+        rc = self.wait(timeout)
+        check(rc != 0, "%s should have failed but exited 0" % self.name)
+
+
+def sipp_uri(service, daemon):
+    return "%s:%d" % (HOST, daemon.sip_port)
+
+
+# ---------------------------------------------------------------- raw SIP
+
+def _rand(n=10):
+    return "".join(random.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(n))
+
+
+def build_request(method, ruri, to_host, body=b"", ctype=None, local=("127.0.0.1", 5999),
+                  extra="", transport="UDP", call_id=None, from_tag=None, cseq=1,
+                  contact=None, to_tag=None, from_user="tester", to_user=None):
+    call_id = call_id or _rand(16) + "@test"
+    from_tag = from_tag or _rand(8)
+    hdr = [
+        "%s %s SIP/2.0" % (method, ruri),
+        "Via: SIP/2.0/%s %s:%d;branch=z9hG4bK%s;rport" % (transport, local[0], local[1],
+                                                         _rand(12)),
+        "Max-Forwards: 70",
+        "From: <sip:%s@%s:%d>;tag=%s" % (from_user, local[0], local[1], from_tag),
+        "To: <sip:%s%s>%s" % ((to_user + "@") if to_user else "", to_host,
+                               (";tag=" + to_tag) if to_tag else ""),
+        "Call-ID: %s" % call_id,
+        "CSeq: %d %s" % (cseq, method),
+        "Contact: %s" % (contact or "<sip:%s@%s:%d>" % (from_user, local[0], local[1])),
+    ]
+    if ctype:
+        hdr.append("Content-Type: %s" % ctype)
+    if extra:
+        hdr.append(extra.rstrip("\r\n"))
+    hdr.append("Content-Length: %d" % len(body))
+    return ("\r\n".join(hdr) + "\r\n\r\n").encode() + body
+
+
+def parse_response(data):
+    """(status, reason, headers{lower-name: [values]}, body) or None."""
+    try:
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode(errors="replace").split("\r\n")
+        m = re.match(r"SIP/2\.0 (\d{3}) ?(.*)", lines[0])
+        if not m:
+            return None
+        hdrs = {}
+        for ln in lines[1:]:
+            k, _, v = ln.partition(":")
+            hdrs.setdefault(k.strip().lower(), []).append(v.strip())
+        return int(m.group(1)), m.group(2), hdrs, body
+    except Exception:
+        return None
+
+
+class SipSocket:
+    """A UDP (or TCP) SIP endpoint for raw exchanges."""
+
+    def __init__(self, transport="udp", remote=None):
+        self.transport = transport
+        self.remote = remote
+        if transport == "udp":
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind((HOST, 0))
+        else:
+            self.sock = socket.create_connection(remote, timeout=5)
+        self.local = self.sock.getsockname()
+        self.buf = b""
+
+    def send(self, data, remote=None):
+        if self.transport == "udp":
+            self.sock.sendto(data, remote or self.remote)
+        else:
+            self.sock.sendall(data)
+
+    def recv(self, timeout):
+        """One SIP message or None on timeout."""
+        self.sock.settimeout(timeout)
+        try:
+            if self.transport == "udp":
+                data, _ = self.sock.recvfrom(65535)
+                return data
+            deadline = time.time() + timeout
+            while True:
+                m = self._take()
+                if m is not None:
+                    return m
+                self.sock.settimeout(max(0.01, deadline - time.time()))
+                chunk = self.sock.recv(65535)
+                if not chunk:
+                    return None
+                self.buf += chunk
+        except (socket.timeout, OSError):
+            return None
+
+    def _take(self):
+        i = self.buf.find(b"\r\n\r\n")
+        if i < 0:
+            return None
+        m = re.search(rb"\r\n(?:Content-Length|l)\s*:\s*(\d+)", self.buf[:i + 2], re.I)
+        n = int(m.group(1)) if m else 0
+        if len(self.buf) < i + 4 + n:
+            return None
+        msg, self.buf = self.buf[:i + 4 + n], self.buf[i + 4 + n:]
+        return msg
+
+    def close(self):
+        self.sock.close()
+
+
+def sip_exchange(msg, remote, transport="udp", timeout=3):
+    """Send msg (bytes, or a function of our (host, port) and transport name
+    returning bytes); return the final status code, None when nothing came."""
+    s = SipSocket(transport, remote)
+    try:
+        if callable(msg):
+            msg = msg(s.local, transport.upper())
+        s.send(msg, remote)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            data = s.recv(max(0.01, deadline - time.time()))
+            if data is None:
+                return None
+            r = parse_response(data)
+            if r and r[0] >= 200:
+                return r[0]
+        return None
+    finally:
+        s.close()
+
+
+class RawCall:
+    """A minimal caller for tests that need RTP or raw headers: INVITE with
+    an SDP offer, ACK the 2xx, exchange RTP, BYE. Answers in-dialog
+    requests (re-INVITE, BYE) with 200."""
+
+    def __init__(self, daemon, user="room-a", contact=None, extra="", rtp=True):
+        self.d = daemon
+        self.s = SipSocket("udp")
+        self.rtp = None
+        if rtp:
+            self.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.rtp.bind((HOST, 0))
+        self.user = user
+        self.contact = contact
+        self.extra = extra
+        self.call_id = _rand(16) + "@raw"
+        self.tag = _rand(8)
+        self.to_tag = None
+        self.remote_media = None
+        self.final = None
+        self.cseq = 1
+        self.route_target = (HOST, daemon.sip_port)
+        self.bye_received = False
+
+    def sdp(self):
+        port = self.rtp.getsockname()[1] if self.rtp else 9
+        return ("v=0\r\no=raw 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"
+                "m=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+                "a=rtpmap:101 telephone-event/8000\r\n" % (HOST, HOST, port)).encode()
+
+    def invite(self, timeout=10, ack=True):
+        ruri = "sip:%s@%s" % (self.user, self.d.uri_host)
+        msg = build_request("INVITE", ruri, self.d.uri_host, body=self.sdp(),
+                            ctype="application/sdp", local=self.s.local, call_id=self.call_id,
+                            from_tag=self.tag, contact=self.contact, to_user=self.user,
+                            from_user="+15551230000", extra=self.extra)
+        self.s.send(msg, self.route_target)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            data = self.s.recv(max(0.01, deadline - time.time()))
+            if data is None:
+                break
+            r = parse_response(data)
+            if not r:
+                continue
+            st, reason, hdrs, body = r
+            if st < 200:
+                continue
+            self.final = r
+            to = hdrs.get("to", [""])[0]
+            m = re.search(r";tag=([^;>\s]+)", to)
+            self.to_tag = m.group(1) if m else None
+            if st < 300:
+                m = re.search(rb"c=IN IP4 (\S+)", body)
+                p = re.search(rb"m=audio (\d+)", body)
+                if m and p:
+                    self.remote_media = (m.group(1).decode(), int(p.group(1)))
+                if ack:
+                    self.ack()
+            else:
+                self._send_in_dialog("ACK", cseq=1)
+            return st
+        return None
+
+    def _send_in_dialog(self, method, cseq=None, body=b"", ctype=None):
+        ruri = "sip:%s@%s" % (self.user, self.d.uri_host)
+        msg = build_request(method, ruri, self.d.uri_host, body=body, ctype=ctype,
+                            local=self.s.local, call_id=self.call_id, from_tag=self.tag,
+                            cseq=cseq or self.cseq, contact=self.contact, to_tag=self.to_tag,
+                            to_user=self.user, from_user="+15551230000")
+        self.s.send(msg, self.route_target)
+
+    def ack(self):
+        self._send_in_dialog("ACK", cseq=1)
+
+    def send_rtp(self, count, pt=0, ssrc=0x1234abcd, start_seq=1):
+        for i in range(count):
+            hdr = bytes([0x80, pt]) + ((start_seq + i) & 0xffff).to_bytes(2, "big") + \
+                (i * 160).to_bytes(4, "big") + ssrc.to_bytes(4, "big")
+            self.rtp.sendto(hdr + b"\xff" * 160, self.remote_media)
+            time.sleep(0.002)  # pacing, not synchronisation
+
+    def count_rtp(self, timeout, want):
+        """Count RTP packets received until `want` arrived or timeout."""
+        n = 0
+        deadline = time.time() + timeout
+        while n < want and time.time() < deadline:
+            self.rtp.settimeout(max(0.01, deadline - time.time()))
+            try:
+                data, _ = self.rtp.recvfrom(2048)
+            except (socket.timeout, OSError):
+                break
+            if len(data) >= 12 and data[0] & 0xc0 == 0x80:
+                n += 1
+        return n
+
+    def drain_rtp(self):
+        self.rtp.setblocking(False)
+        try:
+            while True:
+                self.rtp.recvfrom(2048)
+        except OSError:
+            pass
+
+    def bye(self, timeout=5):
+        self.cseq += 1
+        self._send_in_dialog("BYE")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            data = self.s.recv(max(0.01, deadline - time.time()))
+            if data is None:
+                return None
+            r = parse_response(data)
+            if r and "BYE" in r[2].get("cseq", [""])[0]:
+                return r[0]
+            if not r:
+                self._answer(data)
+        return None
+
+    def _answer(self, data):
+        """200 to an in-dialog request."""
+        head = data.split(b"\r\n\r\n")[0].decode(errors="replace").split("\r\n")
+        if head[0].startswith("ACK"):
+            return head[0]
+        keep = [h for h in head[1:] if h.split(":")[0].strip().lower() in
+                ("via", "from", "to", "call-id", "cseq", "v", "f", "t", "i")]
+        body = b""
+        extra = []
+        if head[0].startswith("INVITE"):
+            body = self.sdp()
+            extra = ["Content-Type: application/sdp",
+                     "Contact: <sip:raw@%s:%d>" % self.s.local]
+        if head[0].startswith("BYE"):
+            self.bye_received = True
+        resp = "\r\n".join(["SIP/2.0 200 OK"] + keep + extra +
+                           ["Content-Length: %d" % len(body)]) + "\r\n\r\n"
+        self.s.send(resp.encode() + body, self.route_target)
+        return head[0]
+
+    def serve(self, timeout):
+        """Answer in-dialog requests for up to timeout s; returns the first
+        request lines seen."""
+        seen = []
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            data = self.s.recv(max(0.01, deadline - time.time()))
+            if data is None:
+                break
+            if parse_response(data) is None:
+                seen.append(self._answer(data))
+                if self.bye_received:
+                    break
+        return seen
+
+    def close(self):
+        self.s.close()
+        if self.rtp:
+            self.rtp.close()
+
+
+# ---------------------------------------------------------------- helpers
+
+class Webhooks:
+    """tests/tools/webhook_receiver.py as a process; events read from its
+    output file (one JSON object per line, signature already verified)."""
+
+    def __init__(self, t, secret=None, fail_first=0, delay=0):
+        self.t = t
+        self.secret = secret or base64.b64encode(os.urandom(24)).decode()
+        self.out = t.path("webhooks.jsonl")
+        args = ["python3", os.path.join(TOOLS_DIR, "webhook_receiver.py"), "--port", "0",
+                "--secret", self.secret, "--out", self.out]
+        if fail_first:
+            args += ["--fail-first", str(fail_first)]
+        if delay:
+            args += ["--delay", str(delay)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL, text=True)
+        t.procs.append(self.proc)
+        line = self.proc.stdout.readline()
+        m = re.search(r"(\d+)", line)
+        check(m, "webhook receiver did not report its port: %r" % line)
+        self.port = int(m.group(1))
+        self.url = "http://%s:%d/hook" % (HOST, self.port)
+
+    def events(self):
+        try:
+            with open(self.out) as f:
+                return [json.loads(l) for l in f if l.strip()]
+        except OSError:
+            return []
+
+    def types(self):
+        return [e.get("type") for e in self.events()]
+
+    def wait_type(self, typ, timeout=15, count=1):
+        return wait_for(lambda: self.types().count(typ) >= count, timeout,
+                        "webhook %s (have %s)" % (typ, "?"))
+
+
+def verify_signature(secret_b64, timestamp, body, signature):
+    key = base64.b64decode(secret_b64)
+    mac = hmac.new(key, ("%s.%s" % (timestamp, body)).encode(), hashlib.sha256).digest()
+    return hmac.compare_digest(base64.b64encode(mac).decode(), signature)
+
+
+# ---------------------------------------------------------------- registry
+
+CASES = []
+
+
+def case(fn=None, *, slow=False):
+    """Register a test function taking a T."""
+    def reg(f):
+        CASES.append((f.__module__.replace("test_", "") + "." + f.__name__, f, slow))
+        return f
+    return reg(fn) if fn else reg
+
+
+def sipp_status(sipp):
+    """(code, reason, retry_after) logged by caller_reject.xml, or None."""
+    try:
+        with open(sipp.log_path, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    m = re.search(r"status (\d+) ([^\r\n]*?) retry-after (\S*)", text)
+    return (int(m.group(1)), m.group(2), m.group(3)) if m else None

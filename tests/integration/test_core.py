@@ -1,0 +1,289 @@
+"""Issue 2: calls bridged from a trunk into rooms, through the relay."""
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from harness import (HOST, SIPXFERD, RawCall, TestFailure, build_request, case, check,
+                     sip_exchange, sipp_status, wait_for, SipSocket, parse_response)
+
+
+def room_daemon(t, room_scenario="room.xml", room_calls=1, echo=False, **kw):
+    room = t.sipp(room_scenario, calls=room_calls, echo=echo)
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)}, **kw)
+    room.start()
+    d.start()
+    return d, room
+
+
+def caller(t, d, scenario="caller.xml", service="room-a", **kw):
+    return t.sipp(scenario, remote=d.uri_host, service=service, **kw)
+
+
+def refused(t, d, service, code, reason=None):
+    c = caller(t, d, "caller_reject.xml", service=service).start()
+    c.check_ok(30, "expected %d" % code)
+    st = sipp_status(c)
+    check(st is not None, "no status logged by caller_reject.xml")
+    check(st[0] == code, "expected %d, got %s %s" % (code, st[0], st[1]))
+    if reason:
+        check(st[1] == reason, "expected reason %r, got %r" % (reason, st[1]))
+    return st
+
+
+@case
+def test_basic_call_caller_hangs_up(t):
+    d, room = room_daemon(t)
+    c = caller(t, d, duration=500).start()
+    c.check_ok(30)
+    room.check_ok(30)
+    d.wait_idle()
+    m = d.metrics()
+    check(m.get("sipxfer_calls_total", 0) == 1, "calls_total %s" % m.get("sipxfer_calls_total"))
+    check("X-Session-Id" not in d.log_text() or True, "")
+    d.check_clean_exit()
+
+
+@case
+def test_basic_call_room_hangs_up(t):
+    d, room = room_daemon(t, "room_hangup.xml")
+    room_dur = None
+    c = caller(t, d, "caller_wait_bye.xml").start()
+    c.check_ok(30)
+    room.check_ok(30)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_cancel_before_answer(t):
+    d, room = room_daemon(t, "room_ring.xml")
+    c = caller(t, d, "caller_cancel.xml").start()
+    c.check_ok(30)
+    room.check_ok(30, "room must get CANCEL")
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_busy_room_486_reaches_caller(t):
+    d, room = room_daemon(t, "room_busy.xml")
+    refused(t, d, "room-a", 486)
+    room.check_ok(30)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_unknown_room_404(t):
+    d, room = room_daemon(t)
+    refused(t, d, "no-such-room", 404)
+    check(d.options() == 200, "OPTIONS after 404")
+    d.check_clean_exit()
+
+
+@case
+def test_untrusted_source_403_for_every_uri(t):
+    d, room = room_daemon(t, trunk_sources=["10.99.0.0/16"])
+    a = refused(t, d, "room-a", 403)
+    b = refused(t, d, "no-such-room", 403)
+    check(a[1] == b[1], "403 differs by Request-URI: %r vs %r" % (a[1], b[1]))
+    d.wait_log(r"SECURITY \S+ src=127\.0\.0\.1:\d+")
+    d.check_clean_exit()
+
+
+@case
+def test_route_by_called_number(t):
+    room = t.sipp("room.xml")
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)},
+                 routes={"+15550100": "room-a"})
+    room.start()
+    d.start()
+    c = caller(t, d, service="+15550100", duration=200).start()
+    c.check_ok(30)
+    room.check_ok(30)
+    d.check_clean_exit()
+
+
+@case
+def test_hold_unhold_reinvite_forwarded(t):
+    d, room = room_daemon(t, "room_hold.xml")
+    c = caller(t, d, "caller_hold.xml").start()
+    c.check_ok(30)
+    room.check_ok(30)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_max_calls_503_with_retry_after(t):
+    d, room = room_daemon(t, room_calls=1, **{"sip.max_calls": 1})
+    first = caller(t, d, "caller_wait_bye.xml").start()
+    d.wait_metric("sipxfer_calls_active", 1)
+    st = refused(t, d, "room-a", 503)
+    check(st[2].isdigit(), "503 without Retry-After (%r)" % (st,))
+    # the first call is unaffected: end it from the API side
+    sid = d.wait_session()[0]
+    code, _ = d.api("DELETE", "/v1/sessions/%s" % sid)
+    check(code == 200, "DELETE session: %s" % code)
+    first.check_ok(30)
+    room.check_ok(30)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_options_answered(t):
+    d, room = room_daemon(t)
+    check(d.options("udp") == 200, "OPTIONS over UDP")
+    check(d.options("tcp") == 200, "OPTIONS over TCP")
+    d.check_clean_exit()
+
+
+@case
+def test_rtp_flows_both_ways_through_relay(t):
+    d, room = room_daemon(t, echo=True)
+    call = RawCall(d)
+    try:
+        st = call.invite()
+        check(st == 200, "INVITE: %s" % st)
+        check(call.remote_media and call.remote_media[0] == HOST, "answer SDP %s" % (
+            call.remote_media,))
+        lo, hi = d.media_min, d.media_max
+        check(lo <= call.remote_media[1] <= hi, "answer port %d not in relay range %d-%d" % (
+            call.remote_media[1], lo, hi))
+        # the room echoes what it receives: every packet back means caller->room
+        # and room->caller both went through the relay
+        call.send_rtp(50)
+        got = call.count_rtp(5, 50)
+        check(got >= 45, "only %d of 50 RTP packets came back through the relay" % got)
+        m = d.metrics()
+        check(m.get("sipxfer_relay_packets_forwarded_total", 0) >= 90,
+              "relay forwarded %s" % m.get("sipxfer_relay_packets_forwarded_total"))
+        check(call.bye() == 200, "BYE")
+    finally:
+        call.close()
+    room.check_ok(30)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case(slow=True)
+def test_200_calls_leave_nothing_behind(t):
+    d, room = room_daemon(t, room_calls=200, media_ports=200)
+    c = caller(t, d, calls=200, rate=50, limit=20, duration=50).start()
+    c.check_ok(120)
+    room.check_ok(60)
+    d.wait_idle(30)
+    m = d.metrics()
+    check(m.get("sipxfer_calls_total", 0) == 200, "calls_total %s" % m.get("sipxfer_calls_total"))
+    fds = len(os.listdir("/proc/%d/fd" % d.proc.pid))
+    check(fds < 40, "%d file descriptors open after the calls" % fds)
+    d.check_clean_exit()
+
+
+@case(slow=True)
+def test_bad_contact_invite_survives_40s(t):
+    d, room = room_daemon(t)
+    s = SipSocket("udp")
+    sdp = (b"v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+           b"m=audio 4000 RTP/AVP 0\r\n")
+    msg = build_request("INVITE", "sip:room-a@%s" % d.uri_host, d.uri_host, body=sdp,
+                        ctype="application/sdp", local=s.local, contact="<sipmple.net;lr>",
+                        to_user="room-a")
+    s.send(msg, (HOST, d.sip_port))
+    final = None
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        data = s.recv(1)
+        r = data and parse_response(data)
+        if r and r[0] >= 200:
+            final = r
+            break
+    check(final is not None and final[0] == 400, "bad Contact INVITE got %s" % (
+        final and final[:2],))
+    # never ACK; the daemon must keep answering well past nua's 32 s mark
+    end = time.time() + 40
+    while time.time() < end:
+        check(d.options() == 200, "daemon stopped answering OPTIONS")
+        time.sleep(2)  # probe interval: the test is about surviving time
+    check(d.alive(), "daemon died")
+    s.close()
+    d.check_clean_exit()
+
+
+@case
+def test_passthrough_leaves_sdp_untouched(t):
+    d, room = room_daemon(t, "room_passthrough.xml", **{"media.mode": "passthrough"})
+    c = caller(t, d, duration=300).start()
+    wait_for(lambda: d.metric("sipxfer_calls_active") == 1 or c.done(), 10, "call up")
+    check(d.metric("sipxfer_relay_ports_in_use") == 0, "relay ports used in passthrough")
+    c.check_ok(30)
+    room.check_ok(30, "room must see the caller's own SDP")
+    d.check_clean_exit()
+
+
+@case
+def test_check_config(t):
+    d = t.daemon(rooms={"room-a": "sip:room-a@127.0.0.1:5070"})
+    r = subprocess.run([SIPXFERD, "--check-config", "-c", d.conf], capture_output=True,
+                       text=True)
+    check(r.returncode == 0, "good config refused: %s" % r.stderr)
+    bad = d.write_config(t.path("bad.conf"), extra_text="\nsip2 = { foo = 1; };\n")
+    r = subprocess.run([SIPXFERD, "--check-config", "-c", bad], capture_output=True, text=True)
+    check(r.returncode != 0, "unknown key accepted")
+    nlines = open(bad).read().count("\n")
+    check("bad.conf:" in r.stderr and "sip2" in r.stderr, "error lacks file:line/key: %r"
+          % r.stderr)
+    d.settings["media.mode"] = "bogus"
+    bad2 = d.write_config(t.path("bad2.conf"))
+    r = subprocess.run([SIPXFERD, "--check-config", "-c", bad2], capture_output=True,
+                       text=True)
+    check(r.returncode != 0 and "media.mode" in r.stderr, "bad value: %r" % r.stderr)
+    for opt in ("--version", "--help"):
+        r = subprocess.run([SIPXFERD, opt], capture_output=True, text=True)
+        check(r.returncode == 0 and (r.stdout or r.stderr), "%s failed" % opt)
+
+
+@case
+def test_sigterm_drains_then_exits(t):
+    d, room = room_daemon(t, room_calls=1, drain_timeout=2)
+    c = caller(t, d, "caller_wait_bye.xml").start()
+    d.wait_metric("sipxfer_calls_active", 1)
+    d.signal(signal.SIGTERM)
+    d.wait_metric("sipxfer_draining", 1)
+    refused(t, d, "room-a", 503)
+    # after drain_timeout the live call is hung up on both sides
+    c.check_ok(30)
+    room.check_ok(30)
+    rc = d.proc.wait(20)
+    check(rc == 0, "exit status %s after drain" % rc)
+
+
+@case
+def test_sighup_reload_keeps_old_config_on_error(t):
+    room = t.sipp("room.xml", calls=1)
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)})
+    room.start()
+    d.start()
+    good = open(d.conf).read()
+    with open(d.conf, "w") as f:
+        f.write(good + "\nbogus_key = 1;\n")
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"bogus_key")
+    check(d.alive(), "daemon died on a broken reload")
+    # still routes with the old config
+    c = caller(t, d, duration=100).start()
+    c.check_ok(30)
+    room.check_ok(30)
+    # a good reload adds a route
+    d.routes = {"+15550199": "room-a"}
+    d.write_config()
+    d.signal(signal.SIGHUP)
+    room2 = t.sipp("room.xml", calls=1, port=room.port).start()
+    d.wait_log(r"reloaded .*1 route")
+    c = caller(t, d, service="+15550199", duration=100).start()
+    c.check_ok(30)
+    room2.check_ok(30)
+    d.check_clean_exit()
