@@ -57,12 +57,15 @@ bool ratelimit_allow(struct ratelimit *rl, const struct sockaddr *sa, double rat
     for (int i = 0; i < 16; i++)
         h = (h ^ key[i]) * 16777619u;
     struct bucket *b = &rl->b[h % rl->n];
-    if (!b->used || memcmp(b->addr, key, 16) != 0) {
-        memcpy(b->addr, key, 16);
+    if (!b->used) {
         b->used = 1;
         b->tokens = burst;
         b->last = now;
     }
+    /* A colliding newcomer inherits the tokens left in the bucket: sources
+     * that share a bucket share one budget, so alternating between them
+     * never refills it. */
+    memcpy(b->addr, key, 16);
     b->tokens += (now - b->last) * rate;
     if (b->tokens > burst)
         b->tokens = burst;

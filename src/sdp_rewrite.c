@@ -46,6 +46,13 @@ static int parse_into(su_home_t *home, const char *body, size_t len, sdp_parser_
         }
         s->port = (uint16_t)m->m_port;
         s->dtmf_pt = -1;
+        /* sofia keeps RTP payload types in m_rtpmaps (in m= line order) and
+         * only non-RTP formats in m_format */
+        for (const sdp_rtpmap_t *r = m->m_rtpmaps; r; r = r->rm_next) {
+            size_t used = strlen(s->formats);
+            snprintf(s->formats + used, sizeof s->formats - used, "%s%u", used ? " " : "",
+                     r->rm_pt);
+        }
         for (const sdp_list_t *f = m->m_format; f; f = f->l_next) {
             size_t used = strlen(s->formats);
             snprintf(s->formats + used, sizeof s->formats - used, "%s%s", used ? " " : "",

@@ -1,0 +1,394 @@
+/* test_config.c - config_load(): a valid file, defaults, and refusals with
+ * "FILE:LINE: ..." messages naming the key. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "unit_helpers.h"
+
+static const char *const FULL_CONF =
+    "node = \"edge-7\";\n"                                          /* 1 */
+    "drain_timeout = 45;\n"                                         /* 2 */
+    "sip = {\n"                                                     /* 3 */
+    "  listen = \"sip:192.0.2.1:5080\";\n"                          /* 4 */
+    "  max_calls = 500;\n"                                          /* 5 */
+    "  rate_limit = 20;\n"                                          /* 6 */
+    "};\n"                                                          /* 7 */
+    "api = {\n"                                                     /* 8 */
+    "  listen = \"0.0.0.0:8081\";\n"                                /* 9 */
+    "  tokens = [ \"tok-1\", \"tok-2\" ];\n"                        /* 10 */
+    "};\n"                                                          /* 11 */
+    "media = {\n"                                                   /* 12 */
+    "  mode = \"passthrough\";\n"                                   /* 13 */
+    "  address = \"192.0.2.1\";\n"                                  /* 14 */
+    "  port_min = 30000;\n"                                         /* 15 */
+    "  port_max = 30099;\n"                                         /* 16 */
+    "};\n"                                                          /* 17 */
+    "trunks = (\n"                                                  /* 18 */
+    "  { name = \"carrier\"; sources = [ \"10.0.0.0/8\", \"2001:db8::/32\" ];\n"
+    "    gateway = \"sip:10.0.0.5:5090\"; },\n"
+    "  { name = \"lab\"; sources = [ \"192.168.1.1\" ]; }\n"
+    ");\n"
+    "rooms = {\n"
+    "  domain = \"rooms.example.test\";\n"
+    "  list = (\n"
+    "    { name = \"room-a\"; uri = \"sip:room-a@127.0.0.1:5070\"; },\n"
+    "    { name = \"room-b\"; uri = \"sip:room-b@127.0.0.1:5072\"; }\n"
+    "  );\n"
+    "  resolver = \"https://resolver.example.test/rooms\";\n"
+    "};\n"
+    "routes = (\n"
+    "  { user = \"+15550100\"; room = \"room-b\"; }\n"
+    ");\n"
+    "webhooks = { url = \"https://hooks.example.test/in\"; secret = \"c2VjcmV0\"; };\n"
+    "transfer = {\n"
+    "  ring_timeout = 20;\n"
+    "  notify_timeout = 40;\n"
+    "  allow = [ \"sip:*@example.com\", \"+1*\" ];\n"
+    "  refer_fallback = true;\n"
+    "};\n";
+
+START_TEST(test_full_config)
+{
+    char err[512], path[64];
+    struct config *cfg = unit_load_config(FULL_CONF, err, sizeof err, path, sizeof path);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+
+    ck_assert_str_eq(cfg->path, path);
+    ck_assert_str_eq(cfg->node, "edge-7");
+    ck_assert_int_eq(cfg->drain_timeout, 45);
+    ck_assert_str_eq(cfg->sip_listen, "sip:192.0.2.1:5080");
+    ck_assert_int_eq(cfg->max_calls, 500);
+    ck_assert_int_eq(cfg->rate_limit, 20);
+    ck_assert_str_eq(cfg->api_listen, "0.0.0.0:8081");
+    ck_assert_uint_eq(cfg->ntokens, 2);
+    ck_assert_str_eq(cfg->tokens[0], "tok-1");
+    ck_assert_str_eq(cfg->tokens[1], "tok-2");
+    ck_assert_int_eq(cfg->media_mode, MEDIA_PASSTHROUGH);
+    ck_assert_str_eq(cfg->media_address, "192.0.2.1");
+    ck_assert_int_eq(cfg->port_min, 30000);
+    ck_assert_int_eq(cfg->port_max, 30099);
+
+    ck_assert_uint_eq(cfg->ntrunks, 2);
+    ck_assert_str_eq(cfg->trunks[0].name, "carrier");
+    ck_assert_uint_eq(cfg->trunks[0].nsources, 2);
+    ck_assert_int_eq(cfg->trunks[0].sources[0].prefix, 8);
+    ck_assert_uint_eq(cfg->trunks[0].sources[0].addr[0], 10);
+    ck_assert_int_eq(cfg->trunks[0].sources[1].prefix, 32);
+    ck_assert_str_eq(cfg->trunks[0].gateway, "sip:10.0.0.5:5090");
+    ck_assert_str_eq(cfg->trunks[1].name, "lab");
+    ck_assert_uint_eq(cfg->trunks[1].nsources, 1);
+    ck_assert_int_eq(cfg->trunks[1].sources[0].prefix, 32);
+    ck_assert_ptr_null(cfg->trunks[1].gateway);
+
+    ck_assert_str_eq(cfg->rooms_domain, "rooms.example.test");
+    ck_assert_uint_eq(cfg->nrooms, 2);
+    ck_assert_str_eq(cfg->rooms[0].name, "room-a");
+    ck_assert_str_eq(cfg->rooms[0].uri, "sip:room-a@127.0.0.1:5070");
+    ck_assert_str_eq(cfg->rooms[1].name, "room-b");
+    ck_assert_str_eq(cfg->resolver, "https://resolver.example.test/rooms");
+    ck_assert_uint_eq(cfg->nroutes, 1);
+    ck_assert_str_eq(cfg->routes[0].user, "+15550100");
+    ck_assert_str_eq(cfg->routes[0].room, "room-b");
+
+    ck_assert_str_eq(cfg->webhook_url, "https://hooks.example.test/in");
+    ck_assert_str_eq(cfg->webhook_secret, "c2VjcmV0");
+
+    ck_assert_int_eq(cfg->transfer.ring_timeout, 20);
+    ck_assert_int_eq(cfg->transfer.notify_timeout, 40);
+    ck_assert_uint_eq(cfg->transfer.nallow, 2);
+    ck_assert_str_eq(cfg->transfer.allow[0], "sip:*@example.com");
+    ck_assert_str_eq(cfg->transfer.allow[1], "+1*");
+    ck_assert(cfg->transfer.refer_fallback);
+
+    char host[64];
+    int port = 0;
+    ck_assert_int_eq(config_sip_hostport(cfg, host, sizeof host, &port), 0);
+    ck_assert_str_eq(host, "192.0.2.1");
+    ck_assert_int_eq(port, 5080);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_defaults)
+{
+    char err[512];
+    struct config *cfg = unit_load_config("# nothing set\n", err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_str_eq(cfg->node, "sipxfer");
+    ck_assert_int_eq(cfg->drain_timeout, 30);
+    ck_assert_str_eq(cfg->sip_listen, "sip:127.0.0.1:5060");
+    ck_assert_int_eq(cfg->max_calls, 10000);
+    ck_assert_int_eq(cfg->rate_limit, 0);
+    ck_assert_str_eq(cfg->api_listen, "127.0.0.1:8080");
+    ck_assert_uint_eq(cfg->ntokens, 0);
+    ck_assert_int_eq(cfg->media_mode, MEDIA_RELAY);
+    ck_assert_str_eq(cfg->media_address, "127.0.0.1");
+    ck_assert_int_eq(cfg->port_min, 20000);
+    ck_assert_int_eq(cfg->port_max, 29999);
+    ck_assert_uint_eq(cfg->ntrunks, 0);
+    ck_assert_uint_eq(cfg->nrooms, 0);
+    ck_assert_uint_eq(cfg->nroutes, 0);
+    ck_assert_str_eq(cfg->rooms_domain, "rooms.sipxfer.test");
+    ck_assert_str_eq(cfg->resolver, "");
+    ck_assert_str_eq(cfg->webhook_url, "");
+    ck_assert_int_eq(cfg->transfer.ring_timeout, 30);
+    ck_assert_int_eq(cfg->transfer.notify_timeout, 32);
+    ck_assert(!cfg->transfer.refer_fallback);
+    /* deny by default */
+    ck_assert_uint_eq(cfg->transfer.nallow, 0);
+
+    char host[64];
+    int port = 0;
+    ck_assert_int_eq(config_sip_hostport(cfg, host, sizeof host, &port), 0);
+    ck_assert_str_eq(host, "127.0.0.1");
+    ck_assert_int_eq(port, 5060);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_shipped_config)
+{
+    /* the default configuration in the source tree loads */
+    char err[512];
+    struct config *cfg = config_load(SIPXFER_SOURCE_ROOT "/config/sipxferd.conf", err, sizeof err);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_str_eq(cfg->node, "edge-1");
+    ck_assert_int_eq(cfg->rate_limit, 200);
+    ck_assert_uint_eq(cfg->nrooms, 2);
+    ck_assert_uint_eq(cfg->ntrunks, 1);
+    ck_assert_uint_eq(cfg->transfer.nallow, 2);
+    config_free(cfg);
+}
+END_TEST
+
+/* Load text expecting failure; check the message holds "PATH:LINE:" and
+ * every string in `needles`. */
+static void expect_error(const char *text, int line, const char *needle1, const char *needle2)
+{
+    char err[512], path[64];
+    struct config *cfg = unit_load_config(text, err, sizeof err, path, sizeof path);
+    ck_assert_msg(cfg == NULL, "config unexpectedly accepted:\n%s", text);
+    char prefix[96];
+    if (line > 0)
+        snprintf(prefix, sizeof prefix, "%s:%d:", path, line);
+    else
+        snprintf(prefix, sizeof prefix, "%s:", path);
+    ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0, "error \"%s\" does not start with \"%s\"",
+                  err, prefix);
+    if (needle1)
+        ck_assert_msg(strstr(err, needle1) != NULL, "error \"%s\" lacks \"%s\"", err, needle1);
+    if (needle2)
+        ck_assert_msg(strstr(err, needle2) != NULL, "error \"%s\" lacks \"%s\"", err, needle2);
+}
+
+START_TEST(test_unknown_top_key)
+{
+    expect_error("node = \"a\";\n"
+                 "colour = \"blue\";\n",
+                 2, "unknown key", "colour");
+}
+END_TEST
+
+START_TEST(test_unknown_nested_key)
+{
+    expect_error("sip = {\n"
+                 "  listen = \"sip:127.0.0.1:5060\";\n"
+                 "  max_call = 5;\n"
+                 "};\n",
+                 3, "unknown key", "sip.max_call");
+}
+END_TEST
+
+START_TEST(test_unknown_key_in_list_entry)
+{
+    expect_error("trunks = (\n"
+                 "  { name = \"t\"; sources = [ \"10.0.0.0/8\" ];\n"
+                 "    gatway = \"sip:10.0.0.1\"; }\n"
+                 ");\n",
+                 3, "unknown key", "gatway");
+    expect_error("rooms = {\n"
+                 "  list = (\n"
+                 "    { name = \"r\"; uri = \"sip:r@127.0.0.1\"; url = \"x\"; }\n"
+                 "  );\n"
+                 "};\n",
+                 3, "unknown key", "url");
+}
+END_TEST
+
+START_TEST(test_bad_media_mode)
+{
+    expect_error("media = {\n"
+                 "  mode = \"foo\";\n"
+                 "};\n",
+                 2, "media.mode", "foo");
+}
+END_TEST
+
+START_TEST(test_port_range)
+{
+    expect_error("media = {\n"
+                 "  port_min = 30000;\n"
+                 "  port_max = 20000;\n"
+                 "};\n",
+                 3, "port_max", NULL);
+    /* fewer than two RTP/RTCP pairs */
+    expect_error("media = {\n"
+                 "  port_min = 30000;\n"
+                 "  port_max = 30002;\n"
+                 "};\n",
+                 3, "port_max", NULL);
+    expect_error("media = {\n"
+                 "  port_min = 80;\n"
+                 "};\n",
+                 2, "media.port_min", "out of range");
+    expect_error("media = {\n"
+                 "  port_max = 70000;\n"
+                 "};\n",
+                 2, "media.port_max", "out of range");
+}
+END_TEST
+
+START_TEST(test_port_range_minimal_ok)
+{
+    char err[512];
+    struct config *cfg = unit_load_config("media = { port_min = 30000; port_max = 30003; };\n", err,
+                                          sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_int_eq(cfg->port_max - cfg->port_min, 3);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_bad_trunk_cidr)
+{
+    expect_error("trunks = (\n"
+                 "  { name = \"t\";\n"
+                 "    sources = [ \"10.0.0.0/8\", \"10.0.0.0/33\" ]; }\n"
+                 ");\n",
+                 3, "trunks[0].sources", "10.0.0.0/33");
+    expect_error("trunks = (\n"
+                 "  { name = \"t\"; sources = [ \"not-an-address\" ]; }\n"
+                 ");\n",
+                 2, "trunks[0].sources", "not-an-address");
+}
+END_TEST
+
+START_TEST(test_negative_max_calls)
+{
+    expect_error("sip = {\n"
+                 "  max_calls = -1;\n"
+                 "};\n",
+                 2, "sip.max_calls", "out of range");
+    expect_error("sip = { max_calls = 0; };\n", 1, "sip.max_calls", NULL);
+    expect_error("sip = { rate_limit = -5; };\n", 1, "sip.rate_limit", NULL);
+    expect_error("drain_timeout = -1;\n", 1, "drain_timeout", NULL);
+}
+END_TEST
+
+START_TEST(test_wrong_types)
+{
+    expect_error("sip = {\n  max_calls = \"many\";\n};\n", 2, "sip.max_calls", "integer");
+    expect_error("node = 5;\n", 1, "node", "string");
+    expect_error("transfer = {\n  refer_fallback = 1;\n};\n", 2, "transfer.refer_fallback", NULL);
+    expect_error("api = {\n  tokens = [ 1, 2 ];\n};\n", 2, "api.tokens", NULL);
+    expect_error("sip = \"x\";\n", 1, "sip", "group");
+}
+END_TEST
+
+START_TEST(test_bad_values)
+{
+    expect_error("sip = {\n  listen = \"127.0.0.1:5060\";\n};\n", 2, "sip.listen", NULL);
+    expect_error("sip = {\n  listen = \"sip:user@127.0.0.1:5060\";\n};\n", 2, "sip.listen", NULL);
+    expect_error("api = {\n  listen = \"localhost\";\n};\n", 2, "api.listen", NULL);
+    expect_error("api = {\n  tokens = [ \"\" ];\n};\n", 2, "api.tokens", NULL);
+    expect_error("media = {\n  address = \"10.0.0.0/8\";\n};\n", 2, "media.address", NULL);
+    expect_error("media = {\n  address = \"media.example.com\";\n};\n", 2, "media.address", NULL);
+    expect_error("node = \"two words\";\n", 1, "node", NULL);
+    expect_error("webhooks = {\n  url = \"ftp://x\";\n};\n", 2, "webhooks.url", NULL);
+    expect_error("rooms = {\n  resolver = \"file:///etc\";\n};\n", 2, "rooms.resolver", NULL);
+    expect_error("transfer = {\n  ring_timeout = 0;\n};\n", 2, "transfer.ring_timeout", NULL);
+}
+END_TEST
+
+START_TEST(test_bad_rooms_and_routes)
+{
+    expect_error("rooms = {\n  list = (\n    { name = \"bad name\"; uri = \"sip:r@h\"; }\n  );\n};\n",
+                 3, "rooms.list[0].name", NULL);
+    expect_error("rooms = {\n  list = (\n    { name = \"r\"; uri = \"http://h\"; }\n  );\n};\n", 3,
+                 "rooms.list[0].uri", NULL);
+    expect_error("rooms = {\n  list = (\n"
+                 "    { name = \"r\"; uri = \"sip:r@h\"; },\n"
+                 "    { name = \"r\"; uri = \"sip:r2@h\"; }\n"
+                 "  );\n};\n",
+                 4, "duplicate room", "\"r\"");
+    expect_error("rooms = {\n  list = (\n    { uri = \"sip:r@h\"; }\n  );\n};\n", 3, "missing key",
+                 "name");
+    expect_error("routes = (\n  { user = \"100\"; room = \"ghost\"; }\n);\n", 2, "routes[0].room",
+                 "ghost");
+    expect_error("trunks = (\n  { name = \"t\"; },\n  { name = \"t\"; }\n);\n", 3, "duplicate trunk",
+                 NULL);
+    expect_error("trunks = (\n  { name = \"t\"; gateway = \"mailto:x@y\"; }\n);\n", 2,
+                 "trunks[0].gateway", NULL);
+}
+END_TEST
+
+START_TEST(test_syntax_error)
+{
+    /* syntax errors name the file and line too */
+    expect_error("node = \"a\";\nsip = { listen = ; };\n", 2, "syntax error", NULL);
+}
+END_TEST
+
+START_TEST(test_missing_file)
+{
+    char err[512] = "";
+    struct config *cfg = config_load("/nonexistent/sipxfer-unit.conf", err, sizeof err);
+    ck_assert_ptr_null(cfg);
+    ck_assert_msg(strstr(err, "/nonexistent/sipxfer-unit.conf") != NULL, "error: %s", err);
+}
+END_TEST
+
+START_TEST(test_free_null)
+{
+    config_free(NULL);
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("load");
+    tcase_add_test(tc, test_full_config);
+    tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_shipped_config);
+    tcase_add_test(tc, test_port_range_minimal_ok);
+    tcase_add_test(tc, test_free_null);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("errors");
+    tcase_add_test(tc, test_unknown_top_key);
+    tcase_add_test(tc, test_unknown_nested_key);
+    tcase_add_test(tc, test_unknown_key_in_list_entry);
+    tcase_add_test(tc, test_bad_media_mode);
+    tcase_add_test(tc, test_port_range);
+    tcase_add_test(tc, test_bad_trunk_cidr);
+    tcase_add_test(tc, test_negative_max_calls);
+    tcase_add_test(tc, test_wrong_types);
+    tcase_add_test(tc, test_bad_values);
+    tcase_add_test(tc, test_bad_rooms_and_routes);
+    tcase_add_test(tc, test_syntax_error);
+    tcase_add_test(tc, test_missing_file);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,67 @@
+/* test_regressions.c - bugs found by review, kept as regression tests. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ratelimit.h"
+#include "sdp_rewrite.h"
+
+/* sdp_rewrite.h: formats = "the m= line's formats, space separated
+ * ("0 8 101")". For RTP/AVP, sofia puts the payload types in m_rtpmaps,
+ * not m_format; sdpx_parse once left formats empty (and a transfer then never
+ * saw a codec change). */
+START_TEST(test_sdp_formats_of_rtp_stream)
+{
+    const char *body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+                       "m=audio 4000 RTP/AVP 0 8 101\r\n"
+                       "a=rtpmap:101 telephone-event/8000\r\n";
+    struct sdpx_info info;
+    char err[256];
+    ck_assert_int_eq(sdpx_parse(body, strlen(body), &info, err, sizeof err), 0);
+    ck_assert_str_eq(info.s[0].formats, "0 8 101");
+}
+END_TEST
+
+/* ratelimit.h: a colliding newcomer taking a bucket over "can only ever give
+ * a flooder fewer tokens, never more than `burst`". Two sources that share a
+ * bucket and alternate once reset it to full on every request. */
+START_TEST(test_ratelimit_alternating_collision)
+{
+    struct ratelimit *rl = ratelimit_create(1); /* every source collides */
+    struct sockaddr_in a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    a.sin_family = b.sin_family = AF_INET;
+    inet_pton(AF_INET, "192.0.2.1", &a.sin_addr);
+    inet_pton(AF_INET, "192.0.2.2", &b.sin_addr);
+    int ok_a = 0;
+    for (int i = 0; i < 100; i++) {
+        ok_a += ratelimit_allow(rl, (struct sockaddr *)&a, 1, 3, 0.0) ? 1 : 0;
+        (void)ratelimit_allow(rl, (struct sockaddr *)&b, 1, 3, 0.0);
+    }
+    ratelimit_destroy(rl);
+    /* no time passes: a must not get more than burst */
+    ck_assert_int_le(ok_a, 3);
+}
+END_TEST
+
+static Suite *bugs_suite(void)
+{
+    Suite *s = suite_create("regressions");
+    TCase *tc = tcase_create("bugs");
+    tcase_add_test(tc, test_sdp_formats_of_rtp_stream);
+    tcase_add_test(tc, test_ratelimit_alternating_collision);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(bugs_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

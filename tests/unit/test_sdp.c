@@ -1,0 +1,411 @@
+/* test_sdp.c - sdpx_parse() and sdpx_rewrite() (sdp_rewrite.h). */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sdp_rewrite.h"
+
+#define OFFER                                                                                      \
+    "v=0\r\n"                                                                                      \
+    "o=alice 2890844526 2890844527 IN IP4 198.51.100.10\r\n"                                       \
+    "s=-\r\n"                                                                                      \
+    "c=IN IP4 198.51.100.10\r\n"                                                                   \
+    "t=0 0\r\n"                                                                                    \
+    "m=audio 49170 RTP/AVP 0 8 101\r\n"                                                            \
+    "a=rtpmap:0 PCMU/8000\r\n"                                                                     \
+    "a=rtpmap:8 PCMA/8000\r\n"                                                                     \
+    "a=rtpmap:101 telephone-event/8000\r\n"                                                        \
+    "a=fmtp:101 0-16\r\n"                                                                          \
+    "a=sendrecv\r\n"
+
+static int parse(const char *body, struct sdpx_info *info, char *err, size_t errlen)
+{
+    return sdpx_parse(body, strlen(body), info, err, errlen);
+}
+
+static char *rewrite(const char *body, const char *addr, const uint16_t *ports, int nports,
+                     uint64_t id, uint64_t version)
+{
+    char err[256] = "";
+    struct sdpx_origin o = {.id = id, .version = version};
+    char *out = sdpx_rewrite(body, strlen(body), addr, ports, nports, &o, err, sizeof err);
+    ck_assert_msg(out != NULL, "rewrite failed: %s", err);
+    return out;
+}
+
+/* Number of lines in text that start with prefix. */
+static int count_lines(const char *text, const char *prefix)
+{
+    int n = 0;
+    size_t plen = strlen(prefix);
+    for (const char *p = text; p && *p;) {
+        if (strncmp(p, prefix, plen) == 0)
+            n++;
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    return n;
+}
+
+START_TEST(test_parse_typical_offer)
+{
+    struct sdpx_info info;
+    char err[256] = "";
+    ck_assert_msg(parse(OFFER, &info, err, sizeof err) == 0, "parse: %s", err);
+    ck_assert_int_eq(info.nstreams, 1);
+    ck_assert_int_eq(info.nlines, 1);
+    ck_assert_uint_eq(info.o_id, 2890844526ULL);
+    ck_assert_uint_eq(info.o_version, 2890844527ULL);
+    ck_assert_str_eq(info.s[0].addr, "198.51.100.10");
+    ck_assert_uint_eq(info.s[0].port, 49170);
+    ck_assert_uint_eq(info.s[0].rtcp_port, 49171);
+    ck_assert(!info.s[0].hold_addr);
+    ck_assert_int_eq(info.s[0].dtmf_pt, 101);
+}
+END_TEST
+
+START_TEST(test_parse_no_dtmf)
+{
+    const char *body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+                       "m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    struct sdpx_info info;
+    char err[256];
+    ck_assert_int_eq(parse(body, &info, err, sizeof err), 0);
+    ck_assert_int_eq(info.s[0].dtmf_pt, -1);
+    /* telephone-event at another clock rate is not our DTMF */
+    const char *wb = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+                     "m=audio 4000 RTP/AVP 9 100\r\na=rtpmap:9 G722/8000\r\n"
+                     "a=rtpmap:100 telephone-event/16000\r\n";
+    ck_assert_int_eq(parse(wb, &info, err, sizeof err), 0);
+    ck_assert_int_eq(info.s[0].dtmf_pt, -1);
+}
+END_TEST
+
+START_TEST(test_parse_rtcp_attribute)
+{
+    const char *body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+                       "m=audio 4000 RTP/AVP 0\r\na=rtcp:4711\r\n";
+    struct sdpx_info info;
+    char err[256];
+    ck_assert_int_eq(parse(body, &info, err, sizeof err), 0);
+    ck_assert_uint_eq(info.s[0].port, 4000);
+    ck_assert_uint_eq(info.s[0].rtcp_port, 4711);
+}
+END_TEST
+
+START_TEST(test_parse_media_level_connection)
+{
+    const char *body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+                       "m=audio 4000 RTP/AVP 0\r\n"
+                       "c=IN IP4 203.0.113.5\r\n"
+                       "m=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+    struct sdpx_info info;
+    char err[256];
+    ck_assert_int_eq(parse(body, &info, err, sizeof err), 0);
+    ck_assert_int_eq(info.nstreams, 2);
+    ck_assert_str_eq(info.s[0].addr, "203.0.113.5"); /* media level wins */
+    ck_assert_str_eq(info.s[1].addr, "192.0.2.1");   /* session level fallback */
+    ck_assert_uint_eq(info.s[1].port, 5000);
+}
+END_TEST
+
+START_TEST(test_parse_media_only_connection)
+{
+    const char *body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n"
+                       "m=audio 4000 RTP/AVP 0\r\nc=IN IP4 203.0.113.5\r\n";
+    struct sdpx_info info;
+    char err[256];
+    ck_assert_int_eq(parse(body, &info, err, sizeof err), 0);
+    ck_assert_str_eq(info.s[0].addr, "203.0.113.5");
+}
+END_TEST
+
+START_TEST(test_parse_ipv6)
+{
+    const char *body = "v=0\r\no=- 1 1 IN IP6 2001:db8::1\r\ns=-\r\nc=IN IP6 2001:db8::1\r\nt=0 0\r\n"
+                       "m=audio 4000 RTP/AVP 0\r\n";
+    struct sdpx_info info;
+    char err[256];
+    ck_assert_int_eq(parse(body, &info, err, sizeof err), 0);
+    ck_assert_str_eq(info.s[0].addr, "2001:db8::1");
+}
+END_TEST
+
+START_TEST(test_parse_hold)
+{
+    const char *body = "v=0\r\no=- 1 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n"
+                       "m=audio 4000 RTP/AVP 0\r\n";
+    struct sdpx_info info;
+    char err[256];
+    ck_assert_int_eq(parse(body, &info, err, sizeof err), 0);
+    ck_assert(info.s[0].hold_addr);
+    ck_assert_str_eq(info.s[0].addr, "0.0.0.0");
+}
+END_TEST
+
+START_TEST(test_parse_rejected_stream)
+{
+    /* port 0: rejected, needs no address */
+    const char *body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n"
+                       "m=audio 4000 RTP/AVP 0\r\nc=IN IP4 192.0.2.1\r\n"
+                       "m=video 0 RTP/AVP 96\r\n";
+    struct sdpx_info info;
+    char err[256];
+    ck_assert_int_eq(parse(body, &info, err, sizeof err), 0);
+    ck_assert_int_eq(info.nstreams, 2);
+    ck_assert_uint_eq(info.s[1].port, 0);
+}
+END_TEST
+
+START_TEST(test_parse_stream_cap)
+{
+    const char *body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+                       "m=audio 4000 RTP/AVP 0\r\n"
+                       "m=audio 4002 RTP/AVP 0\r\n"
+                       "m=audio 4004 RTP/AVP 0\r\n"
+                       "m=audio 4006 RTP/AVP 0\r\n"
+                       "m=audio 4008 RTP/AVP 0\r\n"
+                       "m=audio 4010 RTP/AVP 0\r\n";
+    struct sdpx_info info;
+    char err[256];
+    ck_assert_int_eq(parse(body, &info, err, sizeof err), 0);
+    ck_assert_int_eq(info.nstreams, SDPX_MAX_STREAMS);
+    ck_assert_int_eq(info.nlines, 6);
+    ck_assert_uint_eq(info.s[3].port, 4006);
+}
+END_TEST
+
+START_TEST(test_parse_garbage)
+{
+    struct sdpx_info info;
+    char err[256];
+    err[0] = '\0';
+    ck_assert_int_eq(sdpx_parse("", 0, &info, err, sizeof err), -1);
+    ck_assert_msg(err[0] != '\0', "no error message");
+    ck_assert_int_eq(sdpx_parse(NULL, 0, &info, err, sizeof err), -1);
+    err[0] = '\0';
+    ck_assert_int_eq(parse("this is not sdp at all", &info, err, sizeof err), -1);
+    ck_assert_msg(err[0] != '\0', "no error message");
+    /* an active stream with no connection address anywhere */
+    err[0] = '\0';
+    ck_assert_int_eq(parse("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n"
+                           "m=audio 4000 RTP/AVP 0\r\n",
+                           &info, err, sizeof err),
+                     -1);
+    ck_assert_msg(err[0] != '\0', "no error message");
+}
+END_TEST
+
+START_TEST(test_rewrite_basic)
+{
+    uint16_t ports[] = {30000};
+    char *out = rewrite(OFFER, "192.0.2.99", ports, 1, 42, 7);
+    ck_assert_msg(strstr(out, "c=IN IP4 192.0.2.99\r\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "m=audio 30000 RTP/AVP 0 8 101\r\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "o=sipxfer 42 7 IN IP4 192.0.2.99\r\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "198.51.100.10") == NULL, "far address kept:\n%s", out);
+    ck_assert_msg(strstr(out, "a=rtpmap:101 telephone-event/8000") != NULL, "%s", out);
+
+    /* the output parses back to what we asked for */
+    struct sdpx_info info;
+    char err[256];
+    ck_assert_int_eq(parse(out, &info, err, sizeof err), 0);
+    ck_assert_str_eq(info.s[0].addr, "192.0.2.99");
+    ck_assert_uint_eq(info.s[0].port, 30000);
+    ck_assert_uint_eq(info.s[0].rtcp_port, 30001);
+    ck_assert_uint_eq(info.o_id, 42);
+    ck_assert_uint_eq(info.o_version, 7);
+    ck_assert_int_eq(info.s[0].dtmf_pt, 101);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_rewrite_keeps_direction)
+{
+    /* a=sendonly / a=inactive (RFC 3264 hold) must reach the other side */
+    const char *body = "v=0\r\no=- 1 3 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+                       "m=audio 4000 RTP/AVP 0\r\na=sendonly\r\n"
+                       "m=audio 4002 RTP/AVP 0\r\na=inactive\r\n";
+    uint16_t ports[] = {30070, 30072};
+    char *out = rewrite(body, "10.9.8.7", ports, 2, 1, 4);
+    ck_assert_msg(strstr(out, "a=sendonly\r\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "a=inactive\r\n") != NULL, "%s", out);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_rewrite_drops_transport_attributes)
+{
+    const char *body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+                       "a=ice-lite\r\n"
+                       "a=ice-options:trickle\r\n"
+                       "m=audio 4000 RTP/AVP 0\r\n"
+                       "a=rtcp:4711 IN IP4 192.0.2.1\r\n"
+                       "a=ice-ufrag:abcd\r\n"
+                       "a=ice-pwd:0123456789012345678901\r\n"
+                       "a=candidate:1 1 UDP 2130706431 192.0.2.1 4000 typ host\r\n"
+                       "a=rtcp-mux\r\n"
+                       "a=ptime:20\r\n";
+    uint16_t ports[] = {30010};
+    char *out = rewrite(body, "10.9.8.7", ports, 1, 1, 2);
+    ck_assert_msg(strstr(out, "a=rtcp") == NULL, "%s", out);
+    ck_assert_msg(strstr(out, "a=candidate") == NULL, "%s", out);
+    ck_assert_msg(strstr(out, "a=ice-") == NULL, "%s", out);
+    ck_assert_msg(strstr(out, "a=ptime:20") != NULL, "unrelated attribute lost:\n%s", out);
+    ck_assert_msg(strstr(out, "192.0.2.1") == NULL, "far address kept:\n%s", out);
+
+    struct sdpx_info info;
+    char err[256];
+    ck_assert_int_eq(parse(out, &info, err, sizeof err), 0);
+    ck_assert_uint_eq(info.s[0].rtcp_port, 30011);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_rewrite_keeps_hold)
+{
+    const char *session_hold = "v=0\r\no=- 1 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 0.0.0.0\r\n"
+                               "t=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    uint16_t ports[] = {30020};
+    char *out = rewrite(session_hold, "10.9.8.7", ports, 1, 5, 6);
+    ck_assert_msg(strstr(out, "c=IN IP4 0.0.0.0\r\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "m=audio 30020 ") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "o=sipxfer 5 6 IN IP4 10.9.8.7\r\n") != NULL, "%s", out);
+    struct sdpx_info info;
+    char err[256];
+    ck_assert_int_eq(parse(out, &info, err, sizeof err), 0);
+    ck_assert(info.s[0].hold_addr);
+    free(out);
+
+    const char *media_hold = "v=0\r\no=- 1 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\n"
+                             "t=0 0\r\nm=audio 4000 RTP/AVP 0\r\nc=IN IP4 0.0.0.0\r\n"
+                             "m=video 5000 RTP/AVP 96\r\n";
+    uint16_t ports2[] = {30020, 30022};
+    out = rewrite(media_hold, "10.9.8.7", ports2, 2, 5, 6);
+    ck_assert_int_eq(parse(out, &info, err, sizeof err), 0);
+    ck_assert(info.s[0].hold_addr);
+    ck_assert_str_eq(info.s[1].addr, "10.9.8.7");
+    ck_assert(!info.s[1].hold_addr);
+    ck_assert_uint_eq(info.s[1].port, 30022);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_rewrite_extra_streams_rejected)
+{
+    const char *body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+                       "m=audio 4000 RTP/AVP 0\r\n"
+                       "m=video 5000 RTP/AVP 96\r\n"
+                       "m=audio 6000 RTP/AVP 8\r\n";
+    uint16_t ports[] = {30030};
+    char *out = rewrite(body, "10.9.8.7", ports, 1, 1, 1);
+    ck_assert_msg(strstr(out, "m=audio 30030 RTP/AVP 0\r\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "m=video 0 ") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "m=audio 0 ") != NULL, "%s", out);
+    ck_assert_int_eq(count_lines(out, "m="), 3);
+    struct sdpx_info info;
+    char err[256];
+    ck_assert_int_eq(parse(out, &info, err, sizeof err), 0);
+    ck_assert_int_eq(info.nstreams, 3);
+    ck_assert_uint_eq(info.s[0].port, 30030);
+    ck_assert_uint_eq(info.s[1].port, 0);
+    ck_assert_uint_eq(info.s[2].port, 0);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_rewrite_zero_port_entry_rejects)
+{
+    const char *body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+                       "m=audio 4000 RTP/AVP 0\r\n"
+                       "m=video 5000 RTP/AVP 96\r\n";
+    uint16_t ports[] = {0, 30042};
+    char *out = rewrite(body, "10.9.8.7", ports, 2, 1, 1);
+    struct sdpx_info info;
+    char err[256];
+    ck_assert_int_eq(parse(out, &info, err, sizeof err), 0);
+    ck_assert_uint_eq(info.s[0].port, 0);
+    ck_assert_uint_eq(info.s[1].port, 30042);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_rewrite_already_rejected_stays_rejected)
+{
+    const char *body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+                       "m=audio 4000 RTP/AVP 0\r\n"
+                       "m=video 0 RTP/AVP 96\r\n";
+    uint16_t ports[] = {30050, 30052};
+    char *out = rewrite(body, "10.9.8.7", ports, 2, 1, 1);
+    struct sdpx_info info;
+    char err[256];
+    ck_assert_int_eq(parse(out, &info, err, sizeof err), 0);
+    ck_assert_uint_eq(info.s[0].port, 30050);
+    ck_assert_uint_eq(info.s[1].port, 0);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_rewrite_media_level_only_and_ipv6)
+{
+    const char *body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n"
+                       "m=audio 4000 RTP/AVP 0\r\nc=IN IP4 192.0.2.1\r\n";
+    uint16_t ports[] = {30060};
+    char *out = rewrite(body, "2001:db8::99", ports, 1, 3, 4);
+    ck_assert_msg(strstr(out, "c=IN IP6 2001:db8::99\r\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "o=sipxfer 3 4 IN IP6 2001:db8::99\r\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "192.0.2.1") == NULL, "%s", out);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_rewrite_garbage)
+{
+    char err[256] = "";
+    uint16_t ports[] = {30000};
+    struct sdpx_origin o = {1, 1};
+    const char *junk = "nothing to see";
+    ck_assert_ptr_null(sdpx_rewrite(junk, strlen(junk), "10.0.0.1", ports, 1, &o, err, sizeof err));
+    ck_assert_msg(err[0] != '\0', "no error message");
+    ck_assert_ptr_null(sdpx_rewrite("", 0, "10.0.0.1", ports, 1, &o, err, sizeof err));
+}
+END_TEST
+
+static Suite *sdp_suite(void)
+{
+    Suite *s = suite_create("sdp");
+    TCase *tc = tcase_create("parse");
+    tcase_add_test(tc, test_parse_typical_offer);
+    tcase_add_test(tc, test_parse_no_dtmf);
+    tcase_add_test(tc, test_parse_rtcp_attribute);
+    tcase_add_test(tc, test_parse_media_level_connection);
+    tcase_add_test(tc, test_parse_media_only_connection);
+    tcase_add_test(tc, test_parse_ipv6);
+    tcase_add_test(tc, test_parse_hold);
+    tcase_add_test(tc, test_parse_rejected_stream);
+    tcase_add_test(tc, test_parse_stream_cap);
+    tcase_add_test(tc, test_parse_garbage);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("rewrite");
+    tcase_add_test(tc, test_rewrite_basic);
+    tcase_add_test(tc, test_rewrite_keeps_direction);
+    tcase_add_test(tc, test_rewrite_drops_transport_attributes);
+    tcase_add_test(tc, test_rewrite_keeps_hold);
+    tcase_add_test(tc, test_rewrite_extra_streams_rejected);
+    tcase_add_test(tc, test_rewrite_zero_port_entry_rejects);
+    tcase_add_test(tc, test_rewrite_already_rejected_stays_rejected);
+    tcase_add_test(tc, test_rewrite_media_level_only_and_ipv6);
+    tcase_add_test(tc, test_rewrite_garbage);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(sdp_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

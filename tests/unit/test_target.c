@@ -1,0 +1,371 @@
+/* test_target.c - target_parse() and target_allowed() (target.h). */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "target.h"
+#include "unit_helpers.h"
+
+#define SELF_HOST "127.0.0.1"
+#define SELF_PORT 5060
+
+static const char *const TARGET_CONF =
+    "sip = { listen = \"sip:127.0.0.1:5060\"; };\n"
+    "trunks = (\n"
+    "  { name = \"in-only\"; sources = [ \"192.0.2.0/24\" ]; },\n"
+    "  { name = \"carrier\"; sources = [ \"198.51.100.0/24\" ];\n"
+    "    gateway = \"sip:gw.example.net:5090\"; }\n"
+    ");\n"
+    "rooms = {\n"
+    "  domain = \"rooms.example.test\";\n"
+    "  list = (\n"
+    "    { name = \"room-a\"; uri = \"sip:room-a@127.0.0.1:5070\"; },\n"
+    "    { name = \"room-b\"; uri = \"sip:room-b@127.0.0.1:5072\"; }\n"
+    "  );\n"
+    "};\n"
+    "transfer = {\n"
+    "  allow = [ \"sip:*@example.com\", \"sip:*@127.0.0.1*\", \"sip:*@localhost*\", \"+1*\" ];\n"
+    "};\n";
+
+static struct config *load(const char *text)
+{
+    char err[512];
+    struct config *cfg = unit_load_config(text, err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "config failed: %s", err);
+    return cfg;
+}
+
+static enum target_result parse(const struct config *cfg, const char *text, struct target *t,
+                                char *err, size_t errlen)
+{
+    err[0] = '\0';
+    return target_parse(cfg, text, SELF_HOST, SELF_PORT, t, err, errlen);
+}
+
+START_TEST(test_room_by_domain)
+{
+    struct config *cfg = load(TARGET_CONF);
+    struct target t;
+    char err[256];
+    ck_assert_int_eq(parse(cfg, "sip:room-a@rooms.example.test", &t, err, sizeof err), TARGET_OK);
+    ck_assert_int_eq(t.kind, TARGET_ROOM);
+    ck_assert_str_eq(t.room, "room-a");
+    ck_assert_str_eq(t.uri, "sip:room-a@127.0.0.1:5070");
+    /* domain compare is case-insensitive */
+    ck_assert_int_eq(parse(cfg, "sip:room-b@ROOMS.example.TEST", &t, err, sizeof err), TARGET_OK);
+    ck_assert_int_eq(t.kind, TARGET_ROOM);
+    ck_assert_str_eq(t.room, "room-b");
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_room_unknown_in_domain)
+{
+    struct config *cfg = load(TARGET_CONF);
+    struct target t;
+    char err[256];
+    ck_assert_int_eq(parse(cfg, "sip:room-z@rooms.example.test", &t, err, sizeof err),
+                     TARGET_INVALID);
+    ck_assert_msg(strstr(err, "room-z") != NULL, "err: %s", err);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_room_by_uri)
+{
+    struct config *cfg = load(TARGET_CONF);
+    struct target t;
+    char err[256];
+    /* the room's own URI names it, even though 127.0.0.1 is our host */
+    ck_assert_int_eq(parse(cfg, "sip:room-b@127.0.0.1:5072", &t, err, sizeof err), TARGET_OK);
+    ck_assert_int_eq(t.kind, TARGET_ROOM);
+    ck_assert_str_eq(t.room, "room-b");
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_sip_with_x_header)
+{
+    struct config *cfg = load(TARGET_CONF);
+    struct target t;
+    char err[256];
+    ck_assert_msg(parse(cfg, "sip:bob@example.com?X-Foo=bar", &t, err, sizeof err) == TARGET_OK,
+                  "err: %s", err);
+    ck_assert_int_eq(t.kind, TARGET_SIP);
+    ck_assert_str_eq(t.uri, "sip:bob@example.com");
+    ck_assert_int_eq(t.nheaders, 1);
+    ck_assert_str_eq(t.headers[0], "X-Foo: bar");
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_sip_multiple_and_escaped_headers)
+{
+    struct config *cfg = load(TARGET_CONF);
+    struct target t;
+    char err[256];
+    ck_assert_msg(parse(cfg, "sip:bob@example.com?X-A=1&x-b=two%20words", &t, err, sizeof err) ==
+                      TARGET_OK,
+                  "err: %s", err);
+    ck_assert_int_eq(t.nheaders, 2);
+    ck_assert_str_eq(t.headers[0], "X-A: 1");
+    ck_assert_str_eq(t.headers[1], "x-b: two words");
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_sip_plain)
+{
+    struct config *cfg = load(TARGET_CONF);
+    struct target t;
+    char err[256];
+    ck_assert_int_eq(parse(cfg, "sip:carol@example.com", &t, err, sizeof err), TARGET_OK);
+    ck_assert_int_eq(t.kind, TARGET_SIP);
+    ck_assert_str_eq(t.uri, "sip:carol@example.com");
+    ck_assert_int_eq(t.nheaders, 0);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_non_x_header_invalid)
+{
+    struct config *cfg = load(TARGET_CONF);
+    struct target t;
+    char err[256];
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com?Subject=x", &t, err, sizeof err),
+                     TARGET_INVALID);
+    ck_assert_msg(err[0] != '\0', "no message");
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com?X-Ok=1&Route=%3Csip:evil%3E", &t, err,
+                           sizeof err),
+                     TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com?X-=1", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com?X-Foo", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com?=bar", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com?X-F%3Ao=1", &t, err, sizeof err),
+                     TARGET_INVALID);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_control_chars_invalid)
+{
+    struct config *cfg = load(TARGET_CONF);
+    struct target t;
+    char err[256];
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com\r\nX-Evil: 1", &t, err, sizeof err),
+                     TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com\n", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com?X-Foo=a%0d%0aSubject:%20x", &t, err,
+                           sizeof err),
+                     TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com?X-Foo=a%0Ab", &t, err, sizeof err),
+                     TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com?X-Foo=a%00b", &t, err, sizeof err),
+                     TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com?X-Foo=%zz", &t, err, sizeof err),
+                     TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com?X-Foo=a%4", &t, err, sizeof err),
+                     TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "sip:bob @example.com", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com\t", &t, err, sizeof err), TARGET_INVALID);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_not_sip_invalid)
+{
+    struct config *cfg = load(TARGET_CONF);
+    struct target t;
+    char err[256];
+    ck_assert_int_eq(parse(cfg, "", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, NULL, &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "http://example.com", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "tel:+15551234567", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "bob@example.com", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "sip:", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com:0", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com:70000", &t, err, sizeof err),
+                     TARGET_INVALID);
+    char longtext[600];
+    memset(longtext, 'a', sizeof longtext - 1);
+    memcpy(longtext, "sip:", 4);
+    longtext[sizeof longtext - 1] = '\0';
+    ck_assert_int_eq(parse(cfg, longtext, &t, err, sizeof err), TARGET_INVALID);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_pstn)
+{
+    struct config *cfg = load(TARGET_CONF);
+    struct target t;
+    char err[256];
+    ck_assert_msg(parse(cfg, "+15551234567", &t, err, sizeof err) == TARGET_OK, "err: %s", err);
+    ck_assert_int_eq(t.kind, TARGET_PSTN);
+    ck_assert_str_eq(t.number, "+15551234567");
+    /* the first trunk with a gateway */
+    ck_assert_str_eq(t.uri, "sip:+15551234567@gw.example.net:5090;user=phone");
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_pstn_bad_numbers)
+{
+    struct config *cfg = load(TARGET_CONF);
+    struct target t;
+    char err[256];
+    ck_assert_int_eq(parse(cfg, "+", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "+123", &t, err, sizeof err), TARGET_INVALID);       /* too short */
+    ck_assert_int_eq(parse(cfg, "+1234567890123456", &t, err, sizeof err), TARGET_INVALID); /* 16 */
+    ck_assert_int_eq(parse(cfg, "+05551234567", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "+1555123456a", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "+1-555-123-4567", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "15551234567", &t, err, sizeof err), TARGET_INVALID);
+    /* 6 and 15 digits are the limits */
+    ck_assert_int_eq(parse(cfg, "+1234567", &t, err, sizeof err), TARGET_OK);
+    ck_assert_int_eq(parse(cfg, "+123456789012345", &t, err, sizeof err), TARGET_OK);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_pstn_not_allowed)
+{
+    struct config *cfg = load(TARGET_CONF);
+    struct target t;
+    char err[256];
+    /* "+1*" only */
+    ck_assert_int_eq(parse(cfg, "+445551234567", &t, err, sizeof err), TARGET_FORBIDDEN);
+    ck_assert_msg(strstr(err, "+445551234567") != NULL, "err: %s", err);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_pstn_without_gateway)
+{
+    struct config *cfg = load("trunks = ( { name = \"t\"; sources = [ \"10.0.0.0/8\" ]; } );\n"
+                              "transfer = { allow = [ \"*\" ]; };\n");
+    struct target t;
+    char err[256];
+    ck_assert_int_eq(parse(cfg, "+15551234567", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_msg(strstr(err, "gateway") != NULL, "err: %s", err);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_loop_to_self)
+{
+    struct config *cfg = load(TARGET_CONF);
+    struct target t;
+    char err[256];
+    ck_assert_int_eq(parse(cfg, "sip:x@127.0.0.1:5060", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_msg(err[0] != '\0', "no message");
+    /* default port 5060, localhost is the same host as 127.0.0.1 */
+    ck_assert_int_eq(parse(cfg, "sip:x@127.0.0.1", &t, err, sizeof err), TARGET_INVALID);
+    ck_assert_int_eq(parse(cfg, "sip:x@localhost:5060", &t, err, sizeof err), TARGET_INVALID);
+    /* another port on our host is not a loop */
+    ck_assert_int_eq(parse(cfg, "sip:x@127.0.0.1:5099", &t, err, sizeof err), TARGET_OK);
+    ck_assert_int_eq(t.kind, TARGET_SIP);
+    /* sips defaults to 5061 */
+    ck_assert_int_eq(parse(cfg, "sips:x@127.0.0.1", &t, err, sizeof err), TARGET_FORBIDDEN);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_forbidden)
+{
+    struct config *cfg = load(TARGET_CONF);
+    struct target t;
+    char err[256];
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.org", &t, err, sizeof err), TARGET_FORBIDDEN);
+    ck_assert_msg(strstr(err, "example.org") != NULL, "err: %s", err);
+    /* the allow list sees the URI without its headers */
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.org?X-Host=example.com", &t, err, sizeof err),
+                     TARGET_FORBIDDEN);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_allowed_case_insensitive)
+{
+    struct config *cfg = load(TARGET_CONF);
+    ck_assert_int_eq(target_allowed(cfg, "sip:bob@example.com"), 1);
+    ck_assert_int_eq(target_allowed(cfg, "SIP:Bob@EXAMPLE.COM"), 1);
+    ck_assert_int_eq(target_allowed(cfg, "sip:bob@example.org"), 0);
+    ck_assert_int_eq(target_allowed(cfg, "+15551234567"), 1);
+    ck_assert_int_eq(target_allowed(cfg, "+445551234567"), 0);
+    struct target t;
+    char err[256];
+    ck_assert_int_eq(parse(cfg, "SIP:Bob@Example.Com", &t, err, sizeof err), TARGET_OK);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_empty_allow_list_denies)
+{
+    struct target t;
+    char err[256];
+    struct config *cfg = load("transfer = { allow = [ ]; };\n");
+    ck_assert_uint_eq(cfg->transfer.nallow, 0);
+    ck_assert_int_eq(target_allowed(cfg, "sip:bob@example.com"), 0);
+    ck_assert_int_eq(target_allowed(cfg, ""), 0);
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com", &t, err, sizeof err), TARGET_FORBIDDEN);
+    config_free(cfg);
+
+    /* no allow key at all: same */
+    cfg = load("# empty\n");
+    ck_assert_int_eq(target_allowed(cfg, "sip:bob@example.com"), 0);
+    ck_assert_int_eq(parse(cfg, "sip:bob@example.com", &t, err, sizeof err), TARGET_FORBIDDEN);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_rooms_need_no_allow)
+{
+    /* rooms are ours: policy applies to external targets only */
+    struct config *cfg = load("rooms = { domain = \"r.test\";\n"
+                              "  list = ( { name = \"a\"; uri = \"sip:a@127.0.0.1:5070\"; } ); };\n");
+    struct target t;
+    char err[256];
+    ck_assert_int_eq(parse(cfg, "sip:a@r.test", &t, err, sizeof err), TARGET_OK);
+    ck_assert_int_eq(t.kind, TARGET_ROOM);
+    config_free(cfg);
+}
+END_TEST
+
+static Suite *target_suite(void)
+{
+    Suite *s = suite_create("target");
+    TCase *tc = tcase_create("parse");
+    tcase_add_test(tc, test_room_by_domain);
+    tcase_add_test(tc, test_room_unknown_in_domain);
+    tcase_add_test(tc, test_room_by_uri);
+    tcase_add_test(tc, test_sip_with_x_header);
+    tcase_add_test(tc, test_sip_multiple_and_escaped_headers);
+    tcase_add_test(tc, test_sip_plain);
+    tcase_add_test(tc, test_non_x_header_invalid);
+    tcase_add_test(tc, test_control_chars_invalid);
+    tcase_add_test(tc, test_not_sip_invalid);
+    tcase_add_test(tc, test_pstn);
+    tcase_add_test(tc, test_pstn_bad_numbers);
+    tcase_add_test(tc, test_pstn_not_allowed);
+    tcase_add_test(tc, test_pstn_without_gateway);
+    tcase_add_test(tc, test_loop_to_self);
+    tcase_add_test(tc, test_forbidden);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("allow");
+    tcase_add_test(tc, test_allowed_case_insensitive);
+    tcase_add_test(tc, test_empty_allow_list_denies);
+    tcase_add_test(tc, test_rooms_need_no_allow);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(target_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
