@@ -138,6 +138,8 @@ static int get_bool(struct ctx *c, const config_setting_t *g, const char *name, 
     return 0;
 }
 
+static void free_strv(char **v, size_t n);
+
 static int get_string_array(struct ctx *c, const config_setting_t *g, const char *name,
                             char ***out, size_t *count)
 {
@@ -154,8 +156,12 @@ static int get_string_array(struct ctx *c, const config_setting_t *g, const char
     *out = calloc((size_t)n + 1, sizeof(char *));
     for (int i = 0; i < n; i++) {
         const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-        if (config_setting_type(e) != CONFIG_TYPE_STRING)
+        if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+            free_strv(*out, *count);
+            *out = NULL;
+            *count = 0;
             return fail(c, e, "'%s' must be a list of strings", p);
+        }
         (*out)[i] = strdup(config_setting_get_string(e));
         (*count)++;
     }

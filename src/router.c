@@ -20,8 +20,8 @@ bool cidr_parse(const char *text, struct cidr *out)
     if (slash) {
         *slash = '\0';
         char *end;
-        if (!slash[1])
-            return false;
+        if (!slash[1] || strspn(slash + 1, "0123456789") != strlen(slash + 1))
+            return false; /* digits only: strtol would take " 8" or "+8" */
         long n = strtol(slash + 1, &end, 10);
         if (*end || n < 0 || n > 128)
             return false;

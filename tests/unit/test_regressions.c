@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ratelimit.h"
+#include "router.h"
 #include "sdp_rewrite.h"
 
 /* sdp_rewrite.h: formats = "the m= line's formats, space separated
@@ -47,12 +48,25 @@ START_TEST(test_ratelimit_alternating_collision)
 }
 END_TEST
 
+/* strtol accepted a sign or blanks in the prefix: "1.2.3.4/ 8" was a /8. */
+START_TEST(test_cidr_prefix_digits_only)
+{
+    struct cidr n;
+    ck_assert(!cidr_parse("1.2.3.4/ 8", &n));
+    ck_assert(!cidr_parse("1.2.3.4/+8", &n));
+    ck_assert(!cidr_parse("1.2.3.4/-0", &n));
+    ck_assert(cidr_parse("1.2.3.4/8", &n));
+    ck_assert_int_eq(n.prefix, 8);
+}
+END_TEST
+
 static Suite *bugs_suite(void)
 {
     Suite *s = suite_create("regressions");
     TCase *tc = tcase_create("bugs");
     tcase_add_test(tc, test_sdp_formats_of_rtp_stream);
     tcase_add_test(tc, test_ratelimit_alternating_collision);
+    tcase_add_test(tc, test_cidr_prefix_digits_only);
     suite_add_tcase(s, tc);
     return s;
 }
