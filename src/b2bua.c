@@ -732,7 +732,10 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
             call_log(leg->call, LOG_INFO, "BYE from the %s leg", leg_role_name(leg->role));
             leg->hangup_sent = true;
             leg->state = LEG_ENDING;
-            leg_hangup(leg_peer(leg), 200, "OK");
+            /* A room leaving while a transfer rings keeps the caller for
+             * the target (transfer_leg_gone decides when the leg is gone). */
+            if (!(leg == leg->call->room && transfer_active(leg->call)))
+                leg_hangup(leg_peer(leg), 200, "OK");
         }
         return;
 

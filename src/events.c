@@ -399,6 +399,19 @@ static bool send_event(struct events *ev, struct event *e, const char *url, cons
     return true;
 }
 
+/* A session's events reach the receiver in the order they happened: an
+ * event waits while an earlier one of the same session is undelivered (in
+ * flight or waiting for a retry). The "all" list is in emission order. */
+static bool held_back(const struct events *ev, const struct event *e)
+{
+    if (!e->sid)
+        return false;
+    for (const struct event *o = ev->all_head; o && o != e; o = o->anext)
+        if (o->sid && strcmp(o->sid, e->sid) == 0)
+            return true;
+    return false;
+}
+
 static void dispatch(struct events *ev)
 {
     if (ev->paused_until) {
@@ -409,8 +422,11 @@ static void dispatch(struct events *ev)
         ev->paused_until = 0;
     }
     unsigned limit = ev->outage ? 1 : EVENTS_MAX_INFLIGHT;
-    while (ev->inflight < limit && ev->ready.head) {
-        struct event *e = ev->ready.head;
+    struct event *next;
+    for (struct event *e = ev->ready.head; e && ev->inflight < limit; e = next) {
+        next = e->lnext;
+        if (held_back(ev, e))
+            continue;
         list_remove(&ev->ready, e);
         e->where = W_NONE;
         const struct config *cfg = ev->app->cfg;
