@@ -642,9 +642,9 @@ class RawCall:
             return st
         return None
 
-    def _send_in_dialog(self, method, cseq=None, body=b"", ctype=None):
+    def _send_in_dialog(self, method, cseq=None, body=b"", ctype=None, extra=""):
         ruri = "sip:%s@%s" % (self.user, self.d.uri_host)
-        msg = build_request(method, ruri, self.d.uri_host, body=body, ctype=ctype,
+        msg = build_request(method, ruri, self.d.uri_host, body=body, ctype=ctype, extra=extra,
                             local=self.s.local, call_id=self.call_id, from_tag=self.tag,
                             cseq=cseq or self.cseq, contact=self.contact, to_tag=self.to_tag,
                             to_user=self.user, from_user="+15551230000")
@@ -681,6 +681,22 @@ class RawCall:
                 self.rtp.recvfrom(2048)
         except OSError:
             pass
+
+    def request(self, method, extra="", timeout=5):
+        """An in-dialog request; returns (status, reason) of its final response."""
+        self.cseq += 1
+        self._send_in_dialog(method, extra=extra)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            data = self.s.recv(max(0.01, deadline - time.time()))
+            if data is None:
+                return None
+            r = parse_response(data)
+            if r and r[0] >= 200 and method in r[2].get("cseq", [""])[0]:
+                return r[0], r[1]
+            if not r:
+                self._answer(data)
+        return None
 
     def bye(self, timeout=5):
         self.cseq += 1
