@@ -32,7 +32,8 @@ void b2bua_destroy(struct b2bua *b);
 struct b2bua_counters {
     unsigned long long calls_total;    /* INVITEs that became calls */
     unsigned long long calls_answered; /* reached 200 on the caller leg */
-    unsigned long long rejected[6];    /* 403, 404, 503 (limit), 503 (drain), 400, other */
+    unsigned long long rejected[7]; /* 403, 404, 503 (max_calls), 503 (drain), 400/415/488,
+                                       503 (media ports), 503 (rate limit) */
 };
 void b2bua_counters(const struct b2bua *b, struct b2bua_counters *out);
 

@@ -62,6 +62,7 @@ struct call {
     char *from; /* caller's From URI, for the API */
     char *from_hdr; /* the From we put on legs we originate */
     char *to;   /* the caller's Request-URI, for events */
+    char *sip_call_id; /* the caller leg's Call-ID, for events */
     char *sip_headers; /* the INVITE's X- headers as JSON text, for the resolver */
     struct leg *caller;
     struct leg *room;   /* the far end the caller is bridged to (room or target) */

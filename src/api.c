@@ -7,6 +7,7 @@
 #include "sofia_types.h"
 
 #include "api.h"
+#include "api_body.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -144,61 +145,30 @@ static enum MHD_Result sessions_list(struct MHD_Connection *con)
 static enum MHD_Result room_transfer(struct api *api, struct MHD_Connection *con,
                                      const char *room, enum xfer_mode mode, struct request *req)
 {
-    cJSON *body = req->body ? cJSON_ParseWithLength(req->body, req->len) : NULL;
-    if (!body || !cJSON_IsObject(body)) {
-        cJSON_Delete(body);
-        return send_error(con, 400, "invalid-request-error", "body must be a JSON object");
-    }
-    const cJSON *sid = cJSON_GetObjectItemCaseSensitive(body, "sessionId");
-    const cJSON *to = cJSON_GetObjectItemCaseSensitive(body, "toEndPoint");
-    const cJSON *cid = cJSON_GetObjectItemCaseSensitive(body, "callerId");
-    const cJSON *ext = cJSON_GetObjectItemCaseSensitive(body, "extension");
-    const cJSON *wait = cJSON_GetObjectItemCaseSensitive(body, "waitBeforeExtensionDialSec");
-    char info[300];
+    struct transfer_body body;
     const char *bad = NULL;
-
-    if (!cJSON_IsString(sid) || !*sid->valuestring)
-        bad = "sessionId is required (a string)";
-    else if (!cJSON_IsString(to) || !*to->valuestring)
-        bad = "toEndPoint is required (a string)";
-    else if (cid && !cJSON_IsNull(cid) &&
-             (!cJSON_IsString(cid) || strlen(cid->valuestring) > 32 ||
-              strspn(cid->valuestring, "+0123456789abcdefghijklmnopqrstuvwxyz"
-                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZ-_.") !=
-                  strlen(cid->valuestring)))
-        bad = "callerId must be a string of at most 32 letters, digits, + - _ .";
-    else if (ext && !cJSON_IsNull(ext) &&
-             (!cJSON_IsString(ext) || strlen(ext->valuestring) < 1 ||
-              strlen(ext->valuestring) > 20 ||
-              strspn(ext->valuestring, "0123456789*#ABCDabcd") != strlen(ext->valuestring)))
-        bad = "extension must be 1 to 20 DTMF digits (0-9 * # A-D)";
-    else if (wait && !cJSON_IsNull(wait) &&
-             (!cJSON_IsNumber(wait) || wait->valuedouble < 0 || wait->valuedouble > 60 ||
-              wait->valuedouble != (double)(int)wait->valuedouble))
-        bad = "waitBeforeExtensionDialSec must be an integer from 0 to 60";
-    if (bad) {
-        cJSON_Delete(body);
+    if (api_parse_transfer_body(req->body, req->len, &body, &bad) < 0)
         return send_error(con, 400, "invalid-request-error", bad);
-    }
 
-    struct call *c = call_find(sid->valuestring);
+    struct call *c = call_find(body.session_id);
     if (!c || !c->room_name || strcmp(c->room_name, room) != 0) {
-        cJSON_Delete(body);
+        api_transfer_body_free(&body);
         return send_error(con, 404, "not-found",
                           c ? "session is not in this room" : "invalid sessionId");
     }
 
     struct transfer_request tr = {
         .mode = mode,
-        .to_endpoint = to->valuestring,
-        .caller_id = cJSON_IsString(cid) ? cid->valuestring : NULL,
-        .extension = cJSON_IsString(ext) ? ext->valuestring : NULL,
-        .wait_ext_sec = cJSON_IsNumber(wait) ? (int)wait->valuedouble : 0,
+        .to_endpoint = body.to_endpoint,
+        .caller_id = body.caller_id,
+        .extension = body.extension,
+        .wait_ext_sec = body.wait_ext_sec,
     };
     const char *kind = "invalid-request-error";
+    char info[300];
     int status;
     status = transfer_start(api->app, c, &tr, &kind, info, sizeof info);
-    cJSON_Delete(body);
+    api_transfer_body_free(&body);
     if (status != 200)
         return send_error(con, (unsigned)status, kind, info);
     cJSON *j = cJSON_CreateObject();

@@ -38,7 +38,8 @@
 #include "transfer.h"
 #include <cjson/cJSON.h>
 
-enum { REJ_FORBIDDEN, REJ_NOT_FOUND, REJ_LIMIT, REJ_DRAIN, REJ_BAD, REJ_OTHER };
+/* index into counters.rejected; names in metrics.c */
+enum { REJ_FORBIDDEN, REJ_NOT_FOUND, REJ_LIMIT, REJ_DRAIN, REJ_BAD, REJ_OTHER, REJ_RATE };
 
 struct b2bua {
     struct app *app;
@@ -238,7 +239,7 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
                          (double)now.tv_sec + now.tv_nsec / 1e9)) {
         log_security("rate-limit", src, NULL, "INVITE refused 503: over %d/s (Call-ID %.80s)",
                      cfg->rate_limit, callid);
-        refuse(b, nh, 503, "Rate Limited", REJ_LIMIT, "2", NULL);
+        refuse(b, nh, 503, "Rate Limited", REJ_RATE, "2", NULL);
         return;
     }
     /* Source check first, before any lookup: the answer must not tell a
@@ -308,6 +309,7 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     char ruri[300];
     url_e(ruri, sizeof ruri, sip->sip_request->rq_url);
     c->to = strdup(ruri);
+    c->sip_call_id = strdup(callid);
     c->sip_headers = collect_x_headers(sip);
 
     call_log(c, LOG_INFO, "INVITE from %s (%s, Call-ID %s) for '%s' -> %s%s", src, caller_uri,
@@ -319,6 +321,7 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
             log_security("ports-exhausted", src, c->id, "INVITE refused 503");
             leg_hangup(c->caller, 503, "Media Ports Exhausted");
             c->room->state = LEG_GONE;
+            b->counters.rejected[REJ_OTHER]++;
             return;
         }
         leg_learn_sdp(c->caller, &offer, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
@@ -378,12 +381,6 @@ void b2bua_refuse_call(struct b2bua *b, struct call *c, int status, const char *
 }
 
 /* ---- responses on the room leg ---------------------------------------- */
-
-static const char *callid_of(const sip_t *sip, const struct call *c)
-{
-    (void)sip;
-    return c->id;
-}
 
 static void room_setup_response(struct b2bua *b, struct leg *room, int status, const char *phrase,
                                 const sip_t *sip)
@@ -490,7 +487,7 @@ static void room_setup_response(struct b2bua *b, struct leg *room, int status, c
         cJSON_AddStringToObject(p, "room", c->room_name);
         cJSON_AddStringToObject(p, "from", c->from);
         cJSON_AddStringToObject(p, "to", c->to);
-        cJSON_AddStringToObject(p, "call_id", callid_of(sip, c));
+        cJSON_AddStringToObject(p, "call_id", c->sip_call_id ? c->sip_call_id : "");
         app_event(b->app, "dialin.connected", p);
     }
     call_log(c, LOG_INFO, "room answered %d; bridging", status);

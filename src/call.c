@@ -112,6 +112,7 @@ void call_free(struct call *c)
     free(c->room_name);
     free(c->room_uri);
     free(c->from);
+    free(c->sip_call_id);
     free(c->from_hdr);
     free(c->to);
     free(c->sip_headers);

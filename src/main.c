@@ -62,9 +62,33 @@ void app_event(struct app *app, const char *type, void *payload)
 
 static su_timer_t *drain_timer;
 
+static su_timer_t *flush_timer;
+
+/* Webhooks still queued at exit (e.g. dialin.stopped of the calls a drain
+ * hung up) get up to 5 s to go out. */
+static void flush_tick(struct app *app, su_timer_t *t, void *arg)
+{
+    static int ticks;
+    size_t left = events_pending(app->events);
+    if (left == 0 || ++ticks > 50) {
+        if (left)
+            log_warn("exiting with %zu webhook event(s) undelivered", left);
+        su_root_break(app->root);
+        return;
+    }
+    su_timer_set(t, flush_tick, arg);
+}
+
 static void shutdown_done(struct app *app)
 {
-    su_root_break(app->root);
+    size_t left = app->events ? events_pending(app->events) : 0;
+    if (left == 0) {
+        su_root_break(app->root);
+        return;
+    }
+    log_info("delivering %zu webhook event(s) before exit (up to 5 s)", left);
+    flush_timer = su_timer_create(su_root_task(app->root), 100);
+    su_timer_set(flush_timer, flush_tick, NULL);
 }
 
 static void stop_now(struct app *app)
@@ -282,6 +306,8 @@ int main(int argc, char **argv)
 out:
     if (drain_timer)
         su_timer_destroy(drain_timer);
+    if (flush_timer)
+        su_timer_destroy(flush_timer);
     api_stop(app.api);
     events_destroy(app.events);
     http_client_destroy(app.http);

@@ -226,6 +226,11 @@ int transfer_start(struct app *app, struct call *c, const struct transfer_reques
     int status = x->mode == XFER_REFER ? refer_begin(app, x, kind, info, infolen)
                                        : transfer_begin_call(app, x, kind, info, infolen);
     if (status != 200) {
+        /* "triggered" went out: tell webhook consumers how it ended */
+        x->state = XFER_FAILED;
+        x->sip_status = status == 409 ? 503 : 500;
+        snprintf(x->reason, sizeof x->reason, "%s", info);
+        transfer_emit(app, x, "calltransfer.failed");
         c->xfer = NULL;
         transfer_free(x);
     }
@@ -237,6 +242,11 @@ int transfer_begin_call(struct app *app, struct transfer *x, const char **kind, 
 {
     struct call *c = x->call;
     struct target *t = &x->target;
+    if (!c->caller->sdp_in) {
+        *kind = "conflict";
+        snprintf(info, infolen, "the caller has no media description yet");
+        return 409;
+    }
     struct leg *tl = leg_new(c, LEG_TARGET);
     tl->uri = strdup(t->uri);
     char err[160];
@@ -300,6 +310,13 @@ int transfer_cancel(struct app *app, struct call *c, const char **kind, char *in
     if (c->xfer->state != XFER_RINGING) {
         *kind = "conflict";
         snprintf(info, infolen, "the target has already answered");
+        return 409;
+    }
+    if (c->xfer->mode == XFER_REFER) {
+        /* the REFER is with the caller's side now; SIP has no way to take
+         * it back, and pretending would leave both sides out of step */
+        *kind = "conflict";
+        snprintf(info, infolen, "a sipRefer cannot be withdrawn once the REFER is sent");
         return 409;
     }
     transfer_fail(app, c->xfer, 487, "cancelled");

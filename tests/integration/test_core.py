@@ -248,7 +248,10 @@ def test_check_config(t):
 
 @case
 def test_sigterm_drains_then_exits(t):
-    d, room = room_daemon(t, room_calls=1, drain_timeout=2)
+    from harness import Webhooks
+    w = Webhooks(t)
+    d, room = room_daemon(t, room_calls=1, drain_timeout=2,
+                          **{"webhooks.url": w.url, "webhooks.secret": w.secret})
     c = caller(t, d, "caller_wait_bye.xml").start()
     d.wait_metric("sipxfer_calls_active", 1)
     d.signal(signal.SIGTERM)
@@ -259,6 +262,8 @@ def test_sigterm_drains_then_exits(t):
     room.check_ok(30)
     rc = d.proc.wait(20)
     check(rc == 0, "exit status %s after drain" % rc)
+    # the hung-up call's dialin.stopped went out before the process ended
+    check(w.types().count("dialin.stopped") == 1, "webhooks at exit: %s" % w.types())
 
 
 @case
