@@ -68,6 +68,8 @@ def main():
             print("%s %s (%.1fs)" % (res, name, secs), flush=True)
             if res == "PASS":
                 passed += 1
+                if detail:
+                    print("  " + detail.replace("\n", "\n  "), flush=True)
             elif res == "SKIP":
                 skipped += 1
                 print("  skipped: " + detail, flush=True)
