@@ -47,6 +47,7 @@ struct b2bua {
     char host[128]; /* our SIP host, for From of room legs */
     int port;
     void (*shutdown_done)(struct app *);
+    bool shut_down; /* nua_r_shutdown reported completion */
     struct ratelimit *rl;
     struct b2bua_counters counters;
 };
@@ -405,14 +406,14 @@ static void room_setup_response(struct b2bua *b, struct leg *room, int status, c
                 leg_learn_sdp(room, &info, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
                 char *body = leg_sdp_for(b->app, caller, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
                 if (body) {
-                    nua_respond(caller->nh, status, phrase,
+                    nua_respond(caller->nh, status, leg_phrase(caller->nh, phrase),
                                 SIPTAG_CONTENT_TYPE_STR("application/sdp"),
                                 SIPTAG_PAYLOAD_STR(body), TAG_END());
                     return;
                 }
             }
         }
-        nua_respond(caller->nh, status, phrase, TAG_END());
+        nua_respond(caller->nh, status, leg_phrase(caller->nh, phrase), TAG_END());
         return;
     }
 
@@ -569,7 +570,8 @@ static void reinvite_response(struct b2bua *b, struct leg *leg, int status, cons
         if (status >= 200 && from && from->nh && from->reinvite_in) {
             from->reinvite_in = false;
             nua_respond(from->nh, status == 491 ? 491 : status < 700 ? status : 500,
-                        status < 700 ? phrase : "Server Internal Error", TAG_END());
+                        status < 700 ? leg_phrase(from->nh, phrase) : "Server Internal Error",
+                        TAG_END());
         }
         if (status == 408 || status == 481) {
             call_log(c, LOG_INFO, "re-INVITE to the %s leg failed %d: ending the call",
@@ -785,6 +787,8 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
         return;
 
     case nua_r_shutdown:
+        if (status >= 200)
+            b->shut_down = true;
         if (status >= 200 && b->shutdown_done)
             b->shutdown_done(app);
         return;
@@ -894,9 +898,19 @@ void b2bua_destroy(struct b2bua *b)
             c->room->nh = NULL;
         call_free(c);
     }
-    /* nua_destroy() on a stack with live (quarantined) dialogs asserts. */
-    if (b->nua && !leg_quarantined_count())
-        nua_destroy(b->nua);
+    /* nua_destroy() asserts unless nua_shutdown has completed, and on a
+     * stack with live (quarantined) dialogs. A start-up failure (say, the
+     * API port is taken) gets here without a shutdown: do it now. */
+    if (b->nua && !leg_quarantined_count()) {
+        if (!b->shut_down) {
+            b->shutdown_done = NULL;
+            nua_shutdown(b->nua);
+            for (int i = 0; i < 100 && !b->shut_down; i++)
+                su_root_step(b->app->root, 50);
+        }
+        if (b->shut_down)
+            nua_destroy(b->nua);
+    }
     ratelimit_destroy(b->rl);
     free(b);
 }

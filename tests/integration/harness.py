@@ -388,7 +388,8 @@ class Sipp:
         self.t = t
         self.scenario = scenario
         self.port = port or free_port()
-        self.media_port = media_port or (free_port(tcp=False, even=True, span=2))
+        # SIPp binds media_port, +1 (RTCP) and +2, +3 (video)
+        self.media_port = media_port or (free_port(tcp=False, even=True, span=4))
         args = ["sipp", "-sf", os.path.join(SIPP_DIR, scenario), "-i", HOST, "-p",
                 str(self.port), "-m", str(calls), "-nostdin", "-mp", str(self.media_port),
                 "-timeout", "%ds" % timeout, "-timeout_error", "-max_recv_loops", "1000",

@@ -283,10 +283,12 @@ def test_sighup_reload_keeps_old_config_on_error(t):
     c.check_ok(30)
     room.check_ok(30)
     # a good reload adds a route
+    # a good reload moves room-a and adds a route to it
+    room2 = t.sipp("room.xml", calls=1).start()
+    d.rooms["room-a"] = "sip:room-a@%s:%d" % (HOST, room2.port)
     d.routes = {"+15550199": "room-a"}
     d.write_config()
     d.signal(signal.SIGHUP)
-    room2 = t.sipp("room.xml", calls=1, port=room.port).start()
     d.wait_log(r"reloaded .*1 route")
     c = caller(t, d, service="+15550199", duration=100).start()
     c.check_ok(30)
