@@ -8,6 +8,8 @@
 
 #include "api.h"
 #include "api_body.h"
+#include "leg.h"
+#include "relay.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -122,6 +124,18 @@ static cJSON *call_json(const struct call *c)
     cJSON_AddStringToObject(j, "state", call_state_name(c));
     cJSON_AddNumberToObject(j, "startedAt", (double)c->started);
     cJSON_AddNumberToObject(j, "transfers", c->transfers);
+    /* relay counters: what the relay received from and sent to each side */
+    cJSON *media = cJSON_AddObjectToObject(j, "media");
+    const struct leg *sides[2] = {c->caller, c->room};
+    const char *names[2] = {"caller", "room"};
+    for (int i = 0; i < 2; i++) {
+        struct relay_ep_stats st = {0};
+        if (sides[i] && sides[i]->ep)
+            relay_ep_stats(sides[i]->ep, &st);
+        cJSON *o = cJSON_AddObjectToObject(media, names[i]);
+        cJSON_AddNumberToObject(o, "rxPackets", (double)st.rx_packets);
+        cJSON_AddNumberToObject(o, "txPackets", (double)st.tx_packets);
+    }
     if (c->xfer)
         cJSON_AddItemToObject(j, "transfer", transfer_json(c->xfer));
     else

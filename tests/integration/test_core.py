@@ -161,6 +161,12 @@ def test_rtp_flows_both_ways_through_relay(t):
         m = d.metrics()
         check(m.get("sipxfer_relay_packets_forwarded_total", 0) >= 90,
               "relay forwarded %s" % m.get("sipxfer_relay_packets_forwarded_total"))
+        sid = d.wait_session()[0]
+        st, s = d.api("GET", "/v1/sessions/%s" % sid)
+        media = s["media"]
+        check(media["caller"]["rxPackets"] >= 45 and media["room"]["rxPackets"] >= 45
+              and media["caller"]["txPackets"] >= 45 and media["room"]["txPackets"] >= 45,
+              "per-call packet counters: %s" % media)
         check(call.bye() == 200, "BYE")
     finally:
         call.close()
