@@ -30,6 +30,11 @@ char *leg_sdp_for(struct app *app, struct leg *to, const char *body, size_t len)
  * or (ACK and) BYE. Idempotent. */
 void leg_hangup(struct leg *leg, int status, const char *phrase);
 
+/* nua_respond() keeps the phrase pointer, uncopied, until the stack runs the
+ * signal, after the current event (and a phrase taken from it) is freed:
+ * return a copy that lives as long as the handle. */
+const char *leg_phrase(nua_handle_t *nh, const char *phrase);
+
 /* Give up on a dialog whose remote target sofia cannot use (see
  * sip_guard.h): the handle is parked for good, never destroyed. */
 void leg_quarantine(struct leg *leg);

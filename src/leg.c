@@ -74,6 +74,11 @@ char *leg_sdp_for(struct app *app, struct leg *to, const char *body, size_t len)
     return out;
 }
 
+const char *leg_phrase(nua_handle_t *nh, const char *phrase)
+{
+    return phrase ? su_strdup(nua_handle_home(nh), phrase) : NULL;
+}
+
 void leg_hangup(struct leg *leg, int status, const char *phrase)
 {
     if (!leg || !leg->nh || leg->hangup_sent || leg->state == LEG_GONE)
@@ -84,7 +89,7 @@ void leg_hangup(struct leg *leg, int status, const char *phrase)
 
     if (leg->role == LEG_CALLER && leg->state < LEG_ANSWERED) {
         call_log(c, LOG_INFO, "caller leg: answering %d %s", status, phrase);
-        nua_respond(leg->nh, status, phrase, TAG_END());
+        nua_respond(leg->nh, status, leg_phrase(leg->nh, phrase), TAG_END());
     } else if (leg->role != LEG_CALLER && leg->state < LEG_ANSWERED) {
         call_log(c, LOG_INFO, "%s leg: CANCEL", role);
         nua_cancel(leg->nh, TAG_END());

@@ -13,11 +13,76 @@ static const sdp_connection_t *stream_connection(const sdp_session_t *sdp, const
     return m->m_connections ? m->m_connections : sdp->sdp_connection;
 }
 
+/* sofia's sdp_parse() never returns, allocating without bound, when the
+ * format list of an m= line whose transport is not RTP has an item starting
+ * with a byte outside its token set ("m=video 4000 X /6"), or is blanks only
+ * with a tab in them ("m=image 7000 udptl \t"). So every m= line must be
+ * exactly "token port[/n] proto fmt..." with proto made of token characters
+ * and '/', each fmt a token (RFC 4566) and, without any fmt, nothing after
+ * proto. A line is what sofia sees as one: split at CR or LF, leading blanks
+ * skipped, the body ending at its first NUL. */
+static bool media_lines_ok(const char *body, size_t len)
+{
+    static const char tok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                              "0123456789-!#$%&'*+.^_`{|}~";
+    size_t n = strnlen(body, len);
+    for (size_t i = 0; i < n;) {
+        size_t end = i;
+        while (end < n && body[end] != '\r' && body[end] != '\n')
+            end++;
+        size_t p = i;
+        while (p < end && (body[p] == ' ' || body[p] == '\t'))
+            p++;
+        if (end - p >= 2 && body[p] == 'm' && body[p + 1] == '=') {
+            p += 2;
+            int field = 0;
+            for (;; field++) {
+                while (p < end && (body[p] == ' ' || body[p] == '\t'))
+                    p++;
+                if (p >= end)
+                    break;
+                size_t f = p;
+                while (p < end && body[p] != ' ' && body[p] != '\t')
+                    p++;
+                if (field == 1) { /* port: digits, or digits/digits */
+                    size_t k = f, slash = 0;
+                    while (k < p && ((body[k] >= '0' && body[k] <= '9') ||
+                                     (body[k] == '/' && !slash && k > f && (slash = k))))
+                        k++;
+                    if (k < p || (slash && slash + 1 == p))
+                        return false;
+                    continue;
+                }
+                for (size_t k = f; k < p; k++)
+                    if (!strchr(tok, body[k]) && !(field == 2 && body[k] == '/' && k > f))
+                        return false;
+                if (field == 2 && p < end) {
+                    /* blanks after proto: a fmt must follow */
+                    size_t q = p;
+                    while (q < end && (body[q] == ' ' || body[q] == '\t'))
+                        q++;
+                    if (q == end)
+                        return false;
+                }
+            }
+        }
+        i = end;
+        while (i < n && (body[i] == '\r' || body[i] == '\n'))
+            i++;
+    }
+    return true;
+}
+
 static int parse_into(su_home_t *home, const char *body, size_t len, sdp_parser_t **parser,
                       struct sdpx_info *info, char *err, size_t errlen)
 {
     if (!body || len == 0) {
         snprintf(err, errlen, "empty SDP");
+        return -1;
+    }
+    if (!media_lines_ok(body, len)) {
+        snprintf(err, errlen, "bad SDP: malformed m= line");
+        *parser = NULL;
         return -1;
     }
     /* Lenient parse: carriers send sloppy SDP (missing t=, odd rtpmaps) and
