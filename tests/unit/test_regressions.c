@@ -60,6 +60,26 @@ START_TEST(test_cidr_prefix_digits_only)
 }
 END_TEST
 
+/* sofia's sdp_parse() allocates forever on these m= lines (found by
+ * fuzz_sdp): sdpx_parse must refuse them before sofia sees them. */
+START_TEST(test_sdp_format_loop_refused)
+{
+    static const char *const bodies[] = {
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+        "m=video 400 X /6\r\n",
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+        "m=image 7000 udptl \t\r\n",
+    };
+    struct sdpx_info info;
+    char err[256];
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++)
+        ck_assert_int_eq(sdpx_parse(bodies[i], strlen(bodies[i]), &info, err, sizeof err), -1);
+    const char *ok = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+                     "m=image 7000 udptl t38\r\n";
+    ck_assert_int_eq(sdpx_parse(ok, strlen(ok), &info, err, sizeof err), 0);
+}
+END_TEST
+
 static Suite *bugs_suite(void)
 {
     Suite *s = suite_create("regressions");
@@ -67,6 +87,7 @@ static Suite *bugs_suite(void)
     tcase_add_test(tc, test_sdp_formats_of_rtp_stream);
     tcase_add_test(tc, test_ratelimit_alternating_collision);
     tcase_add_test(tc, test_cidr_prefix_digits_only);
+    tcase_add_test(tc, test_sdp_format_loop_refused);
     suite_add_tcase(s, tc);
     return s;
 }
