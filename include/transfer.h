@@ -98,4 +98,9 @@ void transfer_caller_reinvite_response(struct app *app, struct leg *caller, int 
  * Returns true when the caller must stay up (the transfer goes on). */
 bool transfer_leg_gone(struct app *app, struct leg *leg);
 
+/* Transfers counted by mode (XFER_CALL, XFER_REFER) and outcome: started,
+ * completed, failed. For /metrics. */
+enum xfer_outcome { XFER_STARTED, XFER_DONE, XFER_FAILED_OUTCOME, XFER_NOUTCOMES };
+void transfer_counters(unsigned long long out[2][XFER_NOUTCOMES]);
+
 #endif

@@ -14,6 +14,7 @@
 #include "events.h"
 #include "http_client.h"
 #include "relay.h"
+#include "transfer.h"
 
 struct buf {
     char *p;
@@ -65,6 +66,17 @@ char *metrics_render(struct app *app)
     for (int i = 0; i < 7; i++)
         put(&b, "sipxfer_calls_rejected_total{reason=\"%s\"} %llu\n", reasons[i], bc.rejected[i]);
     metric(&b, "sipxfer_draining", "gauge", "1 while draining after SIGTERM.", app->draining);
+
+    unsigned long long xc[2][XFER_NOUTCOMES];
+    transfer_counters(xc);
+    static const char *const modes[2] = {"sipCallTransfer", "sipRefer"};
+    static const char *const outcomes[XFER_NOUTCOMES] = {"started", "completed", "failed"};
+    put(&b, "# HELP sipxfer_transfers_total Transfers by mode and outcome (started counts every "
+            "accepted request).\n# TYPE sipxfer_transfers_total counter\n");
+    for (int m = 0; m < 2; m++)
+        for (int o = 0; o < XFER_NOUTCOMES; o++)
+            put(&b, "sipxfer_transfers_total{mode=\"%s\",outcome=\"%s\"} %llu\n", modes[m],
+                outcomes[o], xc[m][o]);
 
     struct relay_stats rs = {0};
     if (app->relay)

@@ -734,6 +734,20 @@ class RawCall:
         self.s.send(resp.encode() + body, self.route_target)
         return head[0]
 
+    def serve_until(self, method, timeout):
+        """Answer in-dialog requests until one with `method` came; returns
+        its request line, or None on timeout."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            data = self.s.recv(max(0.01, deadline - time.time()))
+            if data is None:
+                return None
+            if parse_response(data) is None:
+                line = self._answer(data)
+                if line and line.startswith(method + " "):
+                    return line
+        return None
+
     def serve(self, timeout):
         """Answer in-dialog requests for up to timeout s; returns the first
         request lines seen."""

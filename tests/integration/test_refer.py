@@ -49,6 +49,9 @@ def test_refer_notify_200_leaves_path(t):
     types = xfer_types(w, sid)
     check(types == ["calltransfer.triggered", "calltransfer.initiated",
                     "calltransfer.completed"], "events %s" % types)
+    m = d.metrics()
+    check(m.get('sipxfer_transfers_total{mode="sipRefer",outcome="completed"}') == 1,
+          "transfer metrics %s" % {k: v for k, v in m.items() if "transfers" in k})
     log = open(c.log_path).read()
     check("sip:bob@127.0.0.1:9?X-Ticket=42" in log, "Refer-To carried: %r" % log[-300:])
     d.check_clean_exit()

@@ -94,6 +94,10 @@ def test_room_to_room_media_follows(t):
     check(p["is_sip_refer"] is False and p["to_endpoint"] == ROOM_B and p["room"] == "room-a",
           "completed payload %s" % p)
     check(all("bad-signature" != e.get("error") for e in w.events()), "unsigned webhook")
+    m = d.metrics()
+    check(m.get('sipxfer_transfers_total{mode="sipCallTransfer",outcome="completed"}') == 1
+          and m.get('sipxfer_transfers_total{mode="sipCallTransfer",outcome="started"}') == 1,
+          "transfer metrics %s" % {k: v for k, v in m.items() if "transfers" in k})
     w.wait_type("dialin.stopped")
     d.check_clean_exit()
 
@@ -444,4 +448,66 @@ def test_webhook_receiver_down_then_back(t):
     rooms["room-a"].check_ok(20)
     w.wait_type("dialin.stopped", 30)
     check(w.types().count("dialin.connected") == 1, "events %s" % w.types())
+    d.check_clean_exit()
+
+
+@case
+def test_passthrough_transfer_reinvites_caller(t):
+    """In passthrough mode the caller's media must be re-pointed at the
+    target by a re-INVITE (RFC 3725 style) before the old room is dropped."""
+    d, rooms, w = setup(t, **{"media.mode": "passthrough"})
+    call = RawCall(d)
+    try:
+        check(call.invite() == 200, "call")
+        sid = d.wait_session()[0]
+        st, obj = transfer(d, "room-a", sid, ROOM_B)
+        check(st == 200, "transfer %s %s" % (st, obj))
+        line = call.serve_until("INVITE", 10)
+        check(line is not None, "no re-INVITE to the caller in passthrough mode")
+        rooms["room-a"].check_ok(20)
+        w.wait_type("calltransfer.completed")
+        check(call.bye() == 200, "BYE")
+    finally:
+        call.close()
+    rooms["room-b"].check_ok(20)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_extension_dialled_as_rfc4733_events(t):
+    """extension "12#" reaches the target as telephone-events 1, 2, 11
+    (each ending with an E bit) after waitBeforeExtensionDialSec."""
+    import socket as _s
+    sink = _s.socket(_s.AF_INET, _s.SOCK_DGRAM)
+    sink.bind((HOST, 0))
+    target = t.sipp("target_dtmf.xml", keys={"rtp_port": sink.getsockname()[1]})
+    target.start()
+    d, rooms, w = setup(t, rooms=("room-a",))
+    call = RawCall(d)
+    try:
+        check(call.invite() == 200, "call")
+        sid = d.wait_session()[0]
+        st, obj = transfer(d, "room-a", sid, "sip:ivr@%s:%d" % (HOST, target.port),
+                           extension="12#", waitBeforeExtensionDialSec=1)
+        check(st == 200, "transfer %s %s" % (st, obj))
+        ended = []
+        deadline = time.time() + 10
+        sink.settimeout(0.5)
+        while time.time() < deadline and len(ended) < 3:
+            try:
+                pkt, _ = sink.recvfrom(2048)
+            except OSError:
+                continue
+            if len(pkt) >= 16 and pkt[1] & 0x7f == 101:
+                event, end = pkt[12], bool(pkt[13] & 0x80)
+                if end and (not ended or ended[-1] != event):
+                    ended.append(event)
+        check(ended == [1, 2, 11], "telephone-events at the target: %s" % ended)
+        check(call.bye() == 200, "BYE")
+    finally:
+        call.close()
+        sink.close()
+    target.check_ok(20)
+    d.wait_idle()
     d.check_clean_exit()
