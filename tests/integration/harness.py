@@ -68,11 +68,13 @@ def _bindable(port, udp=True, tcp=True):
 
 def free_port(udp=True, tcp=True, even=False, span=1):
     """A port (or `span` consecutive ports) free for UDP and/or TCP now and
-    never handed out before in this process. Drawn from 10000-29999, away
-    from the kernel's ephemeral range so clients don't steal them."""
+    never handed out before in this process. Drawn from 10000-19999: below
+    the kernel's ephemeral range (clients don't steal them) and the shipped
+    config's relay range 20000-29999 (a sipxferd running on the default
+    config on the same machine doesn't either)."""
     with _port_lock:
         for _ in range(2000):
-            p = random.randrange(10000, 30000 - span)
+            p = random.randrange(10000, 20000 - span)
             if even:
                 p &= ~1
             rng = range(p, p + span)
