@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,27 @@ void app_event(struct app *app, const char *type, void *payload)
         events_emit(app->events, type, p);
     else
         cJSON_Delete(p);
+}
+
+/* Every relayed call holds four sockets: take the hard limit on open files
+ * as the soft one, and say when it cannot hold max_calls. */
+static void raise_fd_limit(const struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    unsigned long long need = 64 + (cfg->media_mode == MEDIA_RELAY ? 4ULL : 0ULL) *
+                                       (unsigned long long)cfg->max_calls;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        log_warn("open files limit %llu is below the %llu that sip.max_calls=%d needs: calls "
+                 "beyond ~%llu get 503 (raise LimitNOFILE / ulimit -n)",
+                 (unsigned long long)rl.rlim_cur, need, cfg->max_calls,
+                 ((unsigned long long)rl.rlim_cur - 64) / 4);
 }
 
 /* ---- shutdown ---------------------------------------------------------- */
@@ -249,6 +271,7 @@ int main(int argc, char **argv)
     if (verbose)
         log_set_level(LOG_DEBUG);
     setvbuf(stderr, NULL, _IOLBF, 0);
+    raise_fd_limit(cfg);
 
     /* Signals go to the signalfd only; block them before any thread starts
      * so relay workers inherit the mask. */

@@ -170,17 +170,39 @@ static void pool_give(struct relay *r, int pair)
 static int bind_udp(const char *address, uint16_t port)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICHOST};
-    struct addrinfo *ai;
-    char service[8];
-    snprintf(service, sizeof service, "%u", port);
-    if (getaddrinfo(address, service, &hints, &ai) != 0)
-        return -2;
-    int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+    /* numeric addresses (the usual media.address) skip getaddrinfo: this
+     * runs four times per call */
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, address, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(port);
+        sslen = sizeof *in4;
+    } else if (inet_pton(AF_INET6, address, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        sslen = sizeof *in6;
+    } else {
+        struct addrinfo *ai;
+        char service[8];
+        snprintf(service, sizeof service, "%u", port);
+        if (getaddrinfo(address, service, &hints, &ai) != 0)
+            return -2;
+        memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+        sslen = ai->ai_addrlen;
+        freeaddrinfo(ai);
+    }
+    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM ? -3
+                                                                                          : -1;
+    if (bind(fd, (struct sockaddr *)&ss, sslen) < 0) {
         close(fd);
         fd = -1;
     }
-    freeaddrinfo(ai);
     return fd;
 }
 
@@ -468,6 +490,15 @@ struct relay_ep *relay_ep_new(struct relay *r, const char *address, int nstreams
                 goto fail;
             }
             int rtcp = rtp >= 0 ? bind_udp(address, (uint16_t)(port + 1)) : -1;
+            if (rtp == -3 || rtcp == -3) {
+                /* out of file descriptors: no other pair will do better */
+                if (rtp >= 0)
+                    close(rtp);
+                pool_give(r, pair);
+                snprintf(err, errlen, "relay: out of file descriptors (raise LimitNOFILE / "
+                                      "ulimit -n)");
+                goto fail;
+            }
             if (rtp < 0 || rtcp < 0) {
                 if (rtp >= 0)
                     close(rtp);
