@@ -1,0 +1,451 @@
+"""bench sections 2-4: concurrency/memory, RTP relay, transfer latency (driven by bench.py)."""
+import os
+import random
+import re
+import socket
+import subprocess
+import threading
+import time
+
+import bench as B
+import sipua
+
+# ---------------------------------------------------------------- 2. concurrency / memory
+
+
+def proc_sample(pid):
+    try:
+        threads = len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        threads = 0
+    return {"rss_kb": B.status_kb(pid, "VmRSS"), "pss_kb": B.pss_kb(pid), "fds": B.nfds(pid), "threads": threads}
+
+
+def slope(points):
+    """least-squares slope of (x, y) points"""
+    if len(points) < 2:
+        return float("nan")
+    n = len(points)
+    mx = sum(p[0] for p in points) / n
+    my = sum(p[1] for p in points) / n
+    sxx = sum((p[0] - mx) ** 2 for p in points)
+    return sum((p[0] - mx) * (p[1] - my) for p in points) / sxx if sxx else float("nan")
+
+
+def conc_run(args, workdir, binary, mode, steps, rate):
+    name = f"conc-{mode}"
+    if mode == "relay":
+        sut = B.Sipxferd(binary, workdir, name, mode="relay", port_min=20000, port_max=65535)
+    else:
+        sut = B.Sipxferd(binary, workdir, name, mode="passthrough")
+    uas = B.sipp_uas(workdir, tag=f"uas_{name}")
+    uacs = []
+    rows = []
+    try:
+        sut.start()
+        time.sleep(1.0)
+        idle = proc_sample(sut.pid)
+        rows.append({"mode": mode, "calls_target": 0, "calls_active": 0, "when": "idle", **idle})
+        # every call of every step ends at one deadline, so all are up while we sample
+        settle = 0 if args.quick else 33   # full: also sample after sofia's completed transactions expire
+        plan = sum((steps[i] - (steps[i - 1] if i else 0)) / rate + 5 + settle for i in range(len(steps)))
+        deadline = time.time() + plan + (5 if args.quick else 15)
+        prev = 0
+        for k, n in enumerate(steps):
+            inc = n - prev
+            hold_ms = int((deadline - time.time()) * 1000)
+            uac = B.sipp_uac(workdir, B.SIP_PORT, rate, inc, f"{name}_{n}", hold_ms=hold_ms, limit=inc + 10,
+                             port=B.UAC_PORT + 100 + k, rtt=False, timeout_s=hold_ms / 1000 + 120)
+            uacs.append(uac)
+            t_end = time.time() + inc / rate * 2 + 20
+            active = 0
+            while time.time() < t_end:
+                try:
+                    active = sut.active()
+                except OSError as e:
+                    B.log(f"  !! API: {e!r}")
+                    active = -1
+                if active >= n or uac.poll() is not None:
+                    break
+                time.sleep(0.25)
+            time.sleep(2.0)
+            s = proc_sample(sut.pid)
+            try:
+                active = sut.active()
+            except OSError as e:
+                B.log(f"  !! API unresponsive: {e!r}")
+                active = -1
+            rows.append({"mode": mode, "calls_target": n, "calls_active": active, "when": "ramp+2s", **s})
+            B.log(f"  {mode:11s} calls={active:6d}/{n} rss={s['rss_kb']} kB pss={s['pss_kb']} kB fds={s['fds']} "
+                  f"threads={s['threads']}")
+            if settle and active >= n * 0.99:
+                time.sleep(settle)
+                s2 = proc_sample(sut.pid)
+                rows.append({"mode": mode, "calls_target": n, "calls_active": sut.active(), "when": f"ramp+{settle + 2}s",
+                             **s2})
+                B.log(f"  {mode:11s} +{settle}s: rss={s2['rss_kb']} kB pss={s2['pss_kb']} kB")
+            prev = n
+            if active < n * 0.99:
+                B.log(f"  !! only {active} of {n} calls up; stopping the steps")
+                break
+        # let every call end (BYE from the UAC at the deadline), then sample again
+        B.log(f"  waiting {max(0, deadline - time.time()):.0f} s for the calls' common end")
+        failed = 0
+        for u in uacs:
+            rc, _ = B.wait_rusage(u)
+            st = B.sipp_stat_last(u.statfile)
+            failed += int(st.get("FailedCall(C)", 0) or 0)
+        sut.wait_idle(60)
+        time.sleep(3.0)
+        after = proc_sample(sut.pid)
+        rows.append({"mode": mode, "calls_target": "after-end", "calls_active": sut.active(), "when": "end+3s", **after})
+        if not args.quick:
+            time.sleep(32)   # completed sofia transactions linger ~32 s (timer K/J)
+            after2 = proc_sample(sut.pid)
+            rows.append({"mode": mode, "calls_target": "after-end", "calls_active": sut.active(), "when": "end+35s",
+                         **after2})
+        alive = sut.alive()
+    finally:
+        for u in uacs:
+            B.stop(u)
+        sut.stop()
+        B.stop(uas)
+    def pts(key, when):
+        return [(r["calls_active"], r[key]) for r in rows if r["when"] in ("idle", when)]
+    last = f"ramp+{settle + 2}s"
+    summary = {"mode": mode, "max_calls_held": max(p[0] for p in pts("rss_kb", "ramp+2s")), "failed_calls": failed,
+               "rss_slope_kib_per_call": slope(pts("rss_kb", "ramp+2s")),
+               "pss_slope_kib_per_call": slope(pts("pss_kb", "ramp+2s")),
+               "steady_rss_slope_kib_per_call": slope(pts("rss_kb", last)) if settle else None,
+               "fds_per_call": slope(pts("fds", "ramp+2s")), "idle_rss_kb": idle["rss_kb"],
+               "after_end_rss_kb": rows[-1]["rss_kb"], "after_end_minus_idle_kb": rows[-1]["rss_kb"] - idle["rss_kb"],
+               "idle_fds": idle["fds"], "after_end_fds": rows[-1]["fds"], "sipxferd_alive": "yes" if alive else "NO"}
+    return rows, summary
+
+
+def run_conc(args, workdir, binary):
+    import resource
+    rate = 500
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    # relay mode: 4 sockets per call; stay clear of the fd limit sipxferd inherits from us
+    max_relay = (nofile - 200) // 4
+    relay_steps = [x for x in ([1000] if args.quick else [1000, 2500, 5000, 10000]) if x <= max_relay]
+    if not args.quick and (not relay_steps or relay_steps[-1] < max_relay - 200):
+        relay_steps.append(max_relay - 100)
+    plans = [("passthrough", [1000] if args.quick else [1000, 5000, 10000, 20000]),
+             ("relay", relay_steps)]
+    rows, sums = [], []
+    for mode, steps in plans:
+        r, s = conc_run(args, workdir, binary, mode, steps, rate)
+        rows += r
+        sums.append(s)
+    cols = ["mode", "calls_target", "when", "calls_active", "rss_kb", "pss_kb", "fds", "threads"]
+    md = B.table("Concurrent calls held (signalling only, no RTP)", cols, rows)
+    B.write_csv(os.path.join(args.results, f"concurrency-{'quick' if args.quick else 'full'}.csv"), cols, rows)
+    scols = list(sums[0].keys())
+    md += "\n" + B.table("Memory per call", scols, sums)
+    md += (f"\nCalls set up at {rate} cps by SIPp (uac.xml, -t u1) against a SIPp UAS; each call holds until "
+           "one common deadline, then the UAC sends BYE. Samples 2 s after each step is reached; "
+           "slopes are least-squares fits over (calls, kB) including the idle point. At ramp+2s the INVITE "
+           "transactions of the last ~32 s (sofia keeps completed ones that long) are still in memory, so "
+           "the full run also samples at ramp+35s (steady_rss_slope) and 35 s after the calls end. `passthrough` leaves the "
+           "SDP alone (no relay ports), `relay` binds 4 UDP ports per call (port range 20000-65535 = "
+           f"11,384 calls at most, so 20k relayed calls cannot fit one IP's port space). RLIMIT_NOFILE here "
+           f"is {nofile} (the container refuses a higher hard limit), so relay steps stop at {max_relay} calls.\n")
+    return md, {"rows": rows, "summary": sums}
+
+
+# ---------------------------------------------------------------- 3. RTP relay
+
+
+def benc(x):
+    if isinstance(x, dict):
+        return b"d" + b"".join(benc(k) + benc(x[k]) for k in sorted(x)) + b"e"
+    if isinstance(x, list):
+        return b"l" + b"".join(benc(v) for v in x) + b"e"
+    if isinstance(x, int):
+        return b"i%de" % x
+    if isinstance(x, str):
+        x = x.encode()
+    return str(len(x)).encode() + b":" + x
+
+
+class Ng:
+    """rtpengine ng control (bencode over UDP); only what offer/answer need."""
+
+    def __init__(self, port):
+        self.addr = ("127.0.0.1", port)
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.s.settimeout(3)
+
+    def cmd(self, d):
+        cookie = f"{random.getrandbits(40):x}".encode()
+        self.s.sendto(cookie + b" " + benc(d), self.addr)
+        while True:
+            data = self.s.recv(65535)
+            if data.startswith(cookie + b" "):
+                return data.decode("latin-1")
+
+    def port_of(self, reply):
+        m = re.search(r"m=audio (\d+)", reply)
+        if not m:
+            raise RuntimeError(f"rtpengine: no SDP in reply: {reply[:200]}")
+        return int(m.group(1))
+
+
+def start_rtpengine(workdir):
+    p = B.spawn(["rtpengine", "--table=-1", "--interface=127.0.0.1", "--listen-ng=127.0.0.1:22222",
+                 "--foreground", "--log-stderr", "--log-level=3", "--port-min=40000", "--port-max=49999",
+                 "--num-threads=1", "--no-redis-required"], B.SUT_CPU, os.path.join(workdir, "rtpengine.log"))
+    time.sleep(1.0)
+    if p.poll() is not None:
+        # older/newer builds may lack --no-redis-required
+        p = B.spawn(["rtpengine", "--table=-1", "--interface=127.0.0.1", "--listen-ng=127.0.0.1:22222",
+                     "--foreground", "--log-stderr", "--log-level=3", "--port-min=40000", "--port-max=49999",
+                     "--num-threads=1"], B.SUT_CPU, os.path.join(workdir, "rtpengine.log"))
+        time.sleep(1.0)
+    if p.poll() is not None:
+        raise RuntimeError(f"rtpengine exited: {workdir}/rtpengine.log")
+    return p
+
+
+def run_rtpgen(args, calls_file, secs, warm, sut_pids):
+    c0 = B.cpu_s(sut_pids)
+    b0 = B.core_busy_s()
+    fr = B.Foreign()
+    t0 = time.time()
+    with open(calls_file) as f:
+        p = subprocess.Popen(["taskset", "-c", B.GEN_CPU, args.rtpgen, str(secs), str(warm)], stdin=f,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = p.communicate(timeout=secs + 60)
+    wall = time.time() - t0
+    c1 = B.cpu_s(sut_pids)
+    r_busy = B.core_busy_s() - b0
+    if p.returncode != 0:
+        raise RuntimeError(f"rtpgen failed: {err.strip()}")
+    r = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
+    r["sut_cpu_s"] = c1 - c0
+    r["cpu1_busy_pct"] = 100.0 * r_busy / wall
+    r["other_procs_pct"] = fr.pct()
+    r["wall"] = wall
+    r["secs"] = secs
+    return r
+
+
+def relay_row(target, n, r, sut_pids, extra=None):
+    recv = r["received"]
+    row = {"target": target, "calls": n, "pps_offered": r["pps_offered"], "fwd_pps": recv / r["secs"],
+           "loss_pct": r["loss_pct"], "lat_p50_us": r["lat_p50_us"], "lat_p99_us": r["lat_p99_us"],
+           "lat_p999_us": r["lat_p999_us"], "silent_streams": int(r["late_streams"]),
+           "cpu1_busy_pct": r["cpu1_busy_pct"], "other_procs_pct": r["other_procs_pct"]}
+    if sut_pids:
+        row["sut_core_pct"] = 100.0 * r["sut_cpu_s"] / r["wall"]
+        row["us_cpu_per_pkt"] = 1e6 * r["sut_cpu_s"] / max(1, recv)
+    if extra:
+        row.update(extra)
+    return row
+
+
+def run_relay(args, workdir, binary):
+    steps = [250] if args.quick else [100, 250, 500, 1000]
+    secs, warm = (8, 1) if args.quick else (15, 2)
+    rows = []
+    for n in steps:
+        # direct: the two sides send to each other, no relay (generator + loopback baseline)
+        fn = os.path.join(workdir, f"calls-direct-{n}.txt")
+        with open(fn, "w") as f:
+            for i in range(n):
+                pa = 50000 + 4 * i
+                f.write(f"{pa} {pa + 2} {pa + 2} {pa}\n")
+        r = run_rtpgen(args, fn, secs, warm, [])
+        rows.append(relay_row("direct", n, r, []))
+        B.log(f"  direct    calls={n} {rows[-1]}")
+
+        # sipxferd: calls set up over SIP by sipua (caller + room), relay ports from the SDP
+        sut = B.Sipxferd(binary, workdir, f"relay-{n}", mode="relay", port_min=30000, port_max=39999,
+                         rooms={"room-a": 25190})
+        sut.start()
+        agents = sipua.Agents((B.HOST, B.SIP_PORT), 25170, {"room-a": 25190}, media_base=50000)
+        try:
+            calls = sipua.setup_calls(agents, n)
+            if len(calls) < n:
+                B.log(f"  !! only {len(calls)} of {n} calls set up through sipxferd")
+            fn = os.path.join(workdir, f"calls-sipxferd-{n}.txt")
+            with open(fn, "w") as f:
+                for c in calls:
+                    f.write(f"{c.pa} {c.ra} {c.pb} {c.rb}\n")
+            for attempt in (1, 2):
+                m0 = sut.metrics()
+                r = run_rtpgen(args, fn, secs, warm, [sut.pid])
+                m1 = sut.metrics()
+                d = lambda k: m1.get(k, 0) - m0.get(k, 0)  # noqa: E731
+                rows.append(relay_row("sipxferd", len(calls), r, [sut.pid], {
+                    "relay_fwd": d("sipxfer_relay_packets_forwarded_total"),
+                    "relay_drop": d("sipxfer_relay_packets_dropped_total"), "attempt": attempt}))
+                B.log(f"  sipxferd  calls={n} {rows[-1]}")
+                if r["other_procs_pct"] < 20:
+                    break
+        finally:
+            agents.close()
+            sut.stop()
+
+        # rtpengine userspace (one worker thread, like sipxferd's one relay worker), ng offer/answer
+        rtpe = start_rtpengine(workdir)
+        try:
+            ng = Ng(22222)
+            fn = os.path.join(workdir, f"calls-rtpengine-{n}.txt")
+            with open(fn, "w") as f:
+                for i in range(n):
+                    pa, pb = 50000 + 4 * i, 50000 + 4 * i + 2
+                    cid = f"bench-{n}-{i}"
+                    rb = ng.port_of(ng.cmd({"command": "offer", "call-id": cid, "from-tag": "fa",
+                                            "sdp": sipua.sdp(pa), "replace": ["origin", "session-connection"]}))
+                    ra = ng.port_of(ng.cmd({"command": "answer", "call-id": cid, "from-tag": "fa",
+                                            "to-tag": "tb", "sdp": sipua.sdp(pb),
+                                            "replace": ["origin", "session-connection"]}))
+                    f.write(f"{pa} {ra} {pb} {rb}\n")
+            pids = B.tree(rtpe.pid)
+            for attempt in (1, 2):
+                r = run_rtpgen(args, fn, secs, warm, pids)
+                rows.append(relay_row("rtpengine", n, r, pids, {"attempt": attempt}))
+                B.log(f"  rtpengine calls={n} {rows[-1]}")
+                if r["other_procs_pct"] < 20:
+                    break
+        finally:
+            B.stop(rtpe)
+        time.sleep(0.5)
+
+    cols = ["target", "calls", "pps_offered", "fwd_pps", "loss_pct", "lat_p50_us", "lat_p99_us", "lat_p999_us",
+            "sut_core_pct", "cpu1_busy_pct", "us_cpu_per_pkt", "silent_streams", "relay_fwd", "relay_drop",
+            "other_procs_pct", "attempt"]
+    md = B.table("RTP relay (G.711, 20 ms, both directions)", cols, rows)
+    B.write_csv(os.path.join(args.results, f"relay-{'quick' if args.quick else 'full'}.csv"), cols, rows)
+    ratios = []
+    for n in steps:
+        g = {}
+        for r in rows:   # last attempt wins
+            if r["calls"] == n or (r["target"] == "sipxferd" and r["calls"] <= n):
+                g[r["target"]] = r
+        s, e, dr = g.get("sipxferd"), g.get("rtpengine"), g.get("direct")
+        if s and e and dr:
+            ratios.append({"calls": n, "cpu_per_pkt_ratio_vs_rtpengine": s["us_cpu_per_pkt"] / e["us_cpu_per_pkt"],
+                           "sipxferd_added_p50_us": s["lat_p50_us"] - dr["lat_p50_us"],
+                           "sipxferd_added_p99_us": s["lat_p99_us"] - dr["lat_p99_us"],
+                           "rtpengine_added_p50_us": e["lat_p50_us"] - dr["lat_p50_us"],
+                           "rtpengine_added_p99_us": e["lat_p99_us"] - dr["lat_p99_us"]})
+    if ratios:
+        md += "\n" + B.table("Relay ratios", list(ratios[0].keys()), ratios)
+    md += (f"\n{secs} s per run ({warm} s warm-up outside the latency histogram); rtpgen (bench/rtpgen.c) sends "
+           "172-byte RTP every 20 ms per stream, streams spread evenly over the 20 ms, send time in the payload; "
+           "latency is one-way generator->relay->generator. `direct` = no relay (the two sides send to each "
+           "other). CPU per packet = SUT utime+stime over the run / packets received by the generator. "
+           "sipxferd: calls set up over SIP by bench/sipua.py, one relay worker thread (its default). "
+           "rtpengine: userspace (--table=-1), --num-threads=1, offer/answer over ng. A run during which other "
+           "users' processes took >= 20 % of a core (other_procs_pct) is repeated once on the same calls; "
+           "both are listed and the ratios use the last.\n")
+    return md, {"rows": rows, "ratios": ratios}
+
+
+# ---------------------------------------------------------------- 4. transfer latency
+
+
+def run_xfer(args, workdir, binary):
+    bg_calls = 200 if args.quick else 1000
+    n = 100 if args.quick else 400
+    xrate = 20 if args.quick else 50
+    sut = B.Sipxferd(binary, workdir, "xfer", mode="relay", port_min=20000, port_max=39999,
+                     rooms={"room-a": 25190, "room-b": 25192, "room-bg": B.UAS_PORT})
+    uas = B.sipp_uas(workdir, tag="uas_xfer")
+    agents = uac = None
+    try:
+        sut.start()
+        agents = sipua.Agents((B.HOST, B.SIP_PORT), 25170, {"room-a": 25190, "room-b": 25192}, media_base=50000)
+        hold = int((bg_calls / 200 + n / 50 + n / xrate + 30) * 1000)
+        uac = B.sipp_uac(workdir, B.SIP_PORT, 200, bg_calls, "xfer_bg", service="room-bg", hold_ms=hold,
+                         limit=bg_calls + 10, port=B.UAC_PORT + 50, rtt=False, timeout_s=hold / 1000 + 60)
+        t_end = time.time() + bg_calls / 200 * 2 + 15
+        while time.time() < t_end and sut.active() < bg_calls:
+            time.sleep(0.2)
+        bg_up = sut.active()
+        calls = sipua.setup_calls(agents, n, room="room-a")
+        B.log(f"  background calls up: {bg_up}; calls to transfer: {len(calls)}")
+        results = {}
+
+        def poster():
+            gap = 1.0 / xrate
+            t_next = time.perf_counter()
+            for c in calls:
+                now = time.perf_counter()
+                if now < t_next:
+                    time.sleep(t_next - now)
+                t_next += gap
+                t0 = time.perf_counter()
+                try:
+                    resp = sut.api("POST", "/v1/rooms/room-a/sipCallTransfer",
+                                   {"sessionId": c.sid, "toEndPoint": "sip:room-b@rooms.sipxfer.test"})
+                    code = 200
+                except Exception as e:  # HTTPError carries the status and the error body
+                    code = getattr(e, "code", 0)
+                    try:
+                        resp = e.read().decode(errors="replace") if code else str(e)
+                    except Exception:
+                        resp = str(e)
+                results[c.sid] = (t0, time.perf_counter(), code, resp)
+
+        th = threading.Thread(target=poster, daemon=True)
+        th.start()
+
+        def done():
+            if th.is_alive():
+                return False
+            for c in calls:
+                a = agents.room_calls_by_sid(c.sid)
+                if results.get(c.sid, (0, 0, 0))[2] == 200 and not (a.get("room-a") and a["room-a"].t_bye):
+                    return False
+            return True
+        agents.room_calls_by_sid = lambda sid: {room: rc for (room, _), rc in agents.room_calls.items()
+                                                if rc.sid == sid}
+        agents.run_until(done, n / xrate + 30)
+        agents.run_until(lambda: False, 1.0)
+        lat, api_to_bye, api_ms, fails = [], [], [], []
+        for c in calls:
+            t0, t1, code, resp = results.get(c.sid, (0, 0, 0, "not posted"))
+            rcs = agents.room_calls_by_sid(c.sid)
+            a, b = rcs.get("room-a"), rcs.get("room-b")
+            if code != 200:
+                fails.append(f"POST {code}: {str(resp)[:120]}")
+                continue
+            api_ms.append(1000 * (t1 - t0))
+            if not (b and b.t_200):
+                fails.append("room-b never got the INVITE")
+                continue
+            if not (a and a.t_bye):
+                fails.append("old room never got BYE")
+                continue
+            lat.append(1000 * (a.t_bye - b.t_200))
+            api_to_bye.append(1000 * (a.t_bye - t0))
+        alive = sut.alive()
+        bg_after = sut.active()
+    finally:
+        if agents:
+            agents.close()
+        B.stop(uac)
+        sut.stop()
+        B.stop(uas)
+    row = {"background_calls": bg_up, "transfers": len(calls), "rate_per_s": xrate, "completed": len(lat),
+           "failed": len(fails), "rebridge_p50_ms": B.pct(lat, 50), "rebridge_p99_ms": B.pct(lat, 99),
+           "rebridge_max_ms": max(lat) if lat else None, "api_p50_ms": B.pct(api_ms, 50),
+           "api_p99_ms": B.pct(api_ms, 99), "post_to_old_bye_p50_ms": B.pct(api_to_bye, 50),
+           "post_to_old_bye_p99_ms": B.pct(api_to_bye, 99), "sipxferd_alive": "yes" if alive else "NO"}
+    cols = list(row.keys())
+    md = B.table("sipCallTransfer latency", cols, [row])
+    B.write_csv(os.path.join(args.results, f"transfer-{'quick' if args.quick else 'full'}.csv"), cols, [row])
+    with open(os.path.join(workdir, "xfer-latencies-ms.txt"), "w") as f:
+        f.write("\n".join(f"{x:.3f}" for x in lat) + "\n")
+    if fails:
+        md += "\nFailures (first 5): " + "; ".join(fails[:5]) + "\n"
+    md += (f"\n`rebridge` = room-b's 200 OK sent -> BYE received by the old room (room-a), both rooms being "
+           f"bench/sipua.py agents in one process (same clock). {len(calls)} calls in room-a, each moved "
+           f"to room-b by POST /v1/rooms/room-a/sipCallTransfer at {xrate}/s, while {bg_up} SIPp calls are held "
+           f"in room-bg (relay mode). api = POST round trip. sipxferd calls still up at the end: {bg_after}.\n")
+    return md, {"row": row, "fails": fails[:20]}

@@ -1,0 +1,221 @@
+/* rtpgen - G.711 RTP load for the sipxfer relay bench.
+ *
+ * stdin: one call per line, "PA RA PB RB": side A binds 127.0.0.1:PA and sends to the relay's
+ * port RA; side B binds PB and sends to RB (give RA=PB, RB=PA for a direct, relay-less baseline).
+ * Every stream sends a 172-byte RTP packet (12 header + 160 PCMU) every 20 ms; the streams' send
+ * times are spread evenly over the 20 ms so the load is smooth, not one burst per tick. Each payload
+ * carries the send time (CLOCK_MONOTONIC ns); the receiver takes the one-way delay from it.
+ *
+ * usage: rtpgen SECONDS [WARMUP_SECONDS]   (packets sent in the warm-up are not in the latency
+ * histogram). Prints one line of key=value: streams, sent, received, loss_pct, pps_offered,
+ * lat_p50_us, lat_p90_us, lat_p99_us, lat_p999_us, lat_max_us, late_streams (streams that received
+ * nothing). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PKT 172
+#define PTIME_NS 20000000LL
+#define HIST_US 200000 /* 1 us buckets up to 200 ms */
+
+struct stream {
+    int fd;
+    struct sockaddr_in to;
+    uint16_t seq;
+    uint32_t ts, ssrc;
+    long rx;
+};
+
+static long long mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static int open_port(int port)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        perror("socket");
+        exit(2);
+    }
+    int size = 1 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        fprintf(stderr, "rtpgen: bind %d: %s\n", port, strerror(errno));
+        exit(2);
+    }
+    return fd;
+}
+
+static uint32_t hist[HIST_US + 1];
+static long nlat;
+
+static double hist_pct(double q)
+{
+    long want = (long)(q * nlat), acc = 0;
+    for (int i = 0; i <= HIST_US; i++) {
+        acc += hist[i];
+        if (acc > want)
+            return i;
+    }
+    return HIST_US;
+}
+
+int main(int argc, char **argv)
+{
+    double secs = argc > 1 ? atof(argv[1]) : 10;
+    double warm = argc > 2 ? atof(argv[2]) : 1;
+    struct stream *s = NULL;
+    int n = 0, cap = 0, pa, ra, pb, rb;
+    while (scanf("%d %d %d %d", &pa, &ra, &pb, &rb) == 4) {
+        if (n + 2 > cap) {
+            cap = cap ? cap * 2 : 256;
+            s = realloc(s, (size_t)cap * sizeof *s);
+        }
+        int bindp[2] = {pa, pb}, dst[2] = {ra, rb};
+        for (int k = 0; k < 2; k++, n++) {
+            memset(&s[n], 0, sizeof s[n]);
+            s[n].fd = open_port(bindp[k]);
+            s[n].to.sin_family = AF_INET;
+            s[n].to.sin_port = htons(dst[k]);
+            s[n].to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            s[n].ssrc = 0x5000000u + (uint32_t)n;
+        }
+    }
+    if (n == 0) {
+        fprintf(stderr, "rtpgen: no calls on stdin\n");
+        return 2;
+    }
+    int ep = epoll_create1(0);
+    for (int i = 0; i < n; i++) {
+        struct epoll_event e = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        epoll_ctl(ep, EPOLL_CTL_ADD, s[i].fd, &e);
+    }
+
+    long long start = mono_ns() + 10000000LL, end = start + (long long)(secs * 1e9);
+    long long warm_end = start + (long long)(warm * 1e9);
+    long long gap = PTIME_NS / n; /* spacing between consecutive streams' sends */
+    long long round = 0;
+    int next = 0; /* next stream to send, in round `round` */
+    long sent = 0, received = 0;
+    unsigned char pkt[PKT];
+    memset(pkt, 0xff, sizeof pkt); /* PCMU silence */
+
+    enum { BATCH = 64 };
+    static unsigned char rbuf[BATCH][2048];
+    struct mmsghdr msgs[BATCH];
+    struct iovec iov[BATCH];
+    for (int i = 0; i < BATCH; i++) {
+        iov[i].iov_base = rbuf[i];
+        iov[i].iov_len = sizeof rbuf[i];
+        memset(&msgs[i], 0, sizeof msgs[i]);
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    struct epoll_event ev[256];
+    int sending = 1;
+    long long drain_until = end + 300000000LL;
+
+    for (;;) {
+        long long now = mono_ns();
+        if (sending) {
+            /* send everything that is due */
+            for (;;) {
+                long long due = start + round * PTIME_NS + next * gap;
+                if (due > now)
+                    break;
+                if (due >= end) {
+                    sending = 0;
+                    break;
+                }
+                struct stream *st = &s[next];
+                pkt[0] = 0x80;
+                pkt[1] = 0; /* PT 0 */
+                pkt[2] = st->seq >> 8;
+                pkt[3] = st->seq & 0xff;
+                pkt[4] = st->ts >> 24;
+                pkt[5] = st->ts >> 16;
+                pkt[6] = st->ts >> 8;
+                pkt[7] = st->ts;
+                pkt[8] = st->ssrc >> 24;
+                pkt[9] = st->ssrc >> 16;
+                pkt[10] = st->ssrc >> 8;
+                pkt[11] = st->ssrc;
+                long long stamp = mono_ns();
+                memcpy(pkt + 12, &stamp, sizeof stamp);
+                pkt[20] = due < warm_end; /* warm-up marker */
+                if (sendto(st->fd, pkt, PKT, 0, (struct sockaddr *)&st->to, sizeof st->to) == PKT)
+                    sent++;
+                st->seq++;
+                st->ts += 160;
+                if (++next == n) {
+                    next = 0;
+                    round++;
+                }
+            }
+        } else if (now >= drain_until) {
+            break;
+        }
+        long long due = sending ? start + round * PTIME_NS + next * gap : drain_until;
+        long long wait = due - mono_ns();
+        struct timespec to = {0, 0};
+        if (wait > 0) {
+            to.tv_sec = wait / 1000000000LL;
+            to.tv_nsec = wait % 1000000000LL;
+        }
+        int m = epoll_pwait2(ep, ev, 256, &to, NULL);
+        for (int j = 0; j < m; j++) {
+            struct stream *st = &s[ev[j].data.u32];
+            for (;;) {
+                int got = recvmmsg(st->fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+                if (got <= 0)
+                    break;
+                long long t = mono_ns();
+                for (int k = 0; k < got; k++) {
+                    if (msgs[k].msg_len != PKT)
+                        continue;
+                    received++;
+                    st->rx++;
+                    if (rbuf[k][20])
+                        continue;
+                    long long stamp;
+                    memcpy(&stamp, rbuf[k] + 12, sizeof stamp);
+                    long long us = (t - stamp) / 1000;
+                    if (us < 0)
+                        us = 0;
+                    hist[us > HIST_US ? HIST_US : us]++;
+                    nlat++;
+                }
+                if (got < BATCH)
+                    break;
+            }
+        }
+    }
+    int silent = 0;
+    for (int i = 0; i < n; i++)
+        silent += s[i].rx == 0;
+    double lmax = 0;
+    for (int i = HIST_US; i >= 0; i--)
+        if (hist[i]) {
+            lmax = i;
+            break;
+        }
+    printf("streams=%d sent=%ld received=%ld loss_pct=%.4f pps_offered=%.0f lat_p50_us=%.0f lat_p90_us=%.0f "
+           "lat_p99_us=%.0f lat_p999_us=%.0f lat_max_us=%.0f late_streams=%d\n",
+           n, sent, received, sent ? 100.0 * (double)(sent - received) / (double)sent : 0.0, sent / secs,
+           hist_pct(0.50), hist_pct(0.90), hist_pct(0.99), hist_pct(0.999), lmax, silent);
+    return 0;
+}

@@ -1,0 +1,292 @@
+"""Minimal raw-SIP (UDP) user agents for the sipxfer bench: a trunk-side caller and any number of
+rooms, all in one single-threaded loop. Enough SIP for INVITE/200/ACK, BYE, re-INVITE and stray
+in-dialog requests; no auth, no TCP, no forking. Times are time.perf_counter() in seconds.
+
+Each caller call i uses From user "c<i>", which sipxferd copies into the room leg's From, so a
+room INVITE is tied to its caller call; the room also records sipxferd's X-Session-Id.
+"""
+import re
+import selectors
+import socket
+import time
+import uuid
+
+HOST = "127.0.0.1"
+COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact", "l": "content-length",
+           "c": "content-type"}
+
+
+def parse(data):
+    text = data.decode("utf-8", "replace")
+    head, _, body = text.partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    hdrs = []
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t") and hdrs:
+            hdrs[-1] = (hdrs[-1][0], hdrs[-1][1] + " " + line.strip())
+            continue
+        k, _, v = line.partition(":")
+        k = k.strip().lower()
+        hdrs.append((COMPACT.get(k, k), v.strip()))
+    return lines[0], hdrs, body
+
+
+def hget(hdrs, name, default=""):
+    for k, v in hdrs:
+        if k == name:
+            return v
+    return default
+
+
+def hall(hdrs, name):
+    return [v for k, v in hdrs if k == name]
+
+
+def sdp(port, user="bench"):
+    return (f"v=0\r\no={user} 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+
+
+def sdp_port(body):
+    m = re.search(r"m=audio (\d+)", body)
+    return int(m.group(1)) if m else None
+
+
+def msg(first, headers, body=""):
+    out = first + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
+    if body:
+        out += "Content-Type: application/sdp\r\n"
+    out += f"Content-Length: {len(body.encode())}\r\n\r\n" + body
+    return out.encode()
+
+
+def uri_of(v):
+    m = re.search(r"<([^>]*)>", v)
+    return m.group(1) if m else v.split(";")[0].strip()
+
+
+def hostport(uri):
+    m = re.match(r"sips?:(?:[^@]*@)?([^;:>]+)(?::(\d+))?", uri)
+    return (m.group(1), int(m.group(2) or 5060)) if m else None
+
+
+class Call:
+    def __init__(self, i):
+        self.i = i
+        self.cid = f"bench-{i}-{uuid.uuid4().hex[:8]}@{HOST}"
+        self.ftag = uuid.uuid4().hex[:10]
+        self.ttag = None
+        self.contact = None
+        self.pa = self.ra = self.pb = self.rb = None
+        self.status = None
+        self.t_invite = self.t_200 = None
+        self.sid = None
+        self.room = None
+
+
+class RoomCall:
+    def __init__(self, cid):
+        self.cid, self.ttag = cid, uuid.uuid4().hex[:10]
+        self.resp = None          # our 200, for INVITE retransmissions
+        self.sid = self.caller_i = None
+        self.t_200 = self.t_bye = None
+        self.port = self.relay_port = None
+
+
+class Agents:
+    def __init__(self, sip_addr, caller_port, rooms, media_base=50000, room_media_base=None):
+        """rooms: {name: port}. Media ports: caller call i uses media_base+4i, room side +2."""
+        self.sip = sip_addr
+        self.sel = selectors.DefaultSelector()
+        self.caller = self._sock(caller_port, "caller")
+        self.rooms = {name: self._sock(p, name) for name, p in rooms.items()}
+        self.room_port = dict(rooms)
+        self.calls = {}           # cid -> Call
+        self.by_i = {}
+        self.room_calls = {}      # (room, cid) -> RoomCall
+        self.media_base = media_base
+        self.on_room_invite = None
+
+    def _sock(self, port, name):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        s.bind((HOST, port))
+        s.setblocking(False)
+        self.sel.register(s, selectors.EVENT_READ, name)
+        return s
+
+    def close(self):
+        for s in [self.caller] + list(self.rooms.values()):
+            self.sel.unregister(s)
+            s.close()
+
+    # ---- caller side
+    def invite(self, i, user="room-a"):
+        c = Call(i)
+        c.pa = self.media_base + 4 * i
+        self.calls[c.cid] = c
+        self.by_i[i] = c
+        port = self.caller.getsockname()[1]
+        c.req_uri = f"sip:{user}@{self.sip[0]}:{self.sip[1]}"
+        c.branch = "z9hG4bK" + uuid.uuid4().hex[:16]
+        c.t_invite = time.perf_counter()
+        self.caller.sendto(msg(f"INVITE {c.req_uri} SIP/2.0", [
+            ("Via", f"SIP/2.0/UDP {HOST}:{port};branch={c.branch};rport"),
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:c{i}@{HOST}:{port}>;tag={c.ftag}"),
+            ("To", f"<{c.req_uri}>"), ("Call-ID", c.cid), ("CSeq", "1 INVITE"),
+            ("Contact", f"<sip:c{i}@{HOST}:{port}>")], sdp(c.pa)), self.sip)
+        return c
+
+    def _dialog_req(self, c, method, cseq):
+        port = self.caller.getsockname()[1]
+        target = c.contact or c.req_uri
+        hp = hostport(target) or self.sip
+        return hp, msg(f"{method} {target} SIP/2.0", [
+            ("Via", f"SIP/2.0/UDP {HOST}:{port};branch=z9hG4bK{uuid.uuid4().hex[:16]};rport"),
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:c{c.i}@{HOST}:{port}>;tag={c.ftag}"),
+            ("To", f"<{c.req_uri}>;tag={c.ttag}"), ("Call-ID", c.cid), ("CSeq", f"{cseq} {method}")])
+
+    def bye(self, c):
+        hp, data = self._dialog_req(c, "BYE", 2)
+        self.caller.sendto(data, hp)
+
+    # ---- loop
+    def pump(self, timeout=0.05):
+        for key, _ in self.sel.select(timeout):
+            s = key.fileobj
+            while True:
+                try:
+                    data, src = s.recvfrom(65535)
+                except BlockingIOError:
+                    break
+                now = time.perf_counter()
+                try:
+                    first, hdrs, body = parse(data)
+                except Exception:
+                    continue
+                if key.data == "caller":
+                    self._caller_msg(s, src, first, hdrs, body, now)
+                else:
+                    self._room_msg(key.data, s, src, first, hdrs, body, now)
+
+    def run_until(self, cond, timeout):
+        end = time.perf_counter() + timeout
+        while not cond():
+            if time.perf_counter() > end:
+                return False
+            self.pump(0.01)
+        return True
+
+    def _reply(self, s, src, hdrs, code, reason, ttag=None, body="", contact=None):
+        to = hget(hdrs, "to")
+        if ttag and ";tag=" not in to:
+            to += f";tag={ttag}"
+        h = [("Via", v) for v in hall(hdrs, "via")]
+        h += [("From", hget(hdrs, "from")), ("To", to), ("Call-ID", hget(hdrs, "call-id")),
+              ("CSeq", hget(hdrs, "cseq"))]
+        if contact:
+            h.append(("Contact", contact))
+        data = msg(f"SIP/2.0 {code} {reason}", h, body)
+        s.sendto(data, src)
+        return data
+
+    def _caller_msg(self, s, src, first, hdrs, body, now):
+        cid = hget(hdrs, "call-id")
+        c = self.calls.get(cid)
+        port = s.getsockname()[1]
+        if first.startswith("SIP/2.0"):
+            code = int(first.split()[1])
+            cseq = hget(hdrs, "cseq")
+            if not c or "INVITE" not in cseq or code < 200:
+                return
+            if code >= 300:
+                c.status = code   # sofia ACKs non-2xx hop-by-hop itself? no: we must
+                via = hall(hdrs, "via")[0]
+                s.sendto(msg(f"ACK {c.req_uri} SIP/2.0", [
+                    ("Via", via), ("Max-Forwards", "70"), ("From", hget(hdrs, "from")),
+                    ("To", hget(hdrs, "to")), ("Call-ID", cid), ("CSeq", cseq.split()[0] + " ACK")]), src)
+                return
+            if c.status is None:
+                c.status = code
+                c.t_200 = now
+                m = re.search(r";tag=([^;>\s]+)", hget(hdrs, "to"))
+                c.ttag = m.group(1) if m else ""
+                c.contact = uri_of(hget(hdrs, "contact")) or None
+                c.ra = sdp_port(body)
+            if cseq.split()[0] == "1":
+                hp, data = self._dialog_req(c, "ACK", 1)
+                s.sendto(data, hp)
+            return
+        method = first.split()[0]
+        if method == "ACK":
+            return
+        if method == "INVITE" and c:   # re-INVITE toward the caller (e.g. after a transfer)
+            nra = sdp_port(body)
+            if nra:
+                c.ra = nra
+            self._reply(s, src, hdrs, 200, "OK", body=sdp(c.pa), contact=f"<sip:c{c.i}@{HOST}:{port}>")
+            return
+        if method == "BYE" and c:
+            c.status = "bye-in"
+        self._reply(s, src, hdrs, 200 if c or method == "OPTIONS" else 481, "OK" if c else "No call")
+
+    def _room_msg(self, room, s, src, first, hdrs, body, now):
+        if first.startswith("SIP/2.0"):
+            return
+        method = first.split()[0]
+        cid = hget(hdrs, "call-id")
+        rc = self.room_calls.get((room, cid))
+        port = s.getsockname()[1]
+        contact = f"<sip:{room}@{HOST}:{port}>"
+        if method == "INVITE":
+            if rc and rc.resp and ";tag=" not in hget(hdrs, "to"):
+                s.sendto(rc.resp, src)   # retransmitted initial INVITE
+                return
+            if not rc:
+                rc = RoomCall(cid)
+                self.room_calls[(room, cid)] = rc
+                rc.sid = hget(hdrs, "x-session-id")
+                m = re.search(r"sip:c(\d+)@", hget(hdrs, "from"))
+                rc.caller_i = int(m.group(1)) if m else None
+                rc.relay_port = sdp_port(body)
+                c = self.by_i.get(rc.caller_i)
+                base = c.pa if c else self.media_base
+                rc.port = base + 2 + (0 if room == next(iter(self.rooms)) else 1)
+                if c:
+                    if c.room is None:    # the first room of the call carries its media ports
+                        c.pb, c.rb, c.room = rc.port, rc.relay_port, room
+                    c.sid = rc.sid
+                rc.t_200 = time.perf_counter()
+            elif body:
+                rc.relay_port = sdp_port(body) or rc.relay_port
+            rc.resp = self._reply(s, src, hdrs, 200, "OK", ttag=rc.ttag, body=sdp(rc.port), contact=contact)
+            if self.on_room_invite:
+                self.on_room_invite(room, rc)
+            return
+        if method == "ACK":
+            return
+        if method == "BYE" and rc:
+            rc.t_bye = now
+        self._reply(s, src, hdrs, 200 if rc else 481, "OK" if rc else "No call")
+
+
+def setup_calls(agents, n, room="room-a", window=20, timeout=60):
+    """Place n calls (window outstanding at a time); return the Call objects that got a 2xx."""
+    placed = 0
+    pending = set()
+    end = time.perf_counter() + timeout
+    calls = []
+    while (placed < n or pending) and time.perf_counter() < end:
+        while placed < n and len(pending) < window:
+            c = agents.invite(placed, room)
+            calls.append(c)
+            pending.add(c.cid)
+            placed += 1
+        agents.pump(0.01)
+        for cid in list(pending):
+            c = agents.calls[cid]
+            if c.status is not None and (c.status != 200 or c.rb is not None):
+                pending.discard(cid)
+    return [c for c in calls if c.status == 200 and c.ra and c.rb]
