@@ -118,6 +118,10 @@ static void post(struct relay_worker *w, struct cmd *c)
 {
     c->next = NULL;
     pthread_mutex_lock(&w->lock);
+    /* Wake the worker only when the queue goes from empty to not: it takes
+     * the whole list under the lock, so a burst of commands from one SIP
+     * event (add, add, set peer, connect) costs one wake-up, not four. */
+    bool was_empty = w->head == NULL;
     if (w->tail)
         w->tail->next = c;
     else
@@ -125,7 +129,7 @@ static void post(struct relay_worker *w, struct cmd *c)
     w->tail = c;
     pthread_mutex_unlock(&w->lock);
     uint64_t one = 1;
-    if (write(w->evfd, &one, sizeof one) < 0 && errno != EAGAIN)
+    if (was_empty && write(w->evfd, &one, sizeof one) < 0 && errno != EAGAIN)
         log_error("relay: cannot wake worker: %s", strerror(errno));
 }
 
