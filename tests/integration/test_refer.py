@@ -205,3 +205,23 @@ def test_refer_from_trunk_leg_refused_403(t):
     rooms["room-a"].check_ok(20)
     d.wait_idle()
     d.check_clean_exit()
+
+
+@case
+def test_room_refer_to_disallowed_target_403_no_202(t):
+    room_a = t.sipp("room_refer_denied.xml", duration=200,
+                    keys={"referto": "sip:evil@198.51.100.7"})
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room_a.port)},
+                 **{"transfer.allow": ["sip:*@allowed.example"]})
+    room_a.start()
+    d.start()
+    c = caller(t, d, "caller_wait_bye.xml").start()
+    sid = d.wait_session()[0]
+    d.wait_log(r"SECURITY target-refused")
+    s = session(d, sid)
+    check(s and s["transfer"] is None and s["state"] == "connected", "session %s" % s)
+    d.api("DELETE", "/v1/sessions/%s" % sid)
+    room_a.check_ok(20, "room must get 403 (never 202) and then BYE")
+    c.check_ok(20)
+    d.wait_idle()
+    d.check_clean_exit()
