@@ -101,7 +101,7 @@ void leg_hangup(struct leg *leg, int status, const char *phrase)
             nua_ack(leg->nh, TAG_IF(leg->sdp_out, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
                     TAG_IF(leg->sdp_out, SIPTAG_PAYLOAD_STR(leg->sdp_out)), TAG_END());
         }
-        call_log(c, LOG_INFO, "%s leg: BYE", role);
+        call_log(c, LOG_DEBUG, "%s leg: BYE", role);
         nua_bye(leg->nh, TAG_END());
     }
     leg->state = LEG_ENDING;
