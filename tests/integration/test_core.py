@@ -300,3 +300,13 @@ def test_sighup_reload_keeps_old_config_on_error(t):
     c.check_ok(30)
     room2.check_ok(30)
     d.check_clean_exit()
+
+
+@case
+def test_early_media_183_passed_back(t):
+    d, room = room_daemon(t, "room_early.xml")
+    c = caller(t, d, "caller_early.xml", duration=200).start()
+    c.check_ok(30, "caller must get 183 with SDP")
+    room.check_ok(30)
+    d.wait_idle()
+    d.check_clean_exit()
