@@ -586,13 +586,19 @@ class RawCall:
     an SDP offer, ACK the 2xx, exchange RTP, BYE. Answers in-dialog
     requests (re-INVITE, BYE) with 200."""
 
-    def __init__(self, daemon, user="room-a", contact=None, extra="", rtp=True):
+    def __init__(self, daemon, user="room-a", contact=None, extra="", rtp=True, rtcp=False):
         self.d = daemon
         self.s = SipSocket("udp")
-        self.rtp = None
+        self.rtp = self.rtcp = None
         if rtp:
             self.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.rtp.bind((HOST, 0))
+            if rtcp:  # an even port with its odd neighbour for RTCP
+                port = free_port(tcp=False, even=True, span=2)
+                self.rtp.bind((HOST, port))
+                self.rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self.rtcp.bind((HOST, port + 1))
+            else:
+                self.rtp.bind((HOST, 0))
         self.user = user
         self.contact = contact
         self.extra = extra
@@ -765,10 +771,19 @@ class RawCall:
                     break
         return seen
 
+    def send_rtcp(self, count):
+        """RTCP receiver reports to the far end's RTP port + 1."""
+        for i in range(count):
+            rr = bytes([0x81, 201, 0, 7]) + (0x1234abcd).to_bytes(4, "big") + bytes(24)
+            self.rtcp.sendto(rr, (self.remote_media[0], self.remote_media[1] + 1))
+            time.sleep(0.002)
+
     def close(self):
         self.s.close()
         if self.rtp:
             self.rtp.close()
+        if self.rtcp:
+            self.rtcp.close()
 
 
 # ---------------------------------------------------------------- helpers
