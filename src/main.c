@@ -275,6 +275,10 @@ int main(int argc, char **argv)
         log_set_level(LOG_DEBUG);
     setvbuf(stderr, NULL, _IOLBF, 0);
     raise_fd_limit(cfg);
+    for (size_t i = 0; i < cfg->ntokens; i++)
+        if (strcmp(cfg->tokens[i], "change-me") == 0)
+            log_warn("api.tokens holds the shipped example token \"change-me\": anyone who "
+                     "reaches %s can move calls; set your own", cfg->api_listen);
 
     /* Signals go to the signalfd only; block them before any thread starts
      * so relay workers inherit the mask. */
