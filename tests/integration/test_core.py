@@ -320,3 +320,16 @@ def test_early_media_183_passed_back(t):
     room.check_ok(30)
     d.wait_idle()
     d.check_clean_exit()
+
+
+@case
+def test_tcp_caller_and_room(t):
+    room = t.sipp("room.xml", transport="t1")
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d;transport=tcp" % (HOST, room.port)})
+    room.start()
+    d.start()
+    c = caller(t, d, duration=200, transport="t1").start()
+    c.check_ok(30, "call over TCP")
+    room.check_ok(30, "room over TCP")
+    d.wait_idle()
+    d.check_clean_exit()
