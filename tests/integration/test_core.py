@@ -333,3 +333,29 @@ def test_tcp_caller_and_room(t):
     room.check_ok(30, "room over TCP")
     d.wait_idle()
     d.check_clean_exit()
+
+
+@case
+def test_late_offer_invite_without_sdp(t):
+    """A carrier INVITE without SDP: the room's offer comes back in the 200
+    (rewritten onto the relay) and the caller's answer in the ACK; media
+    then flows both ways."""
+    d, room = room_daemon(t, echo=True)
+    call = RawCall(d)
+    offer = call.sdp
+    call.sdp = lambda: b""
+    try:
+        st = call.invite(ack=False)
+        check(st == 200 and b"m=audio" in call.final[3], "late-offer 200 without SDP: %s" % st)
+        check(call.remote_media and d.media_min <= call.remote_media[1] <= d.media_max,
+              "offer in the 200 not on the relay: %s" % (call.remote_media,))
+        call._send_in_dialog("ACK", cseq=1, body=offer(), ctype="application/sdp")
+        call.send_rtp(30)
+        got = call.count_rtp(5, 30)
+        check(got >= 25, "late offer: only %d of 30 packets echoed" % got)
+        check(call.bye() == 200, "BYE")
+    finally:
+        call.close()
+    room.check_ok(30)
+    d.wait_idle()
+    d.check_clean_exit()
