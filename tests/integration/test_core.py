@@ -359,3 +359,42 @@ def test_late_offer_invite_without_sdp(t):
     room.check_ok(30)
     d.wait_idle()
     d.check_clean_exit()
+
+
+@case
+def test_room_reinvite_forwarded_to_caller(t):
+    room = t.sipp("room_reinvite.xml", duration=200)
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)})
+    room.start()
+    d.start()
+    c = caller(t, d, "caller_wait_bye.xml").start()
+    room.check_ok(30, "room's re-INVITE must be answered by the caller through sipxferd")
+    c.check_ok(30, "caller must get the re-INVITE and then the BYE")
+    d.wait_log(r"re-INVITE from the room leg forwarded")
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_bad_record_route_refused(t):
+    d, room = room_daemon(t)
+    s = SipSocket("udp")
+    try:
+        for extra in ("Record-Route: <sipmple.net;lr>", "Record-Route: <sip:;lr>"):
+            msg = build_request("INVITE", "sip:room-a@%s" % d.uri_host, d.uri_host,
+                                local=s.local, to_user="room-a", extra=extra)
+            s.send(msg, (HOST, d.sip_port))
+            final = None
+            deadline = time.time() + 5
+            while time.time() < deadline:
+                data = s.recv(1)
+                r = data and parse_response(data)
+                if r and r[0] >= 200:
+                    final = r
+                    break
+            check(final and final[0] == 400, "%s: got %s" % (extra, final and final[:2]))
+    finally:
+        s.close()
+    check(d.options() == 200, "OPTIONS after bad Record-Route")
+    check(d.metric("sipxfer_calls_total") == 0, "a call was made")
+    d.check_clean_exit()
