@@ -511,3 +511,26 @@ def test_extension_dialled_as_rfc4733_events(t):
     target.check_ok(20)
     d.wait_idle()
     d.check_clean_exit()
+
+
+@case
+def test_old_room_dies_silently_during_transfer(t):
+    """The old room's process vanishes (no BYE) while the target rings: the
+    transfer still completes, the BYE to the dead room fails on its own,
+    and nothing is left behind."""
+    target = t.sipp("target_late.xml", duration=1000)
+    d, rooms, w = setup(t, rooms=("room-a",))
+    target.start()
+    c = caller(t, d, "caller_wait_bye.xml").start()
+    sid = d.wait_session()[0]
+    wait_for(lambda: (session(d, sid) or {}).get("state") == "connected", 10, "connected")
+    st, obj = transfer(d, "room-a", sid, "sip:target@%s:%d" % (HOST, target.port))
+    check(st == 200, "transfer %s %s" % (st, obj))
+    rooms["room-a"].proc.kill()
+    w.wait_type("calltransfer.completed", 20)
+    check(session(d, sid)["state"] == "connected", "caller lost with the dead room")
+    d.api("DELETE", "/v1/sessions/%s" % sid)
+    target.check_ok(20)
+    c.check_ok(20)
+    d.wait_idle(40)
+    d.check_clean_exit()
