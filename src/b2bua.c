@@ -52,6 +52,8 @@ struct b2bua {
     struct b2bua_counters counters;
 };
 
+/* Largest SIP message accepted (over TCP; UDP is capped by the datagram). */
+#define SIP_MAX_MESSAGE (128 * 1024)
 #define ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY, REFER, UPDATE"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -850,7 +852,10 @@ struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
                         NUTAG_SESSION_TIMER(1800), NUTAG_MIN_SE(90), NUTAG_UPDATE_REFRESH(1),
                         NTATAG_UDP_MTU(65535), NTATAG_SERVER_RPORT(1), NTATAG_CLIENT_RPORT(1),
                         NTATAG_USE_NAPTR(0), NTATAG_USE_SRV(0), TPTAG_UDP_RMEM(4 * 1024 * 1024),
-                        TPTAG_UDP_WMEM(4 * 1024 * 1024), TAG_END());
+                        TPTAG_UDP_WMEM(4 * 1024 * 1024),
+                        /* a message may claim any Content-Length: sofia sizes
+                         * its receive buffer by it, up to this cap */
+                        NTATAG_MAXSIZE(SIP_MAX_MESSAGE), TAG_END());
     if (!b->nua) {
         snprintf(err, errlen, "cannot listen on %s (UDP and TCP): address in use or not local?",
                  app->cfg->sip_listen);
