@@ -534,3 +534,36 @@ def test_old_room_dies_silently_during_transfer(t):
     c.check_ok(20)
     d.wait_idle(40)
     d.check_clean_exit()
+
+
+@case
+def test_many_concurrent_transfers(t):
+    """30 live calls moved from room-a to room-b at the same moment, then
+    hung up from the API: every transfer completes, nothing is left."""
+    import concurrent.futures
+    n = 30
+    rooms = {r: t.sipp("room.xml", calls=n) for r in ("room-a", "room-b")}
+    w = Webhooks(t)
+    d = t.daemon(rooms={r: "sip:%s@%s:%d" % (r, HOST, s.port) for r, s in rooms.items()},
+                 media_ports=400, **{"webhooks.url": w.url, "webhooks.secret": w.secret})
+    for s in rooms.values():
+        s.start()
+    d.start()
+    c = caller(t, d, "caller_wait_bye.xml", calls=n, rate=100, limit=n).start()
+    sids = d.wait_session(timeout=20, count=n)
+    wait_for(lambda: all(x["state"] == "connected" for x in d.sessions()), 20, "all connected")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=n) as ex:
+        res = list(ex.map(lambda sid: transfer(d, "room-a", sid, ROOM_B), sids))
+    check(all(st == 200 for st, _ in res), "transfer answers %s" % [st for st, _ in res])
+    rooms["room-a"].check_ok(30, "room-a must get %d BYEs" % n)
+    w.wait_type("calltransfer.completed", 30, count=n)
+    check(all(x["room"] == "room-b" for x in d.sessions()), "not all sessions in room-b")
+    m = d.metrics()
+    check(m.get('sipxfer_transfers_total{mode="sipCallTransfer",outcome="completed"}') == n,
+          "completed transfers %s" % m)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=n) as ex:
+        list(ex.map(lambda sid: d.api("DELETE", "/v1/sessions/%s" % sid), sids))
+    rooms["room-b"].check_ok(30)
+    c.check_ok(30)
+    d.wait_idle()
+    d.check_clean_exit()
