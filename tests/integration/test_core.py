@@ -5,7 +5,7 @@ import socket
 import subprocess
 import time
 
-from harness import (HOST, SIPXFERD, RawCall, TestFailure, build_request, case, check,
+from harness import (HOST, SIPXFERD, RawCall, Skip, TestFailure, build_request, case, check,
                      sip_exchange, sipp_status, wait_for, SipSocket, parse_response)
 
 
@@ -397,4 +397,29 @@ def test_bad_record_route_refused(t):
         s.close()
     check(d.options() == 200, "OPTIONS after bad Record-Route")
     check(d.metric("sipxfer_calls_total") == 0, "a call was made")
+    d.check_clean_exit()
+
+
+@case
+def test_sipp_call_carries_audio_both_ways(t):
+    """A SIPp caller plays G.711 RTP (sip-tester's g711a.pcap) through the
+    relay to a SIPp room that echoes it: the relay's per-call counters show
+    packets from and to both sides while the call is up."""
+    pcap = "/usr/share/sip-tester/g711a.pcap"
+    if not os.path.exists(pcap):
+        raise Skip("%s missing (package sip-tester)" % pcap)
+    d, room = room_daemon(t, echo=True)
+    c = caller(t, d, "caller_media.xml", duration=4000, keys={"pcap": pcap}).start()
+    sid = d.wait_session()[0]
+
+    def flowing():
+        st, s = d.api("GET", "/v1/sessions/%s" % sid)
+        m = s and s.get("media") or {}
+        return all(m.get(side, {}).get(k, 0) >= 20 for side in ("caller", "room")
+                   for k in ("rxPackets", "txPackets")) and m
+    media = wait_for(flowing, 10, "20 packets each way through the relay")
+    t.note("relay counters while the call was up: %s" % media)
+    c.check_ok(30)
+    room.check_ok(30)
+    d.wait_idle()
     d.check_clean_exit()
