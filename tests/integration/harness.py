@@ -36,6 +36,7 @@ HOST = "127.0.0.1"
 
 _port_lock = threading.Lock()
 _ports_given = set()
+_current = threading.local()  # the T running on this thread: its ports go back when it ends
 
 
 class TestFailure(Exception):
@@ -87,6 +88,9 @@ def free_port(udp=True, tcp=True, even=False, span=1):
                 continue
             if all(_bindable(q, udp, tcp) for q in rng):
                 _ports_given.update(rng)
+                owner = getattr(_current, "t", None)
+                if owner is not None:
+                    owner.ports.extend(rng)
                 return p
     raise TestFailure("no free port")
 
@@ -117,6 +121,8 @@ class T:
         self.procs = []
         self.daemons = []
         self.notes = []
+        self.ports = []
+        _current.t = self
 
     def path(self, name):
         return os.path.join(self.dir, name)
@@ -135,6 +141,10 @@ class T:
                     p.wait(5)
                 except subprocess.TimeoutExpired:
                     pass
+        with _port_lock:
+            _ports_given.difference_update(self.ports)
+        if getattr(_current, "t", None) is self:
+            _current.t = None
         if ok and not os.environ.get("KEEP_TMP"):
             shutil.rmtree(self.dir, ignore_errors=True)
 

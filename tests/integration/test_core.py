@@ -187,7 +187,7 @@ def test_rtp_flows_both_ways_through_relay(t):
 
 @case(slow=True)
 def test_200_calls_leave_nothing_behind(t):
-    d, room = room_daemon(t, room_calls=200, media_ports=200)
+    d, room = room_daemon(t, room_calls=200, media_ports=120)
     c = caller(t, d, calls=200, rate=50, limit=20, duration=50).start()
     c.check_ok(120)
     room.check_ok(60)

@@ -545,7 +545,7 @@ def test_many_concurrent_transfers(t):
     rooms = {r: t.sipp("room.xml", calls=n) for r in ("room-a", "room-b")}
     w = Webhooks(t)
     d = t.daemon(rooms={r: "sip:%s@%s:%d" % (r, HOST, s.port) for r, s in rooms.items()},
-                 media_ports=400, **{"webhooks.url": w.url, "webhooks.secret": w.secret})
+                 media_ports=200, **{"webhooks.url": w.url, "webhooks.secret": w.secret})
     for s in rooms.values():
         s.start()
     d.start()
