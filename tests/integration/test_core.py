@@ -423,3 +423,25 @@ def test_sipp_call_carries_audio_both_ways(t):
     room.check_ok(30)
     d.wait_idle()
     d.check_clean_exit()
+
+
+@case
+def test_in_dialog_options_keepalive(t):
+    """Carriers probe live calls with in-dialog OPTIONS: answered 200, the
+    call stays up."""
+    d, room = room_daemon(t)
+    call = RawCall(d, rtp=False)
+    try:
+        check(call.invite() == 200, "call")
+        for _ in range(3):
+            r = call.request("OPTIONS")
+            check(r and r[0] == 200, "in-dialog OPTIONS: %s" % (r,))
+        sid = d.wait_session()[0]
+        st, s = d.api("GET", "/v1/sessions/%s" % sid)
+        check(st == 200 and s["state"] == "connected", "call after keep-alives: %s" % s)
+        check(call.bye() == 200, "BYE")
+    finally:
+        call.close()
+    room.check_ok(30)
+    d.wait_idle()
+    d.check_clean_exit()
