@@ -445,3 +445,31 @@ def test_in_dialog_options_keepalive(t):
     room.check_ok(30)
     d.wait_idle()
     d.check_clean_exit()
+
+
+@case(slow=True)
+def test_session_timer_refreshed_by_us(t):
+    """A caller asking for a 90 s session with us as refresher (RFC 4028)
+    gets Session-Expires in the 200 and an UPDATE refresh well before it
+    runs out (sofia refreshes at about half the interval)."""
+    d, room = room_daemon(t)
+    call = RawCall(d, extra="Supported: timer\r\nSession-Expires: 90;refresher=uas\r\n"
+                             "Min-SE: 90")
+    try:
+        check(call.invite() == 200, "call")
+        se = call.final[2].get("session-expires", [""])[0]
+        check(se.startswith("90") and "refresher=uas" in se, "Session-Expires in the 200: %r" % se)
+        start = time.time()
+        line = None
+        while line is None and time.time() - start < 60:
+            line = call.serve_until("UPDATE", 1) or None
+            if line is None and call.bye_received:
+                break
+        check(line is not None, "no session refresh from sipxferd within 60 s")
+        t.note("refresh after %.0f s: %s" % (time.time() - start, line))
+        check(call.bye() == 200, "BYE")
+    finally:
+        call.close()
+    room.check_ok(30)
+    d.wait_idle()
+    d.check_clean_exit()
