@@ -473,3 +473,22 @@ def test_session_timer_refreshed_by_us(t):
     room.check_ok(30)
     d.wait_idle()
     d.check_clean_exit()
+
+
+@case
+def test_unknown_sip_version_505(t):
+    """RFC 4475 3.1.2.16 (badvers) with a Via we can be reached at: 505.
+    (The byte-exact file's SIP/7.0 Via names c.example.com; sofia routes the
+    505 there, so the torture run sees nothing.)"""
+    d = t.daemon(rooms={"room-a": "sip:room-a@127.0.0.1:9"}).start()
+
+    def msg(local, tp):
+        return ("OPTIONS sip:t.watson@%s SIP/7.0\r\n"
+                "Via: SIP/7.0/UDP %s:%d;branch=z9hG4bKkdjuw7;rport\r\nMax-Forwards: 70\r\n"
+                "From: <sip:a.g.bell@example.com>;tag=qweoiqpe\r\nTo: <sip:t.watson@example.org>\r\n"
+                "Call-ID: badvers7.31417@example.com\r\nCSeq: 1 OPTIONS\r\nl: 0\r\n\r\n"
+                % (d.uri_host, local[0], local[1])).encode()
+    st = sip_exchange(msg, (HOST, d.sip_port))
+    check(st == 505, "SIP/7.0 request got %s" % st)
+    check(d.options() == 200, "OPTIONS afterwards")
+    d.check_clean_exit()

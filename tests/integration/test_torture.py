@@ -87,7 +87,7 @@ EXPECTED = {
     "regbadct.dat": _any(400, 405),
     "badaspec.dat": _any(400, 200),
     "baddn.dat": _any(400, 200),
-    "badvers.dat": None,                  # GAP: RFC wants 505; sofia's nta drops it (docs/security.md)
+    "badvers.dat": None,                  # 505 is sent, but routed to the Via's c.example.com (test_core.test_unknown_sip_version_505)
     "mismatch01.dat": 400,
     "mismatch02.dat": _any(501, 400),
     "bigcode.dat": None,                  # invalid response: drop
