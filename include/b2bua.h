@@ -29,11 +29,23 @@ void b2bua_shutdown(struct b2bua *b, void (*done)(struct app *app));
 void b2bua_destroy(struct b2bua *b);
 
 /* Counters for /metrics. */
+/* Why an INVITE was refused before it became a call: counters.rejected
+ * index, named in /metrics (metrics.c). */
+enum b2bua_reject {
+    REJ_FORBIDDEN, /* 403: source in no trunk */
+    REJ_NOT_FOUND, /* 404: no room, route or resolver */
+    REJ_MAX_CALLS, /* 503: sip.max_calls */
+    REJ_DRAIN,     /* 503: draining after SIGTERM */
+    REJ_BAD,       /* 400 Bad Contact, 415, 488 */
+    REJ_NO_PORTS,  /* 503: no relay port pair (or descriptor) */
+    REJ_RATE,      /* 503: sip.rate_limit */
+    REJ_COUNT
+};
+
 struct b2bua_counters {
     unsigned long long calls_total;    /* INVITEs that became calls */
     unsigned long long calls_answered; /* reached 200 on the caller leg */
-    unsigned long long rejected[7]; /* 403, 404, 503 (max_calls), 503 (drain), 400/415/488,
-                                       503 (media ports), 503 (rate limit) */
+    unsigned long long rejected[REJ_COUNT];
 };
 void b2bua_counters(const struct b2bua *b, struct b2bua_counters *out);
 

@@ -38,9 +38,6 @@
 #include "transfer.h"
 #include <cjson/cJSON.h>
 
-/* index into counters.rejected; names in metrics.c */
-enum { REJ_FORBIDDEN, REJ_NOT_FOUND, REJ_LIMIT, REJ_DRAIN, REJ_BAD, REJ_OTHER, REJ_RATE };
-
 struct b2bua {
     struct app *app;
     nua_t *nua;
@@ -260,7 +257,7 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     }
     if (call_count() >= (size_t)cfg->max_calls) {
         log_warn("INVITE from %s refused 503: max_calls (%d) reached", src, cfg->max_calls);
-        refuse(b, nh, 503, "Too Many Calls", REJ_LIMIT, "5", NULL);
+        refuse(b, nh, 503, "Too Many Calls", REJ_MAX_CALLS, "5", NULL);
         return;
     }
     const char *user = sip->sip_request->rq_url->url_user;
@@ -324,7 +321,7 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
             log_security("ports-exhausted", src, c->id, "INVITE refused 503");
             leg_hangup(c->caller, 503, "Media Ports Exhausted");
             c->room->state = LEG_GONE;
-            b->counters.rejected[REJ_OTHER]++;
+            b->counters.rejected[REJ_NO_PORTS]++;
             return;
         }
         leg_learn_sdp(c->caller, &offer, sip->sip_payload->pl_data, sip->sip_payload->pl_len);

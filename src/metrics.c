@@ -59,11 +59,15 @@ char *metrics_render(struct app *app)
     metric(&b, "sipxfer_calls_total", "counter", "INVITEs that became calls.", bc.calls_total);
     metric(&b, "sipxfer_calls_answered_total", "counter", "Calls answered by their room.",
            bc.calls_answered);
-    static const char *const reasons[] = {"forbidden",   "not_found", "max_calls", "draining",
-                                          "bad_request", "no_ports",  "rate_limit"};
+    static const char *const reasons[REJ_COUNT] = {
+        [REJ_FORBIDDEN] = "forbidden", [REJ_NOT_FOUND] = "not_found",
+        [REJ_MAX_CALLS] = "max_calls", [REJ_DRAIN] = "draining",
+        [REJ_BAD] = "bad_request",     [REJ_NO_PORTS] = "no_ports",
+        [REJ_RATE] = "rate_limit",
+    };
     put(&b, "# HELP sipxfer_calls_rejected_total INVITEs refused before a call was made.\n"
             "# TYPE sipxfer_calls_rejected_total counter\n");
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < REJ_COUNT; i++)
         put(&b, "sipxfer_calls_rejected_total{reason=\"%s\"} %llu\n", reasons[i], bc.rejected[i]);
     metric(&b, "sipxfer_draining", "gauge", "1 while draining after SIGTERM.", app->draining);
 

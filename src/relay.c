@@ -173,7 +173,6 @@ static void pool_give(struct relay *r, int pair)
 
 static int bind_udp(const char *address, uint16_t port)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICHOST};
     /* numeric addresses (the usual media.address) skip getaddrinfo: this
      * runs four times per call */
     struct sockaddr_storage ss;
@@ -190,6 +189,7 @@ static int bind_udp(const char *address, uint16_t port)
         in6->sin6_port = htons(port);
         sslen = sizeof *in6;
     } else {
+        struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICHOST};
         struct addrinfo *ai;
         char service[8];
         snprintf(service, sizeof service, "%u", port);
@@ -333,7 +333,7 @@ static void *worker_main(void *arg)
     /* recvmmsg: one syscall per ready socket takes whatever is queued (at
      * 50 packets/s per stream that is usually one), where a recvfrom loop
      * pays a second, failing call to learn the socket is empty */
-    static __thread unsigned char bufs[BATCH][2048];
+    unsigned char bufs[BATCH][2048];
     struct mmsghdr msgs[BATCH];
     struct iovec iov[BATCH];
     struct sockaddr_storage srcs[BATCH];

@@ -21,51 +21,67 @@ static const sdp_connection_t *stream_connection(const sdp_session_t *sdp, const
  * and '/', each fmt a token (RFC 4566) and, without any fmt, nothing after
  * proto. A line is what sofia sees as one: split at CR or LF, leading blanks
  * skipped, the body ending at its first NUL. */
-static bool media_lines_ok(const char *body, size_t len)
+static bool blank(char ch) { return ch == ' ' || ch == '\t'; }
+
+static size_t digits(const char *s, size_t n)
+{
+    size_t d = 0;
+    while (d < n && s[d] >= '0' && s[d] <= '9')
+        d++;
+    return d;
+}
+
+/* digits, or digits "/" digits (a port with a count) */
+static bool port_ok(const char *s, size_t n)
+{
+    size_t d = digits(s, n);
+    if (d == 0 || d == n)
+        return d == n;
+    return s[d] == '/' && d + 1 < n && d + 1 + digits(s + d + 1, n - d - 1) == n;
+}
+
+/* token characters (RFC 4566); with slash, '/' too after the first byte */
+static bool token_ok(const char *s, size_t n, bool slash)
 {
     static const char tok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                               "0123456789-!#$%&'*+.^_`{|}~";
+    for (size_t k = 0; k < n; k++)
+        if (!strchr(tok, s[k]) && !(slash && k > 0 && s[k] == '/'))
+            return false;
+    return true;
+}
+
+/* The n bytes after "m=": media, port, proto, then formats. */
+static bool media_line_ok(const char *s, size_t n)
+{
+    size_t p = 0;
+    for (int field = 0;; field++) {
+        size_t gap = p;
+        while (p < n && blank(s[p]))
+            p++;
+        if (p == n)
+            return !(field == 3 && p > gap); /* blanks after proto, no format */
+        size_t f = p;
+        while (p < n && !blank(s[p]))
+            p++;
+        if (!(field == 1 ? port_ok(s + f, p - f) : token_ok(s + f, p - f, field == 2)))
+            return false;
+    }
+}
+
+static bool media_lines_ok(const char *body, size_t len)
+{
     size_t n = strnlen(body, len);
     for (size_t i = 0; i < n;) {
         size_t end = i;
         while (end < n && body[end] != '\r' && body[end] != '\n')
             end++;
         size_t p = i;
-        while (p < end && (body[p] == ' ' || body[p] == '\t'))
+        while (p < end && blank(body[p]))
             p++;
-        if (end - p >= 2 && body[p] == 'm' && body[p + 1] == '=') {
-            p += 2;
-            int field = 0;
-            for (;; field++) {
-                while (p < end && (body[p] == ' ' || body[p] == '\t'))
-                    p++;
-                if (p >= end)
-                    break;
-                size_t f = p;
-                while (p < end && body[p] != ' ' && body[p] != '\t')
-                    p++;
-                if (field == 1) { /* port: digits, or digits/digits */
-                    size_t k = f, slash = 0;
-                    while (k < p && ((body[k] >= '0' && body[k] <= '9') ||
-                                     (body[k] == '/' && !slash && k > f && (slash = k))))
-                        k++;
-                    if (k < p || (slash && slash + 1 == p))
-                        return false;
-                    continue;
-                }
-                for (size_t k = f; k < p; k++)
-                    if (!strchr(tok, body[k]) && !(field == 2 && body[k] == '/' && k > f))
-                        return false;
-                if (field == 2 && p < end) {
-                    /* blanks after proto: a fmt must follow */
-                    size_t q = p;
-                    while (q < end && (body[q] == ' ' || body[q] == '\t'))
-                        q++;
-                    if (q == end)
-                        return false;
-                }
-            }
-        }
+        if (end - p >= 2 && body[p] == 'm' && body[p + 1] == '=' &&
+            !media_line_ok(body + p + 2, end - p - 2))
+            return false;
         i = end;
         while (i < n && (body[i] == '\r' || body[i] == '\n'))
             i++;
