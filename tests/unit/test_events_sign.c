@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "events.h"
+#include "unit_helpers.h"
 
 #define TS "1770005095"
 #define BODY                                                                                       \
@@ -100,11 +101,4 @@ static Suite *sign_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(sign_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return unit_run(sign_suite()); }

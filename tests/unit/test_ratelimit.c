@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ratelimit.h"
+#include "unit_helpers.h"
 
 static struct sockaddr_in v4(const char *ip, int port)
 {
@@ -196,11 +197,4 @@ static Suite *ratelimit_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(ratelimit_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return unit_run(ratelimit_suite()); }

@@ -8,6 +8,7 @@
 #include "ratelimit.h"
 #include "router.h"
 #include "sdp_rewrite.h"
+#include "unit_helpers.h"
 
 /* sdp_rewrite.h: formats = "the m= line's formats, space separated
  * ("0 8 101")". For RTP/AVP, sofia puts the payload types in m_rtpmaps,
@@ -92,11 +93,4 @@ static Suite *bugs_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(bugs_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return unit_run(bugs_suite()); }

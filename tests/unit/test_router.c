@@ -342,11 +342,4 @@ static Suite *router_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(router_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return unit_run(router_suite()); }

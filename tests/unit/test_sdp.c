@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "sdp_rewrite.h"
+#include "unit_helpers.h"
 
 #define OFFER                                                                                      \
     "v=0\r\n"                                                                                      \
@@ -401,11 +402,4 @@ static Suite *sdp_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(sdp_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return unit_run(sdp_suite()); }

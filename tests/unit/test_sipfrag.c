@@ -7,6 +7,7 @@
 
 #include "app.h"
 #include "refer.h"
+#include "unit_helpers.h"
 
 /* refer.c links transfer.c, which reports events through app_event(); the
  * daemon defines it in main.c, which is not part of the core library. */
@@ -112,11 +113,4 @@ static Suite *sipfrag_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(sipfrag_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return unit_run(sipfrag_suite()); }

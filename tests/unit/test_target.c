@@ -361,11 +361,4 @@ static Suite *target_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(target_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return unit_run(target_suite()); }

@@ -42,4 +42,14 @@ static inline struct config *unit_load_config(const char *text, char *err, size_
     return cfg;
 }
 
+/* Run a suite, print check's summary, exit status for meson. */
+static inline int unit_run(Suite *suite)
+{
+    SRunner *sr = srunner_create(suite);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 #endif
