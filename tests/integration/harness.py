@@ -503,6 +503,28 @@ def build_request(method, ruri, to_host, body=b"", ctype=None, local=("127.0.0.1
     return ("\r\n".join(hdr) + "\r\n\r\n").encode() + body
 
 
+def next_sip_message(buf):
+    """(first complete message, rest) of a SIP byte stream, framed by
+    Content-Length (or its compact form l); (None, buf) until it is whole."""
+    i = buf.find(b"\r\n\r\n")
+    if i < 0:
+        return None, buf
+    m = re.search(rb"\r\n(?:Content-Length|l)[ \t]*:[ \t]*(\d+)", buf[:i + 2], re.I)
+    end = i + 4 + (int(m.group(1)) if m else 0)
+    if len(buf) < end:
+        return None, buf
+    return buf[:end], buf[end:]
+
+
+def rss_kb(pid):
+    """Resident memory of a process (VmRSS), KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def parse_response(data):
     """(status, reason, headers{lower-name: [values]}, body) or None."""
     try:
@@ -561,14 +583,7 @@ class SipSocket:
             return None
 
     def _take(self):
-        i = self.buf.find(b"\r\n\r\n")
-        if i < 0:
-            return None
-        m = re.search(rb"\r\n(?:Content-Length|l)\s*:\s*(\d+)", self.buf[:i + 2], re.I)
-        n = int(m.group(1)) if m else 0
-        if len(self.buf) < i + 4 + n:
-            return None
-        msg, self.buf = self.buf[:i + 4 + n], self.buf[i + 4 + n:]
+        msg, self.buf = next_sip_message(self.buf)
         return msg
 
     def close(self):
@@ -723,19 +738,9 @@ class RawCall:
         return None
 
     def bye(self, timeout=5):
-        self.cseq += 1
-        self._send_in_dialog("BYE")
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            data = self.s.recv(max(0.01, deadline - time.time()))
-            if data is None:
-                return None
-            r = parse_response(data)
-            if r and "BYE" in r[2].get("cseq", [""])[0]:
-                return r[0]
-            if not r:
-                self._answer(data)
-        return None
+        """BYE; the final status, or None."""
+        r = self.request("BYE", timeout=timeout)
+        return r and r[0]
 
     def _answer(self, data):
         """200 to an in-dialog request."""

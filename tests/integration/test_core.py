@@ -41,14 +41,12 @@ def test_basic_call_caller_hangs_up(t):
     d.wait_idle()
     m = d.metrics()
     check(m.get("sipxfer_calls_total", 0) == 1, "calls_total %s" % m.get("sipxfer_calls_total"))
-    check("X-Session-Id" not in d.log_text() or True, "")
     d.check_clean_exit()
 
 
 @case
 def test_basic_call_room_hangs_up(t):
     d, room = room_daemon(t, "room_hangup.xml")
-    room_dur = None
     c = caller(t, d, "caller_wait_bye.xml").start()
     c.check_ok(30)
     room.check_ok(30)
@@ -249,7 +247,6 @@ def test_check_config(t):
     bad = d.write_config(t.path("bad.conf"), extra_text="\nsip2 = { foo = 1; };\n")
     r = subprocess.run([SIPXFERD, "--check-config", "-c", bad], capture_output=True, text=True)
     check(r.returncode != 0, "unknown key accepted")
-    nlines = open(bad).read().count("\n")
     check("bad.conf:" in r.stderr and "sip2" in r.stderr, "error lacks file:line/key: %r"
           % r.stderr)
     d.settings["media.mode"] = "bogus"

@@ -33,14 +33,6 @@ RSS_LIMIT_KB = 20 * 1024
 UDP_MAX = 60000
 
 
-def vm_rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 class BusyRoom:
     """UDP 'room': 486 to INVITE, 200 to anything else but ACK, no state."""
 
@@ -254,7 +246,7 @@ def test_mutator_bounded(t):
         remote = (HOST, d.sip_port)
         torture, valid = seeds(d)
         check(d.options() == 200, "OPTIONS before the run")
-        rss0 = vm_rss_kb(d.proc.pid)
+        rss0 = harness.rss_kb(d.proc.pid)
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         udp.bind((HOST, 0))
         t0 = time.time()
@@ -287,7 +279,7 @@ def test_mutator_bounded(t):
         finally:
             udp.close()
         elapsed = time.time() - t0
-        rss1 = vm_rss_kb(d.proc.pid)
+        rss1 = harness.rss_kb(d.proc.pid)
         t.note("%d messages (%d udp, %d tcp) in %.1fs, room saw %d INVITEs, VmRSS %d -> %d kB"
                % (N, counts["udp"], counts["tcp"], elapsed, room.invites, rss0, rss1))
         print("mutator: seed %d: %s" % (seed, t.notes[-1]), flush=True)

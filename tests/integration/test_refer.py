@@ -5,15 +5,14 @@ import subprocess
 
 from harness import HOST, RawCall, Skip, case, check, wait_for
 from test_core import caller
-from test_transfer import ROOM_B, events_for, session, setup, transfer, xfer_types
+from test_transfer import (ROOM_B, connected_caller, events_for, session, setup, transfer,
+                           xfer_types)
 
 
 def refer_call(t, scenario, keys=None, **kw):
     """A caller running `scenario` (a REFER transferee), connected to room-a."""
     d, rooms, w = setup(t, rooms=kw.pop("rooms", ("room-a",)), **kw)
-    c = caller(t, d, scenario, keys=keys).start()
-    sid = d.wait_session()[0]
-    wait_for(lambda: (session(d, sid) or {}).get("state") == "connected", 10, "connected")
+    c, sid = connected_caller(t, d, scenario, keys=keys)
     return d, rooms, w, c, sid
 
 

@@ -176,15 +176,10 @@ class _Frames:
         self.buf += data
         out = []
         while True:
-            i = self.buf.find(b"\r\n\r\n")
-            if i < 0:
+            msg, self.buf = harness.next_sip_message(self.buf)
+            if msg is None:
                 return out
-            m = re.search(rb"\r\n(?:Content-Length|l)[ \t]*:[ \t]*(\d+)", self.buf[:i + 2], re.I)
-            n = int(m.group(1)) if m else 0
-            if len(self.buf) < i + 4 + n:
-                return out
-            out.append(self.buf[:i + 4 + n])
-            self.buf = self.buf[i + 4 + n:]
+            out.append(msg)
 
 
 class Collector:
@@ -302,6 +297,15 @@ def _ack_for(resp_bytes, r):
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+def _send_ack(msg, r, reply):
+    ack = _ack_for(msg, r)
+    if ack:
+        try:
+            reply(ack)
+        except OSError:
+            pass
+
+
 def _callid(hdrs):
     v = hdrs.get("call-id") or hdrs.get("i")
     return v[0].encode(errors="replace") if v else None
@@ -320,12 +324,7 @@ def exchange(col, data, send, wait_final, wait_silence):
             r = parse_response(msg)
             if r is None:
                 continue
-            ack = _ack_for(msg, r)
-            if ack:
-                try:
-                    reply(ack)
-                except OSError:
-                    pass
+            _send_ack(msg, r, reply)
             cid = _callid(r[2])
             if not ((cid in cids) if cids else cid is None):
                 continue                    # a retransmission for an earlier file
@@ -351,12 +350,7 @@ def drain(col):
         for msg, reply in got:
             r = parse_response(msg)
             if r:
-                ack = _ack_for(msg, r)
-                if ack:
-                    try:
-                        reply(ack)
-                    except OSError:
-                        pass
+                _send_ack(msg, r, reply)
 
 
 def run_torture(t, files):
