@@ -525,14 +525,20 @@ def run_sig(args, workdir, binary):
     if args.rates:
         rates = [int(x) for x in args.rates.split(",")]
     rows = []
-    for target in ("sipxferd", "sipp-direct", "kamailio"):
+    targets = ["sipxferd", "sipxferd-passthrough", "sipp-direct", "kamailio"]
+    if args.sig_targets:
+        targets = [t for t in targets if t in args.sig_targets.split(",")]
+    for target in targets:
         uas = sipp_uas(workdir, tag=f"uas_{target}")
         sut = kam = None
         try:
-            if target == "sipxferd":
-                # 4 relay ports per call: 20000-59999 holds 10k calls, so a backlog under overload
-                # does not turn into port exhaustion (that is a separate limit, see conc)
-                sut = Sipxferd(binary, workdir, "sig", mode="relay", port_min=20000, port_max=59999).start()
+            if target.startswith("sipxferd"):
+                # relay: 4 relay ports per call: 20000-59999 holds 10k calls, so a backlog under overload
+                # does not turn into port exhaustion (that is a separate limit, see conc).
+                # passthrough: the same calls with the SDP passed through, i.e. the signalling-only
+                # cost, which is what Kamailio (no media) is doing.
+                mode = "passthrough" if target.endswith("passthrough") else "relay"
+                sut = Sipxferd(binary, workdir, "sig", mode=mode, port_min=20000, port_max=59999).start()
                 pids, port = [sut.pid], SIP_PORT
             elif target == "kamailio":
                 kam = start_kamailio(workdir)
@@ -584,7 +590,7 @@ def run_sig(args, workdir, binary):
 
     # summary per target: highest clean rate; CPU/1k calls and setup at that rate; ratios
     summ = {}
-    for t in ("sipxferd", "sipp-direct", "kamailio"):
+    for t in targets:
         clean = [r for r in rows if r["target"] == t and r["clean"] == "yes"]
         best = max(clean, key=lambda r: r["rate"]) if clean else None
         summ[t] = best
@@ -603,14 +609,23 @@ def run_sig(args, workdir, binary):
     if common:
         cr = max(common)
         get = {t: next(x for x in rows if x["target"] == t and x["rate"] == cr) for t in summ}
-        s, k, d = get["sipxferd"], get["kamailio"], get["sipp-direct"]
-        ratio = {"common_rate": cr,
-                 "cpu_ratio_vs_kamailio": s["sut_cpu_s_per_1k"] / k["sut_cpu_s_per_1k"] if k["sut_cpu_s_per_1k"] else None,
-                 "added_p50_ms_vs_direct": s["setup_p50_ms"] - d["setup_p50_ms"],
-                 "added_p99_ms_vs_direct": s["setup_p99_ms"] - d["setup_p99_ms"],
-                 "kamailio_added_p99_ms_vs_direct": k["setup_p99_ms"] - d["setup_p99_ms"]}
-    if summ["sipxferd"] and summ["kamailio"]:
-        ratio["clean_rate_ratio_vs_kamailio"] = summ["sipxferd"]["rate"] / summ["kamailio"]["rate"]
+        ratio = {"common_rate": cr}
+        k, d = get.get("kamailio"), get.get("sipp-direct")
+        for t in ("sipxferd", "sipxferd-passthrough"):
+            s = get.get(t)
+            if not s:
+                continue
+            sfx = "" if t == "sipxferd" else "_passthrough"
+            if k and k["sut_cpu_s_per_1k"]:
+                ratio["cpu_ratio_vs_kamailio" + sfx] = s["sut_cpu_s_per_1k"] / k["sut_cpu_s_per_1k"]
+            if d:
+                ratio["added_p50_ms_vs_direct" + sfx] = s["setup_p50_ms"] - d["setup_p50_ms"]
+                ratio["added_p99_ms_vs_direct" + sfx] = s["setup_p99_ms"] - d["setup_p99_ms"]
+        if k and d:
+            ratio["kamailio_added_p99_ms_vs_direct"] = k["setup_p99_ms"] - d["setup_p99_ms"]
+    for t, sfx in (("sipxferd", ""), ("sipxferd-passthrough", "_passthrough")):
+        if summ.get(t) and summ.get("kamailio"):
+            ratio["clean_rate_ratio_vs_kamailio" + sfx] = summ[t]["rate"] / summ["kamailio"]["rate"]
     md += "\n" + table("Signalling summary (highest clean step)", ["target", "max_clean_cps", "us_per_call",
                                                                   "setup_p50_ms", "setup_p99_ms"], srows)
     if ratio:
@@ -636,6 +651,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="sig,conc,relay,xfer")
+    ap.add_argument("--sig-targets", help="subset of sipxferd,sipxferd-passthrough,sipp-direct,kamailio")
     ap.add_argument("--rates", help="signalling steps, e.g. 500,1000 (default by mode)")
     ap.add_argument("--sipxferd", required=True)
     ap.add_argument("--rtpgen", required=True)
@@ -693,10 +709,12 @@ set output '{r}/signalling-{mode}.png'
 set datafile separator ','
 set multiplot layout 1,2 title 'Signalling ({mode} run): SIPp UAC -> SUT -> SIPp UAS, UDP, loopback, SUT on 1 core'
 set xlabel 'offered calls/s'; set ylabel 'SUT CPU us per call'; set key top right; set grid
-plot "< grep '^sipxferd,' {sig}" using 2:($8*1000) with linespoints title 'sipxferd', \
+plot "< grep '^sipxferd,' {sig}" using 2:($8*1000) with linespoints title 'sipxferd (relay)', \
+     "< grep '^sipxferd-passthrough,' {sig}" using 2:($8*1000) with linespoints title 'sipxferd (passthrough)', \
      "< grep '^kamailio,' {sig}" using 2:($8*1000) with linespoints title 'Kamailio tm+dialog'
 set ylabel 'setup p99 ms (INVITE->200 at UAC)'; set logscale y
-plot "< grep '^sipxferd,' {sig}" using 2:14 with linespoints title 'sipxferd', \
+plot "< grep '^sipxferd,' {sig}" using 2:14 with linespoints title 'sipxferd (relay)', \
+     "< grep '^sipxferd-passthrough,' {sig}" using 2:14 with linespoints title 'sipxferd (passthrough)', \
      "< grep '^kamailio,' {sig}" using 2:14 with linespoints title 'Kamailio', \
      "< grep '^sipp-direct,' {sig}" using 2:14 with linespoints title 'SIPp direct'
 unset multiplot

@@ -7,7 +7,8 @@ enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 
-/* sid may be NULL for records not about a call. Thread-safe (one fprintf). */
+/* sid may be NULL for records not about a call. Thread-safe: a record is
+ * never split. */
 void log_msg(enum log_level level, const char *sid, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -17,6 +18,12 @@ void log_msg(enum log_level level, const char *sid, const char *fmt, ...)
  * about something a room or target sent). */
 void log_security(const char *reason, const char *src, const char *sid, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Records of the calling thread wait in a buffer until log_flush() (the
+ * control thread calls it before each poll) instead of one write per line.
+ * Errors, and other threads' records, are written at once. */
+void log_buffer_this_thread(int on);
+void log_flush(void);
 
 #define log_error(...) log_msg(LOG_ERROR, NULL, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, NULL, __VA_ARGS__)

@@ -5,10 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
+
 
 #include "dtmf.h"
 #include "log.h"
+#include "random.h"
 #include "relay.h"
 #include "transfer.h"
 
@@ -29,10 +30,7 @@ static unsigned hash(const char *s)
 static void make_uuid(char *out, size_t len)
 {
     unsigned char b[16];
-    if (getrandom(b, sizeof b, 0) != sizeof b) {
-        for (size_t i = 0; i < sizeof b; i++)
-            b[i] = (unsigned char)rand();
-    }
+    random_bytes(b, sizeof b);
     b[6] = (b[6] & 0x0f) | 0x40; /* version 4 */
     b[8] = (b[8] & 0x3f) | 0x80; /* RFC 4122 variant */
     snprintf(out, len,
@@ -138,8 +136,7 @@ struct leg *leg_new(struct call *call, enum leg_role role)
     leg->call = call;
     leg->role = role;
     uint64_t r;
-    if (getrandom(&r, sizeof r, 0) != sizeof r)
-        r = (uint64_t)rand();
+    random_bytes(&r, sizeof r);
     leg->origin.id = r >> 1; /* keep it positive for peers that parse signed */
     leg->origin.version = 1;
     return leg;

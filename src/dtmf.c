@@ -12,10 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
+
 
 #include "app.h"
 #include "log.h"
+#include "random.h"
 #include "relay.h"
 
 #define TICK_MS 20
@@ -119,8 +120,7 @@ void dtmf_start(struct app *app, struct relay_ep *ep, int pt, const char *digits
     snprintf(d->digits, sizeof d->digits, "%s", digits);
     snprintf(d->tag, sizeof d->tag, "%s", tag ? tag : "-");
     uint32_t r[3];
-    if (getrandom(r, sizeof r, 0) != sizeof r)
-        r[0] = r[1] = r[2] = 0x5eed;
+    random_bytes(r, sizeof r);
     d->seq = (uint16_t)r[0];
     d->ts = r[1];
     d->ssrc = r[2];

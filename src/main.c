@@ -223,6 +223,13 @@ static int on_signal(struct app *app, su_wait_t *w, void *arg)
     return 0;
 }
 
+static void flush_logs(su_prepoll_magic_t *magic, su_root_t *root)
+{
+    (void)magic;
+    (void)root;
+    log_flush();
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -295,6 +302,10 @@ int main(int argc, char **argv)
     su_log_set_level(NULL, verbose > 1 ? 9 : 0);
     app.root = su_root_create(&app);
     su_root_threading(app.root, 0);
+    /* the control thread's log lines are written once per loop turn */
+    su_root_add_prepoll(app.root, flush_logs, NULL);
+    log_buffer_this_thread(1);
+    atexit(log_flush);
 
     int rc = 1;
     if (cfg->media_mode == MEDIA_RELAY) {
@@ -329,6 +340,7 @@ int main(int argc, char **argv)
              cfg->media_mode == MEDIA_RELAY ? cfg->media_address : "");
     su_root_run(app.root);
     log_info("stopped");
+    log_buffer_this_thread(0);
     rc = 0;
 
     su_root_deregister(app.root, sidx);

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
+
 
 #include <sofia-sip/nua_tag.h>
 #include <sofia-sip/sip_header.h>
@@ -18,6 +18,7 @@
 #include "dtmf.h"
 #include "leg.h"
 #include "log.h"
+#include "random.h"
 #include "relay.h"
 #include "refer.h"
 #include "sip_guard.h"
@@ -161,8 +162,7 @@ void transfer_succeed(struct app *app, struct transfer *x)
 static void make_id(char *out, size_t len)
 {
     unsigned char b[12];
-    if (getrandom(b, sizeof b, 0) != sizeof b)
-        memset(b, 0, sizeof b);
+    random_bytes(b, sizeof b);
     snprintf(out, len, "xfer-%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
              b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11]);
 }
