@@ -13,6 +13,17 @@
 #include <sofia-sip/sip.h>
 #include <sofia-sip/url.h>
 
+/* The SIP message class nta parses with: sofia's, except that a Via with
+ * empty parameters or empty list elements (";;", ",,", RFC 4475 badinv01)
+ * is read past them instead of being thrown away. Without a Via nta cannot
+ * answer at all and drops the request; with it, the request's other bad
+ * headers get their 400 as usual. Built once; NULL if out of memory. */
+msg_mclass_t const *sip_guard_mclass(void);
+
+/* Rewrites a Via field value in place without empty parameters and empty
+ * list elements; quoted strings are left alone. Exposed for unit tests. */
+void sip_guard_via_tidy(char *value);
+
 /* sip/sips, a non-empty host, a port (if any) in 1..65535. */
 bool sip_guard_uri_ok(const url_t *url);
 

@@ -852,7 +852,8 @@ struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
                         TPTAG_UDP_WMEM(4 * 1024 * 1024),
                         /* a message may claim any Content-Length: sofia sizes
                          * its receive buffer by it, up to this cap */
-                        NTATAG_MAXSIZE(SIP_MAX_MESSAGE), TAG_END());
+                        NTATAG_MAXSIZE(SIP_MAX_MESSAGE),
+                        TAG_IF(sip_guard_mclass(), NTATAG_MCLASS(sip_guard_mclass())), TAG_END());
     if (!b->nua) {
         snprintf(err, errlen, "cannot listen on %s (UDP and TCP): address in use or not local?",
                  app->cfg->sip_listen);

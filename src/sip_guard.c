@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sofia-sip/msg_mclass.h>
+#include <sofia-sip/sip_header.h>
+
 bool sip_guard_uri_ok(const url_t *url)
 {
     if (!url || (url->url_type != url_sip && url->url_type != url_sips))
@@ -51,4 +54,108 @@ bool sip_guard_dialog_ok(const sip_t *sip, bool require_contact, char *why, size
         }
     }
     return true;
+}
+
+/* ---- tolerant Via ------------------------------------------------------- */
+
+void sip_guard_via_tidy(char *s)
+{
+    char *w = s;
+    bool content = false; /* the current list element has something in it */
+    bool comma = false;   /* a ',' is owed before the next element's content */
+    for (char *p = s; *p; p++) {
+        char c = *p;
+        if (c == ',') {
+            if (content)
+                comma = true;
+            content = false;
+            continue;
+        }
+        if (c == ';') {
+            const char *q = p + 1;
+            while (*q == ' ' || *q == '\t')
+                q++;
+            if (*q == ';' || *q == ',' || *q == '\0') {
+                p = (char *)q - 1; /* an empty parameter: drop it */
+                continue;
+            }
+        }
+        if (!content) {
+            if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+                continue;
+            if (comma)
+                *w++ = ','; /* never past p: it stands for a ',' already read */
+            comma = false;
+            content = true;
+        }
+        if (c == '"') { /* copy a quoted string as it is */
+            *w++ = *p++;
+            while (*p && *p != '"') {
+                if (*p == '\\' && p[1])
+                    *w++ = *p++;
+                *w++ = *p++;
+            }
+            if (!*p)
+                break;
+            c = *p;
+        }
+        *w++ = c;
+    }
+    *w = '\0';
+}
+
+static msg_hclass_t *sofia_via;
+
+static issize_t via_parse(su_home_t *home, msg_header_t *h, char *s, isize_t slen)
+{
+    (void)slen;
+    sip_guard_via_tidy(s);
+    return sofia_via->hc_parse(home, h, s, (isize_t)strlen(s));
+}
+
+msg_mclass_t const *sip_guard_mclass(void)
+{
+    static msg_mclass_t *mc;
+    static struct msg_hclass_s via;
+    if (mc)
+        return mc;
+
+    msg_mclass_t *m = msg_mclass_clone(sip_default_mclass(), 0, 0);
+    if (!m)
+        return NULL;
+    /* sofia's Via class as its own tables know it: the exported symbol
+     * sip_via_class may be a copy in a non-PIE executable (copy relocation) */
+    msg_href_t const *href = msg_find_hclass(m, "Via", NULL);
+    if (!href || !href->hr_class) {
+        free(m);
+        return NULL;
+    }
+    sofia_via = href->hr_class;
+    unsigned short offset = href->hr_offset;
+    int at = (int)(href - m->mc_hash);
+    via = *sofia_via; /* same name, hash, printer and size: only parsing differs */
+    via.hc_parse = via_parse;
+    /* the compact form "v:" (the clone has its own copy of the short-form
+     * table); set first, since inserting checks it */
+    if (m->mc_short) {
+        msg_href_t *v = (msg_href_t *)&m->mc_short['v' - 'a'];
+        if (v->hr_class == sofia_via)
+            v->hr_class = &via;
+    }
+    if (at < 0 || at >= m->mc_hash_size || msg_mclass_insert_header(m, &via, offset) < 0) {
+        free(m);
+        return NULL;
+    }
+    /* Both classes stay in the table, so headers sofia builds with its own
+     * Via class (nta's Via on every request) are still found by class; the
+     * parser looks up by name and must meet ours first: swap the two. */
+    for (int j = 0; j < m->mc_hash_size; j++)
+        if (m->mc_hash[j].hr_class == &via) {
+            msg_href_t t = m->mc_hash[at];
+            m->mc_hash[at] = m->mc_hash[j];
+            m->mc_hash[j] = t;
+            break;
+        }
+    mc = m;
+    return mc;
 }

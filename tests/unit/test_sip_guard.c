@@ -1,0 +1,124 @@
+/* test_sip_guard.c - the tolerant Via parser (sip_guard_mclass). */
+#include <check.h>
+#include <string.h>
+
+#include <sofia-sip/msg.h>
+#include <sofia-sip/sip.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/su_alloc.h>
+
+#include "sip_guard.h"
+#include "unit_helpers.h"
+
+static void tidy_eq(const char *in, const char *want)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", in);
+    sip_guard_via_tidy(buf);
+    ck_assert_str_eq(buf, want);
+}
+
+START_TEST(test_tidy)
+{
+    tidy_eq("SIP/2.0/UDP 192.0.2.15;;,;,,", "SIP/2.0/UDP 192.0.2.15");
+    tidy_eq("SIP/2.0/UDP h;branch=z9hG4bK1;;rport", "SIP/2.0/UDP h;branch=z9hG4bK1;rport");
+    tidy_eq("SIP/2.0/UDP a;branch=1 , SIP/2.0/TCP b", "SIP/2.0/UDP a;branch=1 ,SIP/2.0/TCP b");
+    tidy_eq(",, SIP/2.0/UDP a ; ", "SIP/2.0/UDP a ");
+    tidy_eq("SIP/2.0/UDP [2001:db8::1]:5060;received=2001:db8::9", "SIP/2.0/UDP [2001:db8::1]:5060;received=2001:db8::9");
+    tidy_eq("SIP/2.0/UDP a;x=\";;,,\";;", "SIP/2.0/UDP a;x=\";;,,\"");
+    tidy_eq("SIP/2.0/UDP a;x=\"unterminated;;", "SIP/2.0/UDP a;x=\"unterminated;;");
+    tidy_eq("", "");
+    tidy_eq(";;;,,,", "");
+}
+END_TEST
+
+static msg_t *parse(const char *text)
+{
+    msg_mclass_t const *mc = sip_guard_mclass();
+    ck_assert_ptr_nonnull(mc);
+    return msg_make(mc, 0, text, (isize_t)strlen(text));
+}
+
+static const char badinv01[] = "INVITE sip:user@example.com SIP/2.0\r\n"
+                               "To: sip:j.user@example.com\r\n"
+                               "From: sip:caller@example.net;tag=1\r\n"
+                               "Max-Forwards: 7\r\nCall-ID: x\r\nCSeq: 8 INVITE\r\n"
+                               "Via: SIP/2.0/UDP 192.0.2.15;;,;,,\r\n"
+                               "Contact: \"Joe\" <sip:joe@example.org>;;;;\r\n"
+                               "Content-Length: 0\r\n\r\n";
+
+START_TEST(test_bad_via_params_still_give_a_via)
+{
+    /* sofia's own class loses the Via, and nta then drops the request */
+    msg_t *plain = msg_make(sip_default_mclass(), 0, badinv01, (isize_t)strlen(badinv01));
+    ck_assert_ptr_nonnull(plain);
+    ck_assert_ptr_null(sip_object(plain)->sip_via);
+    msg_destroy(plain);
+
+    msg_t *msg = parse(badinv01);
+    ck_assert_ptr_nonnull(msg);
+    sip_t *sip = sip_object(msg);
+    ck_assert_ptr_nonnull(sip->sip_via);
+    ck_assert_str_eq(sip->sip_via->v_host, "192.0.2.15");
+    ck_assert_ptr_null(sip->sip_via->v_next);
+    ck_assert_ptr_null(sip->sip_contact); /* still a bad header: nta answers 400 */
+    ck_assert_ptr_nonnull(sip->sip_error);
+    msg_destroy(msg);
+}
+END_TEST
+
+START_TEST(test_good_vias_unchanged)
+{
+    msg_t *msg = parse("OPTIONS sip:a@example.com SIP/2.0\r\n"
+                       "v: SIP/2.0/UDP a.example.com:5070;branch=z9hG4bK1;rport, SIP/2.0/TCP b;branch=z9hG4bK2\r\n"
+                       "Via: SIP/2.0/UDP [2001:db8::9]:5060;branch=z9hG4bK3;received=2001:db8::9\r\n"
+                       "To: <sip:a@example.com>\r\nFrom: <sip:b@example.com>;tag=1\r\n"
+                       "Call-ID: y\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+    ck_assert_ptr_nonnull(msg);
+    sip_t *sip = sip_object(msg);
+    ck_assert_ptr_null(sip->sip_error);
+    sip_via_t *v = sip->sip_via;
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(v->v_host, "a.example.com");
+    ck_assert_str_eq(v->v_port, "5070");
+    ck_assert_str_eq(v->v_branch, "z9hG4bK1");
+    ck_assert_ptr_nonnull(v->v_params);
+    ck_assert_str_eq(v->v_params[1], "rport");
+    v = v->v_next;
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(v->v_protocol, "SIP/2.0/TCP");
+    ck_assert_str_eq(v->v_branch, "z9hG4bK2");
+    v = v->v_next;
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(v->v_host, "[2001:db8::9]");
+    ck_assert_str_eq(v->v_received, "2001:db8::9");
+    ck_assert_ptr_null(v->v_next);
+
+    /* a Via made with sofia's own class (as nta adds to every request)
+     * still goes into the message and out on the wire */
+    su_home_t *home = msg_home(msg);
+    sip_via_t *mine = sip_via_make(home, "SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKours");
+    ck_assert_ptr_nonnull(mine);
+    ck_assert_int_eq(msg_header_insert(msg, (msg_pub_t *)sip, (msg_header_t *)mine), 0);
+    ck_assert_str_eq(sip->sip_via->v_branch, "z9hG4bKours");
+    ck_assert_int_ge(msg_serialize(msg, (msg_pub_t *)sip), 0);
+    char *wire = msg_as_string(home, msg, NULL, 0, NULL);
+    ck_assert_ptr_nonnull(wire);
+    ck_assert_ptr_nonnull(strstr(wire, "Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKours\r\n"));
+    ck_assert_ptr_nonnull(strstr(wire, "z9hG4bK3"));
+    msg_destroy(msg);
+}
+END_TEST
+
+static Suite *guard_suite(void)
+{
+    Suite *s = suite_create("sip_guard");
+    TCase *tc = tcase_create("via");
+    tcase_add_test(tc, test_tidy);
+    tcase_add_test(tc, test_bad_via_params_still_give_a_via);
+    tcase_add_test(tc, test_good_vias_unchanged);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return unit_run(guard_suite()); }
