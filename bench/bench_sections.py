@@ -370,6 +370,11 @@ def run_xfer(args, workdir, binary):
         calls = sipua.setup_calls(agents, n, room="room-a")
         B.log(f"  background calls up: {bg_up}; calls to transfer: {len(calls)}")
         results = {}
+        # media probes: each caller starts sending RTP just before its POST; the
+        # time its first packet reaches room-b's media port after room-b's 200
+        for c in calls:
+            agents.media_sock(c.pa)
+            agents.media_sock(agents.media_port_in(c, "room-b"))
 
         def poster():
             gap = 1.0 / xrate
@@ -379,6 +384,7 @@ def run_xfer(args, workdir, binary):
                 if now < t_next:
                     time.sleep(t_next - now)
                 t_next += gap
+                agents.probe(c, agents.media_port_in(c, "room-b"))
                 t0 = time.perf_counter()
                 try:
                     resp = sut.api("POST", "/v1/rooms/room-a/sipCallTransfer",
@@ -402,12 +408,12 @@ def run_xfer(args, workdir, binary):
                 a = agents.room_calls_by_sid(c.sid)
                 if results.get(c.sid, (0, 0, 0))[2] == 200 and not (a.get("room-a") and a["room-a"].t_bye):
                     return False
-            return True
+            return not agents.probes
         agents.room_calls_by_sid = lambda sid: {room: rc for (room, _), rc in agents.room_calls.items()
                                                 if rc.sid == sid}
         agents.run_until(done, n / xrate + 30)
         agents.run_until(lambda: False, 1.0)
-        lat, api_to_bye, api_ms, fails = [], [], [], []
+        lat, api_to_bye, api_ms, fails, media = [], [], [], [], []
         for c in calls:
             t0, t1, code, resp = results.get(c.sid, (0, 0, 0, "not posted"))
             rcs = agents.room_calls_by_sid(c.sid)
@@ -424,6 +430,11 @@ def run_xfer(args, workdir, binary):
                 continue
             lat.append(1000 * (a.t_bye - b.t_200))
             api_to_bye.append(1000 * (a.t_bye - t0))
+            t_media = agents.media_rx.get(agents.media_port_in(c, "room-b"))
+            if t_media is None:
+                fails.append("no media reached room-b")
+            else:
+                media.append(1000 * (t_media - b.t_200))
         alive = sut.alive()
         bg_after = sut.active()
     finally:
@@ -434,7 +445,9 @@ def run_xfer(args, workdir, binary):
         B.stop(uas)
     row = {"background_calls": bg_up, "transfers": len(calls), "rate_per_s": xrate, "completed": len(lat),
            "failed": len(fails), "rebridge_p50_ms": B.pct(lat, 50), "rebridge_p99_ms": B.pct(lat, 99),
-           "rebridge_max_ms": max(lat) if lat else None, "api_p50_ms": B.pct(api_ms, 50),
+           "rebridge_max_ms": max(lat) if lat else None,
+           "media_p50_ms": B.pct(media, 50), "media_p99_ms": B.pct(media, 99),
+           "media_max_ms": max(media) if media else None, "api_p50_ms": B.pct(api_ms, 50),
            "api_p99_ms": B.pct(api_ms, 99), "post_to_old_bye_p50_ms": B.pct(api_to_bye, 50),
            "post_to_old_bye_p99_ms": B.pct(api_to_bye, 99), "sipxferd_alive": "yes" if alive else "NO"}
     cols = list(row.keys())
@@ -444,7 +457,11 @@ def run_xfer(args, workdir, binary):
         f.write("\n".join(f"{x:.3f}" for x in lat) + "\n")
     if fails:
         md += "\nFailures (first 5): " + "; ".join(fails[:5]) + "\n"
-    md += (f"\n`rebridge` = room-b's 200 OK sent -> BYE received by the old room (room-a), both rooms being "
+    md += (f"\n`media` = room-b's 200 OK sent -> the first RTP packet from the caller reaching room-b's media "
+           f"port: each caller sends a 172-byte RTP packet every {sipua.Agents.PROBE_GAP * 1000:.0f} ms toward "
+           f"its relay port from just before its POST until room-b hears one (so the figure includes up to "
+           f"one probe interval plus the agent's loop); before the transfer these go to room-a. "
+           f"`rebridge` = room-b's 200 OK sent -> BYE received by the old room (room-a), both rooms being "
            f"bench/sipua.py agents in one process (same clock). {len(calls)} calls in room-a, each moved "
            f"to room-b by POST /v1/rooms/room-a/sipCallTransfer at {xrate}/s, while {bg_up} SIPp calls are held "
            f"in room-bg (relay mode). api = POST round trip. sipxferd calls still up at the end: {bg_after}.\n")

@@ -8,6 +8,8 @@ room INVITE is tied to its caller call; the room also records sipxferd's X-Sessi
 import re
 import selectors
 import socket
+import struct
+import threading
 import time
 import uuid
 
@@ -106,6 +108,13 @@ class Agents:
         self.room_calls = {}      # (room, cid) -> RoomCall
         self.media_base = media_base
         self.on_room_invite = None
+        # media probes (transfer bench): a caller sends a small RTP packet every
+        # PROBE_GAP s from its SDP port until its new room's media port hears one
+        self.media = {}           # port -> socket
+        self.media_rx = {}        # port -> first arrival (perf_counter) while probed
+        self.probes = {}          # cid -> (Call, room port to listen on, deadline)
+        self.probe_lock = threading.Lock()
+        self.probe_seq = 0
 
     def _sock(self, port, name):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -116,9 +125,46 @@ class Agents:
         return s
 
     def close(self):
-        for s in [self.caller] + list(self.rooms.values()):
+        for s in [self.caller] + list(self.rooms.values()) + list(self.media.values()):
             self.sel.unregister(s)
             s.close()
+
+    # ---- media probes
+    PROBE_GAP = 0.001
+
+    def media_sock(self, port):
+        if port not in self.media:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((HOST, port))
+            s.setblocking(False)
+            self.sel.register(s, selectors.EVENT_READ, ("media", port))
+            self.media[port] = s
+        return self.media[port]
+
+    def probe(self, c, listen_port, secs=5.0):
+        """From now on, c's caller sends RTP toward the relay every PROBE_GAP
+        until listen_port (a room's media port) receives a packet. Both
+        sockets must exist (media_sock, from the loop's thread) beforehand:
+        this may be called from another thread."""
+        with self.probe_lock:
+            self.media_rx.pop(listen_port, None)
+            self.probes[c.cid] = (c, listen_port, time.perf_counter() + secs)
+
+    def _probe_tick(self):
+        with self.probe_lock:
+            items = list(self.probes.items())
+        now = time.perf_counter()
+        for cid, (c, port, deadline) in items:
+            if port in self.media_rx or now > deadline:
+                with self.probe_lock:
+                    self.probes.pop(cid, None)
+                continue
+            self.probe_seq = (self.probe_seq + 1) & 0xffff
+            pkt = struct.pack("!BBHII", 0x80, 0, self.probe_seq, 0, 0x5eed0000 + c.i) + b"\xff" * 160
+            try:
+                self.media[c.pa].sendto(pkt, (HOST, c.ra))
+            except OSError:
+                pass
 
     # ---- caller side
     def invite(self, i, user="room-a"):
@@ -154,6 +200,9 @@ class Agents:
 
     # ---- loop
     def pump(self, timeout=0.05):
+        if self.probes:
+            timeout = min(timeout, self.PROBE_GAP)
+            self._probe_tick()
         for key, _ in self.sel.select(timeout):
             s = key.fileobj
             while True:
@@ -162,6 +211,11 @@ class Agents:
                 except BlockingIOError:
                     break
                 now = time.perf_counter()
+                if isinstance(key.data, tuple):   # media
+                    port = key.data[1]
+                    if port not in self.media_rx:
+                        self.media_rx[port] = now
+                    continue
                 try:
                     first, hdrs, body = parse(data)
                 except Exception:
@@ -178,6 +232,10 @@ class Agents:
                 return False
             self.pump(0.01)
         return True
+
+    def media_port_in(self, c, room):
+        """The media port the agent answers with for c in room (see _room_msg)."""
+        return c.pa + 2 + (0 if room == next(iter(self.rooms)) else 1)
 
     def _reply(self, s, src, hdrs, code, reason, ttag=None, body="", contact=None):
         to = hget(hdrs, "to")
