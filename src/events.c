@@ -34,6 +34,7 @@
 #include "log.h"
 
 #define NBUCKETS 7 /* delays 1, 2, 4, 8, 16, 32, 60 s */
+#define SID_BUCKETS 1024 /* sessions with undelivered events, by session id */
 #define MAX_DELAY_MS 60000
 
 enum where { W_NONE = -3, W_INFLIGHT = -2, W_READY = -1 /* 0..NBUCKETS-1: wait bucket */ };
@@ -48,7 +49,10 @@ struct event {
     int64_t due_ms; /* monotonic */
     char *body;
     size_t len;
-    char *sid; /* payload's session_id, for log lines (may be NULL) */
+    char *sid; /* payload's session_id (may be NULL) */
+    /* the session's undelivered events in emission order; the newest one is
+     * in ev->sid_tail[], chained by hnext */
+    struct event *sprev, *snext, *hnext;
     char id[37];
     char type[48];
     char last_error[96];
@@ -64,6 +68,7 @@ struct events {
     struct http_client *http;
     su_timer_t *timer;
     struct event *all_head, *all_tail;
+    struct event *sid_tail[SID_BUCKETS];
     size_t held;
     struct elist ready;
     struct elist wait[NBUCKETS];
@@ -266,10 +271,58 @@ static void event_unqueue(struct events *ev, struct event *e)
     e->where = W_NONE;
 }
 
+/* ---- per-session order ----------------------------------------------------- */
+
+static struct event **sid_slot(struct events *ev, const char *sid)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = sid; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    struct event **pp = &ev->sid_tail[h % SID_BUCKETS];
+    while (*pp && strcmp((*pp)->sid, sid) != 0)
+        pp = &(*pp)->hnext;
+    return pp; /* the session's newest event, or where it goes */
+}
+
+static void session_link(struct events *ev, struct event *e)
+{
+    if (!e->sid)
+        return;
+    struct event **pp = sid_slot(ev, e->sid);
+    struct event *tail = *pp;
+    if (tail) {
+        tail->snext = e;
+        e->sprev = tail;
+        e->hnext = tail->hnext;
+        tail->hnext = NULL;
+    }
+    *pp = e;
+}
+
+static void session_unlink(struct events *ev, struct event *e)
+{
+    if (!e->sid)
+        return;
+    if (e->sprev)
+        e->sprev->snext = e->snext;
+    if (e->snext) {
+        e->snext->sprev = e->sprev;
+        return;
+    }
+    struct event **pp = sid_slot(ev, e->sid); /* e is the newest: it is in the table */
+    if (e->sprev) {
+        e->sprev->hnext = e->hnext;
+        *pp = e->sprev;
+    } else {
+        *pp = e->hnext;
+    }
+}
+
 /* Remove from everything and free. Not for events in flight. */
 static void event_free(struct events *ev, struct event *e)
 {
     event_unqueue(ev, e);
+    session_unlink(ev, e);
     if (e->aprev)
         e->aprev->anext = e->anext;
     else
@@ -401,15 +454,12 @@ static bool send_event(struct events *ev, struct event *e, const char *url, cons
 
 /* A session's events reach the receiver in the order they happened: an
  * event waits while an earlier one of the same session is undelivered (in
- * flight or waiting for a retry). The "all" list is in emission order. */
+ * flight or waiting for a retry). O(1): a long outage backlog is scanned
+ * once per dispatch, not once per event. */
 static bool held_back(const struct events *ev, const struct event *e)
 {
-    if (!e->sid)
-        return false;
-    for (const struct event *o = ev->all_head; o && o != e; o = o->anext)
-        if (o->sid && strcmp(o->sid, e->sid) == 0)
-            return true;
-    return false;
+    (void)ev;
+    return e->sprev != NULL;
 }
 
 static void dispatch(struct events *ev)
@@ -584,6 +634,7 @@ void events_emit(struct events *ev, const char *type, struct cJSON *payload)
     else
         ev->all_head = e;
     ev->all_tail = e;
+    session_link(ev, e);
     ev->held++;
     e->where = W_READY;
     list_append(&ev->ready, e);

@@ -465,6 +465,34 @@ def test_webhook_receiver_down_then_back(t):
 
 
 @case
+def test_webhook_outage_keeps_each_sessions_order(t):
+    """Six calls while the receiver fails its first 3 requests: every event
+    is delivered once, and each session's events arrive in the order they
+    happened (connected before stopped), though sessions interleave."""
+    n = 6
+    room = t.sipp("room.xml", calls=n)
+    w = Webhooks(t, fail_first=3)
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)},
+                 **{"webhooks.url": w.url, "webhooks.secret": w.secret})
+    room.start()
+    d.start()
+    c = caller(t, d, calls=n, rate=20, duration=300).start()
+    c.check_ok(30)
+    room.check_ok(30)
+    w.wait_type("dialin.stopped", 90, count=n)
+    by_sid = {}
+    for e in w.events():
+        by_sid.setdefault(e["payload"].get("session_id"), []).append(e["type"])
+    check(len(by_sid) == n, "sessions seen %s" % list(by_sid))
+    for sid, types in by_sid.items():
+        check(types.count("dialin.connected") == 1 and types.count("dialin.stopped") == 1 and
+              types.index("dialin.connected") < types.index("dialin.stopped"),
+              "session %s events in order %s" % (sid, types))
+    check(len(set(e["id"] for e in w.events())) == len(w.events()), "an event delivered twice")
+    d.check_clean_exit()
+
+
+@case
 def test_passthrough_transfer_reinvites_caller(t):
     """In passthrough mode the caller's media must be re-pointed at the
     target by a re-INVITE (RFC 3725 style) before the old room is dropped."""
