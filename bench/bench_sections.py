@@ -104,6 +104,11 @@ def conc_run(args, workdir, binary, mode, steps, rate):
             after2 = proc_sample(sut.pid)
             rows.append({"mode": mode, "calls_target": "after-end", "calls_active": sut.active(), "when": "end+35s",
                          **after2})
+            # sipxferd trims its heap every 10 s while idle, for 60 s after its last call
+            time.sleep(30)
+            after3 = proc_sample(sut.pid)
+            rows.append({"mode": mode, "calls_target": "after-end", "calls_active": sut.active(), "when": "end+65s",
+                         **after3})
         alive = sut.alive()
     finally:
         for u in uacs:
@@ -148,7 +153,9 @@ def run_conc(args, workdir, binary):
            "one common deadline, then the UAC sends BYE. Samples 2 s after each step is reached; "
            "slopes are least-squares fits over (calls, kB) including the idle point. At ramp+2s the INVITE "
            "transactions of the last ~32 s (sofia keeps completed ones that long) are still in memory, so "
-           "the full run also samples at ramp+35s (steady_rss_slope) and 35 s after the calls end. `passthrough` leaves the "
+           "the full run also samples at ramp+35s (steady_rss_slope) and 35 s and 65 s after the calls end "
+           "(sipxferd returns free heap to the system every 10 s while it has no call, for 60 s after the "
+           "last one). `passthrough` leaves the "
            "SDP alone (no relay ports), `relay` binds 4 UDP ports per call (port range 20000-65535 = "
            f"11,384 calls at most, so 20k relayed calls cannot fit one IP's port space). RLIMIT_NOFILE here "
            f"is {nofile} (the container refuses a higher hard limit), so relay steps stop at {max_relay} calls.\n")
