@@ -24,6 +24,8 @@ void log_security(const char *reason, const char *src, const char *sid, const ch
  * Errors, and other threads' records, are written at once. */
 void log_buffer_this_thread(int on);
 void log_flush(void);
+/* log_flush() for a fatal-signal handler: async-signal-safe, takes no lock. */
+void log_flush_on_crash(void);
 
 #define log_error(...) log_msg(LOG_ERROR, NULL, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, NULL, __VA_ARGS__)

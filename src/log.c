@@ -47,6 +47,20 @@ void log_flush(void)
     pthread_mutex_unlock(&lock);
 }
 
+void log_flush_on_crash(void)
+{
+    /* from a fatal-signal handler: no lock (the crashing thread may hold
+     * it), write(2) only; a line being appended right now may come out torn */
+    size_t off = 0;
+    while (off < used) {
+        ssize_t w = write(STDERR_FILENO, buf + off, used - off);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    used = 0;
+}
+
 void log_buffer_this_thread(int on)
 {
     buffered = on;
