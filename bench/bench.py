@@ -520,7 +520,7 @@ def sig_step(workdir, target, target_port, rate, secs, sut_pids, uas):
 
 
 def run_sig(args, workdir, binary):
-    secs = 3 if args.quick else 10
+    secs = 2 if args.quick else 10
     rates = [500, 1000, 1500, 2000] if args.quick else [250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000]
     if args.rates:
         rates = [int(x) for x in args.rates.split(",")]
