@@ -840,6 +840,9 @@ struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
 
     app->sip_port = b->port;
     snprintf(app->sip_host, sizeof app->sip_host, "%s", b->host);
+    /* sofia's SIP parser with a tolerant Via (sip_guard.h); sofia's own if
+     * that cannot be built */
+    msg_mclass_t const *mclass = sip_guard_mclass();
     b->nua = nua_create(app->root, on_event, app, NUTAG_URL(app->cfg->sip_listen),
                         NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOALERT(0),
                         NUTAG_AUTOACK(0), NUTAG_AUTO302(0), NUTAG_AUTO100(1),
@@ -853,7 +856,7 @@ struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
                         /* a message may claim any Content-Length: sofia sizes
                          * its receive buffer by it, up to this cap */
                         NTATAG_MAXSIZE(SIP_MAX_MESSAGE),
-                        TAG_IF(sip_guard_mclass(), NTATAG_MCLASS(sip_guard_mclass())), TAG_END());
+                        TAG_IF(mclass, NTATAG_MCLASS(mclass)), TAG_END());
     if (!b->nua) {
         snprintf(err, errlen, "cannot listen on %s (UDP and TCP): address in use or not local?",
                  app->cfg->sip_listen);

@@ -8,6 +8,7 @@
 
 
 #include "dtmf.h"
+#include "hash.h"
 #include "log.h"
 #include "random.h"
 #include "relay.h"
@@ -19,13 +20,7 @@ static struct call *buckets[BUCKETS];
 static struct call *all;
 static size_t count;
 
-static unsigned hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % BUCKETS;
-}
+static unsigned hash(const char *s) { return hash_str(s) % BUCKETS; }
 
 static void make_uuid(char *out, size_t len)
 {

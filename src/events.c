@@ -30,6 +30,7 @@
 
 #include "app.h"
 #include "config.h"
+#include "hash.h"
 #include "http_client.h"
 #include "log.h"
 
@@ -275,10 +276,7 @@ static void event_unqueue(struct events *ev, struct event *e)
 
 static struct event **sid_slot(struct events *ev, const char *sid)
 {
-    uint32_t h = 2166136261u;
-    for (const char *p = sid; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    struct event **pp = &ev->sid_tail[h % SID_BUCKETS];
+    struct event **pp = &ev->sid_tail[hash_str(sid) % SID_BUCKETS];
     while (*pp && strcmp((*pp)->sid, sid) != 0)
         pp = &(*pp)->hnext;
     return pp; /* the session's newest event, or where it goes */
@@ -456,11 +454,7 @@ static bool send_event(struct events *ev, struct event *e, const char *url, cons
  * event waits while an earlier one of the same session is undelivered (in
  * flight or waiting for a retry). O(1): a long outage backlog is scanned
  * once per dispatch, not once per event. */
-static bool held_back(const struct events *ev, const struct event *e)
-{
-    (void)ev;
-    return e->sprev != NULL;
-}
+static bool held_back(const struct event *e) { return e->sprev != NULL; }
 
 static void dispatch(struct events *ev)
 {
@@ -475,7 +469,7 @@ static void dispatch(struct events *ev)
     struct event *next;
     for (struct event *e = ev->ready.head; e && ev->inflight < limit; e = next) {
         next = e->lnext;
-        if (held_back(ev, e))
+        if (held_back(e))
             continue;
         list_remove(&ev->ready, e);
         e->where = W_NONE;

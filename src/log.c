@@ -25,6 +25,7 @@ static size_t used;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread int buffered; /* this thread's records wait for log_flush() */
 
+/* write(2) only, so a fatal-signal handler may call it too */
 static void flush_locked(void)
 {
     size_t off = 0;
@@ -49,16 +50,9 @@ void log_flush(void)
 
 void log_flush_on_crash(void)
 {
-    /* from a fatal-signal handler: no lock (the crashing thread may hold
-     * it), write(2) only; a line being appended right now may come out torn */
-    size_t off = 0;
-    while (off < used) {
-        ssize_t w = write(STDERR_FILENO, buf + off, used - off);
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-    used = 0;
+    /* no lock: the crashing thread may hold it; a line being appended
+     * right now may come out torn */
+    flush_locked();
 }
 
 void log_buffer_this_thread(int on)

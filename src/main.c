@@ -8,7 +8,6 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
-#include <time.h>
 #include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,25 +234,19 @@ static int on_signal(struct app *app, su_wait_t *w, void *arg)
 #define TRIM_WINDOW_MS 60000
 
 static su_timer_t *trim_timer;
-static int64_t last_busy_ms;
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static int idle_trims_left; /* trims still due since calls were last seen */
 
 static void trim_tick(struct app *app, su_timer_t *t, void *arg)
 {
     (void)app;
+    (void)t;
     (void)arg;
-    int64_t now = mono_ms();
     if (call_count() > 0)
-        last_busy_ms = now;
-    else if (last_busy_ms && now - last_busy_ms <= TRIM_WINDOW_MS)
+        idle_trims_left = TRIM_WINDOW_MS / TRIM_EVERY_MS;
+    else if (idle_trims_left > 0) {
+        idle_trims_left--;
         malloc_trim(0);
-    su_timer_set(t, trim_tick, NULL);
+    }
 }
 
 /* A crash must not take the last loop turn's log lines with it: they are
@@ -395,7 +388,7 @@ int main(int argc, char **argv)
     int sidx = su_root_register(app.root, &sw, on_signal, &sfd, 0);
 
     trim_timer = su_timer_create(su_root_task(app.root), TRIM_EVERY_MS);
-    su_timer_set(trim_timer, trim_tick, NULL);
+    su_timer_run(trim_timer, trim_tick, NULL);
 
     log_info("sipxferd %s node %s: SIP on %s, API on %s, media %s%s", SIPXFER_VERSION, cfg->node,
              cfg->sip_listen, cfg->api_listen,

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 struct bucket {
     uint8_t addr[16];
     uint8_t used;
@@ -53,10 +55,7 @@ bool ratelimit_allow(struct ratelimit *rl, const struct sockaddr *sa, double rat
         return true;
     uint8_t key[16];
     key_of(sa, key);
-    uint32_t h = 2166136261u;
-    for (int i = 0; i < 16; i++)
-        h = (h ^ key[i]) * 16777619u;
-    struct bucket *b = &rl->b[h % rl->n];
+    struct bucket *b = &rl->b[hash_bytes(key, sizeof key) % rl->n];
     if (!b->used) {
         b->used = 1;
         b->tokens = burst;

@@ -21,6 +21,18 @@ def caller(t, d, scenario="caller.xml", service="room-a", **kw):
     return t.sipp(scenario, remote=d.uri_host, service=service, **kw)
 
 
+def sipp_call(t, room_scenario="room.xml", caller_scenario="caller.xml", caller_what=None,
+              room_what=None, **caller_kw):
+    """A SIPp room and a SIPp caller through a daemon, both run to their end
+    and must exit 0; the daemon must then be idle. Returns it."""
+    d, room = room_daemon(t, room_scenario)
+    c = caller(t, d, caller_scenario, **caller_kw).start()
+    c.check_ok(30, caller_what)
+    room.check_ok(30, room_what)
+    d.wait_idle()
+    return d
+
+
 def refused(t, d, service, code, reason=None):
     c = caller(t, d, "caller_reject.xml", service=service).start()
     c.check_ok(30, "expected %d" % code)
@@ -34,11 +46,7 @@ def refused(t, d, service, code, reason=None):
 
 @case
 def test_basic_call_caller_hangs_up(t):
-    d, room = room_daemon(t)
-    c = caller(t, d, duration=500).start()
-    c.check_ok(30)
-    room.check_ok(30)
-    d.wait_idle()
+    d = sipp_call(t, duration=500)
     m = d.metrics()
     check(m.get("sipxfer_calls_total", 0) == 1, "calls_total %s" % m.get("sipxfer_calls_total"))
     d.check_clean_exit()
@@ -46,22 +54,13 @@ def test_basic_call_caller_hangs_up(t):
 
 @case
 def test_basic_call_room_hangs_up(t):
-    d, room = room_daemon(t, "room_hangup.xml")
-    c = caller(t, d, "caller_wait_bye.xml").start()
-    c.check_ok(30)
-    room.check_ok(30)
-    d.wait_idle()
-    d.check_clean_exit()
+    sipp_call(t, "room_hangup.xml", "caller_wait_bye.xml").check_clean_exit()
 
 
 @case
 def test_cancel_before_answer(t):
-    d, room = room_daemon(t, "room_ring.xml")
-    c = caller(t, d, "caller_cancel.xml").start()
-    c.check_ok(30)
-    room.check_ok(30, "room must get CANCEL")
-    d.wait_idle()
-    d.check_clean_exit()
+    sipp_call(t, "room_ring.xml", "caller_cancel.xml",
+              room_what="room must get CANCEL").check_clean_exit()
 
 
 @case
@@ -106,12 +105,7 @@ def test_route_by_called_number(t):
 
 @case
 def test_hold_unhold_reinvite_forwarded(t):
-    d, room = room_daemon(t, "room_hold.xml")
-    c = caller(t, d, "caller_hold.xml").start()
-    c.check_ok(30)
-    room.check_ok(30)
-    d.wait_idle()
-    d.check_clean_exit()
+    sipp_call(t, "room_hold.xml", "caller_hold.xml").check_clean_exit()
 
 
 @case
@@ -311,12 +305,8 @@ def test_sighup_reload_keeps_old_config_on_error(t):
 
 @case
 def test_early_media_183_passed_back(t):
-    d, room = room_daemon(t, "room_early.xml")
-    c = caller(t, d, "caller_early.xml", duration=200).start()
-    c.check_ok(30, "caller must get 183 with SDP")
-    room.check_ok(30)
-    d.wait_idle()
-    d.check_clean_exit()
+    sipp_call(t, "room_early.xml", "caller_early.xml", duration=200,
+              caller_what="caller must get 183 with SDP").check_clean_exit()
 
 
 @case
