@@ -812,7 +812,7 @@ class Webhooks:
     """tests/tools/webhook_receiver.py as a process; events read from its
     output file (one JSON object per line, signature already verified)."""
 
-    def __init__(self, t, secret=None, fail_first=0, delay=0):
+    def __init__(self, t, secret=None, fail_first=0, fail_status=None, delay=0):
         self.t = t
         self.secret = secret or base64.b64encode(os.urandom(24)).decode()
         self.out = t.path("webhooks.jsonl")
@@ -820,6 +820,8 @@ class Webhooks:
                 "--secret", self.secret, "--out", self.out]
         if fail_first:
             args += ["--fail-first", str(fail_first)]
+        if fail_status:
+            args += ["--fail-status", str(fail_status)]
         if delay:
             args += ["--delay", str(delay)]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

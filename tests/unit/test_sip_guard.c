@@ -64,6 +64,18 @@ START_TEST(test_bad_via_params_still_give_a_via)
     ck_assert_ptr_null(sip->sip_contact); /* still a bad header: nta answers 400 */
     ck_assert_ptr_nonnull(sip->sip_error);
     msg_destroy(msg);
+
+    /* the compact form goes through the same parser */
+    char compact[sizeof badinv01];
+    memcpy(compact, badinv01, sizeof badinv01);
+    char *via = strstr(compact, "\r\nVia: ");
+    ck_assert_ptr_nonnull(via);
+    memcpy(via + 2, "v:  ", 4);
+    msg = parse(compact);
+    ck_assert_ptr_nonnull(msg);
+    ck_assert_ptr_nonnull(sip_object(msg)->sip_via);
+    ck_assert_str_eq(sip_object(msg)->sip_via->v_host, "192.0.2.15");
+    msg_destroy(msg);
 }
 END_TEST
 
