@@ -39,6 +39,7 @@ enum b2bua_reject {
     REJ_BAD,       /* 400 Bad Contact, 415, 488 */
     REJ_NO_PORTS,  /* 503: no relay port pair (or descriptor) */
     REJ_RATE,      /* 503: sip.rate_limit */
+    REJ_SDP_LIMIT, /* 413 / 488: SDP over the SDPX_MAX_* limits */
     REJ_COUNT
 };
 

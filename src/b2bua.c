@@ -51,6 +51,10 @@ struct b2bua {
 
 /* Largest SIP message accepted (over TCP; UDP is capped by the datagram). */
 #define SIP_MAX_MESSAGE (128 * 1024)
+/* A new INVITE costs one rate-limit token plus one per this many body
+ * bytes: a source sending large bodies is limited sooner than one sending
+ * ordinary calls. */
+#define BODY_BYTES_PER_TOKEN 2048
 #define ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY, REFER, UPDATE"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -204,6 +208,12 @@ static int map_room_failure(int status, const char **phrase)
 
 /* ---- new call ---------------------------------------------------------- */
 
+static double invite_cost(const sip_t *sip)
+{
+    size_t len = sip && sip->sip_payload ? sip->sip_payload->pl_len : 0;
+    return 1.0 + (double)(len / BODY_BYTES_PER_TOKEN);
+}
+
 /* The INVITE's X- headers as a JSON object text, for the resolver. */
 static char *collect_x_headers(const sip_t *sip)
 {
@@ -235,8 +245,9 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     }
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    if (!ratelimit_allow(b->rl, (struct sockaddr *)&sa, cfg->rate_limit, 2.0 * cfg->rate_limit,
-                         (double)now.tv_sec + now.tv_nsec / 1e9)) {
+    if (!ratelimit_allow_cost(b->rl, (struct sockaddr *)&sa, cfg->rate_limit,
+                              2.0 * cfg->rate_limit, invite_cost(sip),
+                              (double)now.tv_sec + now.tv_nsec / 1e9)) {
         log_security("rate-limit", src, NULL, "INVITE refused 503: over %d/s (Call-ID %.80s)",
                      cfg->rate_limit, callid);
         refuse(b, nh, 503, "Rate Limited", REJ_RATE, "2", NULL);
@@ -276,10 +287,18 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
         refuse(b, nh, 415, "Unsupported Media Type", REJ_BAD, NULL, "application/sdp");
         return;
     }
-    if (has_sdp && sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &offer, why,
-                              sizeof why) < 0) {
-        log_info("INVITE from %s refused 488: %s", src, why);
-        refuse(b, nh, 488, "Not Acceptable Here", REJ_BAD, NULL, NULL);
+    int rc = has_sdp ? sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &offer,
+                                  why, sizeof why)
+                     : 0;
+    if (rc < 0) {
+        const char *phrase;
+        int status = sdpx_refusal(rc, &phrase);
+        if (rc == SDPX_BAD)
+            log_info("INVITE from %s refused 488: %s", src, why);
+        else
+            log_security("sdp-limit", src, NULL, "INVITE refused %d: %s (Call-ID %.80s)", status,
+                         why, callid);
+        refuse(b, nh, status, phrase, rc == SDPX_BAD ? REJ_BAD : REJ_SDP_LIMIT, NULL, NULL);
         return;
     }
 
@@ -400,8 +419,15 @@ static void room_setup_response(struct b2bua *b, struct leg *room, int status, c
         }
         if (sip_has_sdp(sip) && !c->offerless) {
             struct sdpx_info info;
-            if (sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why,
-                           sizeof why) == 0) {
+            int rc = sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why,
+                                sizeof why);
+            if (rc == SDPX_TOO_LARGE || rc == SDPX_TOO_COMPLEX) {
+                /* early media we cannot relay; the 2xx would carry the same */
+                call_log(c, LOG_WARN, "room's %d refused: %s", status, why);
+                call_hangup(c, 502, "Bad Gateway");
+                return;
+            }
+            if (rc == 0) {
                 leg_learn_sdp(room, &info, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
                 char *body = leg_sdp_for(b->app, caller, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
                 if (body) {
@@ -529,10 +555,12 @@ static void reinvite_in(struct b2bua *b, nua_t *nua, struct leg *leg, const sip_
         return;
     }
     struct sdpx_info info;
-    if (sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why, sizeof why) <
-        0) {
-        call_log(c, LOG_INFO, "re-INVITE refused 488: %s", why);
-        nua_respond(leg->nh, 488, "Not Acceptable Here", TAG_END());
+    int rc = sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why, sizeof why);
+    if (rc < 0) {
+        const char *phrase;
+        int status = sdpx_refusal(rc, &phrase);
+        call_log(c, LOG_INFO, "re-INVITE refused %d: %s", status, why);
+        nua_respond(leg->nh, status, phrase, TAG_END());
         return;
     }
     if (leg->have_in_version && info.o_id == leg->in_o_id &&
@@ -648,9 +676,13 @@ static void update_in(struct b2bua *b, nua_t *nua, struct leg *leg, const sip_t 
     /* An UPDATE offer: the relay keeps our side where it is, so the answer
      * is what this leg already has; learn where the peer now receives. */
     struct sdpx_info info;
-    if (!leg->sdp_out || sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info,
-                                    why, sizeof why) < 0) {
-        nua_respond(leg->nh, 488, "Not Acceptable Here", NUTAG_WITH_THIS(nua), TAG_END());
+    int rc = leg->sdp_out ? sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info,
+                                       why, sizeof why)
+                          : SDPX_BAD;
+    if (rc < 0) {
+        const char *phrase;
+        int status = sdpx_refusal(rc, &phrase);
+        nua_respond(leg->nh, status, phrase, NUTAG_WITH_THIS(nua), TAG_END());
         return;
     }
     if (leg->ep)

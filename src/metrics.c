@@ -63,7 +63,7 @@ char *metrics_render(struct app *app)
         [REJ_FORBIDDEN] = "forbidden", [REJ_NOT_FOUND] = "not_found",
         [REJ_MAX_CALLS] = "max_calls", [REJ_DRAIN] = "draining",
         [REJ_BAD] = "bad_request",     [REJ_NO_PORTS] = "no_ports",
-        [REJ_RATE] = "rate_limit",
+        [REJ_RATE] = "rate_limit",     [REJ_SDP_LIMIT] = "sdp_limit",
     };
     put(&b, "# HELP sipxfer_calls_rejected_total INVITEs refused before a call was made.\n"
             "# TYPE sipxfer_calls_rejected_total counter\n");
