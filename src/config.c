@@ -15,6 +15,8 @@
 
 #include <sofia-sip/url.h>
 
+#include "target.h"
+
 struct ctx {
     const char *path;
     char *err;
@@ -464,6 +466,16 @@ struct config *config_load(const char *path, char *err, size_t errlen)
     if (!member(xfer, "allow")) {
         /* Deny by default: with no allow list no external target is allowed. */
         cfg->transfer.allow = calloc(1, sizeof(char *));
+    }
+    for (size_t i = 0; i < cfg->transfer.nallow; i++) {
+        /* a pattern the matcher cannot read would silently match nothing */
+        char why[160];
+        if (target_pattern_check(cfg->transfer.allow[i], why, sizeof why) < 0) {
+            fail(&c, config_setting_get_elem(member(xfer, "allow"), (unsigned)i),
+                 "'transfer.allow[%zu]' \"%.80s\" is not a pattern: %s", i,
+                 cfg->transfer.allow[i], why);
+            goto bad;
+        }
     }
 
     config_destroy(&lc);

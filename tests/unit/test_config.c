@@ -335,6 +335,20 @@ START_TEST(test_bad_rooms_and_routes)
 }
 END_TEST
 
+START_TEST(test_bad_allow_pattern)
+{
+    /* patterns the part-by-part matcher cannot read are refused at load,
+     * not left to silently match nothing */
+    expect_error("transfer = {\n"
+                 "  allow = [ \"sip:*@pbx.example.com\",\n"
+                 "            \"sip:*@pbx.example.com;transport=tcp\" ];\n"
+                 "};\n",
+                 3, "transfer.allow[1]", "not a pattern");
+    expect_error("transfer = { allow = [ \"tel:+1*\" ]; };\n", 1, "transfer.allow[0]", "sip:");
+    expect_error("transfer = { allow = [ \"+1a*\" ]; };\n", 1, "transfer.allow[0]", "E.164");
+}
+END_TEST
+
 START_TEST(test_syntax_error)
 {
     /* syntax errors name the file and line too */
@@ -379,6 +393,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_bad_values);
     tcase_add_test(tc, test_bad_rooms_and_routes);
     tcase_add_test(tc, test_syntax_error);
+    tcase_add_test(tc, test_bad_allow_pattern);
     tcase_add_test(tc, test_missing_file);
     suite_add_tcase(s, tc);
     return s;
