@@ -380,6 +380,25 @@ static bool source_allowed(const struct relay_ep *ep, const struct relay_peer *m
     return false;
 }
 
+/* One SECURITY line per socket, not per packet: a stranger's stream would
+ * flood the log. */
+static void warn_foreign(const struct relay_ep *ep, const struct relay_sock *in,
+                         const struct sockaddr_storage *src)
+{
+    char host[INET6_ADDRSTRLEN] = "?", text[INET6_ADDRSTRLEN + 8];
+    uint8_t ip[16];
+    int n = ip_bytes(src, ip);
+    if (n)
+        inet_ntop(n == 4 ? AF_INET : AF_INET6, ip, host, sizeof host);
+    unsigned port = ntohs(src->ss_family == AF_INET ? ((const struct sockaddr_in *)src)->sin_port
+                                                    : ((const struct sockaddr_in6 *)src)->sin6_port);
+    snprintf(text, sizeof text, "%s:%u", host, port);
+    log_security("foreign-rtp", text, ep->tag,
+                 "relay port %u: %s from outside the leg's SDP/SIP addresses and media_sources "
+                 "dropped (logged once per port)",
+                 ep->port[in->stream] + in->rtcp, in->rtcp ? "RTCP" : "RTP");
+}
+
 /* Symmetric RTP without bleed (SPEC section 9): latch only onto an address
  * the leg's SDP, its SIP or its trunk's media_sources vouch for. The
  * latched host may move to another port at once (NAT rebinding); another
@@ -396,15 +415,7 @@ static bool source_accept(struct relay *r, struct relay_ep *ep, const struct rel
         atomic_fetch_add(&r->dropped[RELAY_DROP_FOREIGN], 1);
         if (!me->warned) {
             me->warned = true;
-            char host[INET6_ADDRSTRLEN + 8] = "?";
-            uint8_t ip[16];
-            int n = ip_bytes(src, ip);
-            if (n)
-                inet_ntop(n == 4 ? AF_INET : AF_INET6, ip, host, sizeof host);
-            log_security("foreign-rtp", host, ep->tag,
-                         "relay port %u: %s from an address outside the leg's SDP, SIP and "
-                         "media_sources dropped (logged once per port)",
-                         ep->port[in->stream] + in->rtcp, in->rtcp ? "RTCP" : "RTP");
+            warn_foreign(ep, in, src);
         }
         return false;
     }

@@ -120,6 +120,9 @@ def test_stranger_first_is_never_latched(t):
               "the caller-side relay port took %d packets for 50 sent by the caller: the "
               "stranger's went in" % media["caller"]["rxPackets"])
         check(d.metric(FOREIGN) == 5, "%s = %s" % (FOREIGN, d.metric(FOREIGN)))
+        # one line for the port, not one per packet
+        d.wait_log(r"SECURITY foreign-rtp src=127\.0\.0\.9:\d+ \[%s\]" % sid)
+        check(d.log_text().count("SECURITY foreign-rtp") == 1, "foreign-rtp logged more than once")
     finally:
         stranger.close()
     end(call, room, d)
