@@ -155,6 +155,32 @@ def test_transfer_target_carries_call_max_forwards(t):
     d.check_clean_exit()
 
 
+@case
+def test_refer_driven_target_carries_call_max_forwards(t):
+    """A room's REFER becomes a target leg with the call's hop count."""
+    target = RawPeer()
+    room = t.sipp("room_refer.xml", duration=300, keys={"referto": target.uri_for("target")})
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)})
+    room.start()
+    d.start()
+    call = RawCall(d, max_forwards=12)
+    try:
+        check(call.invite() == 200, "call to room-a")
+        data, hdrs, src = target.wait_invite()
+        got = max_forwards(hdrs)
+        target.answer(data, src, 486, "Busy Here")
+        check(got == 11, "caller sent Max-Forwards 12, the REFER target leg carried %d" % got)
+        wait_for(lambda: d.metric('sipxfer_transfers_total{mode="sipCallTransfer",'
+                                  'outcome="failed"}') == 1, 10, "transfer failed")
+        check(call.bye() == 200, "BYE")
+    finally:
+        call.close()
+        target.close()
+    room.check_ok(20)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
 KAMAILIO_CFG = """#!KAMAILIO
 # A proxy that sends every INVITE straight back to sipxferd: a call loop.
 debug=1
