@@ -3,7 +3,9 @@ carries the caller's Max-Forwards minus one (RFC 7332), and an INVITE that
 arrives with Max-Forwards 0 is answered 483 before any leg exists."""
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -212,6 +214,20 @@ def kamailio_modules():
     return None
 
 
+def stop_group(p):
+    """SIGTERM to a process group (Kamailio stops its children itself), then
+    SIGKILL for whatever is left."""
+    try:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(5)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 @case
 def test_loop_through_kamailio_ends_in_483(t):
     """A room that is a proxy forwarding back to us: the call loops until
@@ -231,18 +247,24 @@ def test_loop_through_kamailio_ends_in_483(t):
         f.write(KAMAILIO_CFG % {"kport": kport, "sport": d.sip_port, "mpath": mpath})
     rundir = t.path("kamailio-run")
     os.makedirs(rundir, exist_ok=True)
-    t.popen([binary, "-f", cfg, "-DD", "-E", "-m", "16", "-M", "8", "-Y", rundir,
-             "-P", os.path.join(rundir, "kamailio.pid")], "kamailio")
-    d.start()
-    wait_bound(kport)
-    sent = 20
-    call = RawCall(d, user="loop", max_forwards=sent)
+    # Kamailio forks helpers even in the foreground: its own process group,
+    # so all of it goes when the test ends, pass or fail
+    kam = t.popen([binary, "-f", cfg, "-DD", "-E", "-m", "16", "-M", "8", "-Y", rundir,
+                   "-P", os.path.join(rundir, "kamailio.pid")], "kamailio",
+                  start_new_session=True)
     try:
-        st = call.invite(timeout=20)
-        check(st == 483, "looped call ended with %s, not 483 Too Many Hops" % st)
+        d.start()
+        wait_bound(kport)
+        sent = 20
+        call = RawCall(d, user="loop", max_forwards=sent)
+        try:
+            st = call.invite(timeout=20)
+            check(st == 483, "looped call ended with %s, not 483 Too Many Hops" % st)
+        finally:
+            call.close()
+        d.wait_idle()
     finally:
-        call.close()
-    d.wait_idle()
+        stop_group(kam)
     m = d.metrics()
     calls = m.get("sipxfer_calls_total", 0)
     # sipxferd and Kamailio each take one hop per pass: 20, 18, ..., 2
