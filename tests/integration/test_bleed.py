@@ -256,3 +256,60 @@ def test_carrier_media_from_media_sources(t):
     finally:
         stranger.close()
     end(call, room, d)
+
+
+NOT_LATCHED = 'sipxfer_relay_dropped_total{reason="not-latched"}'
+SDP_SIDE_SSRC = 0x5d95d950
+
+
+def rtp_packet(seq, ssrc):
+    return bytes([0x80, 0]) + (seq & 0xffff).to_bytes(2, "big") + \
+        (seq * 160).to_bytes(4, "big") + ssrc.to_bytes(4, "big") + b"\xff" * 160
+
+
+@case
+def test_latch_follows_port_at_once_other_allowed_ip_after_quiet(t):
+    """The latched IP may change port at once (NAT rebinding). Another
+    allowed IP (here the SDP address of a NATed caller) is held off while
+    the latched source is live and takes over only after 1 s of quiet."""
+    d, room = room_daemon(t, echo=True)
+    call = RawCall(d, sdp_host="127.0.0.5")
+    sdp_side = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sdp_side.bind(("127.0.0.5", 0))
+    try:
+        check(call.invite() == 200, "INVITE")
+        check(echoed(call, 10) >= 9, "no echo from the first port")
+        # the NAT gives the caller a new port: its echo follows at once
+        call.rtp.close()
+        call.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        call.rtp.bind((HOST, 0))
+        check(echoed(call, 10) >= 9, "the echo did not follow the caller's new port")
+        # interleaved with the live caller: every SDP-address packet held off
+        for i in range(10):
+            call.rtp.sendto(rtp_packet(100 + i, CALLER_SSRC), call.remote_media)
+            sdp_side.sendto(rtp_packet(200 + i, SDP_SIDE_SSRC), call.remote_media)
+            time.sleep(0.002)  # pacing, not synchronisation
+        wait_for(lambda: d.metric(NOT_LATCHED) == 10, 10, "10 not-latched drops")
+        got = ssrcs_received(call, 5, 10)
+        check(got and all(s == CALLER_SSRC for s in got), "the caller's echo: %s" %
+              sorted({hex(s) for s in got}))
+        # the quiet period (1 s in relay.c) is the condition under test
+        time.sleep(1.5)
+        for i in range(10):
+            sdp_side.sendto(rtp_packet(300 + i, SDP_SIDE_SSRC), call.remote_media)
+            time.sleep(0.002)
+        n = 0
+        deadline = time.time() + 5
+        while n < 10 and time.time() < deadline:
+            sdp_side.settimeout(max(0.01, deadline - time.time()))
+            try:
+                data, _ = sdp_side.recvfrom(2048)
+            except (socket.timeout, OSError):
+                break
+            n += int.from_bytes(data[8:12], "big") == SDP_SIDE_SSRC
+        check(n >= 9, "after the quiet period the SDP address got %d of 10 echoed" % n)
+        check(d.metric(NOT_LATCHED) == 10 and d.metric(FOREIGN) == 0,
+              "drops: not-latched %s foreign %s" % (d.metric(NOT_LATCHED), d.metric(FOREIGN)))
+    finally:
+        sdp_side.close()
+    end(call, room, d)
