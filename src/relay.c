@@ -390,8 +390,9 @@ static void warn_foreign(const struct relay_ep *ep, const struct relay_sock *in,
     int n = ip_bytes(src, ip);
     if (n)
         inet_ntop(n == 4 ? AF_INET : AF_INET6, ip, host, sizeof host);
-    unsigned port = ntohs(src->ss_family == AF_INET ? ((const struct sockaddr_in *)src)->sin_port
-                                                    : ((const struct sockaddr_in6 *)src)->sin6_port);
+    in_port_t raw = src->ss_family == AF_INET ? ((const struct sockaddr_in *)src)->sin_port
+                                              : ((const struct sockaddr_in6 *)src)->sin6_port;
+    unsigned port = ntohs(raw);
     snprintf(text, sizeof text, "%s:%u", host, port);
     log_security("foreign-rtp", text, ep->tag,
                  "relay port %u: %s from outside the leg's SDP/SIP addresses and media_sources "

@@ -263,7 +263,8 @@ START_TEST(test_trunk_for_uri)
 {
     struct config *cfg = router_cfg();
     /* the gateway is sip:192.0.2.10:5090: host and port must both match */
-    const struct trunk_cfg *t = router_trunk_for_uri(cfg, "sip:+15550100@192.0.2.10:5090;user=phone");
+    const struct trunk_cfg *t =
+        router_trunk_for_uri(cfg, "sip:+15550100@192.0.2.10:5090;user=phone");
     ck_assert_ptr_nonnull(t);
     ck_assert_str_eq(t->name, "carrier");
     ck_assert_ptr_null(router_trunk_for_uri(cfg, "sip:+15550100@192.0.2.10"));
