@@ -306,8 +306,8 @@ static void run_command(struct relay_worker *w, struct cmd *c)
         p[0].sdp_len = p[1].sdp_len = c->len;
         p[0].latched_len = p[1].latched_len = 0;
         if (c->len) {
-            p[0].sdp_ip = c->rtp;
-            p[1].sdp_ip = c->rtcp;
+            /* the host is what counts: RTCP's is the RTP address's */
+            p[0].sdp_ip = p[1].sdp_ip = c->rtp;
             p[0].sdp_ip_len = p[1].sdp_ip_len = c->len;
         }
         break;
