@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "log.h"
@@ -53,6 +54,11 @@ struct leg {
     bool detached;     /* replaced by a transfer: ending on its own */
     struct leg *znext; /* call's list of detached legs */
     struct dtmf *dtmf; /* digits being dialled into this leg, owned */
+    /* Who may send this leg's media besides its SDP address (SPEC 9),
+     * kept for an endpoint made later (offerless calls). */
+    struct sockaddr_storage sip_src; /* its SIP's last source; family 0: none */
+    struct cidr *media_nets;         /* its trunk's media_sources, owned */
+    size_t nmedia_nets;
 };
 
 struct call {
@@ -74,6 +80,7 @@ struct call {
     time_t started;
     bool offerless;  /* initial INVITE had no SDP: answer comes in caller's ACK */
     bool ended;      /* both legs asked to hang up */
+    unsigned max_forwards; /* on every leg made for the call: the caller's minus one */
 
     struct call *next, *prev; /* all calls, for iteration */
     struct call *hnext;       /* hash chain by id */

@@ -18,6 +18,8 @@ struct trunk_cfg {
     struct cidr *sources;
     size_t nsources;
     char *gateway; /* SIP URI, may be NULL */
+    struct cidr *media_sources; /* where its RTP may come from besides SDP/SIP */
+    size_t nmedia_sources;
 };
 
 struct room_cfg {

@@ -229,6 +229,17 @@ static char *collect_x_headers(const sip_t *sip)
     return text;
 }
 
+/* The hop count an INVITE arrived with; 70 (RFC 3261 8.1.1.6) when it has
+ * none. More than 70 is taken as 70, as a proxy's maxfwd limit would: a
+ * loop through us is bounded by the usual value, not by what a peer sent. */
+static unsigned incoming_max_forwards(const sip_t *sip)
+{
+    if (!sip->sip_max_forwards)
+        return 70;
+    unsigned long n = sip->sip_max_forwards->mf_count;
+    return n > 70 ? 70 : (unsigned)n;
+}
+
 static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const sip_t *sip)
 {
     struct app *app = b->app;
@@ -255,7 +266,8 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     }
     /* Source check first, before any lookup: the answer must not tell a
      * scanner whether a number or room exists. */
-    if (!router_trunk_for(cfg, (struct sockaddr *)&sa)) {
+    const struct trunk_cfg *trunk = router_trunk_for(cfg, (struct sockaddr *)&sa);
+    if (!trunk) {
         log_security("untrusted-source", src, NULL, "INVITE refused 403 (Call-ID %.80s)", callid);
         refuse(b, nh, 403, "Forbidden", REJ_FORBIDDEN, NULL, NULL);
         return;
@@ -264,6 +276,14 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     if (!sip_guard_dialog_ok(sip, true, why, sizeof why)) {
         log_security("bad-contact", src, NULL, "INVITE refused 400: %s (Call-ID %.80s)", why, callid);
         refuse(b, nh, 400, "Bad Contact", REJ_BAD, NULL, NULL);
+        return;
+    }
+    unsigned hops = incoming_max_forwards(sip);
+    if (hops == 0) {
+        /* RFC 3261 16.3: a request that arrives with Max-Forwards 0 goes no
+         * further. A loop through a proxy ends here, not at max_calls. */
+        log_warn("INVITE from %s refused 483: Max-Forwards 0 (Call-ID %.80s)", src, callid);
+        refuse(b, nh, 483, "Too Many Hops", REJ_TOO_MANY_HOPS, NULL, NULL);
         return;
     }
     if (call_count() >= (size_t)cfg->max_calls) {
@@ -307,6 +327,9 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     c->room = leg_new(c, LEG_ROOM);
     c->caller->nh = nh;
     c->caller->state = LEG_EARLY;
+    c->max_forwards = hops - 1;
+    leg_media_from_sip(c->caller, (struct sockaddr *)&sa);
+    leg_media_from_trunk(c->caller, trunk);
     nua_handle_bind(nh, c->caller);
     b->counters.calls_total++;
 
@@ -385,7 +408,10 @@ void b2bua_dial_room(struct b2bua *b, struct call *c, const char *room_name, con
         return;
     }
     c->room->state = LEG_EARLY;
-    nua_invite(c->room->nh, SIPTAG_HEADER_STR(sid_header),
+    leg_media_from_trunk(c->room, router_trunk_for_uri(b->app->cfg, room_uri));
+    char hops[16];
+    snprintf(hops, sizeof hops, "%u", c->max_forwards);
+    nua_invite(c->room->nh, SIPTAG_HEADER_STR(sid_header), SIPTAG_MAX_FORWARDS_STR(hops),
                TAG_IF(body, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
                TAG_IF(body, SIPTAG_PAYLOAD_STR(body)), TAG_END());
 }
@@ -694,6 +720,18 @@ static void update_in(struct b2bua *b, nua_t *nua, struct leg *leg, const sip_t 
 
 /* ---- dispatch ---------------------------------------------------------- */
 
+/* A room's or target's media may come from where its SIP answers came from
+ * (SPEC section 9), as well as from its SDP address. */
+static void note_response_source(nua_t *nua, struct leg *leg)
+{
+    if (leg->role == LEG_CALLER)
+        return;
+    char src[80];
+    struct sockaddr_storage sa;
+    source_text(nua, src, sizeof src, &sa);
+    leg_media_from_sip(leg, (struct sockaddr *)&sa);
+}
+
 static void leg_callstate(struct b2bua *b, struct leg *leg, tagi_t tags[])
 {
     int cs = -1;
@@ -729,6 +767,8 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
     case nua_r_invite:
         if (!leg)
             return;
+        if (status > 100 && status < 300)
+            note_response_source(nua, leg);
         if (leg->reinvite_out && leg->xfer_reinvite) {
             transfer_caller_reinvite_response(app, leg, status, phrase, sip);
         } else if (leg->reinvite_out) {

@@ -64,6 +64,7 @@ void leg_free(struct leg *leg)
     free(leg->sdp_out);
     free(leg->sdp_in);
     free(leg->uri);
+    free(leg->media_nets);
     free(leg);
 }
 

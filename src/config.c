@@ -225,13 +225,36 @@ static const char *const top_keys[] = {"node", "drain_timeout", "sip", "api", "m
 static const char *const sip_keys[] = {"listen", "max_calls", "rate_limit", NULL};
 static const char *const api_keys[] = {"listen", "tokens", NULL};
 static const char *const media_keys[] = {"mode", "address", "port_min", "port_max", NULL};
-static const char *const trunk_keys[] = {"name", "sources", "gateway", NULL};
+static const char *const trunk_keys[] = {"name", "sources", "gateway", "media_sources", NULL};
 static const char *const rooms_keys[] = {"domain", "list", "resolver", NULL};
 static const char *const room_keys[] = {"name", "uri", NULL};
 static const char *const route_keys[] = {"user", "room", NULL};
 static const char *const webhook_keys[] = {"url", "secret", NULL};
 static const char *const transfer_keys[] = {"ring_timeout", "notify_timeout", "allow",
                                             "refer_fallback", NULL};
+
+/* trunks[i].<name>: an optional list of "address[/prefix]" strings. */
+static int get_cidr_list(struct ctx *c, const config_setting_t *t, int i, const char *name,
+                         struct cidr **out, size_t *count)
+{
+    char **v;
+    size_t n;
+    *out = NULL;
+    *count = 0;
+    if (get_string_array(c, t, name, &v, &n) < 0)
+        return -1;
+    int rc = 0;
+    *out = calloc(n + 1, sizeof **out);
+    for (size_t j = 0; j < n && rc == 0; j++) {
+        if (cidr_parse(v[j], &(*out)[j]))
+            (*count)++;
+        else
+            rc = fail(c, member(t, name), "'trunks[%d].%s' has a bad address/prefix \"%s\"", i,
+                      name, v[j]);
+    }
+    free_strv(v, n);
+    return rc;
+}
 
 static int load_trunks(struct ctx *c, const config_setting_t *root, struct config *cfg)
 {
@@ -273,6 +296,8 @@ static int load_trunks(struct ctx *c, const config_setting_t *root, struct confi
         for (size_t k = 0; k < nsrc; k++)
             free(src[k]);
         free(src);
+        if (get_cidr_list(c, t, i, "media_sources", &tr->media_sources, &tr->nmedia_sources) < 0)
+            return -1;
         for (int j = 0; j < i; j++)
             if (strcmp(cfg->trunks[j].name, tr->name) == 0)
                 return fail(c, t, "duplicate trunk name \"%s\"", tr->name);
@@ -508,6 +533,7 @@ void config_free(struct config *cfg)
         free(cfg->trunks[i].name);
         free(cfg->trunks[i].sources);
         free(cfg->trunks[i].gateway);
+        free(cfg->trunks[i].media_sources);
     }
     free(cfg->trunks);
     free(cfg->rooms_domain);

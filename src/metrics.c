@@ -64,6 +64,7 @@ char *metrics_render(struct app *app)
         [REJ_MAX_CALLS] = "max_calls", [REJ_DRAIN] = "draining",
         [REJ_BAD] = "bad_request",     [REJ_NO_PORTS] = "no_ports",
         [REJ_RATE] = "rate_limit",     [REJ_SDP_LIMIT] = "sdp_limit",
+        [REJ_TOO_MANY_HOPS] = "too_many_hops",
     };
     put(&b, "# HELP sipxfer_calls_rejected_total INVITEs refused before a call was made.\n"
             "# TYPE sipxfer_calls_rejected_total counter\n");
@@ -92,7 +93,18 @@ char *metrics_render(struct app *app)
     metric(&b, "sipxfer_relay_packets_forwarded_total", "counter", "RTP/RTCP packets forwarded.",
            rs.packets_forwarded);
     metric(&b, "sipxfer_relay_packets_dropped_total", "counter",
-           "Packets dropped (no peer yet, foreign source, send error).", rs.packets_dropped);
+           "Packets dropped, all reasons (see sipxfer_relay_dropped_total).", rs.packets_dropped);
+    static const char *const drops[RELAY_DROP_COUNT] = {
+        [RELAY_DROP_NO_PEER] = "no-peer",
+        [RELAY_DROP_SEND_FAILED] = "send-failed",
+        [RELAY_DROP_FOREIGN] = "foreign-source",
+        [RELAY_DROP_NOT_LATCHED] = "not-latched",
+    };
+    put(&b, "# HELP sipxfer_relay_dropped_total Packets dropped by the relay, by reason.\n"
+            "# TYPE sipxfer_relay_dropped_total counter\n");
+    for (int i = 0; i < RELAY_DROP_COUNT; i++)
+        put(&b, "sipxfer_relay_dropped_total{reason=\"%s\"} %llu\n", drops[i],
+            (unsigned long long)rs.dropped[i]);
     metric(&b, "sipxfer_relay_bytes_forwarded_total", "counter", "Bytes forwarded.",
            rs.bytes_forwarded);
     struct events_stats es = {0};

@@ -302,10 +302,15 @@ int transfer_begin_call(struct app *app, struct transfer *x, const char **kind, 
     tl->state = LEG_EARLY;
     c->target = tl;
     x->mode = XFER_CALL;
+    leg_media_from_trunk(tl, router_trunk_for_uri(app->cfg, t->uri));
+    /* the call's hop count, whoever asked for the transfer (RFC 7332) */
+    char hops[16];
+    snprintf(hops, sizeof hops, "%u", c->max_forwards);
 
     call_log(c, LOG_INFO, "transfer %s: INVITE %s (%s)", x->id, t->uri,
              t->kind == TARGET_ROOM ? "room" : t->kind == TARGET_PSTN ? "PSTN" : "SIP");
-    nua_invite(tl->nh, SIPTAG_HEADER_STR(headers), SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+    nua_invite(tl->nh, SIPTAG_HEADER_STR(headers), SIPTAG_MAX_FORWARDS_STR(hops),
+               SIPTAG_CONTENT_TYPE_STR("application/sdp"),
                SIPTAG_PAYLOAD_STR(offer), TAG_END());
     transfer_emit(app, x, "calltransfer.initiated");
     transfer_arm_timer(app, x, app->cfg->transfer.ring_timeout);

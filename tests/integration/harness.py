@@ -480,14 +480,15 @@ def _rand(n=10):
 
 def build_request(method, ruri, to_host, body=b"", ctype=None, local=("127.0.0.1", 5999),
                   extra="", transport="UDP", call_id=None, from_tag=None, cseq=1,
-                  contact=None, to_tag=None, from_user="tester", to_user=None):
+                  contact=None, to_tag=None, from_user="tester", to_user=None,
+                  max_forwards=70):
     call_id = call_id or _rand(16) + "@test"
     from_tag = from_tag or _rand(8)
     hdr = [
         "%s %s SIP/2.0" % (method, ruri),
         "Via: SIP/2.0/%s %s:%d;branch=z9hG4bK%s;rport" % (transport, local[0], local[1],
                                                          _rand(12)),
-        "Max-Forwards: 70",
+        "Max-Forwards: %d" % max_forwards,
         "From: <sip:%s@%s:%d>;tag=%s" % (from_user, local[0], local[1], from_tag),
         "To: <sip:%s%s>%s" % ((to_user + "@") if to_user else "", to_host,
                                (";tag=" + to_tag) if to_tag else ""),
@@ -616,8 +617,11 @@ class RawCall:
     an SDP offer, ACK the 2xx, exchange RTP, BYE. Answers in-dialog
     requests (re-INVITE, BYE) with 200."""
 
-    def __init__(self, daemon, user="room-a", contact=None, extra="", rtp=True, rtcp=False):
+    def __init__(self, daemon, user="room-a", contact=None, extra="", rtp=True, rtcp=False,
+                 max_forwards=70, sdp_host=HOST):
         self.d = daemon
+        self.max_forwards = max_forwards
+        self.sdp_host = sdp_host  # the c= address announced (NAT tests: not where RTP comes from)
         self.s = SipSocket("udp")
         self.rtp = self.rtcp = None
         if rtp:
@@ -645,14 +649,16 @@ class RawCall:
         port = self.rtp.getsockname()[1] if self.rtp else 9
         return ("v=0\r\no=raw 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"
                 "m=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
-                "a=rtpmap:101 telephone-event/8000\r\n" % (HOST, HOST, port)).encode()
+                "a=rtpmap:101 telephone-event/8000\r\n" % (self.sdp_host, self.sdp_host,
+                                                             port)).encode()
 
     def invite(self, timeout=10, ack=True):
         ruri = "sip:%s@%s" % (self.user, self.d.uri_host)
         msg = build_request("INVITE", ruri, self.d.uri_host, body=self.sdp(),
                             ctype="application/sdp", local=self.s.local, call_id=self.call_id,
                             from_tag=self.tag, contact=self.contact, to_user=self.user,
-                            from_user="+15551230000", extra=self.extra)
+                            from_user="+15551230000", extra=self.extra,
+                            max_forwards=self.max_forwards)
         self.s.send(msg, self.route_target)
         deadline = time.time() + timeout
         while time.time() < deadline:

@@ -276,6 +276,41 @@ START_TEST(test_bad_trunk_cidr)
 }
 END_TEST
 
+START_TEST(test_trunk_media_sources)
+{
+    char err[512];
+    struct config *cfg = unit_load_config(
+        "trunks = (\n"
+        "  { name = \"c\"; sources = [ \"10.0.0.0/8\" ];\n"
+        "    media_sources = [ \"203.0.113.0/24\", \"2001:db8::7\" ]; },\n"
+        "  { name = \"d\"; sources = [ \"10.0.0.0/8\" ]; }\n"
+        ");\n",
+        err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_uint_eq(cfg->trunks[0].nmedia_sources, 2);
+    ck_assert_int_eq(cfg->trunks[0].media_sources[0].prefix, 24);
+    ck_assert_uint_eq(cfg->trunks[0].media_sources[0].addr[0], 203);
+    ck_assert_int_eq(cfg->trunks[0].media_sources[1].prefix, 128);
+    /* optional: none means SDP and SIP addresses only */
+    ck_assert_uint_eq(cfg->trunks[1].nmedia_sources, 0);
+    config_free(cfg);
+
+    expect_error("trunks = (\n"
+                 "  { name = \"t\"; sources = [ \"10.0.0.0/8\" ];\n"
+                 "    media_sources = [ \"203.0.113.0/24\", \"203.0.113.0/40\" ]; }\n"
+                 ");\n",
+                 3, "trunks[0].media_sources", "203.0.113.0/40");
+    expect_error("trunks = (\n"
+                 "  { name = \"t\"; sources = [ \"10.0.0.0/8\" ]; media_sources = \"x\"; }\n"
+                 ");\n",
+                 2, "media_sources", "list of strings");
+    expect_error("trunks = (\n"
+                 "  { name = \"t\"; sources = [ \"10.0.0.0/8\" ]; media_sources = [ 7 ]; }\n"
+                 ");\n",
+                 2, "media_sources", "list of strings");
+}
+END_TEST
+
 START_TEST(test_negative_max_calls)
 {
     expect_error("sip = {\n"
@@ -388,6 +423,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_bad_media_mode);
     tcase_add_test(tc, test_port_range);
     tcase_add_test(tc, test_bad_trunk_cidr);
+    tcase_add_test(tc, test_trunk_media_sources);
     tcase_add_test(tc, test_negative_max_calls);
     tcase_add_test(tc, test_wrong_types);
     tcase_add_test(tc, test_bad_values);
