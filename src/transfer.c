@@ -261,6 +261,7 @@ int transfer_begin_call(struct app *app, struct transfer *x, const char **kind, 
         return 409;
     }
     struct leg *tl = leg_new(c, LEG_TARGET);
+    tl->far = t->kind == TARGET_ROOM ? FAR_ROOM : t->kind == TARGET_PSTN ? FAR_PSTN : FAR_SIP;
     tl->uri = strdup(t->uri);
     char err[160];
     int nstreams = c->caller->ep ? relay_ep_nstreams(c->caller->ep) : 1;
