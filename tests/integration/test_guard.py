@@ -73,7 +73,7 @@ def check_untouched(log, what):
     check(not sent, "%s: sipxferd sent %s to the unusable dialog" % (what, sent))
 
 
-def bad_reinvite_2xx(call, what):
+def bad_reinvite_2xx(d, call, what):
     """Answer the next re-INVITE to the trunk 200 with BAD as Contact; returns
     the trunk's log of requests (to check nothing more comes)."""
     log = []
@@ -81,6 +81,9 @@ def bad_reinvite_2xx(call, what):
     check(data is not None, "%s: no re-INVITE to the trunk (saw %s)" % (what, log))
     respond(call.s, data, call.route_target, BAD, call.sdp())
     log.clear()
+    # taken after the 2xx (one socket, read in order): no answer means the
+    # daemon died handling it
+    check(d.options() == 200, "%s: daemon gone after the bad 2xx" % what)
     return log
 
 
@@ -105,7 +108,7 @@ def test_bad_contact_in_2xx_to_forwarded_reinvite(t):
     call = RawCall(d, rtp=False)
     try:
         check(call.invite() == 200, "call")
-        log = bad_reinvite_2xx(call, "hold")
+        log = bad_reinvite_2xx(d, call, "hold")
         room.check_ok(20, "room must get 500 to its hold and then BYE")
         d.wait_log(r"SECURITY bad-contact src=- \[[^]]+\] re-INVITE 2xx from the caller leg "
                    r"refused: unusable Contact URI; leg quarantined")
@@ -130,7 +133,7 @@ def test_bad_contact_in_2xx_to_transfer_reinvite(t):
         sid = d.wait_session()[0]
         st, obj = transfer(d, "room-a", sid, ROOM_B)
         check(st == 200, "transfer %s %s" % (st, obj))
-        log = bad_reinvite_2xx(call, "transfer")
+        log = bad_reinvite_2xx(d, call, "transfer")
         rooms["room-a"].check_ok(20, "old room must get BYE")
         rooms["room-b"].check_ok(20, "the answered target must get BYE")
         w.wait_type("calltransfer.failed")
@@ -172,7 +175,9 @@ def test_bad_contact_in_dialog_requests_leaves_target(t):
         check(session(d, sid)["state"] == "connected", "call dropped")
         code, _ = d.api("DELETE", "/v1/sessions/%s" % sid)
         check(code == 200, "DELETE %s" % code)
-        check(call.serve_until("BYE", 10), "BYE must reach the trunk at its good Contact")
+        got = call.serve_until("BYE", 10)
+        check(d.options() == 200, "daemon gone after sending the BYE")
+        check(got, "BYE must reach the trunk at its good Contact")
     finally:
         call.close()
     rooms["room-a"].check_ok(20)
@@ -207,14 +212,14 @@ def test_bad_contact_mid_call_survives_40s(t):
         check(c3.invite() == 200, "refresh call")
         refreshed = time.time()
         check(c1.invite() == 200, "hold call")
-        log1 = bad_reinvite_2xx(c1, "hold")
+        log1 = bad_reinvite_2xx(d, c1, "hold")
         first = time.time()
         check(c2.invite() == 200, "transfer call")
-        d.wait_session(count=3)
-        sid2 = next(s["sessionId"] for s in d.sessions() if s.get("room") == "room-a")
+        sid2 = wait_for(lambda: next((s["sessionId"] for s in d.sessions()
+                                      if s.get("room") == "room-a"), None), 10, "room-a session")
         st, obj = transfer(d, "room-a", sid2, "sip:room-b@rooms.sipxfer.test")
         check(st == 200, "transfer %s %s" % (st, obj))
-        log2 = bad_reinvite_2xx(c2, "transfer")
+        log2 = bad_reinvite_2xx(d, c2, "transfer")
         hold.check_ok(20, "hold room: 500 then BYE")
         xa.check_ok(20, "old room: BYE")
         xb.check_ok(20, "target: BYE")
