@@ -422,6 +422,13 @@ void transfer_target_response(struct app *app, struct leg *tl, int status, const
     char why[80];
 
     if (status < 200) {
+        if (sip && sip->sip_to && sip->sip_to->a_tag && x && transfer_active(c) &&
+            c->target == tl && !sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+            /* an early dialog: CANCEL needs no target, nothing else goes to it */
+            log_security("bad-contact", "-", c->id, "transfer target %d refused: %s", status, why);
+            transfer_fail(app, x, 502, "target answered with an unusable Contact");
+            return;
+        }
         if (status > 100 && x && c->target == tl)
             refer_notify(x, status, phrase, false);
         return;

@@ -257,7 +257,7 @@ class RawTarget:
         self.cseq = 0
         self.seen = []
 
-    def answer(self, timeout=15):
+    def answer(self, timeout=15, status="200 OK", contact=None):
         deadline = time.time() + timeout
         while time.time() < deadline:
             data = self.s.recv(max(0.01, deadline - time.time()))
@@ -269,8 +269,9 @@ class RawTarget:
                 self.sdp = ("v=0\r\no=gw 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"
                             "m=audio 9 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
                             "a=rtpmap:101 telephone-event/8000\r\n" % (HOST, HOST)).encode()
-                respond(self.s, data, self._src(data), "<sip:gw@%s:%d>" % self.s.local,
-                        self.sdp, to_tag=self.tag)
+                respond(self.s, data, self._src(data), contact or "<sip:gw@%s:%d>" % self.s.local,
+                        self.sdp if status.startswith("2") else b"", to_tag=self.tag,
+                        status=status)
                 return self._hdr(data, "via")
         raise TestFailure("target got no INVITE (saw %s)" % self.seen)
 
@@ -317,7 +318,9 @@ class RawTarget:
                 self.seen.append(_head(data)[0])
         return None
 
-    def wait_bye(self, timeout=15):
+    def wait_bye(self, timeout=15, method="BYE"):
+        """Answer requests until `method` came (200; a CANCEL also ends the
+        INVITE with 487); True if it did."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             data = self.s.recv(max(0.01, deadline - time.time()))
@@ -325,8 +328,13 @@ class RawTarget:
                 break
             if parse_response(data) is None:
                 self.seen.append(_head(data)[0])
+                if data.startswith(b"ACK "):
+                    continue
                 respond(self.s, data, self._src(data), None)
-                if data.startswith(b"BYE "):
+                if data.startswith(b"CANCEL "):
+                    respond(self.s, self.invite, self._src(data), None, to_tag=self.tag,
+                            status="487 Request Terminated")
+                if data.startswith(method.encode() + b" "):
                     return True
         return False
 
@@ -393,6 +401,34 @@ def _refer_from_former_target(t, target_kind):
         tgt.close()
         other.close()
         room_b.close()
+    d.check_clean_exit()
+
+
+@case
+def test_bad_contact_in_target_180_fails_transfer(t):
+    """A transfer target's 180 with a To-tag and an unusable Contact: the
+    transfer fails (502) with a CANCEL, the caller stays with the room."""
+    tgt = RawTarget()
+    d, rooms, w = setup(t, rooms=("room-a",))
+    call = RawCall(d, rtp=False)
+    try:
+        check(call.invite() == 200, "call")
+        sid = d.wait_session()[0]
+        st, obj = transfer(d, "room-a", sid, "sip:ext@%s:%d" % (HOST, tgt.port))
+        check(st == 200, "transfer %s %s" % (st, obj))
+        tgt.answer(status="180 Ringing", contact=BAD)
+        check(tgt.wait_bye(method="CANCEL"), "target must get CANCEL (saw %s)" % tgt.seen)
+        w.wait_type("calltransfer.failed")
+        ev = [e for e in events_for(w, sid) if e["type"] == "calltransfer.failed"][0]
+        check(ev["payload"].get("sip_status") == 502, "failed payload %s" % ev["payload"])
+        d.wait_log(r"SECURITY bad-contact src=- \[[^]]+\] transfer target 180 refused")
+        check(session(d, sid)["state"] == "connected", "the caller lost its room")
+        check(call.bye() == 200, "BYE")
+    finally:
+        call.close()
+        tgt.close()
+    rooms["room-a"].check_ok(20)
+    d.wait_idle()
     d.check_clean_exit()
 
 
