@@ -180,16 +180,20 @@ static void leg_gone(struct b2bua *b, struct leg *leg)
 
 /* A 2xx to a request we sent mid-call (re-INVITE, session refresh,
  * transfer re-INVITE, UPDATE) carried a Contact or Record-Route sofia
- * cannot send to. The call ends: the dialog is quarantined (never ACKed or
- * BYEd, see leg_quarantine), a re-INVITE the other leg is waiting on gets
- * 500, a transfer fails, and the rest of the call is hung up from our side
- * as if that leg had left. */
-static void leg_unusable(struct b2bua *b, struct leg *leg, const char *what, const char *why)
+ * cannot send to. The call ends: a re-INVITE the other leg is waiting on
+ * gets 500, a running transfer fails, every leg gets BYE. The parser
+ * (sip_guard_mclass) kept the bad URI out of the dialog, so this leg's 2xx
+ * is ACKed and its BYE goes to the target it had before. Only if the URI
+ * did reach nua (no guarded parser) is the dialog quarantined instead:
+ * never ACKed or BYEd (see leg_quarantine), the leg treated as gone. */
+static void leg_unusable(struct b2bua *b, struct leg *leg, const sip_t *sip, bool ack,
+                         const char *what, const char *why)
 {
     struct call *c = leg->call;
     struct leg *other = leg_peer(leg);
-    log_security("bad-contact", "-", c->id, "%s from the %s leg refused: %s; leg quarantined", what,
-                 leg_role_name(leg->role), why);
+    bool poisoned = sip_guard_reached_dialog(sip);
+    log_security("bad-contact", "-", c->id, "%s from the %s leg refused: %s; %s", what,
+                 leg_role_name(leg->role), why, poisoned ? "leg quarantined" : "call ended");
     if (leg->xfer_reinvite && transfer_active(c))
         transfer_fail(b->app, c->xfer, 502, "the caller answered with an unusable Contact");
     leg->reinvite_out = false;
@@ -200,8 +204,15 @@ static void leg_unusable(struct b2bua *b, struct leg *leg, const char *what, con
         other->reinvite_in = false;
         nua_respond(other->nh, 500, "Far End Sent Unusable Contact", TAG_END());
     }
-    leg_quarantine(leg);
-    leg_gone(b, leg);
+    if (poisoned) {
+        leg_quarantine(leg);
+        leg_gone(b, leg);
+        return;
+    }
+    if (ack)
+        nua_ack(leg->nh, TAG_END());
+    if (!leg->detached && !leg->hangup_sent)
+        call_hangup(c, 500, "Server Internal Error");
 }
 
 /* What the caller hears when the room fails with status. A B2BUA must not
@@ -730,7 +741,7 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
          * Contact is optional in a 2xx that only refreshes a dialog. */
         if (status >= 200 && status < 300 && leg->state != LEG_EARLY && leg->nh &&
             !sip_guard_dialog_ok(sip, false, why, sizeof why)) {
-            leg_unusable(b, leg, leg->reinvite_out ? "re-INVITE 2xx" : "2xx", why);
+            leg_unusable(b, leg, sip, true, leg->reinvite_out ? "re-INVITE 2xx" : "2xx", why);
             return;
         }
         if (leg->reinvite_out && leg->xfer_reinvite) {
@@ -842,7 +853,7 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
         /* only nua sends UPDATE (session refresh) */
         if (leg && leg->nh && status >= 200 && status < 300 &&
             !sip_guard_dialog_ok(sip, false, why, sizeof why))
-            leg_unusable(b, leg, "UPDATE 2xx", why);
+            leg_unusable(b, leg, sip, false, "UPDATE 2xx", why);
         return;
 
     case nua_r_bye:

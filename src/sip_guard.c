@@ -68,6 +68,19 @@ bool sip_guard_dialog_ok(const sip_t *sip, bool require_contact, char *why, size
     return true;
 }
 
+bool sip_guard_reached_dialog(const sip_t *sip)
+{
+    if (!sip)
+        return false;
+    for (const sip_contact_t *m = sip->sip_contact; m; m = m->m_next)
+        if (!sip_guard_uri_ok(m->m_url))
+            return true;
+    for (const sip_record_route_t *r = sip->sip_record_route; r; r = r->r_next)
+        if (!sip_guard_uri_ok(r->r_url))
+            return true;
+    return false;
+}
+
 /* ---- tolerant Via ------------------------------------------------------- */
 
 void sip_guard_via_tidy(char *s)

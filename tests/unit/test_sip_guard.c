@@ -153,6 +153,7 @@ static void refused(const char *text, const char *want_why)
     char why[80] = "";
     ck_assert(!sip_guard_dialog_ok(sip, false, why, sizeof why));
     ck_assert_str_eq(why, want_why);
+    ck_assert(!sip_guard_reached_dialog(sip));
     msg_destroy(msg);
 }
 
@@ -162,6 +163,7 @@ START_TEST(test_unusable_contact_never_reaches_the_dialog)
     msg_t *plain = msg_make(sip_default_mclass(), 0, bad_2xx, (isize_t)strlen(bad_2xx));
     ck_assert_ptr_nonnull(plain);
     ck_assert_ptr_nonnull(sip_object(plain)->sip_contact);
+    ck_assert(sip_guard_reached_dialog(sip_object(plain)));
     msg_destroy(plain);
 
     refused(bad_2xx, "unusable Contact URI");
