@@ -18,6 +18,11 @@
 
 enum leg_role { LEG_CALLER, LEG_ROOM, LEG_TARGET };
 
+/* Who is at the far end of a leg, fixed when the leg is created. A role
+ * changes (a transfer target becomes the call's room leg); this does not:
+ * only a room may ask us to move the caller (REFER). */
+enum leg_far { FAR_UNKNOWN, FAR_TRUNK, FAR_ROOM, FAR_PSTN, FAR_SIP };
+
 enum leg_state {
     LEG_IDLE,      /* created, nothing sent or received */
     LEG_EARLY,     /* INVITE under way (sent or received), no 2xx */
@@ -34,6 +39,7 @@ struct leg {
     struct call *call;
     nua_handle_t *nh;
     enum leg_role role;
+    enum leg_far far;
     enum leg_state state;
     struct relay_ep *ep;
 
@@ -101,6 +107,7 @@ void leg_free(struct leg *leg);
 bool call_is_over(const struct call *call);
 struct leg *leg_peer(const struct leg *leg);
 const char *leg_role_name(enum leg_role role);
+const char *leg_far_name(enum leg_far far);
 
 #define call_log(call, level, ...) log_msg(level, (call)->id, __VA_ARGS__)
 

@@ -182,6 +182,43 @@ static void leg_gone(struct b2bua *b, struct leg *leg)
         call_finish(b, c);
 }
 
+/* A 2xx to a request we sent mid-call (re-INVITE, session refresh,
+ * transfer re-INVITE, UPDATE) carried a Contact or Record-Route sofia
+ * cannot send to. The call ends: a re-INVITE the other leg is waiting on
+ * gets 500, a running transfer fails, every leg gets BYE. The parser
+ * (sip_guard_mclass) kept the bad URI out of the dialog, so this leg's 2xx
+ * is ACKed and its BYE goes to the target it had before. Only if the URI
+ * did reach nua (no guarded parser) is the dialog quarantined instead:
+ * never ACKed or BYEd (see leg_quarantine), the leg treated as gone. */
+static void leg_unusable(struct b2bua *b, struct leg *leg, const sip_t *sip, bool ack,
+                         const char *what, const char *why)
+{
+    struct call *c = leg->call;
+    struct leg *other = leg_peer(leg);
+    bool poisoned = sip_guard_reached_dialog(sip);
+    log_security("bad-contact", "-", c->id, "%s from the %s leg refused: %s; %s", what,
+                 leg_role_name(leg->role), why, poisoned ? "leg quarantined" : "call ended");
+    if (leg->xfer_reinvite && transfer_active(c))
+        transfer_fail(b->app, c->xfer, 502, "the caller answered with an unusable Contact");
+    leg->reinvite_out = false;
+    leg->xfer_reinvite = false;
+    if (other && other->nh && other->reinvite_in) {
+        /* not 502: mid-dialog that ends the dialog at once (RFC 5057),
+         * and nua then drops the BYE that follows */
+        other->reinvite_in = false;
+        nua_respond(other->nh, 500, "Far End Sent Unusable Contact", TAG_END());
+    }
+    if (poisoned) {
+        leg_quarantine(leg);
+        leg_gone(b, leg);
+        return;
+    }
+    if (ack)
+        nua_ack(leg->nh, TAG_END());
+    if (!leg->detached && !leg->hangup_sent)
+        call_hangup(c, 500, "Server Internal Error");
+}
+
 /* What the caller hears when the room fails with status. A B2BUA must not
  * hand its trunk a 503 (the trunk would stop sending us every call), a 3xx
  * (the room's Contact is internal) or an auth challenge (not ours). */
@@ -325,6 +362,8 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     struct call *c = call_new(cfg->node);
     c->caller = leg_new(c, LEG_CALLER);
     c->room = leg_new(c, LEG_ROOM);
+    c->caller->far = FAR_TRUNK;
+    c->room->far = FAR_ROOM; /* a configured room, or the one the resolver names */
     c->caller->nh = nh;
     c->caller->state = LEG_EARLY;
     c->max_forwards = hops - 1;
@@ -749,6 +788,7 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
                      tagi_t tags[])
 {
     struct b2bua *b = app->b2bua;
+    char why[80];
 
     if (leg_is_quarantine_sentinel(leg))
         return;
@@ -769,6 +809,13 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
             return;
         if (status > 100 && status < 300)
             note_response_source(nua, leg);
+        /* Set-up answers (EARLY) are checked where they are handled; the
+         * Contact is optional in a 2xx that only refreshes a dialog. */
+        if (status >= 200 && status < 300 && leg->state != LEG_EARLY && leg->nh &&
+            !sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+            leg_unusable(b, leg, sip, true, leg->reinvite_out ? "re-INVITE 2xx" : "2xx", why);
+            return;
+        }
         if (leg->reinvite_out && leg->xfer_reinvite) {
             transfer_caller_reinvite_response(app, leg, status, phrase, sip);
         } else if (leg->reinvite_out) {
@@ -819,16 +866,26 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
     case nua_i_refer:
         /* REFER is in appl_method: nua waits for our answer, so nothing is
          * accepted before the policy check. Only a room may ask. */
-        if (leg && leg->nh && leg == leg->call->room && !leg->detached &&
+        if (leg && leg->nh && leg == leg->call->room && leg->far == FAR_ROOM && !leg->detached &&
             leg->state == LEG_CONFIRMED) {
+            if (!sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+                log_security("bad-contact", "-", leg->call->id, "room REFER refused 400: %s", why);
+                nua_respond(nh, 400, "Bad Contact", NUTAG_WITH_THIS(nua), TAG_END());
+                return;
+            }
             refer_from_room(app, nua, leg, sip, tags);
         } else if (nh) {
             char src[80];
             struct sockaddr_storage sa;
             source_text(nua, src, sizeof src, &sa);
+            /* a transfer target stays what it was (a PSTN gateway, an
+             * outside URI) after commit() makes it the call's room leg */
             log_security("refer-refused", src, leg ? leg->call->id : NULL,
-                         "REFER on a %s leg refused 403", leg ? leg_role_name(leg->role) : "stray");
-            nua_respond(nh, 403, "Forbidden", NUTAG_WITH_THIS(nua), TAG_END());
+                         "REFER on a %s leg (far end: %s) refused 403",
+                         leg ? leg_role_name(leg->role) : "stray",
+                         leg ? leg_far_name(leg->far) : "none");
+            nua_respond(nh, 403, leg && leg->role == LEG_ROOM ? "Only Rooms May Transfer" : "Forbidden",
+                        NUTAG_WITH_THIS(nua), TAG_END());
             if (!leg)
                 nua_handle_destroy(nh);
         }
@@ -864,13 +921,19 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
             b->shutdown_done(app);
         return;
 
+    case nua_r_update:
+        /* only nua sends UPDATE (session refresh) */
+        if (leg && leg->nh && status >= 200 && status < 300 &&
+            !sip_guard_dialog_ok(sip, false, why, sizeof why))
+            leg_unusable(b, leg, sip, false, "UPDATE 2xx", why);
+        return;
+
     case nua_r_bye:
     case nua_r_cancel:
     case nua_r_ack:
     case nua_i_active:
     case nua_i_terminated:
     case nua_i_prack:
-    case nua_r_update:
     case nua_i_media_error:
         return;
 

@@ -162,3 +162,20 @@ const char *leg_role_name(enum leg_role role)
     }
     return "?";
 }
+
+const char *leg_far_name(enum leg_far far)
+{
+    switch (far) {
+    case FAR_TRUNK:
+        return "trunk";
+    case FAR_ROOM:
+        return "room";
+    case FAR_PSTN:
+        return "PSTN gateway";
+    case FAR_SIP:
+        return "external SIP";
+    case FAR_UNKNOWN:
+        break;
+    }
+    return "unknown";
+}

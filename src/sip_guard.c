@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sofia-sip/msg_mclass.h>
 #include <sofia-sip/sip_header.h>
@@ -37,6 +38,17 @@ bool sip_guard_dialog_ok(const sip_t *sip, bool require_contact, char *why, size
 {
     if (!sip)
         return false;
+    /* refused by the parser (sip_guard_mclass): the header is not there */
+    for (const sip_error_t *e = sip->sip_error; e; e = e->er_next) {
+        if (e->er_name && strcasecmp(e->er_name, "Contact") == 0) {
+            snprintf(why, whylen, "unusable Contact URI");
+            return false;
+        }
+        if (e->er_name && strcasecmp(e->er_name, "Record-Route") == 0) {
+            snprintf(why, whylen, "unusable Record-Route URI");
+            return false;
+        }
+    }
     if (require_contact && !sip->sip_contact) {
         snprintf(why, whylen, "no Contact");
         return false;
@@ -54,6 +66,19 @@ bool sip_guard_dialog_ok(const sip_t *sip, bool require_contact, char *why, size
         }
     }
     return true;
+}
+
+bool sip_guard_reached_dialog(const sip_t *sip)
+{
+    if (!sip)
+        return false;
+    for (const sip_contact_t *m = sip->sip_contact; m; m = m->m_next)
+        if (!sip_guard_uri_ok(m->m_url))
+            return true;
+    for (const sip_record_route_t *r = sip->sip_record_route; r; r = r->r_next)
+        if (!sip_guard_uri_ok(r->r_url))
+            return true;
+    return false;
 }
 
 /* ---- tolerant Via ------------------------------------------------------- */
@@ -113,49 +138,98 @@ static issize_t via_parse(su_home_t *home, msg_header_t *h, char *s, isize_t sle
     return sofia_via->hc_parse(home, h, s, (isize_t)strlen(s));
 }
 
+/* ---- Contact and Record-Route ------------------------------------------ */
+
+/* nua copies a request's or response's Contact into the dialog's remote
+ * target (and Record-Route into its route set) before the application sees
+ * the message, for every target-refresh request (re-INVITE, UPDATE, NOTIFY,
+ * REFER...) and every 2xx (and reliable 1xx) to one we send. So an unusable
+ * URI is refused while parsing: the header becomes an error header
+ * (sip_error, er_name "Contact"), the dialog keeps its last good target,
+ * and sip_guard_dialog_ok() reports it. */
+static msg_hclass_t *sofia_contact, *sofia_record_route;
+
+static issize_t contact_parse(su_home_t *home, msg_header_t *h, char *s, isize_t slen)
+{
+    issize_t n = sofia_contact->hc_parse(home, h, s, slen);
+    if (n < 0)
+        return n;
+    for (const sip_contact_t *m = (const sip_contact_t *)h; m; m = m->m_next)
+        if (!sip_guard_uri_ok(m->m_url))
+            return -1;
+    return n;
+}
+
+static issize_t record_route_parse(su_home_t *home, msg_header_t *h, char *s, isize_t slen)
+{
+    issize_t n = sofia_record_route->hc_parse(home, h, s, slen);
+    if (n < 0)
+        return n;
+    for (const sip_record_route_t *r = (const sip_record_route_t *)h; r; r = r->r_next)
+        if (!sip_guard_uri_ok(r->r_url))
+            return -1;
+    return n;
+}
+
+/* Put a copy of the header class `name` with its own parser into m, found
+ * first when parsing (by name and by compact form). Its flags are 0: a
+ * header refused here is not one nta answers 400 for (or drops a response
+ * for) by itself; sipxferd decides, and can say why. */
+static int override_header(msg_mclass_t *m, const char *name, char compact,
+                           struct msg_hclass_s *copy, msg_hclass_t **orig,
+                           issize_t (*parse)(su_home_t *, msg_header_t *, char *, isize_t))
+{
+    /* sofia's class as its own tables know it: the exported symbol (say
+     * sip_via_class) may be a copy in a non-PIE executable (copy relocation) */
+    msg_href_t const *href = msg_find_hclass(m, name, NULL);
+    if (!href || !href->hr_class)
+        return -1;
+    *orig = href->hr_class;
+    unsigned short offset = href->hr_offset;
+    int at = (int)(href - m->mc_hash);
+    *copy = **orig; /* same name, hash, printer and size: only parsing differs */
+    copy->hc_parse = parse;
+    /* the compact form (the clone has its own copy of the short-form
+     * table); set first, since inserting checks it */
+    if (compact && m->mc_short) {
+        msg_href_t *v = (msg_href_t *)&m->mc_short[compact - 'a'];
+        if (v->hr_class == *orig) {
+            v->hr_class = copy;
+            v->hr_flags = 0;
+        }
+    }
+    if (at < 0 || at >= m->mc_hash_size || msg_mclass_insert_header(m, copy, offset) < 0)
+        return -1;
+    /* Both classes stay in the table, so headers sofia builds with its own
+     * class (nta's Via on every request) are still found by class; the
+     * parser looks up by name and must meet ours first: swap the two. */
+    for (int j = 0; j < m->mc_hash_size; j++)
+        if (m->mc_hash[j].hr_class == copy) {
+            msg_href_t t = m->mc_hash[at];
+            m->mc_hash[at] = m->mc_hash[j];
+            m->mc_hash[j] = t;
+            break;
+        }
+    return 0;
+}
+
 msg_mclass_t const *sip_guard_mclass(void)
 {
     static msg_mclass_t *mc;
-    static struct msg_hclass_s via;
+    static struct msg_hclass_s via, contact, record_route;
     if (mc)
         return mc;
 
     msg_mclass_t *m = msg_mclass_clone(sip_default_mclass(), 0, 0);
     if (!m)
         return NULL;
-    /* sofia's Via class as its own tables know it: the exported symbol
-     * sip_via_class may be a copy in a non-PIE executable (copy relocation) */
-    msg_href_t const *href = msg_find_hclass(m, "Via", NULL);
-    if (!href || !href->hr_class) {
+    if (override_header(m, "Via", 'v', &via, &sofia_via, via_parse) < 0 ||
+        override_header(m, "Contact", 'm', &contact, &sofia_contact, contact_parse) < 0 ||
+        override_header(m, "Record-Route", 0, &record_route, &sofia_record_route,
+                        record_route_parse) < 0) {
         free(m);
         return NULL;
     }
-    sofia_via = href->hr_class;
-    unsigned short offset = href->hr_offset;
-    int at = (int)(href - m->mc_hash);
-    via = *sofia_via; /* same name, hash, printer and size: only parsing differs */
-    via.hc_parse = via_parse;
-    /* the compact form "v:" (the clone has its own copy of the short-form
-     * table); set first, since inserting checks it */
-    if (m->mc_short) {
-        msg_href_t *v = (msg_href_t *)&m->mc_short['v' - 'a'];
-        if (v->hr_class == sofia_via)
-            v->hr_class = &via;
-    }
-    if (at < 0 || at >= m->mc_hash_size || msg_mclass_insert_header(m, &via, offset) < 0) {
-        free(m);
-        return NULL;
-    }
-    /* Both classes stay in the table, so headers sofia builds with its own
-     * Via class (nta's Via on every request) are still found by class; the
-     * parser looks up by name and must meet ours first: swap the two. */
-    for (int j = 0; j < m->mc_hash_size; j++)
-        if (m->mc_hash[j].hr_class == &via) {
-            msg_href_t t = m->mc_hash[at];
-            m->mc_hash[at] = m->mc_hash[j];
-            m->mc_hash[j] = t;
-            break;
-        }
     mc = m;
     return mc;
 }

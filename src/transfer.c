@@ -261,6 +261,7 @@ int transfer_begin_call(struct app *app, struct transfer *x, const char **kind, 
         return 409;
     }
     struct leg *tl = leg_new(c, LEG_TARGET);
+    tl->far = t->kind == TARGET_ROOM ? FAR_ROOM : t->kind == TARGET_PSTN ? FAR_PSTN : FAR_SIP;
     tl->uri = strdup(t->uri);
     char err[160];
     int nstreams = c->caller->ep ? relay_ep_nstreams(c->caller->ep) : 1;
@@ -426,6 +427,13 @@ void transfer_target_response(struct app *app, struct leg *tl, int status, const
     char why[80];
 
     if (status < 200) {
+        if (sip && sip->sip_to && sip->sip_to->a_tag && x && transfer_active(c) &&
+            c->target == tl && !sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+            /* an early dialog: CANCEL needs no target, nothing else goes to it */
+            log_security("bad-contact", "-", c->id, "transfer target %d refused: %s", status, why);
+            transfer_fail(app, x, 502, "target answered with an unusable Contact");
+            return;
+        }
         if (status > 100 && x && c->target == tl)
             refer_notify(x, status, phrase, false);
         return;
