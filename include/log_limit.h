@@ -16,15 +16,18 @@ struct log_limit {
     unsigned long suppressed; /* since the last written line */
 };
 
-/* True when a line may be written now; *suppressed then holds how many
- * were left out before it (and the count restarts). */
-bool log_limit_allow(struct log_limit *l, unsigned per_second, unsigned long *suppressed);
+/* True when a line may be written at now (time(NULL); a parameter so tests
+ * need no clock); *suppressed then holds how many were left out before it
+ * (and the count restarts). */
+bool log_limit_allow(struct log_limit *l, unsigned per_second, time_t now,
+                     unsigned long *suppressed);
 /* " (N similar lines suppressed)" or "" - for appending to that line;
  * the text lives until the next call. */
 const char *log_limit_note(unsigned long suppressed);
 
-/* su_logger_f for su_log_redirect(): sofia's lines become WARN records,
- * each format string limited to a few lines per second. */
+/* su_logger_f for su_log_redirect(): sofia's lines become WARN records;
+ * stream is (void *)(uintptr_t) the lines per second one format string
+ * (one call site) may write. */
 void log_limit_sofia(void *stream, const char *fmt, va_list ap);
 
 #endif

@@ -18,10 +18,10 @@
 enum tcp_guard_reason { TCPG_TOTAL, TCPG_PER_SOURCE, TCPG_DESCRIPTORS, TCPG_NREASONS };
 
 struct tcp_guard_stats {
-    uint64_t connections;               /* SIP TCP connections open now */
-    uint64_t refused[TCPG_NREASONS];    /* closed at accept, by reason */
-    uint64_t idle_closed;               /* silent past the idle timeout */
-    uint64_t reserve;                   /* descriptors kept free for calls */
+    uint64_t connections;            /* SIP TCP connections open now */
+    uint64_t refused[TCPG_NREASONS]; /* closed at accept, by reason */
+    uint64_t idle_closed;            /* silent past the idle timeout */
+    uint64_t reserve;                /* descriptors kept free for calls */
 };
 
 /* Adopt the listening TCP sockets bound to port (call after nua_create)

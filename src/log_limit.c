@@ -8,12 +8,11 @@
 #include "hash.h"
 #include "log.h"
 
-#define SOFIA_PER_SECOND 5
 #define SOFIA_SLOTS 64
 
-bool log_limit_allow(struct log_limit *l, unsigned per_second, unsigned long *suppressed)
+bool log_limit_allow(struct log_limit *l, unsigned per_second, time_t now,
+                     unsigned long *suppressed)
 {
-    time_t now = time(NULL);
     if (now != l->second) {
         l->second = now;
         l->lines = 0;
@@ -37,7 +36,8 @@ const char *log_limit_note(unsigned long suppressed)
     return note;
 }
 
-/* sofia logs from the control thread only (threading is off), so the
+/* stream: the lines allowed per second for one format, as an integer.
+ * sofia logs from the control thread only (threading is off), so the
  * partial-line buffer and the slots need no lock. A slot is picked by the
  * format string's address: the same call site shares one limit. */
 void log_limit_sofia(void *stream, const char *fmt, va_list ap)
@@ -69,6 +69,6 @@ void log_limit_sofia(void *stream, const char *fmt, va_list ap)
         memset(&slots[i].limit, 0, sizeof slots[i].limit);
     }
     unsigned long suppressed;
-    if (log_limit_allow(&slots[i].limit, SOFIA_PER_SECOND, &suppressed))
+    if (log_limit_allow(&slots[i].limit, (unsigned)(uintptr_t)stream, time(NULL), &suppressed))
         log_warn("sofia: %s%s", line, log_limit_note(suppressed));
 }

@@ -9,6 +9,7 @@
 #include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,6 +214,10 @@ static void reload(struct app *app)
         cfg->port_min = old->port_min;
         cfg->port_max = old->port_max;
     }
+    if (cfg->api_idle_timeout != old->api_idle_timeout) {
+        log_warn("reload: api.idle_timeout changed: needs a restart, keeping the old value");
+        cfg->api_idle_timeout = old->api_idle_timeout;
+    }
     app->cfg = cfg;
     config_free(old);
     apply_tcp_limits(cfg);
@@ -370,8 +375,9 @@ int main(int argc, char **argv)
     struct app app = {.cfg = cfg};
     su_init();
     su_log_set_level(NULL, verbose > 1 ? 9 : 0);
-    /* a flood can make sofia repeat one line per packet or connection */
-    su_log_redirect(NULL, log_limit_sofia, NULL);
+    /* a flood can make sofia repeat one line per packet or connection;
+     * with -v -v its debug output is wanted, so the limit is wider */
+    su_log_redirect(NULL, log_limit_sofia, (void *)(uintptr_t)(verbose > 1 ? 200 : 5));
     app.root = su_root_create(&app);
     su_root_threading(app.root, 0);
     /* the control thread's log lines are written once per loop turn */

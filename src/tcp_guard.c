@@ -58,7 +58,7 @@ static struct {
     int listeners[MAX_LISTENERS];
     int nlisteners;
     struct conn *conns; /* indexed by descriptor */
-    int nconns;
+    atomic_int nconns;  /* read by close() on any thread */
     struct source *sources; /* open addressing, linear probing */
     uint32_t smask;
     int head, tail; /* idle list, oldest first */
@@ -242,7 +242,7 @@ static void refuse_log(enum tcp_guard_reason why, const struct sockaddr *sa)
         [TCPG_DESCRIPTORS] = "descriptors kept for calls",
     };
     unsigned long suppressed;
-    if (!log_limit_allow(&g.refuse_log[why], 1, &suppressed))
+    if (!log_limit_allow(&g.refuse_log[why], 1, time(NULL), &suppressed))
         return;
     char host[INET6_ADDRSTRLEN] = "-";
     int port = 0;
@@ -265,7 +265,7 @@ static void refuse_log(enum tcp_guard_reason why, const struct sockaddr *sa)
 /* -1 to admit, else why not */
 static int admission(int fd, const unsigned char key[16])
 {
-    if (fd >= g.nconns)
+    if (fd >= atomic_load_explicit(&g.nconns, memory_order_relaxed))
         return TCPG_DESCRIPTORS;
     if (g.st.connections >= (uint64_t)g.max_total)
         return TCPG_TOTAL;
@@ -354,7 +354,8 @@ int accept(int l, struct sockaddr *sa, socklen_t *len)
 
 int close(int fd)
 {
-    if (fd >= 0 && fd < g.nconns && atomic_load_explicit(&g.conns[fd].on, memory_order_relaxed))
+    if (fd >= 0 && fd < atomic_load_explicit(&g.nconns, memory_order_acquire) &&
+        atomic_load_explicit(&g.conns[fd].on, memory_order_relaxed))
         untrack(fd);
     return do_close(fd);
 }
@@ -466,7 +467,7 @@ int tcp_guard_start(su_root_t *root, int port)
     g.open_fds = count_open_fds();
     g.counted_ms = now_ms();
     /* published last: from here on close() may index conns */
-    g.nconns = (int)n;
+    atomic_store_explicit(&g.nconns, (int)n, memory_order_release);
     g.started = true;
     return 0;
 }
