@@ -25,6 +25,7 @@
 #include "call.h"
 #include "config.h"
 #include "log.h"
+#include "log_limit.h"
 #include "metrics.h"
 #include "transfer.h"
 
@@ -400,12 +401,17 @@ static int on_readable(struct app *app, su_wait_t *w, void *arg)
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    /* at a descriptor or connection limit MHD repeats itself per attempt */
+    static struct log_limit limit;
+    unsigned long suppressed;
+    if (!log_limit_allow(&limit, 5, time(NULL), &suppressed))
+        return;
     char text[256];
     vsnprintf(text, sizeof text, fmt, ap);
     size_t n = strlen(text);
     if (n && text[n - 1] == '\n')
         text[n - 1] = '\0';
-    log_warn("api: %s", text);
+    log_warn("api: %s%s", text, log_limit_note(suppressed));
 }
 
 struct api *api_start(struct app *app, char *err, size_t errlen)

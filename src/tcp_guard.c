@@ -239,7 +239,7 @@ static void refuse_log(enum tcp_guard_reason why, const struct sockaddr *sa)
     static const char *const what[TCPG_NREASONS] = {
         [TCPG_TOTAL] = "sip.tcp_max_connections reached",
         [TCPG_PER_SOURCE] = "sip.tcp_max_per_source reached",
-        [TCPG_DESCRIPTORS] = "descriptors kept for calls",
+        [TCPG_DESCRIPTORS] = "too few free descriptors (kept for calls)",
     };
     unsigned long suppressed;
     if (!log_limit_allow(&g.refuse_log[why], 1, time(NULL), &suppressed))
@@ -257,9 +257,9 @@ static void refuse_log(enum tcp_guard_reason why, const struct sockaddr *sa)
     }
     char src[INET6_ADDRSTRLEN + 8];
     snprintf(src, sizeof src, "%s:%d", host, port);
-    log_security("sip-tcp-refused", src, NULL, "TCP connection closed: %s (%llu open)%s",
-                 what[why], (unsigned long long)g.st.connections,
-                 log_limit_note(suppressed));
+    log_security("sip-tcp-refused", src, NULL,
+                 "TCP connection closed: %s (%llu SIP TCP connections open)%s", what[why],
+                 (unsigned long long)g.st.connections, log_limit_note(suppressed));
 }
 
 /* -1 to admit, else why not */

@@ -4,6 +4,7 @@ connections itself, keep serving calls and come back by itself."""
 import os
 import resource
 import select
+import signal
 import socket
 import time
 
@@ -297,4 +298,18 @@ def test_sip_tcp_caps_total_and_per_source(t):
             s.close()
         talker.close()
     wait_for(lambda: d.metric("sipxfer_sip_tcp_connections") == 0, 10, "no TCP connection left")
+    # the caps follow a reload
+    d.settings["sip.tcp_max_per_source"] = 1
+    d.write_config()
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"reloaded ")
+    before = d.metric('sipxfer_sip_tcp_refused_total{reason="per_source"}')
+    socks = _tcp_flood(d.sip_port, [30], 2)
+    try:
+        wait_for(lambda: d.metric('sipxfer_sip_tcp_refused_total{reason="per_source"}')
+                 == before + 1, 10, "one of two refused after reloading tcp_max_per_source = 1")
+        check(d.metric("sipxfer_sip_tcp_connections") == 1, "connections after the reload")
+    finally:
+        for s in socks:
+            s.close()
     d.check_clean_exit()
