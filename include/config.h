@@ -48,10 +48,14 @@ struct config {
     char *sip_listen; /* "sip:host:port" */
     int max_calls;
     int rate_limit; /* new INVITEs per second per source address; 0 = off */
+    int tcp_max_connections; /* accepted SIP TCP connections open at once */
+    int tcp_max_per_source;  /* of those, from one source address */
+    int tcp_idle_timeout;    /* seconds a silent SIP TCP connection may stay */
 
     char *api_listen; /* "host:port" */
     char **tokens;
     size_t ntokens;
+    int api_idle_timeout; /* seconds without traffic before MHD closes a connection */
 
     enum media_mode media_mode;
     char *media_address;

@@ -988,6 +988,9 @@ struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
                         NTATAG_UDP_MTU(65535), NTATAG_SERVER_RPORT(1), NTATAG_CLIENT_RPORT(1),
                         NTATAG_USE_NAPTR(0), NTATAG_USE_SRV(0), TPTAG_UDP_RMEM(4 * 1024 * 1024),
                         TPTAG_UDP_WMEM(4 * 1024 * 1024),
+                        /* a TCP peer stalled inside a message is dropped
+                         * (silent ones are tcp_guard.c's) */
+                        TPTAG_TIMEOUT((unsigned)app->cfg->tcp_idle_timeout * 1000u),
                         /* a message may claim any Content-Length: sofia sizes
                          * its receive buffer by it, up to this cap */
                         NTATAG_MAXSIZE(SIP_MAX_MESSAGE),

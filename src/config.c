@@ -222,8 +222,14 @@ static bool hostport_ok(const char *text)
 
 static const char *const top_keys[] = {"node", "drain_timeout", "sip", "api", "media", "trunks",
                                        "rooms", "routes", "webhooks", "transfer", NULL};
-static const char *const sip_keys[] = {"listen", "max_calls", "rate_limit", NULL};
-static const char *const api_keys[] = {"listen", "tokens", NULL};
+static const char *const sip_keys[] = {"listen",
+                                       "max_calls",
+                                       "rate_limit",
+                                       "tcp_max_connections",
+                                       "tcp_max_per_source",
+                                       "tcp_idle_timeout",
+                                       NULL};
+static const char *const api_keys[] = {"listen", "tokens", "idle_timeout", NULL};
 static const char *const media_keys[] = {"mode", "address", "port_min", "port_max", NULL};
 static const char *const trunk_keys[] = {"name", "sources", "gateway", "media_sources", NULL};
 static const char *const rooms_keys[] = {"domain", "list", "resolver", NULL};
@@ -411,7 +417,10 @@ struct config *config_load(const char *path, char *err, size_t errlen)
     const config_setting_t *sip = get_group(&c, root, "sip", sip_keys, &rc);
     if (rc < 0 || get_string(&c, sip, "listen", false, "sip:127.0.0.1:5060", &cfg->sip_listen) < 0 ||
         get_int(&c, sip, "max_calls", 10000, 1, 1000000, &cfg->max_calls) < 0 ||
-        get_int(&c, sip, "rate_limit", 0, 0, 1000000, &cfg->rate_limit) < 0)
+        get_int(&c, sip, "rate_limit", 0, 0, 1000000, &cfg->rate_limit) < 0 ||
+        get_int(&c, sip, "tcp_max_connections", 1024, 1, 1000000, &cfg->tcp_max_connections) < 0 ||
+        get_int(&c, sip, "tcp_max_per_source", 32, 1, 1000000, &cfg->tcp_max_per_source) < 0 ||
+        get_int(&c, sip, "tcp_idle_timeout", 30, 1, 3600, &cfg->tcp_idle_timeout) < 0)
         goto bad;
     if (!sip_uri_ok(cfg->sip_listen) || strchr(cfg->sip_listen, '@')) {
         fail(&c, member(sip, "listen") ? member(sip, "listen") : sip,
@@ -421,7 +430,8 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 
     const config_setting_t *api = get_group(&c, root, "api", api_keys, &rc);
     if (rc < 0 || get_string(&c, api, "listen", false, "127.0.0.1:8080", &cfg->api_listen) < 0 ||
-        get_string_array(&c, api, "tokens", &cfg->tokens, &cfg->ntokens) < 0)
+        get_string_array(&c, api, "tokens", &cfg->tokens, &cfg->ntokens) < 0 ||
+        get_int(&c, api, "idle_timeout", 15, 1, 3600, &cfg->api_idle_timeout) < 0)
         goto bad;
     if (!hostport_ok(cfg->api_listen)) {
         fail(&c, member(api, "listen") ? member(api, "listen") : api,

@@ -9,6 +9,7 @@
 #include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +29,10 @@
 #include "events.h"
 #include "http_client.h"
 #include "log.h"
+#include "log_limit.h"
 #include "relay.h"
 #include "resolver.h"
+#include "tcp_guard.h"
 
 static void usage(FILE *f)
 {
@@ -82,6 +85,21 @@ static void raise_fd_limit(const struct config *cfg)
                  "beyond ~%llu get 503 (raise LimitNOFILE / ulimit -n)",
                  (unsigned long long)rl.rlim_cur, need, cfg->max_calls,
                  ((unsigned long long)rl.rlim_cur - 64) / 4);
+}
+
+/* Descriptors SIP TCP must leave free: four per call the relay may still
+ * open (no more than the media range holds), the API's connection limit
+ * (api.c) and 64 for sofia, curl, logs and the rest. */
+static void apply_tcp_limits(const struct config *cfg)
+{
+    long relay = 0;
+    if (cfg->media_mode == MEDIA_RELAY) {
+        relay = 4L * cfg->max_calls;
+        if (relay > cfg->port_max - cfg->port_min + 1)
+            relay = cfg->port_max - cfg->port_min + 1;
+    }
+    tcp_guard_configure(cfg->tcp_max_connections, cfg->tcp_max_per_source, cfg->tcp_idle_timeout,
+                        (int)(64 + 256 + relay));
 }
 
 /* ---- shutdown ---------------------------------------------------------- */
@@ -196,8 +214,13 @@ static void reload(struct app *app)
         cfg->port_min = old->port_min;
         cfg->port_max = old->port_max;
     }
+    if (cfg->api_idle_timeout != old->api_idle_timeout) {
+        log_warn("reload: api.idle_timeout changed: needs a restart, keeping the old value");
+        cfg->api_idle_timeout = old->api_idle_timeout;
+    }
     app->cfg = cfg;
     config_free(old);
+    apply_tcp_limits(cfg);
     log_info("reloaded %s: %zu trunk(s), %zu room(s), %zu route(s)", cfg->path, cfg->ntrunks,
              cfg->nrooms, cfg->nroutes);
 }
@@ -352,6 +375,9 @@ int main(int argc, char **argv)
     struct app app = {.cfg = cfg};
     su_init();
     su_log_set_level(NULL, verbose > 1 ? 9 : 0);
+    /* a flood can make sofia repeat one line per packet or connection;
+     * with -v -v its debug output is wanted, so the limit is wider */
+    su_log_redirect(NULL, log_limit_sofia, (void *)(uintptr_t)(verbose > 1 ? 200 : 5));
     app.root = su_root_create(&app);
     su_root_threading(app.root, 0);
     /* the control thread's log lines are written once per loop turn */
@@ -376,6 +402,9 @@ int main(int argc, char **argv)
         log_error("%s", err);
         goto out;
     }
+    if (tcp_guard_start(app.root, app.sip_port) < 0)
+        log_warn("SIP TCP listener not found: TCP connections are not capped");
+    apply_tcp_limits(cfg);
     app.api = api_start(&app, err, sizeof err);
     if (!app.api) {
         log_error("%s", err);
@@ -412,6 +441,7 @@ out:
     http_client_destroy(app.http);
     resolver_cleanup();
     b2bua_destroy(app.b2bua);
+    tcp_guard_stop();
     relay_destroy(app.relay);
     su_root_destroy(app.root);
     su_deinit();

@@ -14,6 +14,7 @@
 #include "events.h"
 #include "http_client.h"
 #include "relay.h"
+#include "tcp_guard.h"
 #include "transfer.h"
 
 struct buf {
@@ -107,6 +108,23 @@ char *metrics_render(struct app *app)
             (unsigned long long)rs.dropped[i]);
     metric(&b, "sipxfer_relay_bytes_forwarded_total", "counter", "Bytes forwarded.",
            rs.bytes_forwarded);
+    struct tcp_guard_stats ts;
+    tcp_guard_stats(&ts);
+    metric(&b, "sipxfer_sip_tcp_connections", "gauge", "SIP TCP connections accepted and open.",
+           ts.connections);
+    static const char *const tcp_reasons[TCPG_NREASONS] = {
+        [TCPG_TOTAL] = "total", [TCPG_PER_SOURCE] = "per_source",
+        [TCPG_DESCRIPTORS] = "descriptors"};
+    put(&b, "# HELP sipxfer_sip_tcp_refused_total SIP TCP connections closed at accept.\n"
+            "# TYPE sipxfer_sip_tcp_refused_total counter\n");
+    for (int i = 0; i < TCPG_NREASONS; i++)
+        put(&b, "sipxfer_sip_tcp_refused_total{reason=\"%s\"} %llu\n", tcp_reasons[i],
+            (unsigned long long)ts.refused[i]);
+    metric(&b, "sipxfer_sip_tcp_idle_closed_total", "counter",
+           "SIP TCP connections closed for sending nothing within sip.tcp_idle_timeout.",
+           ts.idle_closed);
+    metric(&b, "sipxfer_sip_tcp_fd_reserve", "gauge",
+           "Descriptors SIP TCP leaves free for calls.", ts.reserve);
     struct events_stats es = {0};
     if (app->events)
         events_stats(app->events, &es);

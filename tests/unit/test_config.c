@@ -323,6 +323,39 @@ START_TEST(test_negative_max_calls)
 }
 END_TEST
 
+START_TEST(test_connection_limits)
+{
+    char err[512];
+    struct config *cfg = unit_load_config("# nothing set\n", err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_int_eq(cfg->api_idle_timeout, 15);
+    ck_assert_int_eq(cfg->tcp_max_connections, 1024);
+    ck_assert_int_eq(cfg->tcp_max_per_source, 32);
+    ck_assert_int_eq(cfg->tcp_idle_timeout, 30);
+    config_free(cfg);
+
+    cfg = unit_load_config("api = { idle_timeout = 3; };\n"
+                           "sip = { tcp_max_connections = 5000; tcp_max_per_source = 7;\n"
+                           "        tcp_idle_timeout = 2; };\n",
+                           err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_int_eq(cfg->api_idle_timeout, 3);
+    ck_assert_int_eq(cfg->tcp_max_connections, 5000);
+    ck_assert_int_eq(cfg->tcp_max_per_source, 7);
+    ck_assert_int_eq(cfg->tcp_idle_timeout, 2);
+    config_free(cfg);
+
+    expect_error("api = {\n  idle_timeout = 0;\n};\n", 2, "api.idle_timeout", "out of range");
+    expect_error("api = { idle_timeout = 3601; };\n", 1, "api.idle_timeout", NULL);
+    expect_error("sip = {\n\n  tcp_max_connections = 0;\n};\n", 3, "sip.tcp_max_connections",
+                 "out of range");
+    expect_error("sip = { tcp_max_per_source = -1; };\n", 1, "sip.tcp_max_per_source", NULL);
+    expect_error("sip = { tcp_idle_timeout = 0; };\n", 1, "sip.tcp_idle_timeout", NULL);
+    expect_error("sip = { tcp_idle_timeout = \"30s\"; };\n", 1, "sip.tcp_idle_timeout",
+                 "integer");
+}
+END_TEST
+
 START_TEST(test_wrong_types)
 {
     expect_error("sip = {\n  max_calls = \"many\";\n};\n", 2, "sip.max_calls", "integer");
@@ -426,6 +459,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_trunk_media_sources);
     tcase_add_test(tc, test_negative_max_calls);
     tcase_add_test(tc, test_wrong_types);
+    tcase_add_test(tc, test_connection_limits);
     tcase_add_test(tc, test_bad_values);
     tcase_add_test(tc, test_bad_rooms_and_routes);
     tcase_add_test(tc, test_syntax_error);
