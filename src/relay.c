@@ -71,6 +71,7 @@ struct relay_ep {
     struct relay_peer peer[RELAY_MAX_STREAMS][2];
     struct relay_ep *partner;
     _Atomic uint64_t rx, tx;
+    _Atomic long long last_rtp_ns; /* written by the worker, read by the control thread */
 };
 
 enum cmd_kind { CMD_SET_PEER, CMD_CONNECT, CMD_FREE, CMD_SEND, CMD_STOP };
@@ -310,6 +311,8 @@ static void forward(struct relay *r, struct relay_sock *in, const unsigned char 
     }
     me->last_ns = t;
     atomic_fetch_add(&ep->rx, 1);
+    if (!in->rtcp)
+        atomic_store_explicit(&ep->last_rtp_ns, t, memory_order_relaxed);
 
     struct relay_ep *out = ep->partner;
     if (!out || in->stream >= out->nstreams) {
@@ -590,6 +593,11 @@ fail:
 }
 
 int relay_ep_nstreams(const struct relay_ep *ep) { return ep->nstreams; }
+
+long long relay_ep_last_rtp(const struct relay_ep *ep)
+{
+    return atomic_load_explicit(&((struct relay_ep *)ep)->last_rtp_ns, memory_order_relaxed);
+}
 
 uint16_t relay_ep_port(const struct relay_ep *ep, int stream)
 {
