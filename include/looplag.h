@@ -19,11 +19,14 @@
 
 #define LOOPLAG_NBUCKETS 13
 
+/* kind and name must be string literals (or as long-lived): the watchdog
+ * thread may print them at any time. detail may be any string that lives
+ * until looplag_end(). */
 struct looplag_mark {
     long long start, child; /* ns; child: time spent in nested marks */
     const char *kind;       /* "SIP", "API", "timer", "curl", "signal", ... */
-    const char *name;       /* event name, path, timer name; may be changed before end */
-    const char *detail;     /* optional second word (the API path), or NULL */
+    const char *name;       /* nua event name, HTTP method, timer name */
+    const char *detail;     /* optional third word (the API path), or NULL */
     struct looplag_mark *up;
 };
 
@@ -36,14 +39,17 @@ struct looplag_histogram {
 };
 
 /* Start measuring on the calling thread, which must be the one that runs
- * root. Logs a warning when root's port is not epoll (then nothing is
- * measured). */
+ * root, and start the watchdog thread (WARN "control loop busy for N s so
+ * far" while one turn lasts over a second). Logs a warning when root's port
+ * is not epoll (then nothing is measured). */
 void looplag_init(su_root_t *root);
 /* Stop measuring (before su_root_run returns for good, or after). */
 void looplag_stop(void);
 
 void looplag_begin(struct looplag_mark *m, const char *kind, const char *name,
                    const char *detail);
+/* What ran turned out to be something more specific (a signal's name). */
+void looplag_rename(struct looplag_mark *m, const char *name);
 void looplag_end(struct looplag_mark *m);
 
 /* Count one turn of ns nanoseconds (exported for the unit test). */

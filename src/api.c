@@ -307,6 +307,16 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
     return send_error(con, 404, "not-found", "no such resource");
 }
 
+/* The method as a literal, for looplag (its names must outlive the request). */
+static const char *http_method_name(const char *method)
+{
+    static const char *const known[] = {"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(method, known[i]) == 0)
+            return known[i];
+    return "other-method";
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -337,7 +347,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         return MHD_YES;
     }
     struct looplag_mark m;
-    looplag_begin(&m, "API", method, url);
+    looplag_begin(&m, "API", http_method_name(method), url);
     enum MHD_Result r = route(api, con, url, method, req);
     looplag_end(&m);
     return r;

@@ -15,6 +15,8 @@
 #include "looplag.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,6 +55,82 @@ static long long now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- watchdog ----------------------------------------------------------
+ * The WARN at the end of a turn comes only once the turn is over; a loop
+ * stuck for good (a lookup that never returns) would never say so. A
+ * thread polls what the loop publishes and warns while a turn is still
+ * running. It reads only the kind and name of the open mark, which are
+ * string literals (a detail may be freed by the time it looks). */
+#define WATCH_EVERY_MS 200
+#define STUCK_MS 1000
+#define STUCK_REPEAT_MS 5000
+
+static _Atomic long long busy_since;    /* start of the running turn; 0 while waiting */
+static const char *_Atomic busy_kind;   /* kind and name of the open top-level mark, */
+static const char *_Atomic busy_name;   /* or NULL */
+
+static pthread_t watch_thread;
+static bool watch_running;
+static bool watch_stop;
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t watch_cond = PTHREAD_COND_INITIALIZER;
+
+static void *watch_main(void *arg)
+{
+    (void)arg;
+    long long reported = 0; /* turn start already reported, and when */
+    long long last_report = 0;
+    pthread_mutex_lock(&watch_lock);
+    while (!watch_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += WATCH_EVERY_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&watch_cond, &watch_lock, &until);
+        if (watch_stop)
+            break;
+        long long since = atomic_load(&busy_since);
+        long long t = now_ns();
+        if (!since || t - since < STUCK_MS * 1000000LL)
+            continue;
+        if (since == reported && t - last_report < STUCK_REPEAT_MS * 1000000LL)
+            continue;
+        const char *kind = atomic_load(&busy_kind);
+        const char *name = atomic_load(&busy_name);
+        log_warn("control loop busy for %.1f s so far, in %s%s%s", (double)(t - since) / 1e9,
+                 kind ? kind : "sofia (SIP transport/stack, no handler of ours)",
+                 kind && name ? " " : "", kind && name ? name : "");
+        reported = since;
+        last_report = t;
+    }
+    pthread_mutex_unlock(&watch_lock);
+    return NULL;
+}
+
+static void watch_start(void)
+{
+    watch_stop = false;
+    /* the thread inherits main's blocked signals: they stay for the signalfd */
+    watch_running = pthread_create(&watch_thread, NULL, watch_main, NULL) == 0;
+    if (!watch_running)
+        log_warn("loop watchdog thread not started: stuck turns are reported only when they end");
+}
+
+static void watch_end(void)
+{
+    if (!watch_running)
+        return;
+    pthread_mutex_lock(&watch_lock);
+    watch_stop = true;
+    pthread_cond_signal(&watch_cond);
+    pthread_mutex_unlock(&watch_lock);
+    pthread_join(watch_thread, NULL);
+    watch_running = false;
 }
 
 void looplag_observe(long long ns)
@@ -105,9 +183,11 @@ int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
     if (!measuring || cur)
         return epoll_pwait(epfd, events, maxevents, timeout, NULL);
     turn_end(now_ns());
+    atomic_store_explicit(&busy_since, 0, memory_order_relaxed);
     int n = epoll_pwait(epfd, events, maxevents, timeout, NULL);
     int saved = errno;
     turn.start = now_ns();
+    atomic_store_explicit(&busy_since, turn.start, memory_order_relaxed);
     errno = saved;
     return n;
 }
@@ -124,9 +204,18 @@ void looplag_init(su_root_t *root)
     measuring = true;
     cur = NULL;
     turn.start = now_ns();
+    atomic_store(&busy_since, turn.start);
+    watch_start();
 }
 
-void looplag_stop(void) { measuring = false; }
+void looplag_stop(void)
+{
+    if (!measuring)
+        return;
+    measuring = false;
+    atomic_store(&busy_since, 0);
+    watch_end();
+}
 
 void looplag_begin(struct looplag_mark *m, const char *kind, const char *name, const char *detail)
 {
@@ -139,7 +228,18 @@ void looplag_begin(struct looplag_mark *m, const char *kind, const char *name, c
         return;
     m->up = cur;
     cur = m;
+    if (!m->up) {
+        atomic_store_explicit(&busy_name, name, memory_order_relaxed);
+        atomic_store_explicit(&busy_kind, kind, memory_order_relaxed);
+    }
     m->start = now_ns();
+}
+
+void looplag_rename(struct looplag_mark *m, const char *name)
+{
+    m->name = name;
+    if (measuring && cur == m && !m->up)
+        atomic_store_explicit(&busy_name, name, memory_order_relaxed);
 }
 
 void looplag_end(struct looplag_mark *m)
@@ -148,10 +248,12 @@ void looplag_end(struct looplag_mark *m)
         return;
     long long d = now_ns() - m->start;
     cur = m->up;
-    if (cur)
+    if (cur) {
         cur->child += d;
-    else
+    } else {
         turn.tracked += d;
+        atomic_store_explicit(&busy_kind, NULL, memory_order_relaxed);
+    }
     turn.handlers++;
     long long self = d - m->child;
     if (self > turn.worst_ns) {

@@ -226,12 +226,12 @@ static int on_signal(struct app *app, su_wait_t *w, void *arg)
         switch (si.ssi_signo) {
         case SIGTERM:
         case SIGINT:
-            m.name = si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT";
+            looplag_rename(&m, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
             log_info("signal %s", m.name);
             begin_drain(app);
             break;
         case SIGHUP:
-            m.name = "SIGHUP reload";
+            looplag_rename(&m, "SIGHUP reload");
             log_info("signal SIGHUP: reloading");
             reload(app);
             break;
