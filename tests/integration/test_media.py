@@ -248,3 +248,22 @@ def media_timeout_holds_a_held_call_until_hold_timeout(t):
     d.wait_idle()
     c.close()
     d.check_clean_exit()
+
+
+@case
+def media_timeout_passthrough_says_so(t):
+    """Passthrough: the relay sees no media, so the timeouts cannot work;
+    the daemon says so once at start (not when both are off)."""
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:9" % HOST},
+                 **{"media.mode": "passthrough", "media.timeout": 5}).start()
+    d.wait_log(r"INFO  media.mode = passthrough: the relay sees no media, so media.timeout and "
+               r"media.hold_timeout end no call")
+    d.check_clean_exit()
+    off = t.daemon(rooms={"room-a": "sip:room-a@%s:9" % HOST},
+                   **{"media.mode": "passthrough", "media.timeout": 0,
+                      "media.hold_timeout": 0})
+    off.conf, off.log = t.path("off.conf"), t.path("off.log")
+    off.write_config()
+    off.start()
+    off.stop()
+    check("media.timeout and" not in off.log_text(), "timeouts off, yet:\n" + off.log_text())
