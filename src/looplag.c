@@ -75,7 +75,7 @@ static pthread_t watch_thread;
 static bool watch_running;
 static bool watch_stop;
 static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t watch_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t watch_cond;
 
 static void *watch_main(void *arg)
 {
@@ -114,11 +114,19 @@ static void *watch_main(void *arg)
 
 static void watch_start(void)
 {
+    /* its deadlines are CLOCK_MONOTONIC, like the loop's times */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&watch_cond, &ca);
+    pthread_condattr_destroy(&ca);
     watch_stop = false;
     /* the thread inherits main's blocked signals: they stay for the signalfd */
     watch_running = pthread_create(&watch_thread, NULL, watch_main, NULL) == 0;
-    if (!watch_running)
+    if (!watch_running) {
+        pthread_cond_destroy(&watch_cond);
         log_warn("loop watchdog thread not started: stuck turns are reported only when they end");
+    }
 }
 
 static void watch_end(void)
@@ -130,6 +138,7 @@ static void watch_end(void)
     pthread_cond_signal(&watch_cond);
     pthread_mutex_unlock(&watch_lock);
     pthread_join(watch_thread, NULL);
+    pthread_cond_destroy(&watch_cond);
     watch_running = false;
 }
 

@@ -1,5 +1,6 @@
 """Issue 10 items 3-5: the control-loop lag histogram and its WARN line, and
 the media timeout (SPEC section 9) for silent and held calls."""
+import os
 import re
 import signal
 import threading
@@ -28,6 +29,13 @@ def check_histogram(buckets, count, total):
     check(all(a <= b for a, b in zip(values, values[1:])), "buckets not cumulative: %s" % buckets)
     check(values[-1] == count, "+Inf bucket %s != count %s" % (values[-1], count))
     check(total is not None and total >= 0, "no _sum")
+
+
+def cpu_seconds(pid):
+    """user + system CPU time of all the process's threads."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def big_routes(n):
@@ -116,6 +124,12 @@ def loop_lag_quiet_turns(t):
     check(c1 >= c0 + 20, "turn count %s -> %s for 40 requests" % (c0, c1))
     check(buckets[0.01] >= 0.5 * c1, "turns over 10 ms: %s of %s (%s)" % (
         c1 - buckets[0.01], c1, buckets))
+    # idle, the daemon (watchdog thread included) uses next to no CPU: a
+    # measurement over a window, there is no event to wait for
+    before = cpu_seconds(d.proc.pid)
+    time.sleep(1.0)
+    used = cpu_seconds(d.proc.pid) - before
+    check(used < 0.2, "idle daemon used %.2f s of CPU in 1 s" % used)
     d.check_clean_exit()
 
 
