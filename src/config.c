@@ -222,8 +222,8 @@ static const char *const top_keys[] = {"node", "drain_timeout", "sip", "api", "m
                                        "rooms", "routes", "webhooks", "transfer", NULL};
 static const char *const sip_keys[] = {"listen", "max_calls", "rate_limit", NULL};
 static const char *const api_keys[] = {"listen", "tokens", NULL};
-static const char *const media_keys[] = {"mode",    "address",      "port_min",
-                                         "port_max", "timeout", "hold_timeout", NULL};
+static const char *const media_keys[] = {"mode",    "address", "port_min", "port_max",
+                                         "timeout", "hold_timeout", NULL};
 static const char *const trunk_keys[] = {"name", "sources", "gateway", NULL};
 static const char *const rooms_keys[] = {"domain", "list", "resolver", NULL};
 static const char *const room_keys[] = {"name", "uri", NULL};
