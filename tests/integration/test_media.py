@@ -86,14 +86,14 @@ def loop_watchdog_warns_while_stuck(t):
     """A turn that lasts over a second is reported while it still runs, by
     the watchdog thread: its line is written before the turn's own lines.
     The reload is sized from a first, smaller one (an ASan build parses the
-    list far slower), aiming at ~3 s."""
+    list far slower), aiming at ~4 s."""
     d = t.daemon(rooms={"room-a": "sip:room-a@%s:9" % HOST}).start()
     n = 20000
     took = int(reload_with_routes(d, n).group(1))
     start = 0
     if took < 1400:
         start = d.log_text().index("reloaded ")
-        n = min(600000, int(n * 3000 / max(took, 1)))
+        n = min(600000, int(n * 4000 / max(took, 1)))
         took = int(reload_with_routes(d, n).group(1))
     text = d.log_text()
     busy = re.compile(r"WARN  control loop busy for (\d+\.\d) s so far, in signal SIGHUP "
