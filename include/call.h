@@ -56,6 +56,7 @@ struct leg {
     bool xfer_reinvite; /* the re-INVITE out is a transfer's media update */
 
     char *sdp_in;      /* last SDP body this leg sent us */
+    bool hold_in;      /* ... and it puts the media on hold (sdpx_info.on_hold) */
     char *uri;         /* whom this leg talks to (room / target URI, caller From) */
     bool detached;     /* replaced by a transfer: ending on its own */
     struct leg *znext; /* call's list of detached legs */
@@ -87,6 +88,9 @@ struct call {
     bool offerless;  /* initial INVITE had no SDP: answer comes in caller's ACK */
     bool ended;      /* both legs asked to hang up */
     unsigned max_forwards; /* on every leg made for the call: the caller's minus one */
+    const char *end_reason; /* static text for dialin.stopped; NULL = "hangup" */
+    long long media_quiet_since; /* media_watch.c: CLOCK_MONOTONIC ns it counts silence from */
+    bool media_hold;             /* media_watch.c: hold state at the last check */
 
     struct call *next, *prev; /* all calls, for iteration */
     struct call *hnext;       /* hash chain by id */

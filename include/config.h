@@ -60,6 +60,8 @@ struct config {
     enum media_mode media_mode;
     char *media_address;
     int port_min, port_max;
+    int media_timeout;      /* s without RTP from either side before a call ends; 0 = off */
+    int media_hold_timeout; /* the same while the call is on hold; 0 = off */
 
     struct trunk_cfg *trunks;
     size_t ntrunks;

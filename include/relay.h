@@ -77,6 +77,10 @@ void relay_connect(struct relay_ep *a, struct relay_ep *b);
 
 void relay_ep_stats(const struct relay_ep *ep, struct relay_ep_stats *out);
 
+/* When the last RTP packet (not RTCP) was accepted from the endpoint's
+ * peer: CLOCK_MONOTONIC nanoseconds, 0 if none yet. Thread-safe. */
+long long relay_ep_last_rtp(const struct relay_ep *ep);
+
 /* Release: the worker closes the sockets and returns the ports. ep must not
  * be used after this call. */
 void relay_ep_free(struct relay_ep *ep);

@@ -32,6 +32,7 @@ struct sdpx_stream {
     uint16_t port;    /* 0 = rejected stream */
     uint16_t rtcp_port; /* a=rtcp if present, else port + 1 */
     bool hold_addr;   /* c= 0.0.0.0 (RFC 2543 hold) */
+    bool sendrecv;    /* direction (media level, else session level) is sendrecv */
     char formats[64]; /* the m= line's formats, space separated ("0 8 101") */
     int dtmf_pt;      /* payload type of telephone-event/8000, or -1 */
 };
@@ -41,6 +42,9 @@ struct sdpx_info {
     int nlines;   /* m= lines in the body (at most SDPX_MAX_MEDIA) */
     uint64_t o_id, o_version;
     struct sdpx_stream s[SDPX_MAX_STREAMS];
+    /* no accepted stream is sendrecv on a real address: sendonly, recvonly,
+     * inactive or c=0.0.0.0 everywhere (hold), or every stream rejected */
+    bool on_hold;
 };
 
 /* Our identity in the SDP we emit toward one leg (RFC 3264 section 8: the

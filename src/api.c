@@ -28,6 +28,7 @@
 #include "log_limit.h"
 #include "metrics.h"
 #include "transfer.h"
+#include "looplag.h"
 
 #define MAX_BODY (64 * 1024)
 
@@ -302,6 +303,8 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
             return send_json(con, 200, call_json(c));
         if (strcmp(method, "DELETE") == 0) {
             call_log(c, LOG_INFO, "hang-up requested through the API");
+            if (!c->end_reason)
+                c->end_reason = "api-hangup";
             b2bua_hangup_call(app->b2bua, c, 480, "Temporarily Unavailable");
             cJSON *j = cJSON_CreateObject();
             cJSON_AddBoolToObject(j, "ok", true);
@@ -310,6 +313,16 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
         return send_error(con, 405, "invalid-request-error", "use GET or DELETE");
     }
     return send_error(con, 404, "not-found", "no such resource");
+}
+
+/* The method as a literal, for looplag (its names must outlive the request). */
+static const char *http_method_name(const char *method)
+{
+    static const char *const known[] = {"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(method, known[i]) == 0)
+            return known[i];
+    return "other-method";
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const char *url,
@@ -341,7 +354,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         *upload_data_size = 0;
         return MHD_YES;
     }
-    return route(api, con, url, method, req);
+    struct looplag_mark m;
+    looplag_begin(&m, "API", http_method_name(method), url);
+    enum MHD_Result r = route(api, con, url, method, req);
+    looplag_end(&m);
+    return r;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
@@ -370,8 +387,11 @@ static void rearm(struct api *api);
 static void on_timer(struct app *app, su_timer_t *t, void *arg)
 {
     struct api *api = arg;
+    struct looplag_mark m;
+    looplag_begin(&m, "API", "timer", NULL);
     MHD_run(api->mhd);
     rearm(api);
+    looplag_end(&m);
 }
 
 static void rearm(struct api *api)
@@ -394,8 +414,11 @@ static void rearm(struct api *api)
 static int on_readable(struct app *app, su_wait_t *w, void *arg)
 {
     struct api *api = arg;
+    struct looplag_mark m;
+    looplag_begin(&m, "API", "socket", NULL);
     MHD_run(api->mhd);
     rearm(api);
+    looplag_end(&m);
     return 0;
 }
 

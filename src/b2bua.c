@@ -27,6 +27,7 @@
 #include "call.h"
 #include "config.h"
 #include "log.h"
+#include "looplag.h"
 #include "relay.h"
 #include "ratelimit.h"
 #include "router.h"
@@ -134,6 +135,7 @@ static void call_finish(struct b2bua *b, struct call *c)
         cJSON_AddStringToObject(p, "room", c->room_name ? c->room_name : "");
         cJSON_AddStringToObject(p, "from", c->from ? c->from : "");
         cJSON_AddNumberToObject(p, "duration", (double)(time(NULL) - c->started));
+        cJSON_AddStringToObject(p, "reason", c->end_reason ? c->end_reason : "hangup");
         app_event(b->app, "dialin.stopped", p);
     }
     call_free(c);
@@ -783,7 +785,7 @@ static void leg_callstate(struct b2bua *b, struct leg *leg, tagi_t tags[])
     }
 }
 
-static void on_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
+static void dispatch(nua_event_t event, int status, char const *phrase, nua_t *nua,
                      struct app *app, nua_handle_t *nh, struct leg *leg, sip_t const *sip,
                      tagi_t tags[])
 {
@@ -851,8 +853,12 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
             leg->state = LEG_ENDING;
             /* A room leaving while a transfer rings keeps the caller for
              * the target (transfer_leg_gone decides when the leg is gone). */
-            if (!(leg == leg->call->room && transfer_active(leg->call)))
+            if (!(leg == leg->call->room && transfer_active(leg->call))) {
+                struct call *c = leg->call;
+                if (!c->end_reason && (leg == c->caller || leg == c->room))
+                    c->end_reason = leg == c->caller ? "caller-hangup" : "room-hangup";
                 leg_hangup(leg_peer(leg), 200, "OK");
+            }
         }
         return;
 
@@ -957,6 +963,16 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
     }
 }
 
+static void on_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
+                     struct app *app, nua_handle_t *nh, struct leg *leg, sip_t const *sip,
+                     tagi_t tags[])
+{
+    struct looplag_mark m;
+    looplag_begin(&m, "SIP", nua_event_name(event), NULL);
+    dispatch(event, status, phrase, nua, app, nh, leg, sip, tags);
+    looplag_end(&m);
+}
+
 /* ---- lifecycle --------------------------------------------------------- */
 
 struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
@@ -1009,8 +1025,11 @@ struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
 
 void b2bua_hangup_all(struct b2bua *b, int status, const char *phrase)
 {
-    for (struct call *c = call_first(); c; c = c->next)
+    for (struct call *c = call_first(); c; c = c->next) {
+        if (!c->end_reason)
+            c->end_reason = "drain";
         call_hangup(c, status, phrase);
+    }
 }
 
 void b2bua_hangup_call(struct b2bua *b, struct call *c, int status, const char *phrase)

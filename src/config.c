@@ -230,7 +230,8 @@ static const char *const sip_keys[] = {"listen",
                                        "tcp_idle_timeout",
                                        NULL};
 static const char *const api_keys[] = {"listen", "tokens", "idle_timeout", NULL};
-static const char *const media_keys[] = {"mode", "address", "port_min", "port_max", NULL};
+static const char *const media_keys[] = {"mode",    "address", "port_min", "port_max",
+                                         "timeout", "hold_timeout", NULL};
 static const char *const trunk_keys[] = {"name", "sources", "gateway", "media_sources", NULL};
 static const char *const rooms_keys[] = {"domain", "list", "resolver", NULL};
 static const char *const room_keys[] = {"name", "uri", NULL};
@@ -461,7 +462,9 @@ struct config *config_load(const char *path, char *err, size_t errlen)
     free(mode);
     if (get_string(&c, media, "address", false, "127.0.0.1", &cfg->media_address) < 0 ||
         get_int(&c, media, "port_min", 20000, 1024, 65534, &cfg->port_min) < 0 ||
-        get_int(&c, media, "port_max", 29999, 1025, 65535, &cfg->port_max) < 0)
+        get_int(&c, media, "port_max", 29999, 1025, 65535, &cfg->port_max) < 0 ||
+        get_int(&c, media, "timeout", 60, 0, 86400, &cfg->media_timeout) < 0 ||
+        get_int(&c, media, "hold_timeout", 3600, 0, 604800, &cfg->media_hold_timeout) < 0)
         goto bad;
     {
         struct cidr tmp;

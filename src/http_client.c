@@ -28,6 +28,7 @@
 
 #include "app.h"
 #include "log.h"
+#include "looplag.h"
 
 #ifndef SIPXFER_VERSION
 #define SIPXFER_VERSION "dev"
@@ -186,9 +187,12 @@ static void process_done(struct http_client *c)
 static void on_timeout(struct app *app, su_timer_t *t, void *arg)
 {
     struct http_client *c = arg;
+    struct looplag_mark m;
+    looplag_begin(&m, "curl", "timer", NULL);
     int running;
     curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     process_done(c);
+    looplag_end(&m);
 }
 
 static int on_socket(struct app *app, su_wait_t *w, void *arg)
@@ -205,9 +209,12 @@ static int on_socket(struct app *app, su_wait_t *w, void *arg)
     if (ev & SU_WAIT_ERR)
         mask |= CURL_CSELECT_ERR;
     int running;
+    struct looplag_mark m;
+    looplag_begin(&m, "curl", "socket", NULL);
     /* s may be freed inside this call (CURL_POLL_REMOVE). */
     curl_multi_socket_action(c->multi, fd, mask, &running);
     process_done(c);
+    looplag_end(&m);
     return 0;
 }
 

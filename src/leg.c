@@ -30,6 +30,7 @@ void leg_learn_sdp(struct leg *leg, const struct sdpx_info *info, const char *bo
     leg->in_o_id = info->o_id;
     leg->in_o_version = info->o_version;
     leg->have_in_version = true;
+    leg->hold_in = info->on_hold;
     if (body) {
         free(leg->sdp_in);
         leg->sdp_in = strndup(body, len);

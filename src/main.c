@@ -30,6 +30,8 @@
 #include "http_client.h"
 #include "log.h"
 #include "log_limit.h"
+#include "looplag.h"
+#include "media_watch.h"
 #include "relay.h"
 #include "resolver.h"
 #include "tcp_guard.h"
@@ -144,7 +146,9 @@ static void stop_now(struct app *app)
     b2bua_shutdown(app->b2bua, shutdown_done);
 }
 
-static void drain_tick(struct app *app, su_timer_t *t, void *arg)
+static void drain_tick(struct app *app, su_timer_t *t, void *arg);
+
+static void drain_step(struct app *app, su_timer_t *t, void *arg)
 {
     static int ticks_after_hangup = -1;
     long *deadline = arg;
@@ -162,6 +166,14 @@ static void drain_tick(struct app *app, su_timer_t *t, void *arg)
         return;
     }
     su_timer_set(t, drain_tick, arg);
+}
+
+static void drain_tick(struct app *app, su_timer_t *t, void *arg)
+{
+    struct looplag_mark m;
+    looplag_begin(&m, "timer", "drain", NULL);
+    drain_step(app, t, arg);
+    looplag_end(&m);
 }
 
 static void begin_drain(struct app *app)
@@ -231,19 +243,24 @@ static int on_signal(struct app *app, su_wait_t *w, void *arg)
 {
     int fd = *(int *)arg;
     struct signalfd_siginfo si;
+    struct looplag_mark m;
+    looplag_begin(&m, "signal", "read", NULL);
     while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
         switch (si.ssi_signo) {
         case SIGTERM:
         case SIGINT:
-            log_info("signal %s", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            looplag_rename(&m, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            log_info("signal %s", m.name);
             begin_drain(app);
             break;
         case SIGHUP:
+            looplag_rename(&m, "SIGHUP reload");
             log_info("signal SIGHUP: reloading");
             reload(app);
             break;
         }
     }
+    looplag_end(&m);
     return 0;
 }
 
@@ -264,12 +281,15 @@ static void trim_tick(struct app *app, su_timer_t *t, void *arg)
     (void)app;
     (void)t;
     (void)arg;
+    struct looplag_mark m;
+    looplag_begin(&m, "timer", "malloc-trim", NULL);
     if (call_count() > 0)
         idle_trims_left = TRIM_WINDOW_MS / TRIM_EVERY_MS;
     else if (idle_trims_left > 0) {
         idle_trims_left--;
         malloc_trim(0);
     }
+    looplag_end(&m);
 }
 
 /* A crash must not take the last loop turn's log lines with it: they are
@@ -302,7 +322,10 @@ static void flush_logs(su_prepoll_magic_t *magic, su_root_t *root)
 {
     (void)magic;
     (void)root;
+    struct looplag_mark m;
+    looplag_begin(&m, "log", "flush", NULL);
     log_flush();
+    looplag_end(&m);
 }
 
 int main(int argc, char **argv)
@@ -418,17 +441,21 @@ int main(int argc, char **argv)
 
     trim_timer = su_timer_create(su_root_task(app.root), TRIM_EVERY_MS);
     su_timer_run(trim_timer, trim_tick, NULL);
+    media_watch_start(&app);
 
     log_info("sipxferd %s node %s: SIP on %s, API on %s, media %s%s", SIPXFER_VERSION, cfg->node,
              cfg->sip_listen, cfg->api_listen,
              cfg->media_mode == MEDIA_RELAY ? "relay on " : "passthrough",
              cfg->media_mode == MEDIA_RELAY ? cfg->media_address : "");
+    looplag_init(app.root);
     su_root_run(app.root);
+    looplag_stop();
     log_info("stopped");
     log_buffer_this_thread(0);
     rc = 0;
 
     su_timer_destroy(trim_timer);
+    media_watch_stop();
     su_root_deregister(app.root, sidx);
     close(sfd);
 out:

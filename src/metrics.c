@@ -13,6 +13,8 @@
 #include "call.h"
 #include "events.h"
 #include "http_client.h"
+#include "looplag.h"
+#include "media_watch.h"
 #include "relay.h"
 #include "tcp_guard.h"
 #include "transfer.h"
@@ -45,6 +47,22 @@ static void metric(struct buf *b, const char *name, const char *type, const char
                    unsigned long long value)
 {
     put(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, value);
+}
+
+static void loop_lag(struct buf *b)
+{
+    struct looplag_histogram h;
+    looplag_histogram(&h);
+    put(b, "# HELP sipxfer_loop_lag_seconds Control-loop turn durations (busy time between two "
+           "waits).\n# TYPE sipxfer_loop_lag_seconds histogram\n");
+    for (int i = 0; i < LOOPLAG_NBUCKETS; i++)
+        put(b, "sipxfer_loop_lag_seconds_bucket{le=\"%g\"} %llu\n", h.le[i],
+            (unsigned long long)h.bucket[i]);
+    put(b, "sipxfer_loop_lag_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)h.count);
+    put(b, "sipxfer_loop_lag_seconds_sum %.6f\nsipxfer_loop_lag_seconds_count %llu\n", h.sum,
+        (unsigned long long)h.count);
+    metric(b, "sipxfer_loop_slow_turns_total", "counter",
+           "Control-loop turns over 50 ms (each has a WARN line).", h.slow);
 }
 
 char *metrics_render(struct app *app)
@@ -137,5 +155,9 @@ char *metrics_render(struct app *app)
            "Webhook events given up or dropped from a full queue.", es.dropped);
     metric(&b, "sipxfer_webhook_queued", "gauge", "Webhook events waiting for delivery.",
            es.queued);
+    loop_lag(&b);
+    metric(&b, "sipxfer_calls_media_timeout_total", "counter",
+           "Calls ended because no RTP arrived from either side (media.timeout / hold_timeout).",
+           media_watch_ended());
     return b.p;
 }

@@ -89,6 +89,7 @@ struct relay_ep {
     struct relay_allow allow;
     struct relay_ep *partner;
     _Atomic uint64_t rx, tx;
+    _Atomic long long last_rtp_ns; /* written by the worker, read by the control thread */
 };
 
 enum cmd_kind { CMD_SET_PEER, CMD_CONNECT, CMD_FREE, CMD_SEND, CMD_STOP, CMD_ALLOW_SIP,
@@ -442,6 +443,8 @@ static void forward(struct relay *r, struct relay_sock *in, const unsigned char 
         return;
     me->last_ns = t;
     atomic_fetch_add(&ep->rx, 1);
+    if (!in->rtcp)
+        atomic_store_explicit(&ep->last_rtp_ns, t, memory_order_relaxed);
 
     struct relay_ep *out = ep->partner;
     if (!out || in->stream >= out->nstreams) {
@@ -728,6 +731,11 @@ fail:
 }
 
 int relay_ep_nstreams(const struct relay_ep *ep) { return ep->nstreams; }
+
+long long relay_ep_last_rtp(const struct relay_ep *ep)
+{
+    return atomic_load_explicit(&((struct relay_ep *)ep)->last_rtp_ns, memory_order_relaxed);
+}
 
 uint16_t relay_ep_port(const struct relay_ep *ep, int stream)
 {

@@ -159,6 +159,7 @@ static int parse_into(su_home_t *home, const char *body, size_t len, sdp_parser_
         info->o_id = sdp->sdp_origin->o_id;
         info->o_version = sdp->sdp_origin->o_version;
     }
+    bool live = false;
     for (const sdp_media_t *m = sdp->sdp_media; m; m = m->m_next) {
         int i = info->nlines++;
         if (i >= SDPX_MAX_STREAMS)
@@ -200,6 +201,9 @@ static int parse_into(su_home_t *home, const char *body, size_t len, sdp_parser_
         }
         snprintf(s->addr, sizeof s->addr, "%s", c->c_address);
         s->hold_addr = strcmp(c->c_address, "0.0.0.0") == 0;
+        s->sendrecv = m->m_mode == sdp_sendrecv;
+        if (s->sendrecv && !s->hold_addr)
+            live = true;
         s->rtcp_port = (uint16_t)(s->port + 1);
         for (const sdp_attribute_t *a = m->m_attributes; a; a = a->a_next)
             if (a->a_name && strcasecmp(a->a_name, "rtcp") == 0 && a->a_value) {
@@ -208,6 +212,7 @@ static int parse_into(su_home_t *home, const char *body, size_t len, sdp_parser_
                     s->rtcp_port = (uint16_t)p;
             }
     }
+    info->on_hold = !live;
     return 0;
 }
 

@@ -22,6 +22,7 @@
 #include "relay.h"
 #include "refer.h"
 #include "sip_guard.h"
+#include "looplag.h"
 
 static const char *const state_names[] = {"ringing", "answered", "completed", "failed"};
 
@@ -134,10 +135,13 @@ static void on_timer(struct app *app, su_timer_t *t, void *arg)
     struct transfer *x = arg;
     if (x->state != XFER_RINGING)
         return;
+    struct looplag_mark m;
+    looplag_begin(&m, "timer", "transfer", NULL);
     if (x->mode == XFER_REFER)
         transfer_fail(app, x, 408, "no final NOTIFY within notify_timeout");
     else
         transfer_fail(app, x, 408, "ring timeout");
+    looplag_end(&m);
 }
 
 void transfer_arm_timer(struct app *app, struct transfer *x, int seconds)

@@ -128,6 +128,8 @@ START_TEST(test_defaults)
     ck_assert_str_eq(cfg->media_address, "127.0.0.1");
     ck_assert_int_eq(cfg->port_min, 20000);
     ck_assert_int_eq(cfg->port_max, 29999);
+    ck_assert_int_eq(cfg->media_timeout, 60);
+    ck_assert_int_eq(cfg->media_hold_timeout, 3600);
     ck_assert_uint_eq(cfg->ntrunks, 0);
     ck_assert_uint_eq(cfg->nrooms, 0);
     ck_assert_uint_eq(cfg->nroutes, 0);
@@ -145,6 +147,24 @@ START_TEST(test_defaults)
     ck_assert_int_eq(config_sip_hostport(cfg, host, sizeof host, &port), 0);
     ck_assert_str_eq(host, "127.0.0.1");
     ck_assert_int_eq(port, 5060);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_media_timeouts)
+{
+    char err[512];
+    struct config *cfg = unit_load_config("media = { timeout = 0; hold_timeout = 7200; };\n", err,
+                                          sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_int_eq(cfg->media_timeout, 0);
+    ck_assert_int_eq(cfg->media_hold_timeout, 7200);
+    config_free(cfg);
+    cfg = unit_load_config("media = { timeout = 86400; hold_timeout = 0; };\n", err, sizeof err,
+                           NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_int_eq(cfg->media_timeout, 86400);
+    ck_assert_int_eq(cfg->media_hold_timeout, 0);
     config_free(cfg);
 }
 END_TEST
@@ -378,6 +398,12 @@ START_TEST(test_bad_values)
     expect_error("webhooks = {\n  url = \"ftp://x\";\n};\n", 2, "webhooks.url", NULL);
     expect_error("rooms = {\n  resolver = \"file:///etc\";\n};\n", 2, "rooms.resolver", NULL);
     expect_error("transfer = {\n  ring_timeout = 0;\n};\n", 2, "transfer.ring_timeout", NULL);
+    expect_error("media = {\n  timeout = -1;\n};\n", 2, "media.timeout", "out of range");
+    expect_error("media = {\n  timeout = 86401;\n};\n", 2, "media.timeout", "out of range");
+    expect_error("media = {\n  hold_timeout = -5;\n};\n", 2, "media.hold_timeout", "out of range");
+    expect_error("media = {\n  hold_timeout = 604801;\n};\n", 2, "media.hold_timeout", NULL);
+    expect_error("media = {\n  timeout = \"60s\";\n};\n", 2, "media.timeout", "integer");
+    expect_error("media = {\n  media_timeout = 60;\n};\n", 2, "media_timeout", NULL);
 }
 END_TEST
 
@@ -446,6 +472,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_full_config);
     tcase_add_test(tc, test_defaults);
     tcase_add_test(tc, test_shipped_config);
+    tcase_add_test(tc, test_media_timeouts);
     tcase_add_test(tc, test_port_range_minimal_ok);
     tcase_add_test(tc, test_free_null);
     suite_add_tcase(s, tc);

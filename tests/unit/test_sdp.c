@@ -63,6 +63,57 @@ START_TEST(test_parse_typical_offer)
     ck_assert_uint_eq(info.s[0].rtcp_port, 49171);
     ck_assert(!info.s[0].hold_addr);
     ck_assert_int_eq(info.s[0].dtmf_pt, 101);
+    ck_assert(info.s[0].sendrecv);
+    ck_assert(!info.on_hold);
+}
+END_TEST
+
+static bool held(const char *session_attr, const char *media_attr, const char *addr)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "v=0\r\no=- 1 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n%s"
+             "m=audio 4000 RTP/AVP 0\r\n%s",
+             addr, session_attr, media_attr);
+    struct sdpx_info info;
+    char err[256] = "";
+    ck_assert_msg(parse(body, &info, err, sizeof err) == 0, "parse: %s", err);
+    return info.on_hold;
+}
+
+START_TEST(test_parse_on_hold)
+{
+    /* RFC 3264 section 8.4 holds, media or session level, and RFC 2543's */
+    ck_assert(held("", "a=sendonly\r\n", "192.0.2.1"));
+    ck_assert(held("", "a=recvonly\r\n", "192.0.2.1"));
+    ck_assert(held("", "a=inactive\r\n", "192.0.2.1"));
+    ck_assert(held("a=sendonly\r\n", "", "192.0.2.1"));
+    ck_assert(held("", "", "0.0.0.0"));
+    ck_assert(held("", "a=sendrecv\r\n", "0.0.0.0"));
+    /* not on hold: explicit or implied sendrecv, media level overriding */
+    ck_assert(!held("", "", "192.0.2.1"));
+    ck_assert(!held("", "a=sendrecv\r\n", "192.0.2.1"));
+    ck_assert(!held("a=inactive\r\n", "a=sendrecv\r\n", "192.0.2.1"));
+}
+END_TEST
+
+START_TEST(test_parse_on_hold_streams)
+{
+    /* one live stream is enough to count as media flowing; none at all
+     * (every stream rejected) is as quiet as a hold */
+    struct sdpx_info info;
+    char err[256] = "";
+    const char *video_live = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\n"
+                             "t=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=inactive\r\n"
+                             "m=video 4002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+    ck_assert_msg(parse(video_live, &info, err, sizeof err) == 0, "parse: %s", err);
+    ck_assert(!info.on_hold);
+    ck_assert(!info.s[0].sendrecv);
+    ck_assert(info.s[1].sendrecv);
+    const char *all_rejected = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\n"
+                               "c=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n";
+    ck_assert_msg(parse(all_rejected, &info, err, sizeof err) == 0, "parse: %s", err);
+    ck_assert(info.on_hold);
 }
 END_TEST
 
@@ -599,6 +650,8 @@ static Suite *sdp_suite(void)
     tcase_add_test(tc, test_parse_media_only_connection);
     tcase_add_test(tc, test_parse_ipv6);
     tcase_add_test(tc, test_parse_hold);
+    tcase_add_test(tc, test_parse_on_hold);
+    tcase_add_test(tc, test_parse_on_hold_streams);
     tcase_add_test(tc, test_parse_rejected_stream);
     tcase_add_test(tc, test_parse_stream_cap);
     tcase_add_test(tc, test_parse_garbage);
