@@ -25,6 +25,7 @@
 #include "b2bua.h"
 #include "call.h"
 #include "config.h"
+#include "dns_guard.h"
 #include "events.h"
 #include "http_client.h"
 #include "log.h"
@@ -394,6 +395,9 @@ int main(int argc, char **argv)
              cfg->sip_listen, cfg->api_listen,
              cfg->media_mode == MEDIA_RELAY ? "relay on " : "passthrough",
              cfg->media_mode == MEDIA_RELAY ? cfg->media_address : "");
+    /* Start-up (binding sip.listen) may still resolve; from here on this
+     * thread resolves nothing (dns_guard.h). */
+    dns_guard_arm();
     su_root_run(app.root);
     log_info("stopped");
     log_buffer_this_thread(0);

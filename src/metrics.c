@@ -11,6 +11,7 @@
 #include "app.h"
 #include "b2bua.h"
 #include "call.h"
+#include "dns_guard.h"
 #include "events.h"
 #include "http_client.h"
 #include "relay.h"
@@ -107,5 +108,8 @@ char *metrics_render(struct app *app)
            "Webhook events given up or dropped from a full queue.", es.dropped);
     metric(&b, "sipxfer_webhook_queued", "gauge", "Webhook events waiting for delivery.",
            es.queued);
+    metric(&b, "sipxfer_dns_blocked_total", "counter",
+           "Name lookups refused on the control thread (answered as NXDOMAIN, never sent to DNS).",
+           dns_guard_blocked());
     return b.p;
 }

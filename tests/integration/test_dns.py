@@ -1,0 +1,141 @@
+"""Issue 10: no name resolution on the control thread.
+
+Every daemon here runs in its own mount namespace whose /etc/resolv.conf
+names a DNS server that reads queries and never answers
+(harness.BlackholeDns), so any lookup the control thread made would freeze
+the loop for glibc's timeout x attempts per name. Skipped where that setup
+is not possible (not root, no unshare).
+
+Each trigger is a datagram whose reply destination is a name (a Via maddr,
+the raw Via host of a request nta cannot parse or whose version is not 2.0,
+a Via naming TCP on a bad request). It is sent from a trusted source
+(127.0.0.1, the trunk) and from an untrusted one (127.0.0.2); each time an
+OPTIONS probe must be answered within PROBE_MS, and a call bridged before
+the triggers must still have its BYE handled afterwards. The names are
+unique per trigger, so the blackhole's query log shows whether any reached
+DNS at all.
+"""
+import re
+import socket
+import time
+
+import harness
+from harness import (HOST, RawCall, build_request, case, check, parse_response, sip_exchange,
+                     wait_for, _rand)
+
+PROBE_MS = 100
+UNTRUSTED = "127.0.0.2"
+
+
+def probe(d, limit_ms=PROBE_MS, what=""):
+    """OPTIONS from the trunk address; must be answered 200 within limit_ms."""
+    t0 = time.monotonic()
+    st = d.options(timeout=max(2.0, limit_ms / 1000.0 * 5))
+    ms = (time.monotonic() - t0) * 1000
+    check(st == 200 and ms <= limit_ms, "OPTIONS %s: %s after %.0f ms (limit %d ms)" % (
+        what, st, ms, limit_ms))
+    return ms
+
+
+def udp_from(addr):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, 0))
+    return s
+
+
+def _req(method, d, via, cseq="1 %s", version="SIP/2.0", extra=""):
+    return ("%s sip:%s %s\r\n"
+            "Via: %s\r\n"
+            "Max-Forwards: 70\r\n"
+            "From: <sip:dns@%s>;tag=%s\r\n"
+            "To: <sip:%s>\r\n"
+            "Call-ID: dns-%s\r\n"
+            "CSeq: %s\r\n"
+            "%s"
+            "Content-Length: 0\r\n\r\n" % (method, d.uri_host, version, via, HOST, _rand(6),
+                                           d.uri_host, _rand(12), cseq.replace("%s", method),
+                                           extra)).encode()
+
+
+def triggers(d, local):
+    """(label, name looked up, datagram) for a socket bound to local."""
+    n = _rand(6)
+    src = "%s:%d" % local
+    br = lambda: "z9hG4bK" + _rand(10)  # noqa: E731
+    return [
+        # RFC 3261 18.2.2: a reply goes to maddr; sofia resolved it
+        ("maddr", "maddr-%s.sipxfer.invalid" % n,
+         _req("OPTIONS", d, "SIP/2.0/UDP %s;branch=%s;rport;maddr=maddr-%s.sipxfer.invalid"
+              % (src, br(), n))),
+        # a bad request with a maddr: nta's 400 to the maddr
+        ("maddr, bad CSeq", "badmaddr-%s.sipxfer.invalid" % n,
+         _req("INVITE", d, "SIP/2.0/UDP %s;branch=%s;rport;maddr=badmaddr-%s.sipxfer.invalid"
+              % (src, br(), n), cseq="abc %s")),
+        # nta's 400 to a request it cannot parse, addressed by the Via host
+        ("bad CSeq, named Via", "cseq-%s.sipxfer.invalid" % n,
+         _req("INVITE", d, "SIP/2.0/UDP cseq-%s.sipxfer.invalid:%d;branch=%s"
+              % (n, local[1], br()), cseq="abc %s")),
+        # nta's 505 goes to the raw Via host (no received= added yet)
+        ("SIP/7.0", "v7-%s.sipxfer.invalid" % n,
+         _req("OPTIONS", d, "SIP/2.0/UDP v7-%s.sipxfer.invalid:%d;branch=%s;rport"
+              % (n, local[1], br()), version="SIP/7.0")),
+        # a bad request whose Via says TCP: nta answers over TCP to the Via host
+        ("bad request, Via TCP", "tcp-%s.sipxfer.invalid" % n,
+         _req("OPTIONS", d, "SIP/2.0/TCP tcp-%s.sipxfer.invalid:%d;branch=%s"
+              % (n, local[1], br()), cseq="4294967296 %s")),
+    ]
+
+
+def bridged_call(t, d):
+    call = RawCall(d, rtp=False)
+    check(call.invite() == 200, "call before the triggers not answered")
+    return call
+
+
+def room_daemon(t, **kw):
+    room = t.sipp("room.xml", calls=1)
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)}, dns="blackhole",
+                 trunk_sources=["127.0.0.1/32"], **kw)
+    room.start()
+    d.start()
+    return d, room
+
+
+@case
+def test_dns_trigger_datagrams_do_not_stall(t):
+    d, room = room_daemon(t)
+    probe(d, what="before")
+    call = bridged_call(t, d)
+    names = []
+    replies = {}
+    for src in (HOST, UNTRUSTED):
+        s = udp_from(src)
+        try:
+            for label, name, data in triggers(d, s.getsockname()):
+                names.append(name)
+                s.sendto(data, (HOST, d.sip_port))
+                probe(d, what="after %r from %s" % (label, src))
+                # whatever reply there is comes to the source address
+                s.settimeout(0.3)
+                try:
+                    r = parse_response(s.recvfrom(65535)[0])
+                    replies[(label, src)] = r and r[0]
+                except socket.timeout:
+                    replies[(label, src)] = None
+        finally:
+            s.close()
+    for src in (HOST, UNTRUSTED):
+        check(replies[("maddr", src)] == 200,
+              "OPTIONS with a named maddr from %s: no 200 at its source (%s)" % (
+                  src, replies[("maddr", src)]))
+    asked = [n for n in d.dns.names() if any(n.startswith(x) for x in names)]
+    check(not asked, "names from the datagrams reached DNS: %s" % asked)
+    check(d.metric("sipxfer_dns_blocked_total") >= 2,
+          "the 505 and 400 to a named Via were not counted as refused lookups")
+    d.wait_log(r"WARN  dns: name \"[a-z0-9-]+\.sipxfer\.invalid\" refused on the control thread")
+    check(call.bye() == 200, "BYE of the live call after the triggers")
+    call.close()
+    room.check_ok(30, "room after BYE")
+    t.note("replies: %s" % ", ".join("%s/%s=%s" % (k[0], k[1], v) for k, v in replies.items()))
+    d.wait_idle()
+    d.check_clean_exit()
