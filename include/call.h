@@ -53,6 +53,7 @@ struct leg {
     bool detached;     /* replaced by a transfer: ending on its own */
     struct leg *znext; /* call's list of detached legs */
     struct dtmf *dtmf; /* digits being dialled into this leg, owned */
+    su_timer_t *response_timer; /* room INVITE with no response yet (b2bua.c), owned */
 };
 
 struct call {
