@@ -83,6 +83,11 @@ def triggers(d, local):
         ("bad request, Via TCP", "tcp-%s.sipxfer.invalid" % n,
          _req("OPTIONS", d, "SIP/2.0/TCP tcp-%s.sipxfer.invalid:%d;branch=%s"
               % (n, local[1], br()), cseq="4294967296 %s")),
+        # a Content-Length far beyond the datagram (and NTATAG_MAXSIZE)
+        ("huge Content-Length, named Via", "big-%s.sipxfer.invalid" % n,
+         _req("OPTIONS", d, "SIP/2.0/UDP big-%s.sipxfer.invalid:%d;branch=%s;rport"
+              % (n, local[1], br()), extra="Content-Type: text/plain\r\n").replace(
+                  b"Content-Length: 0", b"Content-Length: 999999")),
     ]
 
 
@@ -137,5 +142,98 @@ def test_dns_trigger_datagrams_do_not_stall(t):
     call.close()
     room.check_ok(30, "room after BYE")
     t.note("replies: %s" % ", ".join("%s/%s=%s" % (k[0], k[1], v) for k, v in replies.items()))
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+class InviteInBackground:
+    """A RawCall INVITE running in a thread; result() gives (status, seconds)."""
+
+    def __init__(self, call, timeout):
+        import threading
+        self.call, self.out = call, None
+        self.t0 = time.monotonic()
+
+        def run():
+            st = call.invite(timeout=timeout)
+            self.out = (st, time.monotonic() - self.t0)
+        self.th = threading.Thread(target=run, daemon=True)
+        self.th.start()
+
+    def result(self, timeout):
+        self.th.join(timeout)
+        check(self.out is not None, "INVITE still without a final response")
+        return self.out
+
+
+@case
+def test_dns_room_unresolvable_fails_in_bounded_time(t):
+    """A room whose host never resolves: the caller gets 408 once
+    rooms.response_timeout passed with no response at all, while a call to a
+    numeric room set up meanwhile completes; the name went to DNS from
+    sofia's asynchronous resolver, never from a blocking lookup."""
+    limit = 3
+    name = "room-%s.sipxfer.invalid" % _rand(6)
+    room = t.sipp("room.xml", calls=1)
+    d = t.daemon(rooms={"room-dns": "sip:room@%s:5060" % name,
+                        "room-a": "sip:room-a@%s:%d" % (HOST, room.port)},
+                 dns="blackhole", **{"rooms.response_timeout": limit})
+    room.start()
+    d.start()
+    stuck = RawCall(d, user="room-dns", rtp=False)
+    bg = InviteInBackground(stuck, timeout=limit + 10)
+    wait_for(lambda: name in d.dns.names(), 5, "the room's name asked of DNS")
+    other = t.sipp("caller.xml", remote=d.uri_host, service="room-a", duration=500).start()
+    other.check_ok(limit + 10, "call to the numeric room while the other room resolves")
+    check(bg.out is None, "the stuck room failed before the other call completed")
+    probe(d, what="while the room name resolves")
+    st, secs = bg.result(limit + 10)
+    check(st == 408, "caller of the unresolvable room got %s, not 408" % st)
+    check(limit - 0.2 <= secs <= limit + 2, "408 after %.1f s (bound %d s)" % (secs, limit))
+    stuck.close()
+    room.check_ok(30, "numeric room")
+    check(d.metric("sipxfer_dns_blocked_total") == 0, "a blocking lookup was attempted")
+    d.wait_log(r"room sip:room@%s:5060: no response in %d s" % (re.escape(name), limit))
+    t.note("408 after %.1f s" % secs)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_dns_webhook_and_resolver_names_do_not_stall(t):
+    """Webhook and resolver URLs naming hosts whose DNS never answers: curl
+    resolves in its threads; when the resolver request times out (5 s) with
+    the lookup still running, the control thread must not wait for it. OPTIONS
+    stays fast throughout, a call to a static room completes, the caller of an
+    unknown user is refused once the resolver request times out."""
+    hook = "hook-%s.sipxfer.invalid" % _rand(6)
+    res = "resolver-%s.sipxfer.invalid" % _rand(6)
+    # glibc's own timeout far beyond curl's, so a join would show
+    dns = harness.BlackholeDns(t, options="options timeout:30 attempts:1\n")
+    room = t.sipp("room.xml", calls=1)
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)}, dns=dns,
+                 **{"webhooks.url": "http://%s:9/hook" % hook,
+                    "webhooks.secret": "c2VjcmV0LXNlY3JldA==",
+                    "rooms.resolver": "http://%s:9/rooms" % res})
+    room.start()
+    d.start()
+    ok_call = t.sipp("caller.xml", remote=d.uri_host, service="room-a", duration=500).start()
+    unknown = RawCall(d, user="nobody-here", rtp=False)
+    bg = InviteInBackground(unknown, timeout=15)
+    wait_for(lambda: hook in d.dns.names() and res in d.dns.names(), 10,
+             "webhook and resolver names asked of DNS (have %s)" % "?")
+    worst = 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 7.5:       # past the resolver's 5 s timeout
+        worst = max(worst, probe(d, what="%.1f s into the lookups" % (time.monotonic() - t0)))
+        time.sleep(0.1)  # probe pacing, not synchronisation
+    ok_call.check_ok(20, "call to a static room while webhooks cannot resolve")
+    st, secs = bg.result(10)
+    check(st is not None and 400 <= st < 600, "caller of the unknown user: %s" % st)
+    check(4 <= secs <= 8, "resolver failure after %.1f s (its timeout is 5 s)" % secs)
+    unknown.close()
+    room.check_ok(30, "room")
+    check(d.metric("sipxfer_dns_blocked_total") == 0, "curl looked a name up on the control thread")
+    t.note("worst OPTIONS %.0f ms; unknown user got %s after %.1f s" % (worst, st, secs))
     d.wait_idle()
     d.check_clean_exit()
