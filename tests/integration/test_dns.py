@@ -237,3 +237,35 @@ def test_dns_webhook_and_resolver_names_do_not_stall(t):
     t.note("worst OPTIONS %.0f ms; unknown user got %s after %.1f s" % (worst, st, secs))
     d.wait_idle()
     d.check_clean_exit()
+
+
+@case(slow=True)
+def test_dns_named_contact_and_record_route_do_not_stall(t):
+    """A caller whose Contact (first call) or Record-Route (second call)
+    names a host whose DNS never answers: when the room hangs up, the BYE
+    toward that name is resolved by sofia's asynchronous resolver, never on
+    the loop; OPTIONS stays fast and nothing is refused by the guard. sofia's
+    resolver gives up after its fixed retries (~63 s): the calls end then."""
+    n = _rand(6)
+    contact = "contact-%s.sipxfer.invalid" % n
+    rr = "rr-%s.sipxfer.invalid" % n
+    room = t.sipp("room_hangup.xml", calls=2, extra=["-d", "300"])
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)}, dns="blackhole")
+    room.start()
+    d.start()
+    calls = [RawCall(d, rtp=False, contact="<sip:caller@%s:5060>" % contact),
+             RawCall(d, rtp=False, extra="Record-Route: <sip:%s:5060;lr>" % rr)]
+    for call in calls:
+        check(call.invite() == 200, "call with a named target not answered")
+    wait_for(lambda: contact in d.dns.names() and rr in d.dns.names(), 10,
+             "the BYE targets asked of DNS")
+    for i in range(10):
+        probe(d, what="while the BYE targets resolve (%d)" % i)
+    room.check_ok(30, "room hung up both calls")
+    check(d.metric("sipxfer_dns_blocked_total") == 0, "a blocking lookup was attempted")
+    t0 = time.monotonic()
+    d.wait_idle(90)
+    t.note("calls with the named BYE targets gone after %.1f s" % (time.monotonic() - t0))
+    for call in calls:
+        call.close()
+    d.check_clean_exit()
