@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sofia-sip/msg_mclass.h>
 #include <sofia-sip/sip_header.h>
@@ -112,11 +113,23 @@ static msg_hclass_t *sofia_via;
  * transport resolves that with a blocking lookup: a name there is dropped
  * (from every Via: we never forward responses, so only the top one is ever
  * used to send), and the reply goes where the request came from. */
+static bool via_has_named_maddr(const sip_via_t *v)
+{
+    /* every maddr, not only the one v_maddr points at: a copy of the header
+     * (nta's reply) takes its own pick among duplicates */
+    for (const char *const *p = v->v_params; p && *p; p++)
+        if (strncasecmp(*p, "maddr", 5) == 0 && ((*p)[5] == '=' || (*p)[5] == '\0') &&
+            !dns_guard_is_numeric((*p)[5] ? *p + 6 : ""))
+            return true;
+    return false;
+}
+
 static void via_drop_named_maddr(msg_header_t *h)
 {
     for (sip_via_t *v = (sip_via_t *)h; v; v = v->v_next)
-        if (v->v_maddr && !dns_guard_is_numeric(v->v_maddr))
-            msg_header_remove_param(v->v_common, "maddr");
+        if (via_has_named_maddr(v))
+            for (int i = 0; i < 16 && msg_header_remove_param(v->v_common, "maddr") > 0; i++)
+                ;
 }
 
 static issize_t via_parse(su_home_t *home, msg_header_t *h, char *s, isize_t slen)
