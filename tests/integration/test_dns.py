@@ -28,13 +28,24 @@ UNTRUSTED = "127.0.0.2"
 
 
 def probe(d, limit_ms=PROBE_MS, what=""):
-    """OPTIONS from the trunk address; must be answered 200 within limit_ms."""
-    t0 = time.monotonic()
-    st = d.options(timeout=max(2.0, limit_ms / 1000.0 * 5))
-    ms = (time.monotonic() - t0) * 1000
-    check(st == 200 and ms <= limit_ms, "OPTIONS %s: %s after %.0f ms (limit %d ms)" % (
-        what, st, ms, limit_ms))
-    return ms
+    """OPTIONS from the trunk address; must be answered 200 within limit_ms.
+    A blocking lookup under the blackhole DNS lasts glibc's 5 s timeout at
+    least, so the probe then gets no answer at all and fails at once. An
+    answer that came late but within a second is CPU contention on a shared
+    2-core machine, not a stall: it is tried twice more, and fails only when
+    all three are late."""
+    tries = []
+    for _ in range(3):
+        t0 = time.monotonic()
+        st = d.options(timeout=2.0)
+        ms = (time.monotonic() - t0) * 1000
+        tries.append("%s after %.0f ms" % (st, ms))
+        if st == 200 and ms <= limit_ms:
+            return ms
+        check(st == 200 and ms <= 1000, "OPTIONS %s: %s (limit %d ms)" % (
+            what, "; ".join(tries), limit_ms))
+    raise harness.TestFailure("OPTIONS %s: three late answers: %s (limit %d ms)" % (
+        what, "; ".join(tries), limit_ms))
 
 
 def udp_from(addr):

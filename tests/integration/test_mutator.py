@@ -262,6 +262,7 @@ def test_mutator_bounded(t):
         last = []   # the messages since the last good probe (for the report)
         counts = {"udp": 0, "tcp": 0}
         slowest = 0.0
+        late = 0  # probes answered late and retried
         try:
             for i in range(1, N + 1):
                 msg = mutate(r, torture, valid)
@@ -276,10 +277,17 @@ def test_mutator_bounded(t):
                         pass
                     counts["udp"] += 1
                 if i % PROBE_EVERY == 0 or i == N:
-                    p0 = time.monotonic()
-                    st = d.options()
-                    ms = (time.monotonic() - p0) * 1000
-                    slowest = max(slowest, ms)
+                    # a late answer (< 1 s) is retried twice: CPU contention on a
+                    # shared machine, not a stall (a blocking lookup under the
+                    # blackhole DNS gets no answer within the probe's 3 s at all)
+                    for _ in range(3):
+                        p0 = time.monotonic()
+                        st = d.options()
+                        ms = (time.monotonic() - p0) * 1000
+                        slowest = max(slowest, ms)
+                        if st != 200 or ms <= PROBE_MS or ms > 1000:
+                            break
+                        late += 1
                     if st != 200 or not d.alive() or ms > PROBE_MS:
                         path = t.path("mutator-crash-inputs.bin")
                         with open(path, "wb") as f:
@@ -295,9 +303,9 @@ def test_mutator_bounded(t):
         elapsed = time.time() - t0
         rss1 = harness.rss_kb(d.proc.pid)
         t.note("%d messages (%d udp, %d tcp) in %.1fs, room saw %d INVITEs, VmRSS %d -> %d kB, "
-               "slowest probe %.0f ms, %d lookup(s) refused"
+               "slowest probe %.0f ms (%d late, retried), %d lookup(s) refused"
                % (N, counts["udp"], counts["tcp"], elapsed, room.invites, rss0, rss1, slowest,
-                  d.metric("sipxfer_dns_blocked_total")))
+                  late, d.metric("sipxfer_dns_blocked_total")))
         print("mutator: seed %d: %s" % (seed, t.notes[-1]), flush=True)
         check(d.options("tcp") == 200, "seed %d: OPTIONS over TCP after the run" % seed)
         d.wait_idle()
