@@ -66,6 +66,7 @@ struct leg {
     struct sockaddr_storage sip_src; /* its SIP's last source; family 0: none */
     struct cidr *media_nets;         /* its trunk's media_sources, owned */
     size_t nmedia_nets;
+    su_timer_t *response_timer; /* room INVITE with no response yet (b2bua.c), owned */
 };
 
 struct call {

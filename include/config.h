@@ -70,6 +70,7 @@ struct config {
     struct room_cfg *rooms;
     size_t nrooms;
     char *resolver;
+    int room_response_timeout; /* seconds a room INVITE may go without any response */
 
     struct route_cfg *routes;
     size_t nroutes;

@@ -419,6 +419,30 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     b2bua_dial_room(b, c, room->name, room->uri);
 }
 
+/* nta gives a room that never answers 408 after 64*T1, but a room named by
+ * a host whose DNS never answers waits in sofia's resolver for a minute or
+ * more (its retries of A and AAAA): the leg is given up when nothing at all,
+ * not even 100 Trying, came back in rooms.response_timeout seconds. */
+static void room_no_response(struct app *app, su_timer_t *t, void *arg)
+{
+    struct leg *room = arg;
+    struct call *c = room->call;
+    if (room->state != LEG_EARLY || room->hangup_sent || c->room != room)
+        return;
+    call_log(c, LOG_WARN, "room %s: no response in %d s (its host does not resolve or does not "
+             "answer): giving up", room->uri ? room->uri : "?", app->cfg->room_response_timeout);
+    call_hangup(c, 408, "Request Timeout");
+}
+
+static void room_watch_response(struct app *app, struct leg *room)
+{
+    if (!room->response_timer)
+        room->response_timer = su_timer_create(su_root_task(app->root), 0);
+    if (room->response_timer)
+        su_timer_set_interval(room->response_timer, room_no_response, room,
+                              (su_duration_t)app->cfg->room_response_timeout * 1000);
+}
+
 void b2bua_dial_room(struct b2bua *b, struct call *c, const char *room_name, const char *room_uri)
 {
     free(c->room_name);
@@ -455,6 +479,7 @@ void b2bua_dial_room(struct b2bua *b, struct call *c, const char *room_name, con
     nua_invite(c->room->nh, SIPTAG_HEADER_STR(sid_header), SIPTAG_MAX_FORWARDS_STR(hops),
                TAG_IF(body, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
                TAG_IF(body, SIPTAG_PAYLOAD_STR(body)), TAG_END());
+    room_watch_response(b->app, c->room);
 }
 
 void b2bua_refuse_call(struct b2bua *b, struct call *c, int status, const char *phrase)
@@ -475,6 +500,7 @@ static void room_setup_response(struct b2bua *b, struct leg *room, int status, c
     struct leg *caller = c->caller;
     char why[80];
 
+    su_timer_reset(room->response_timer);
     if (status < 200) {
         if (status == 100 || !caller->nh || caller->state != LEG_EARLY || caller->hangup_sent)
             return;

@@ -60,6 +60,7 @@ void leg_free(struct leg *leg)
     if (!leg)
         return;
     dtmf_cancel(leg->dtmf); /* it sends through leg->ep */
+    su_timer_destroy(leg->response_timer);
     relay_ep_free(leg->ep);
     free(leg->sdp_out);
     free(leg->sdp_in);

@@ -233,7 +233,7 @@ static const char *const api_keys[] = {"listen", "tokens", "idle_timeout", NULL}
 static const char *const media_keys[] = {"mode",    "address", "port_min", "port_max",
                                          "timeout", "hold_timeout", NULL};
 static const char *const trunk_keys[] = {"name", "sources", "gateway", "media_sources", NULL};
-static const char *const rooms_keys[] = {"domain", "list", "resolver", NULL};
+static const char *const rooms_keys[] = {"domain", "list", "resolver", "response_timeout", NULL};
 static const char *const room_keys[] = {"name", "uri", NULL};
 static const char *const route_keys[] = {"user", "room", NULL};
 static const char *const webhook_keys[] = {"url", "secret", NULL};
@@ -319,7 +319,8 @@ static int load_rooms(struct ctx *c, const config_setting_t *root, struct config
     if (rc < 0)
         return -1;
     if (get_string(c, g, "domain", false, "rooms.sipxfer.test", &cfg->rooms_domain) < 0 ||
-        get_string(c, g, "resolver", false, "", &cfg->resolver) < 0)
+        get_string(c, g, "resolver", false, "", &cfg->resolver) < 0 ||
+        get_int(c, g, "response_timeout", 32, 1, 300, &cfg->room_response_timeout) < 0)
         return -1;
     if (*cfg->resolver && strncmp(cfg->resolver, "http://", 7) != 0 &&
         strncmp(cfg->resolver, "https://", 8) != 0)

@@ -436,6 +436,15 @@ int http_post(struct http_client *c, const char *url, const char *content_type, 
     ok &= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)HTTP_MAX_RESPONSE) == CURLE_OK;
     if (!ok)
         goto fail;
+    /* A transfer that ends (timeout, cancel) while its name is still being
+     * resolved would otherwise join the resolver thread, i.e. wait on the
+     * control thread for as long as DNS takes to give up; with this set
+     * curl leaves that thread to finish on its own. */
+#if LIBCURL_VERSION_NUM >= 0x075700
+    curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
+#else
+#warning "libcurl < 7.87: a webhook/resolver host whose DNS hangs stalls the loop when it times out"
+#endif
 
     /* Only arms our su_timer (at 0 ms): the transfer starts from the loop. */
     CURLMcode mc = curl_multi_add_handle(c->multi, e);

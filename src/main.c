@@ -26,6 +26,7 @@
 #include "b2bua.h"
 #include "call.h"
 #include "config.h"
+#include "dns_guard.h"
 #include "events.h"
 #include "http_client.h"
 #include "log.h"
@@ -448,6 +449,9 @@ int main(int argc, char **argv)
              cfg->media_mode == MEDIA_RELAY ? "relay on " : "passthrough",
              cfg->media_mode == MEDIA_RELAY ? cfg->media_address : "");
     looplag_init(app.root);
+    /* Start-up (binding sip.listen) may still resolve; from here on this
+     * thread resolves nothing (dns_guard.h). */
+    dns_guard_arm();
     su_root_run(app.root);
     looplag_stop();
     log_info("stopped");

@@ -11,6 +11,7 @@
 #include "app.h"
 #include "b2bua.h"
 #include "call.h"
+#include "dns_guard.h"
 #include "events.h"
 #include "http_client.h"
 #include "looplag.h"
@@ -159,5 +160,8 @@ char *metrics_render(struct app *app)
     metric(&b, "sipxfer_calls_media_timeout_total", "counter",
            "Calls ended because no RTP arrived from either side (media.timeout / hold_timeout).",
            media_watch_ended());
+    metric(&b, "sipxfer_dns_blocked_total", "counter",
+           "Name lookups refused on the control thread (answered as NXDOMAIN, never sent to DNS).",
+           dns_guard_blocked());
     return b.p;
 }

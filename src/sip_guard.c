@@ -10,6 +10,8 @@
 #include <sofia-sip/msg_mclass.h>
 #include <sofia-sip/sip_header.h>
 
+#include "dns_guard.h"
+
 bool sip_guard_uri_ok(const url_t *url)
 {
     if (!url || (url->url_type != url_sip && url->url_type != url_sips))
@@ -131,11 +133,37 @@ void sip_guard_via_tidy(char *s)
 
 static msg_hclass_t *sofia_via;
 
+/* nta sends a reply to a Via's maddr before its received= address, and its
+ * transport resolves that with a blocking lookup: a name there is dropped
+ * (from every Via: we never forward responses, so only the top one is ever
+ * used to send), and the reply goes where the request came from. */
+static bool via_has_named_maddr(const sip_via_t *v)
+{
+    /* every maddr, not only the one v_maddr points at: a copy of the header
+     * (nta's reply) takes its own pick among duplicates */
+    for (const char *const *p = v->v_params; p && *p; p++)
+        if (strncasecmp(*p, "maddr", 5) == 0 && ((*p)[5] == '=' || (*p)[5] == '\0') &&
+            !dns_guard_is_numeric((*p)[5] ? *p + 6 : ""))
+            return true;
+    return false;
+}
+
+static void via_drop_named_maddr(msg_header_t *h)
+{
+    for (sip_via_t *v = (sip_via_t *)h; v; v = v->v_next)
+        if (via_has_named_maddr(v))
+            for (int i = 0; i < 16 && msg_header_remove_param(v->v_common, "maddr") > 0; i++)
+                ;
+}
+
 static issize_t via_parse(su_home_t *home, msg_header_t *h, char *s, isize_t slen)
 {
     (void)slen;
     sip_guard_via_tidy(s);
-    return sofia_via->hc_parse(home, h, s, (isize_t)strlen(s));
+    issize_t rc = sofia_via->hc_parse(home, h, s, (isize_t)strlen(s));
+    if (rc >= 0)
+        via_drop_named_maddr(h);
+    return rc;
 }
 
 /* ---- Contact and Record-Route ------------------------------------------ */

@@ -184,8 +184,11 @@ class Daemon:
     override config settings by dotted name ("sip.max_calls": 1)."""
 
     def __init__(self, t, rooms=None, routes=None, trunk_sources=None, gateway=None,
-                 media_ports=40, **settings):
+                 media_ports=40, dns=None, **settings):
         self.t = t
+        # dns="blackhole": the daemon runs in its own mount namespace whose
+        # resolv.conf names a BlackholeDns (self.dns); or pass one to share
+        self.dns = BlackholeDns(t) if dns == "blackhole" else dns
         self.sip_port = free_port()
         self.api_port = free_port(udp=False)
         self.media_min = free_port(tcp=False, even=True, span=media_ports)
@@ -259,7 +262,10 @@ class Daemon:
         self.logf = open(self.log, "a")
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
-        self.proc = subprocess.Popen([SIPXFERD, "-c", self.conf], stdout=self.logf,
+        args = [SIPXFERD, "-c", self.conf]
+        if self.dns:
+            args = self.dns.wrap(args)
+        self.proc = subprocess.Popen(args, stdout=self.logf,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=env)
         self.t.procs.append(self.proc)
@@ -852,6 +858,79 @@ class Webhooks:
     def wait_type(self, typ, timeout=15, count=1):
         return wait_for(lambda: self.types().count(typ) >= count, timeout,
                         "webhook %s (have %s)" % (typ, "?"))
+
+
+_ns_ok = None
+
+
+def mount_namespace_ok():
+    """Whether this process may run a command in a mount namespace of its
+    own with another /etc/resolv.conf bound over the real one (root +
+    unshare); raises Skip with the reason when not."""
+    global _ns_ok
+    if _ns_ok is None:
+        if os.geteuid() != 0 or not shutil.which("unshare"):
+            _ns_ok = "needs root and unshare(1) for a private /etc/resolv.conf"
+        else:
+            r = subprocess.run(["unshare", "-m", "sh", "-c",
+                                "mount --bind /dev/null /etc/resolv.conf"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            _ns_ok = True if r.returncode == 0 else \
+                "unshare -m / mount --bind failed: %s" % r.stderr.strip()[:200]
+    if _ns_ok is not True:
+        raise Skip(_ns_ok)
+
+
+class BlackholeDns:
+    """tests/tools/blackhole_dns.py on port 53 of a loopback address of its
+    own (resolv.conf has no port), plus a resolv.conf naming it. wrap() turns
+    a command into one that sees that resolv.conf (its own mount namespace:
+    the machine's resolver is untouched). Queries are read, never answered;
+    queries() lists (proto, name) as they arrive."""
+
+    def __init__(self, t, options=""):
+        mount_namespace_ok()
+        self.t = t
+        self.out = None
+        for _ in range(50):
+            addr = "127.53.%d.%d" % (random.randrange(256), random.randrange(1, 255))
+            out = t.path("dns-%s.out" % addr)
+            p = subprocess.Popen(["python3", os.path.join(TOOLS_DIR, "blackhole_dns.py"),
+                                  "--address", addr], stdout=open(out, "w"),
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            t.procs.append(p)
+            try:
+                wait_for(lambda: p.poll() is not None or "listening" in _read(out), 10,
+                         "blackhole DNS on %s" % addr)
+            except TestFailure:
+                p.kill()
+                continue
+            if p.poll() is None:
+                self.proc, self.address, self.out = p, addr, out
+                break
+        check(self.out, "no loopback address free for a blackhole DNS")
+        self.resolv = t.path("resolv-blackhole.conf")
+        with open(self.resolv, "w") as f:
+            f.write("nameserver %s\n%s" % (self.address, options))
+
+    def wrap(self, args):
+        return ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+                self.resolv] + list(args)
+
+    def queries(self):
+        return [tuple(l.split()[1:3]) for l in _read(self.out).splitlines()
+                if l.startswith("query ")]
+
+    def names(self):
+        return [n for _, n in self.queries()]
+
+
+def _read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def verify_signature(secret_b64, timestamp, body, signature):

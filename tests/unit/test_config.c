@@ -135,6 +135,7 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(cfg->nroutes, 0);
     ck_assert_str_eq(cfg->rooms_domain, "rooms.sipxfer.test");
     ck_assert_str_eq(cfg->resolver, "");
+    ck_assert_int_eq(cfg->room_response_timeout, 32);
     ck_assert_str_eq(cfg->webhook_url, "");
     ck_assert_int_eq(cfg->transfer.ring_timeout, 30);
     ck_assert_int_eq(cfg->transfer.notify_timeout, 32);
@@ -404,6 +405,23 @@ START_TEST(test_bad_values)
     expect_error("media = {\n  hold_timeout = 604801;\n};\n", 2, "media.hold_timeout", NULL);
     expect_error("media = {\n  timeout = \"60s\";\n};\n", 2, "media.timeout", "integer");
     expect_error("media = {\n  media_timeout = 60;\n};\n", 2, "media_timeout", NULL);
+    expect_error("rooms = {\n  response_timeout = 0;\n};\n", 2, "rooms.response_timeout",
+                 "out of range");
+    expect_error("rooms = {\n\n  response_timeout = 301;\n};\n", 3, "rooms.response_timeout",
+                 "out of range");
+    expect_error("rooms = {\n  response_timeout = \"5\";\n};\n", 2, "rooms.response_timeout",
+                 "integer");
+}
+END_TEST
+
+START_TEST(test_room_response_timeout)
+{
+    char err[512];
+    struct config *cfg =
+        unit_load_config("rooms = {\n  response_timeout = 5;\n};\n", err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_int_eq(cfg->room_response_timeout, 5);
+    config_free(cfg);
 }
 END_TEST
 
@@ -475,6 +493,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_media_timeouts);
     tcase_add_test(tc, test_port_range_minimal_ok);
     tcase_add_test(tc, test_free_null);
+    tcase_add_test(tc, test_room_response_timeout);
     suite_add_tcase(s, tc);
     tc = tcase_create("errors");
     tcase_add_test(tc, test_unknown_top_key);

@@ -198,6 +198,43 @@ START_TEST(test_usable_contact_and_route_kept)
 }
 END_TEST
 
+START_TEST(test_named_maddr_dropped)
+{
+    msg_t *msg = parse("OPTIONS sip:a@example.com SIP/2.0\r\n"
+                       "Via: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK1;rport;maddr=x.example.invalid"
+                       ", SIP/2.0/UDP b;branch=z9hG4bK2;maddr=192.0.2.7\r\n"
+                       "v: SIP/2.0/UDP c;maddr=[2001:db8::1];branch=z9hG4bK3;MADDR=y.example\r\n"
+                       "To: <sip:a@example.com>\r\nFrom: <sip:b@example.com>;tag=1\r\n"
+                       "Call-ID: m\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+    ck_assert_ptr_nonnull(msg);
+    sip_t *sip = sip_object(msg);
+    ck_assert_ptr_null(sip->sip_error);
+    sip_via_t *v = sip->sip_via;
+    /* a name: gone, so nta replies to received/rport; the rest stays */
+    ck_assert_ptr_null(v->v_maddr);
+    ck_assert_str_eq(v->v_branch, "z9hG4bK1");
+    ck_assert_ptr_nonnull(v->v_rport);
+    v = v->v_next;
+    ck_assert_str_eq(v->v_maddr, "192.0.2.7");
+    v = v->v_next;
+    /* a numeric maddr beside a named one: both go (duplicates are malformed) */
+    ck_assert_ptr_null(v->v_maddr);
+    ck_assert_str_eq(v->v_branch, "z9hG4bK3");
+    msg_t *msg2 = parse("OPTIONS sip:a@example.com SIP/2.0\r\n"
+                        "Via: SIP/2.0/UDP c;maddr=[2001:db8::1];branch=z9hG4bK4\r\n"
+                        "To: <sip:a@example.com>\r\nFrom: <sip:b@example.com>;tag=1\r\n"
+                        "Call-ID: m2\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+    ck_assert_ptr_nonnull(msg2);
+    ck_assert_str_eq(sip_object(msg2)->sip_via->v_maddr, "[2001:db8::1]");
+    msg_destroy(msg2);
+    char *wire = msg_as_string(msg_home(msg), msg, NULL, 0, NULL);
+    ck_assert_ptr_nonnull(wire);
+    ck_assert_ptr_null(strstr(wire, "example.invalid"));
+    ck_assert_ptr_null(strstr(wire, "y.example"));
+    msg_destroy(msg);
+}
+END_TEST
+
 static Suite *guard_suite(void)
 {
     Suite *s = suite_create("sip_guard");
@@ -205,6 +242,7 @@ static Suite *guard_suite(void)
     tcase_add_test(tc, test_tidy);
     tcase_add_test(tc, test_bad_via_params_still_give_a_via);
     tcase_add_test(tc, test_good_vias_unchanged);
+    tcase_add_test(tc, test_named_maddr_dropped);
     suite_add_tcase(s, tc);
     TCase *tc2 = tcase_create("contact");
     tcase_add_test(tc2, test_unusable_contact_never_reaches_the_dialog);
