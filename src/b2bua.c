@@ -23,6 +23,7 @@
 #include <sofia-sip/tport_tag.h>
 #include <sofia-sip/nta_tag.h>
 
+#include "admit.h"
 #include "app.h"
 #include "call.h"
 #include "config.h"
@@ -52,10 +53,6 @@ struct b2bua {
 
 /* Largest SIP message accepted (over TCP; UDP is capped by the datagram). */
 #define SIP_MAX_MESSAGE (128 * 1024)
-/* A new INVITE costs one rate-limit token plus one per this many body
- * bytes: a source sending large bodies is limited sooner than one sending
- * ordinary calls. */
-#define BODY_BYTES_PER_TOKEN 2048
 #define ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY, REFER, UPDATE"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -247,12 +244,6 @@ static int map_room_failure(int status, const char **phrase)
 
 /* ---- new call ---------------------------------------------------------- */
 
-static double invite_cost(const sip_t *sip)
-{
-    size_t len = sip && sip->sip_payload ? sip->sip_payload->pl_len : 0;
-    return 1.0 + (double)(len / BODY_BYTES_PER_TOKEN);
-}
-
 /* The INVITE's X- headers as a JSON object text, for the resolver. */
 static char *collect_x_headers(const sip_t *sip)
 {
@@ -268,15 +259,46 @@ static char *collect_x_headers(const sip_t *sip)
     return text;
 }
 
-/* The hop count an INVITE arrived with; 70 (RFC 3261 8.1.1.6) when it has
- * none. More than 70 is taken as 70, as a proxy's maxfwd limit would: a
- * loop through us is bounded by the usual value, not by what a peer sent. */
-static unsigned incoming_max_forwards(const sip_t *sip)
+/* The log line for a refused INVITE; the checks themselves are admit.c's. */
+static void refusal_log(const struct config *cfg, const struct admit_result *r, const char *src,
+                      const char *callid, const char *user)
 {
-    if (!sip->sip_max_forwards)
-        return 70;
-    unsigned long n = sip->sip_max_forwards->mf_count;
-    return n > 70 ? 70 : (unsigned)n;
+    switch (r->check) {
+    case ADMIT_OK:
+    case ADMIT_BODY:
+        break;
+    case ADMIT_DRAINING:
+        log_info("INVITE from %s (Call-ID %s) refused: draining", src, callid);
+        break;
+    case ADMIT_RATE:
+        log_security(r->reason, src, NULL, "INVITE refused 503: over %d/s (Call-ID %.80s)",
+                     cfg->rate_limit, callid);
+        break;
+    case ADMIT_SOURCE:
+        log_security(r->reason, src, NULL, "INVITE refused 403 (Call-ID %.80s)", callid);
+        break;
+    case ADMIT_CONTACT:
+        log_security(r->reason, src, NULL, "INVITE refused 400: %s (Call-ID %.80s)", r->why,
+                     callid);
+        break;
+    case ADMIT_HOPS:
+        log_warn("INVITE from %s refused 483: Max-Forwards 0 (Call-ID %.80s)", src, callid);
+        break;
+    case ADMIT_MAX_CALLS:
+        log_warn("INVITE from %s refused 503: max_calls (%d) reached", src, cfg->max_calls);
+        break;
+    case ADMIT_ROUTE:
+        log_info("INVITE from %s for '%.64s' refused 404: no such room or route", src,
+                 user ? user : "");
+        break;
+    case ADMIT_SDP:
+        if (!r->reason)
+            log_info("INVITE from %s refused 488: %s", src, r->why);
+        else
+            log_security(r->reason, src, NULL, "INVITE refused %d: %s (Call-ID %.80s)", r->status,
+                         r->why, callid);
+        break;
+    }
 }
 
 static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const sip_t *sip)
@@ -288,78 +310,32 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     source_text(nua, src, sizeof src, &sa);
     const char *callid = sip && sip->sip_call_id ? sip->sip_call_id->i_id : "?";
 
-    if (app->draining) {
-        log_info("INVITE from %s (Call-ID %s) refused: draining", src, callid);
-        refuse(b, nh, 503, "Service Unavailable", REJ_DRAIN, "30", NULL);
-        return;
-    }
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    if (!ratelimit_allow_cost(b->rl, (struct sockaddr *)&sa, cfg->rate_limit,
-                              2.0 * cfg->rate_limit, invite_cost(sip),
-                              (double)now.tv_sec + now.tv_nsec / 1e9)) {
-        log_security("rate-limit", src, NULL, "INVITE refused 503: over %d/s (Call-ID %.80s)",
-                     cfg->rate_limit, callid);
-        refuse(b, nh, 503, "Rate Limited", REJ_RATE, "2", NULL);
+    struct admit_input in = {
+        .cfg = cfg,
+        .source = (struct sockaddr *)&sa,
+        .sip = sip,
+        .calls = call_count(),
+        .draining = app->draining,
+        .rl = b->rl,
+        .now = (double)now.tv_sec + now.tv_nsec / 1e9,
+    };
+    struct admit_result ar;
+    admit_invite(&in, &ar);
+    const char *user = sip && sip->sip_request ? sip->sip_request->rq_url->url_user : NULL;
+    if (ar.check != ADMIT_OK) {
+        refusal_log(cfg, &ar, src, callid, user);
+        refuse(b, nh, ar.status, ar.phrase, ar.kind, ar.retry_after, ar.accept);
         return;
     }
-    /* Source check first, before any lookup: the answer must not tell a
-     * scanner whether a number or room exists. */
-    const struct trunk_cfg *trunk = router_trunk_for(cfg, (struct sockaddr *)&sa);
-    if (!trunk) {
-        log_security("untrusted-source", src, NULL, "INVITE refused 403 (Call-ID %.80s)", callid);
-        refuse(b, nh, 403, "Forbidden", REJ_FORBIDDEN, NULL, NULL);
-        return;
-    }
+    const struct trunk_cfg *trunk = ar.trunk;
+    const struct room_cfg *room = ar.room;
+    bool resolve = ar.resolve;
+    unsigned hops = ar.hops;
+    bool has_sdp = ar.has_sdp;
+    const struct sdpx_info *offer = &ar.offer;
     char why[80];
-    if (!sip_guard_dialog_ok(sip, true, why, sizeof why)) {
-        log_security("bad-contact", src, NULL, "INVITE refused 400: %s (Call-ID %.80s)", why, callid);
-        refuse(b, nh, 400, "Bad Contact", REJ_BAD, NULL, NULL);
-        return;
-    }
-    unsigned hops = incoming_max_forwards(sip);
-    if (hops == 0) {
-        /* RFC 3261 16.3: a request that arrives with Max-Forwards 0 goes no
-         * further. A loop through a proxy ends here, not at max_calls. */
-        log_warn("INVITE from %s refused 483: Max-Forwards 0 (Call-ID %.80s)", src, callid);
-        refuse(b, nh, 483, "Too Many Hops", REJ_TOO_MANY_HOPS, NULL, NULL);
-        return;
-    }
-    if (call_count() >= (size_t)cfg->max_calls) {
-        log_warn("INVITE from %s refused 503: max_calls (%d) reached", src, cfg->max_calls);
-        refuse(b, nh, 503, "Too Many Calls", REJ_MAX_CALLS, "5", NULL);
-        return;
-    }
-    const char *user = sip->sip_request->rq_url->url_user;
-    const struct room_cfg *room = router_room_for(cfg, user);
-    bool resolve = !room && cfg->resolver && *cfg->resolver;
-    if (!room && !resolve) {
-        log_info("INVITE from %s for '%.64s' refused 404: no such room or route", src,
-                 user ? user : "");
-        refuse(b, nh, 404, "Not Found", REJ_NOT_FOUND, NULL, NULL);
-        return;
-    }
-
-    struct sdpx_info offer = {0};
-    bool has_sdp = sip_has_sdp(sip);
-    if (sip->sip_payload && sip->sip_payload->pl_len && !has_sdp) {
-        refuse(b, nh, 415, "Unsupported Media Type", REJ_BAD, NULL, "application/sdp");
-        return;
-    }
-    int rc = has_sdp ? sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &offer,
-                                  why, sizeof why)
-                     : 0;
-    if (rc < 0) {
-        const char *phrase;
-        int status = sdpx_refusal(rc, &phrase);
-        if (rc == SDPX_BAD)
-            log_info("INVITE from %s refused 488: %s", src, why);
-        else
-            log_security("sdp-limit", src, NULL, "INVITE refused %d: %s (Call-ID %.80s)", status,
-                         why, callid);
-        refuse(b, nh, status, phrase, rc == SDPX_BAD ? REJ_BAD : REJ_SDP_LIMIT, NULL, NULL);
-        return;
-    }
 
     struct call *c = call_new(cfg->node);
     c->caller = leg_new(c, LEG_CALLER);
@@ -399,7 +375,7 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
              callid, user ? user : "", room ? "room " : "the resolver", room ? room->name : "");
 
     if (has_sdp) {
-        if (call_media_setup(b, c, offer.nstreams, why, sizeof why) < 0) {
+        if (call_media_setup(b, c, offer->nstreams, why, sizeof why) < 0) {
             call_log(c, LOG_ERROR, "no media ports: %s; refusing 503", why);
             log_security("ports-exhausted", src, c->id, "INVITE refused 503");
             leg_hangup(c->caller, 503, "Media Ports Exhausted");
@@ -407,7 +383,7 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
             b->counters.rejected[REJ_NO_PORTS]++;
             return;
         }
-        leg_learn_sdp(c->caller, &offer, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+        leg_learn_sdp(c->caller, offer, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
     } else {
         c->offerless = true;
     }
