@@ -14,9 +14,6 @@
 
 struct app;
 
-/* The message carries an SDP body. */
-bool sip_has_sdp(const sip_t *sip);
-
 /* Remember the SDP body a leg sent (its raw text and o= line) and point the
  * leg's relay endpoint at the addresses it announced. */
 void leg_learn_sdp(struct leg *leg, const struct sdpx_info *info, const char *body, size_t len);

@@ -36,4 +36,7 @@ bool sip_guard_dialog_ok(const sip_t *sip, bool require_contact, char *why, size
  * only when sip_guard_mclass() could not be built. */
 bool sip_guard_reached_dialog(const sip_t *sip);
 
+/* The message carries an SDP body (application/sdp). */
+bool sip_has_sdp(const sip_t *sip);
+
 #endif

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "config.h"
-#include "leg.h"
 #include "ratelimit.h"
 #include "router.h"
 #include "sip_guard.h"

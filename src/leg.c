@@ -16,15 +16,6 @@
 #include "log.h"
 #include "relay.h"
 
-bool sip_has_sdp(const sip_t *sip)
-{
-    if (!sip || !sip->sip_payload || !sip->sip_payload->pl_data || !sip->sip_payload->pl_len)
-        return false;
-    /* A body without Content-Type is a broken message: not SDP. */
-    return sip->sip_content_type && sip->sip_content_type->c_type &&
-           strcasecmp(sip->sip_content_type->c_type, "application/sdp") == 0;
-}
-
 void leg_learn_sdp(struct leg *leg, const struct sdpx_info *info, const char *body, size_t len)
 {
     leg->in_o_id = info->o_id;

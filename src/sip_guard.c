@@ -261,3 +261,12 @@ msg_mclass_t const *sip_guard_mclass(void)
     mc = m;
     return mc;
 }
+
+bool sip_has_sdp(const sip_t *sip)
+{
+    if (!sip || !sip->sip_payload || !sip->sip_payload->pl_data || !sip->sip_payload->pl_len)
+        return false;
+    /* A body without Content-Type is a broken message: not SDP. */
+    return sip->sip_content_type && sip->sip_content_type->c_type &&
+           strcasecmp(sip->sip_content_type->c_type, "application/sdp") == 0;
+}
