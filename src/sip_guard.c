@@ -42,6 +42,10 @@ bool sip_guard_dialog_ok(const sip_t *sip, bool require_contact, char *why, size
         return false;
     /* refused by the parser (sip_guard_mclass): the header is not there */
     for (const sip_error_t *e = sip->sip_error; e; e = e->er_next) {
+        /* sofia also chains a second copy of a single-valued header here
+         * (two Max-Forwards) as it is: no er_name in that one */
+        if (!msg_is_error((const msg_header_t *)e))
+            continue;
         if (e->er_name && strcasecmp(e->er_name, "Contact") == 0) {
             snprintf(why, whylen, "unusable Contact URI");
             return false;

@@ -235,6 +235,37 @@ START_TEST(test_named_maddr_dropped)
 }
 END_TEST
 
+/* A repeated single-valued header is chained into sip_error as the header
+ * it is, not as an error header: the mutator's INVITE with two
+ * Max-Forwards crashed sip_guard_dialog_ok() reading its er_name. */
+START_TEST(test_repeated_header_in_error_list)
+{
+    const char *inv = "INVITE sip:nobody@127.0.0.1 SIP/2.0\r\n"
+                      "Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-dup\r\n"
+                      "Max-Forwards: 0\r\n"
+                      "From: <sip:a@127.0.0.1:5999>;tag=1\r\nTo: <sip:nobody@127.0.0.1>\r\n"
+                      "Call-ID: dup\r\nCSeq: 1 INVITE\r\n"
+                      "Contact: %s\r\n"
+                      "Max-Forwards: 70\r\n"
+                      "Content-Length: 0\r\n\r\n";
+    char text[1024], why[80];
+    snprintf(text, sizeof text, inv, "<sip:a@127.0.0.1:5999>");
+    msg_t *msg = parse(text);
+    ck_assert_ptr_nonnull(msg);
+    sip_t *sip = sip_object(msg);
+    ck_assert_ptr_nonnull(sip->sip_error); /* the second Max-Forwards */
+    ck_assert(sip_guard_dialog_ok(sip, true, why, sizeof why));
+    msg_destroy(msg);
+
+    snprintf(text, sizeof text, inv, "<sip:a@127.0.0.1:0>");
+    msg = parse(text);
+    ck_assert_ptr_nonnull(msg);
+    ck_assert(!sip_guard_dialog_ok(sip_object(msg), true, why, sizeof why));
+    ck_assert_str_eq(why, "unusable Contact URI");
+    msg_destroy(msg);
+}
+END_TEST
+
 static Suite *guard_suite(void)
 {
     Suite *s = suite_create("sip_guard");
@@ -247,6 +278,7 @@ static Suite *guard_suite(void)
     TCase *tc2 = tcase_create("contact");
     tcase_add_test(tc2, test_unusable_contact_never_reaches_the_dialog);
     tcase_add_test(tc2, test_usable_contact_and_route_kept);
+    tcase_add_test(tc2, test_repeated_header_in_error_list);
     suite_add_tcase(s, tc2);
     return s;
 }
