@@ -593,6 +593,9 @@ static void room_setup_response(struct b2bua *b, struct leg *room, int status, c
     if (!c->offerless) {
         room->ack_pending = false;
         nua_ack(room->nh, TAG_END());
+        /* our ACK is on its way: the dialog is confirmed for us now, not
+         * only when nua reports it (a transfer may start at once) */
+        room->state = LEG_CONFIRMED;
     } else {
         caller->offer_in_ack = true; /* room's ACK waits for the caller's answer */
     }
@@ -751,6 +754,8 @@ static void ack_in(struct b2bua *b, struct leg *leg, const sip_t *sip)
         }
         nua_ack(room->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(body),
                 TAG_END());
+        if (room->state == LEG_ANSWERED)
+            room->state = LEG_CONFIRMED;
     }
 }
 

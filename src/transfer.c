@@ -475,6 +475,7 @@ void transfer_target_response(struct app *app, struct leg *tl, int status, const
     }
     tl->ack_pending = false;
     nua_ack(tl->nh, TAG_END());
+    tl->state = LEG_CONFIRMED; /* confirmed for us once ACKed (see room_setup_response) */
     leg_learn_sdp(tl, &info, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
     x->sip_status = status;
     x->state = XFER_ANSWERED;
