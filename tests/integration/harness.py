@@ -290,6 +290,11 @@ class StartFailure(TestFailure):
         TestFailure.__init__(self, "%s: %s before it was ready; its output:\n%s" % (
             what, state, output[-2500:] or "(none)"))
 
+    def race_line(self):
+        """The line of the output that says which bind failed."""
+        m = re.search(r"[^\n]*(?:%s)[^\n]*" % ADDRESS_IN_USE.pattern, self.output)
+        return m.group(0).strip() if m else self.output.strip()[-300:]
+
     @property
     def address_in_use(self):
         """Lost a bind race: another process had one of its ports."""
@@ -580,7 +585,7 @@ class Daemon:
                      "sipxferd's ports to be free again (held: %s)" % "; ".join(holders))
             how = "on the same ports, free again"
         self.t.note("sipxferd attempt %d lost a port (%s), retried %s; it said: %s" % (
-            attempt, "; ".join(holders), how, failure.output.strip()[-300:]))
+            attempt, "; ".join(holders), how, failure.race_line()))
 
     def _health(self):
         try:
@@ -805,7 +810,7 @@ class Sipp:
         self.name = "sipp-%s-%d" % (self.scenario.replace(".xml", ""), self._port)
         self.t.note("%s attempt %d lost a port (%s), retried on %s; it said: %s" % (
             self.name, attempt, "; ".join(holders), ", ".join(how) or "the same ports",
-            failure.output.strip()[-300:]))
+            failure.race_line()))
 
     def wait(self, timeout=90):
         try:

@@ -52,7 +52,7 @@ def start_baresip(t, dial):
             if not e.address_in_use or attempt == START_ATTEMPTS:
                 raise
             t.note("baresip attempt %d lost a port, retried on fresh ones: %s" % (
-                attempt, e.output.strip()[-200:]))
+                attempt, e.race_line()))
 
 
 @case
