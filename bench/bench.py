@@ -250,7 +250,8 @@ node = "bench";
 drain_timeout = 1;
 sip = {{ listen = "sip:{HOST}:{SIP_PORT}"; max_calls = 1000000; rate_limit = 0; }};
 api = {{ listen = "{HOST}:{API_PORT}"; tokens = [ "{TOKEN}" ]; }};
-media = {{ mode = "{mode}"; address = "{HOST}"; port_min = {port_min}; port_max = {port_max}; }};
+media = {{ mode = "{mode}"; address = "{HOST}"; port_min = {port_min}; port_max = {port_max};
+          timeout = 0; hold_timeout = 0; }};  # calls are held silent for longer than 60 s
 trunks = ( {{ name = "bench"; sources = [ "127.0.0.0/8" ]; gateway = "sip:{HOST}:25099"; }} );
 rooms = {{ domain = "rooms.sipxfer.test"; list = (
     {room_list}

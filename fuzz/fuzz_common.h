@@ -23,7 +23,7 @@ static const char fuzz_config_text[] =
     "          list = ( { name = \"room-a\"; uri = \"sip:room-a@127.0.0.1:5070\"; },\n"
     "                   { name = \"room-b\"; uri = \"sip:room-b@127.0.0.1:5072\"; } ); };\n"
     "routes = ( { user = \"+15550100\"; room = \"room-a\"; } );\n"
-    "transfer = { allow = [ \"sip:*@*.example.com\", \"sips:*\", \"+1*\", \"sip:[2001:db8::*]*\" ]; };\n";
+    "transfer = { allow = [ \"sip:*@*.example.com\", \"sips:*\", \"+1*\", \"sip:*@[2001:db8::10]:*\" ]; };\n";
 
 /* Load fuzz_config_text through the real loader (config_load wants a file). */
 static struct config *fuzz_load_config(void)

@@ -12,7 +12,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size > 16384)
+    /* a little past SDPX_MAX_BYTES, so the limit itself is exercised */
+    if (size > SDPX_MAX_BYTES + 64)
         return 0;
     char *body = malloc(size ? size : 1);
     if (!body)
@@ -40,14 +41,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct sdpx_info again;
         char err2[256];
         int rc = sdpx_parse(out, strlen(out), &again, err2, sizeof err2);
-        assert(rc == 0);
-        for (int i = 0; i < again.nstreams; i++) {
+        /* our printed form may be longer (IPv6 address, added t=) than an
+         * input just under the limits; it must never be bad SDP */
+        assert(rc == 0 || rc == SDPX_TOO_LARGE || rc == SDPX_TOO_COMPLEX);
+        for (int i = 0; rc == 0 && i < again.nstreams; i++) {
             if (!again.s[i].port)
                 continue;
             assert(i < nports && ports[i] == again.s[i].port);
             assert(strcmp(again.s[i].addr, address) == 0 || again.s[i].hold_addr);
         }
-        assert(again.o_id == 42 && again.o_version == size);
+        assert(rc != 0 || (again.o_id == 42 && again.o_version == size));
         free(out);
     }
     free(body);

@@ -39,6 +39,8 @@ enum b2bua_reject {
     REJ_BAD,       /* 400 Bad Contact, 415, 488 */
     REJ_NO_PORTS,  /* 503: no relay port pair (or descriptor) */
     REJ_RATE,      /* 503: sip.rate_limit */
+    REJ_SDP_LIMIT, /* 413 / 488: SDP over the SDPX_MAX_* limits */
+    REJ_TOO_MANY_HOPS, /* 483: Max-Forwards 0 (a loop) */
     REJ_COUNT
 };
 

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "log.h"
@@ -16,6 +17,11 @@
 #include "sofia_types.h"
 
 enum leg_role { LEG_CALLER, LEG_ROOM, LEG_TARGET };
+
+/* Who is at the far end of a leg, fixed when the leg is created. A role
+ * changes (a transfer target becomes the call's room leg); this does not:
+ * only a room may ask us to move the caller (REFER). */
+enum leg_far { FAR_UNKNOWN, FAR_TRUNK, FAR_ROOM, FAR_PSTN, FAR_SIP };
 
 enum leg_state {
     LEG_IDLE,      /* created, nothing sent or received */
@@ -33,6 +39,7 @@ struct leg {
     struct call *call;
     nua_handle_t *nh;
     enum leg_role role;
+    enum leg_far far;
     enum leg_state state;
     struct relay_ep *ep;
 
@@ -49,10 +56,17 @@ struct leg {
     bool xfer_reinvite; /* the re-INVITE out is a transfer's media update */
 
     char *sdp_in;      /* last SDP body this leg sent us */
+    bool hold_in;      /* ... and it puts the media on hold (sdpx_info.on_hold) */
     char *uri;         /* whom this leg talks to (room / target URI, caller From) */
     bool detached;     /* replaced by a transfer: ending on its own */
     struct leg *znext; /* call's list of detached legs */
     struct dtmf *dtmf; /* digits being dialled into this leg, owned */
+    /* Who may send this leg's media besides its SDP address (SPEC 9),
+     * kept for an endpoint made later (offerless calls). */
+    struct sockaddr_storage sip_src; /* its SIP's last source; family 0: none */
+    struct cidr *media_nets;         /* its trunk's media_sources, owned */
+    size_t nmedia_nets;
+    su_timer_t *response_timer; /* room INVITE with no response yet (b2bua.c), owned */
 };
 
 struct call {
@@ -74,6 +88,10 @@ struct call {
     time_t started;
     bool offerless;  /* initial INVITE had no SDP: answer comes in caller's ACK */
     bool ended;      /* both legs asked to hang up */
+    unsigned max_forwards; /* on every leg made for the call: the caller's minus one */
+    const char *end_reason; /* static text for dialin.stopped; NULL = "hangup" */
+    long long media_quiet_since; /* media_watch.c: CLOCK_MONOTONIC ns it counts silence from */
+    bool media_hold;             /* media_watch.c: hold state at the last check */
 
     struct call *next, *prev; /* all calls, for iteration */
     struct call *hnext;       /* hash chain by id */
@@ -94,6 +112,7 @@ void leg_free(struct leg *leg);
 bool call_is_over(const struct call *call);
 struct leg *leg_peer(const struct leg *leg);
 const char *leg_role_name(enum leg_role role);
+const char *leg_far_name(enum leg_far far);
 
 #define call_log(call, level, ...) log_msg(level, (call)->id, __VA_ARGS__)
 

@@ -18,6 +18,8 @@ struct trunk_cfg {
     struct cidr *sources;
     size_t nsources;
     char *gateway; /* SIP URI, may be NULL */
+    struct cidr *media_sources; /* where its RTP may come from besides SDP/SIP */
+    size_t nmedia_sources;
 };
 
 struct room_cfg {
@@ -46,14 +48,20 @@ struct config {
     char *sip_listen; /* "sip:host:port" */
     int max_calls;
     int rate_limit; /* new INVITEs per second per source address; 0 = off */
+    int tcp_max_connections; /* accepted SIP TCP connections open at once */
+    int tcp_max_per_source;  /* of those, from one source address */
+    int tcp_idle_timeout;    /* seconds a silent SIP TCP connection may stay */
 
     char *api_listen; /* "host:port" */
     char **tokens;
     size_t ntokens;
+    int api_idle_timeout; /* seconds without traffic before MHD closes a connection */
 
     enum media_mode media_mode;
     char *media_address;
     int port_min, port_max;
+    int media_timeout;      /* s without RTP from either side before a call ends; 0 = off */
+    int media_hold_timeout; /* the same while the call is on hold; 0 = off */
 
     struct trunk_cfg *trunks;
     size_t ntrunks;
@@ -62,6 +70,7 @@ struct config {
     struct room_cfg *rooms;
     size_t nrooms;
     char *resolver;
+    int room_response_timeout; /* seconds a room INVITE may go without any response */
 
     struct route_cfg *routes;
     size_t nroutes;

@@ -41,6 +41,13 @@ void leg_quarantine(struct leg *leg);
 bool leg_is_quarantine_sentinel(const struct leg *leg);
 unsigned long leg_quarantined_count(void);
 
+struct trunk_cfg;
+/* Allow the leg's media from the address its SIP came from / from its
+ * trunk's media_sources (copied): now if it has an endpoint, else when
+ * leg_media_new() makes one. trunk may be NULL. */
+void leg_media_from_sip(struct leg *leg, const struct sockaddr *sa);
+void leg_media_from_trunk(struct leg *leg, const struct trunk_cfg *trunk);
+
 /* Relay endpoints for a new leg: nstreams port pairs, served by the same
  * worker as near. 0, or -1 with err. No-op in passthrough mode. */
 int leg_media_new(struct app *app, struct leg *leg, int nstreams, struct leg *near, char *err,

@@ -18,4 +18,10 @@ void ratelimit_destroy(struct ratelimit *rl);
 bool ratelimit_allow(struct ratelimit *rl, const struct sockaddr *sa, double rate, double burst,
                      double now);
 
+/* The same for a request that costs `cost` tokens (at least 1), so that a
+ * source sending expensive requests (large bodies) runs out sooner. A cost
+ * above burst is charged as burst: from a full bucket any request passes. */
+bool ratelimit_allow_cost(struct ratelimit *rl, const struct sockaddr *sa, double rate,
+                          double burst, double cost, double now);
+
 #endif

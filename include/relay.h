@@ -17,12 +17,25 @@
 
 struct relay;
 struct relay_ep;
+struct cidr;
+struct sockaddr;
+
+/* Why the relay dropped a packet; index of relay_stats.dropped, named in
+ * /metrics (metrics.c). */
+enum relay_drop {
+    RELAY_DROP_NO_PEER,     /* no partner, or it has no address to send to yet */
+    RELAY_DROP_SEND_FAILED, /* sendto() failed */
+    RELAY_DROP_FOREIGN,     /* source IP not the leg's SDP, SIP or media_sources */
+    RELAY_DROP_NOT_LATCHED, /* another allowed source while the latched one is live */
+    RELAY_DROP_COUNT
+};
 
 struct relay_stats {
     uint64_t ports_in_use;      /* UDP ports bound (RTP and RTCP) */
     uint64_t endpoints;         /* live endpoints */
     uint64_t packets_forwarded; /* since start */
-    uint64_t packets_dropped;   /* no peer known yet, or send failed */
+    uint64_t packets_dropped;   /* sum of dropped[] */
+    uint64_t dropped[RELAY_DROP_COUNT];
     uint64_t bytes_forwarded;
 };
 
@@ -46,14 +59,27 @@ int relay_ep_nstreams(const struct relay_ep *ep);
 uint16_t relay_ep_port(const struct relay_ep *ep, int stream);
 
 /* Where the peer said (in SDP) it receives stream's RTP; RTCP goes to
- * rtcp_port. Clears the latch: the next packet from the peer re-latches. */
+ * rtcp_port. Clears the latch: the next packet from an allowed source
+ * re-latches. The address is also allowed to send (a 0.0.0.0 hold keeps the
+ * previous one allowed). */
 void relay_ep_set_peer(struct relay_ep *ep, int stream, const char *addr, uint16_t rtp_port,
                        uint16_t rtcp_port);
+
+/* Who may send the endpoint's media besides its SDP address (SPEC section
+ * 9; the port may differ, for NAT): an address the leg's SIP came from
+ * (added to a few kept), and the trunk's media_sources (copied, replacing
+ * the previous list). Anyone else is dropped, never latched. */
+void relay_ep_allow_sip(struct relay_ep *ep, const struct sockaddr *sa);
+void relay_ep_allow_nets(struct relay_ep *ep, const struct cidr *nets, size_t n);
 
 /* Connect a and b (either may be NULL to disconnect the other). */
 void relay_connect(struct relay_ep *a, struct relay_ep *b);
 
 void relay_ep_stats(const struct relay_ep *ep, struct relay_ep_stats *out);
+
+/* When the last RTP packet (not RTCP) was accepted from the endpoint's
+ * peer: CLOCK_MONOTONIC nanoseconds, 0 if none yet. Thread-safe. */
+long long relay_ep_last_rtp(const struct relay_ep *ep);
 
 /* Release: the worker closes the sockets and returns the ports. ep must not
  * be used after this call. */

@@ -24,6 +24,10 @@ bool cidr_match(const struct cidr *net, const struct sockaddr *sa);
  * addresses are matched as IPv4. */
 const struct trunk_cfg *router_trunk_for(const struct config *cfg, const struct sockaddr *sa);
 
+/* The trunk whose gateway is the host (and port) of a SIP URI we are about
+ * to call, or NULL: media from that leg follows the trunk's media_sources. */
+const struct trunk_cfg *router_trunk_for_uri(const struct config *cfg, const char *uri);
+
 /* Room by name, else by a routes entry for the Request-URI user; NULL if none. */
 const struct room_cfg *router_room_for(const struct config *cfg, const char *ruri_user);
 

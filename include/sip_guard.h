@@ -31,4 +31,9 @@ bool sip_guard_uri_ok(const url_t *url);
  * demands at least one Contact. On failure writes why. */
 bool sip_guard_dialog_ok(const sip_t *sip, bool require_contact, char *why, size_t whylen);
 
+/* An unusable Contact or Record-Route URI of sip is one nua has seen (and
+ * may have made a dialog's target): it got past the parser, which happens
+ * only when sip_guard_mclass() could not be built. */
+bool sip_guard_reached_dialog(const sip_t *sip);
+
 #endif

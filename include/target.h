@@ -33,7 +33,25 @@ enum target_result target_parse(const struct config *cfg, const char *text,
                                  const char *self_host, int self_port, struct target *out,
                                  char *err, size_t errlen);
 
-/* fnmatch-style allow list, case-insensitive; an empty list allows nothing. */
+/* 1 when text (a SIP URI without ?headers, or an E.164 number) matches one
+ * of transfer.allow; an empty list allows nothing. See target_pattern_match. */
 int target_allowed(const struct config *cfg, const char *text);
+
+/* One allow pattern against text, part by part, never on the string:
+ *   "*"                     anything below;
+ *   "+1555*"                an E.164 number (glob on "+digits");
+ *   "sip[s]:[USER@]HOST[:PORT]"  scheme equal (case-insensitive); USER a
+ *       glob on the unescaped user (absent: any user or none); HOST a glob
+ *       per dot-separated label, a leading "*" label standing for one or
+ *       more labels, or a [IPv6] literal compared as an address; PORT a glob
+ *       on the port, the scheme's default when the URI has none (absent:
+ *       any port).
+ * A URI with a password, a user holding '@' (also as %40), maddr or a
+ * parameter byte outside RFC 3261's set matches nothing; its parameters and
+ * headers are never matched. Case-insensitive except the port. */
+int target_pattern_match(const char *pattern, const char *text);
+
+/* 0 if pattern is one target_pattern_match understands, else -1 and why. */
+int target_pattern_check(const char *pattern, char *err, size_t errlen);
 
 #endif

@@ -25,8 +25,10 @@
 #include "call.h"
 #include "config.h"
 #include "log.h"
+#include "log_limit.h"
 #include "metrics.h"
 #include "transfer.h"
+#include "looplag.h"
 
 #define MAX_BODY (64 * 1024)
 
@@ -36,7 +38,14 @@ struct api {
     su_wait_t wait;
     int wait_index;
     su_timer_t *timer;
+    bool closed; /* a connection closed during the last MHD_run() */
 };
+
+/* Total and per-address connection caps. 64 per address leaves three
+ * quarters of the total to other clients when one address holds its
+ * share (SPEC 9; docs/operations.md). */
+#define API_MAX_CONNECTIONS 256
+#define API_MAX_PER_SOURCE 64
 
 struct request {
     char *body;
@@ -294,6 +303,8 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
             return send_json(con, 200, call_json(c));
         if (strcmp(method, "DELETE") == 0) {
             call_log(c, LOG_INFO, "hang-up requested through the API");
+            if (!c->end_reason)
+                c->end_reason = "api-hangup";
             b2bua_hangup_call(app->b2bua, c, 480, "Temporarily Unavailable");
             cJSON *j = cJSON_CreateObject();
             cJSON_AddBoolToObject(j, "ok", true);
@@ -302,6 +313,16 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
         return send_error(con, 405, "invalid-request-error", "use GET or DELETE");
     }
     return send_error(con, 404, "not-found", "no such resource");
+}
+
+/* The method as a literal, for looplag (its names must outlive the request). */
+static const char *http_method_name(const char *method)
+{
+    static const char *const known[] = {"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(method, known[i]) == 0)
+            return known[i];
+    return "other-method";
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const char *url,
@@ -333,7 +354,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         *upload_data_size = 0;
         return MHD_YES;
     }
-    return route(api, con, url, method, req);
+    struct looplag_mark m;
+    looplag_begin(&m, "API", http_method_name(method), url);
+    enum MHD_Result r = route(api, con, url, method, req);
+    looplag_end(&m);
+    return r;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
@@ -349,19 +374,38 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 
 /* ---- loop integration -------------------------------------------------- */
 
+static void on_connection(void *cls, struct MHD_Connection *con, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct api *api = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+        api->closed = true;
+}
+
 static void rearm(struct api *api);
 
 static void on_timer(struct app *app, su_timer_t *t, void *arg)
 {
     struct api *api = arg;
+    struct looplag_mark m;
+    looplag_begin(&m, "API", "timer", NULL);
     MHD_run(api->mhd);
     rearm(api);
+    looplag_end(&m);
 }
 
 static void rearm(struct api *api)
 {
     MHD_UNSIGNED_LONG_LONG ms;
-    if (MHD_get_timeout(api->mhd, &ms) == MHD_YES)
+    /* At its connection limit MHD takes the listen socket out of its epoll
+     * set and puts it back only at the start of a later MHD_run(). When the
+     * run that closed the last connections was the final one (nothing left
+     * to time out, nothing readable), nothing would call MHD again and the
+     * API stayed deaf until restart: after any close, run once more. */
+    if (api->closed) {
+        api->closed = false;
+        su_timer_set_interval(api->timer, on_timer, api, 1);
+    } else if (MHD_get_timeout(api->mhd, &ms) == MHD_YES)
         su_timer_set_interval(api->timer, on_timer, api, (su_duration_t)(ms > 60000 ? 60000 : ms));
     else
         su_timer_reset(api->timer);
@@ -370,19 +414,27 @@ static void rearm(struct api *api)
 static int on_readable(struct app *app, su_wait_t *w, void *arg)
 {
     struct api *api = arg;
+    struct looplag_mark m;
+    looplag_begin(&m, "API", "socket", NULL);
     MHD_run(api->mhd);
     rearm(api);
+    looplag_end(&m);
     return 0;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    /* at a descriptor or connection limit MHD repeats itself per attempt */
+    static struct log_limit limit;
+    unsigned long suppressed;
+    if (!log_limit_allow(&limit, 5, time(NULL), &suppressed))
+        return;
     char text[256];
     vsnprintf(text, sizeof text, fmt, ap);
     size_t n = strlen(text);
     if (n && text[n - 1] == '\n')
         text[n - 1] = '\0';
-    log_warn("api: %s", text);
+    log_warn("api: %s%s", text, log_limit_note(suppressed));
 }
 
 struct api *api_start(struct app *app, char *err, size_t errlen)
@@ -410,9 +462,11 @@ struct api *api_start(struct app *app, char *err, size_t errlen)
     api->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, api, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)256, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)64,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, api, MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNECTIONS,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)API_MAX_PER_SOURCE,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg->api_idle_timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)(128 * 1024), MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!api->mhd) {

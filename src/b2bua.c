@@ -27,6 +27,7 @@
 #include "call.h"
 #include "config.h"
 #include "log.h"
+#include "looplag.h"
 #include "relay.h"
 #include "ratelimit.h"
 #include "router.h"
@@ -51,6 +52,10 @@ struct b2bua {
 
 /* Largest SIP message accepted (over TCP; UDP is capped by the datagram). */
 #define SIP_MAX_MESSAGE (128 * 1024)
+/* A new INVITE costs one rate-limit token plus one per this many body
+ * bytes: a source sending large bodies is limited sooner than one sending
+ * ordinary calls. */
+#define BODY_BYTES_PER_TOKEN 2048
 #define ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY, REFER, UPDATE"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -130,6 +135,7 @@ static void call_finish(struct b2bua *b, struct call *c)
         cJSON_AddStringToObject(p, "room", c->room_name ? c->room_name : "");
         cJSON_AddStringToObject(p, "from", c->from ? c->from : "");
         cJSON_AddNumberToObject(p, "duration", (double)(time(NULL) - c->started));
+        cJSON_AddStringToObject(p, "reason", c->end_reason ? c->end_reason : "hangup");
         app_event(b->app, "dialin.stopped", p);
     }
     call_free(c);
@@ -178,6 +184,43 @@ static void leg_gone(struct b2bua *b, struct leg *leg)
         call_finish(b, c);
 }
 
+/* A 2xx to a request we sent mid-call (re-INVITE, session refresh,
+ * transfer re-INVITE, UPDATE) carried a Contact or Record-Route sofia
+ * cannot send to. The call ends: a re-INVITE the other leg is waiting on
+ * gets 500, a running transfer fails, every leg gets BYE. The parser
+ * (sip_guard_mclass) kept the bad URI out of the dialog, so this leg's 2xx
+ * is ACKed and its BYE goes to the target it had before. Only if the URI
+ * did reach nua (no guarded parser) is the dialog quarantined instead:
+ * never ACKed or BYEd (see leg_quarantine), the leg treated as gone. */
+static void leg_unusable(struct b2bua *b, struct leg *leg, const sip_t *sip, bool ack,
+                         const char *what, const char *why)
+{
+    struct call *c = leg->call;
+    struct leg *other = leg_peer(leg);
+    bool poisoned = sip_guard_reached_dialog(sip);
+    log_security("bad-contact", "-", c->id, "%s from the %s leg refused: %s; %s", what,
+                 leg_role_name(leg->role), why, poisoned ? "leg quarantined" : "call ended");
+    if (leg->xfer_reinvite && transfer_active(c))
+        transfer_fail(b->app, c->xfer, 502, "the caller answered with an unusable Contact");
+    leg->reinvite_out = false;
+    leg->xfer_reinvite = false;
+    if (other && other->nh && other->reinvite_in) {
+        /* not 502: mid-dialog that ends the dialog at once (RFC 5057),
+         * and nua then drops the BYE that follows */
+        other->reinvite_in = false;
+        nua_respond(other->nh, 500, "Far End Sent Unusable Contact", TAG_END());
+    }
+    if (poisoned) {
+        leg_quarantine(leg);
+        leg_gone(b, leg);
+        return;
+    }
+    if (ack)
+        nua_ack(leg->nh, TAG_END());
+    if (!leg->detached && !leg->hangup_sent)
+        call_hangup(c, 500, "Server Internal Error");
+}
+
 /* What the caller hears when the room fails with status. A B2BUA must not
  * hand its trunk a 503 (the trunk would stop sending us every call), a 3xx
  * (the room's Contact is internal) or an auth challenge (not ours). */
@@ -204,6 +247,12 @@ static int map_room_failure(int status, const char **phrase)
 
 /* ---- new call ---------------------------------------------------------- */
 
+static double invite_cost(const sip_t *sip)
+{
+    size_t len = sip && sip->sip_payload ? sip->sip_payload->pl_len : 0;
+    return 1.0 + (double)(len / BODY_BYTES_PER_TOKEN);
+}
+
 /* The INVITE's X- headers as a JSON object text, for the resolver. */
 static char *collect_x_headers(const sip_t *sip)
 {
@@ -217,6 +266,17 @@ static char *collect_x_headers(const sip_t *sip)
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return text;
+}
+
+/* The hop count an INVITE arrived with; 70 (RFC 3261 8.1.1.6) when it has
+ * none. More than 70 is taken as 70, as a proxy's maxfwd limit would: a
+ * loop through us is bounded by the usual value, not by what a peer sent. */
+static unsigned incoming_max_forwards(const sip_t *sip)
+{
+    if (!sip->sip_max_forwards)
+        return 70;
+    unsigned long n = sip->sip_max_forwards->mf_count;
+    return n > 70 ? 70 : (unsigned)n;
 }
 
 static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const sip_t *sip)
@@ -235,8 +295,9 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     }
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    if (!ratelimit_allow(b->rl, (struct sockaddr *)&sa, cfg->rate_limit, 2.0 * cfg->rate_limit,
-                         (double)now.tv_sec + now.tv_nsec / 1e9)) {
+    if (!ratelimit_allow_cost(b->rl, (struct sockaddr *)&sa, cfg->rate_limit,
+                              2.0 * cfg->rate_limit, invite_cost(sip),
+                              (double)now.tv_sec + now.tv_nsec / 1e9)) {
         log_security("rate-limit", src, NULL, "INVITE refused 503: over %d/s (Call-ID %.80s)",
                      cfg->rate_limit, callid);
         refuse(b, nh, 503, "Rate Limited", REJ_RATE, "2", NULL);
@@ -244,7 +305,8 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     }
     /* Source check first, before any lookup: the answer must not tell a
      * scanner whether a number or room exists. */
-    if (!router_trunk_for(cfg, (struct sockaddr *)&sa)) {
+    const struct trunk_cfg *trunk = router_trunk_for(cfg, (struct sockaddr *)&sa);
+    if (!trunk) {
         log_security("untrusted-source", src, NULL, "INVITE refused 403 (Call-ID %.80s)", callid);
         refuse(b, nh, 403, "Forbidden", REJ_FORBIDDEN, NULL, NULL);
         return;
@@ -253,6 +315,14 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     if (!sip_guard_dialog_ok(sip, true, why, sizeof why)) {
         log_security("bad-contact", src, NULL, "INVITE refused 400: %s (Call-ID %.80s)", why, callid);
         refuse(b, nh, 400, "Bad Contact", REJ_BAD, NULL, NULL);
+        return;
+    }
+    unsigned hops = incoming_max_forwards(sip);
+    if (hops == 0) {
+        /* RFC 3261 16.3: a request that arrives with Max-Forwards 0 goes no
+         * further. A loop through a proxy ends here, not at max_calls. */
+        log_warn("INVITE from %s refused 483: Max-Forwards 0 (Call-ID %.80s)", src, callid);
+        refuse(b, nh, 483, "Too Many Hops", REJ_TOO_MANY_HOPS, NULL, NULL);
         return;
     }
     if (call_count() >= (size_t)cfg->max_calls) {
@@ -276,18 +346,31 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
         refuse(b, nh, 415, "Unsupported Media Type", REJ_BAD, NULL, "application/sdp");
         return;
     }
-    if (has_sdp && sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &offer, why,
-                              sizeof why) < 0) {
-        log_info("INVITE from %s refused 488: %s", src, why);
-        refuse(b, nh, 488, "Not Acceptable Here", REJ_BAD, NULL, NULL);
+    int rc = has_sdp ? sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &offer,
+                                  why, sizeof why)
+                     : 0;
+    if (rc < 0) {
+        const char *phrase;
+        int status = sdpx_refusal(rc, &phrase);
+        if (rc == SDPX_BAD)
+            log_info("INVITE from %s refused 488: %s", src, why);
+        else
+            log_security("sdp-limit", src, NULL, "INVITE refused %d: %s (Call-ID %.80s)", status,
+                         why, callid);
+        refuse(b, nh, status, phrase, rc == SDPX_BAD ? REJ_BAD : REJ_SDP_LIMIT, NULL, NULL);
         return;
     }
 
     struct call *c = call_new(cfg->node);
     c->caller = leg_new(c, LEG_CALLER);
     c->room = leg_new(c, LEG_ROOM);
+    c->caller->far = FAR_TRUNK;
+    c->room->far = FAR_ROOM; /* a configured room, or the one the resolver names */
     c->caller->nh = nh;
     c->caller->state = LEG_EARLY;
+    c->max_forwards = hops - 1;
+    leg_media_from_sip(c->caller, (struct sockaddr *)&sa);
+    leg_media_from_trunk(c->caller, trunk);
     nua_handle_bind(nh, c->caller);
     b->counters.calls_total++;
 
@@ -336,6 +419,30 @@ static void incoming_call(struct b2bua *b, nua_t *nua, nua_handle_t *nh, const s
     b2bua_dial_room(b, c, room->name, room->uri);
 }
 
+/* nta gives a room that never answers 408 after 64*T1, but a room named by
+ * a host whose DNS never answers waits in sofia's resolver for a minute or
+ * more (its retries of A and AAAA): the leg is given up when nothing at all,
+ * not even 100 Trying, came back in rooms.response_timeout seconds. */
+static void room_no_response(struct app *app, su_timer_t *t, void *arg)
+{
+    struct leg *room = arg;
+    struct call *c = room->call;
+    if (room->state != LEG_EARLY || room->hangup_sent || c->room != room)
+        return;
+    call_log(c, LOG_WARN, "room %s: no response in %d s (its host does not resolve or does not "
+             "answer): giving up", room->uri ? room->uri : "?", app->cfg->room_response_timeout);
+    call_hangup(c, 408, "Request Timeout");
+}
+
+static void room_watch_response(struct app *app, struct leg *room)
+{
+    if (!room->response_timer)
+        room->response_timer = su_timer_create(su_root_task(app->root), 0);
+    if (room->response_timer)
+        su_timer_set_interval(room->response_timer, room_no_response, room,
+                              (su_duration_t)app->cfg->room_response_timeout * 1000);
+}
+
 void b2bua_dial_room(struct b2bua *b, struct call *c, const char *room_name, const char *room_uri)
 {
     free(c->room_name);
@@ -366,9 +473,13 @@ void b2bua_dial_room(struct b2bua *b, struct call *c, const char *room_name, con
         return;
     }
     c->room->state = LEG_EARLY;
-    nua_invite(c->room->nh, SIPTAG_HEADER_STR(sid_header),
+    leg_media_from_trunk(c->room, router_trunk_for_uri(b->app->cfg, room_uri));
+    char hops[16];
+    snprintf(hops, sizeof hops, "%u", c->max_forwards);
+    nua_invite(c->room->nh, SIPTAG_HEADER_STR(sid_header), SIPTAG_MAX_FORWARDS_STR(hops),
                TAG_IF(body, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
                TAG_IF(body, SIPTAG_PAYLOAD_STR(body)), TAG_END());
+    room_watch_response(b->app, c->room);
 }
 
 void b2bua_refuse_call(struct b2bua *b, struct call *c, int status, const char *phrase)
@@ -389,6 +500,7 @@ static void room_setup_response(struct b2bua *b, struct leg *room, int status, c
     struct leg *caller = c->caller;
     char why[80];
 
+    su_timer_reset(room->response_timer);
     if (status < 200) {
         if (status == 100 || !caller->nh || caller->state != LEG_EARLY || caller->hangup_sent)
             return;
@@ -400,8 +512,15 @@ static void room_setup_response(struct b2bua *b, struct leg *room, int status, c
         }
         if (sip_has_sdp(sip) && !c->offerless) {
             struct sdpx_info info;
-            if (sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why,
-                           sizeof why) == 0) {
+            int rc = sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why,
+                                sizeof why);
+            if (rc == SDPX_TOO_LARGE || rc == SDPX_TOO_COMPLEX) {
+                /* early media we cannot relay; the 2xx would carry the same */
+                call_log(c, LOG_WARN, "room's %d refused: %s", status, why);
+                call_hangup(c, 502, "Bad Gateway");
+                return;
+            }
+            if (rc == 0) {
                 leg_learn_sdp(room, &info, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
                 char *body = leg_sdp_for(b->app, caller, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
                 if (body) {
@@ -529,10 +648,12 @@ static void reinvite_in(struct b2bua *b, nua_t *nua, struct leg *leg, const sip_
         return;
     }
     struct sdpx_info info;
-    if (sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why, sizeof why) <
-        0) {
-        call_log(c, LOG_INFO, "re-INVITE refused 488: %s", why);
-        nua_respond(leg->nh, 488, "Not Acceptable Here", TAG_END());
+    int rc = sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why, sizeof why);
+    if (rc < 0) {
+        const char *phrase;
+        int status = sdpx_refusal(rc, &phrase);
+        call_log(c, LOG_INFO, "re-INVITE refused %d: %s", status, why);
+        nua_respond(leg->nh, status, phrase, TAG_END());
         return;
     }
     if (leg->have_in_version && info.o_id == leg->in_o_id &&
@@ -648,9 +769,13 @@ static void update_in(struct b2bua *b, nua_t *nua, struct leg *leg, const sip_t 
     /* An UPDATE offer: the relay keeps our side where it is, so the answer
      * is what this leg already has; learn where the peer now receives. */
     struct sdpx_info info;
-    if (!leg->sdp_out || sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info,
-                                    why, sizeof why) < 0) {
-        nua_respond(leg->nh, 488, "Not Acceptable Here", NUTAG_WITH_THIS(nua), TAG_END());
+    int rc = leg->sdp_out ? sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info,
+                                       why, sizeof why)
+                          : SDPX_BAD;
+    if (rc < 0) {
+        const char *phrase;
+        int status = sdpx_refusal(rc, &phrase);
+        nua_respond(leg->nh, status, phrase, NUTAG_WITH_THIS(nua), TAG_END());
         return;
     }
     if (leg->ep)
@@ -661,6 +786,18 @@ static void update_in(struct b2bua *b, nua_t *nua, struct leg *leg, const sip_t 
 }
 
 /* ---- dispatch ---------------------------------------------------------- */
+
+/* A room's or target's media may come from where its SIP answers came from
+ * (SPEC section 9), as well as from its SDP address. */
+static void note_response_source(nua_t *nua, struct leg *leg)
+{
+    if (leg->role == LEG_CALLER)
+        return;
+    char src[80];
+    struct sockaddr_storage sa;
+    source_text(nua, src, sizeof src, &sa);
+    leg_media_from_sip(leg, (struct sockaddr *)&sa);
+}
 
 static void leg_callstate(struct b2bua *b, struct leg *leg, tagi_t tags[])
 {
@@ -674,11 +811,12 @@ static void leg_callstate(struct b2bua *b, struct leg *leg, tagi_t tags[])
     }
 }
 
-static void on_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
+static void dispatch(nua_event_t event, int status, char const *phrase, nua_t *nua,
                      struct app *app, nua_handle_t *nh, struct leg *leg, sip_t const *sip,
                      tagi_t tags[])
 {
     struct b2bua *b = app->b2bua;
+    char why[80];
 
     if (leg_is_quarantine_sentinel(leg))
         return;
@@ -697,6 +835,15 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
     case nua_r_invite:
         if (!leg)
             return;
+        if (status > 100 && status < 300)
+            note_response_source(nua, leg);
+        /* Set-up answers (EARLY) are checked where they are handled; the
+         * Contact is optional in a 2xx that only refreshes a dialog. */
+        if (status >= 200 && status < 300 && leg->state != LEG_EARLY && leg->nh &&
+            !sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+            leg_unusable(b, leg, sip, true, leg->reinvite_out ? "re-INVITE 2xx" : "2xx", why);
+            return;
+        }
         if (leg->reinvite_out && leg->xfer_reinvite) {
             transfer_caller_reinvite_response(app, leg, status, phrase, sip);
         } else if (leg->reinvite_out) {
@@ -732,8 +879,12 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
             leg->state = LEG_ENDING;
             /* A room leaving while a transfer rings keeps the caller for
              * the target (transfer_leg_gone decides when the leg is gone). */
-            if (!(leg == leg->call->room && transfer_active(leg->call)))
+            if (!(leg == leg->call->room && transfer_active(leg->call))) {
+                struct call *c = leg->call;
+                if (!c->end_reason && (leg == c->caller || leg == c->room))
+                    c->end_reason = leg == c->caller ? "caller-hangup" : "room-hangup";
                 leg_hangup(leg_peer(leg), 200, "OK");
+            }
         }
         return;
 
@@ -747,16 +898,26 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
     case nua_i_refer:
         /* REFER is in appl_method: nua waits for our answer, so nothing is
          * accepted before the policy check. Only a room may ask. */
-        if (leg && leg->nh && leg == leg->call->room && !leg->detached &&
+        if (leg && leg->nh && leg == leg->call->room && leg->far == FAR_ROOM && !leg->detached &&
             leg->state == LEG_CONFIRMED) {
+            if (!sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+                log_security("bad-contact", "-", leg->call->id, "room REFER refused 400: %s", why);
+                nua_respond(nh, 400, "Bad Contact", NUTAG_WITH_THIS(nua), TAG_END());
+                return;
+            }
             refer_from_room(app, nua, leg, sip, tags);
         } else if (nh) {
             char src[80];
             struct sockaddr_storage sa;
             source_text(nua, src, sizeof src, &sa);
+            /* a transfer target stays what it was (a PSTN gateway, an
+             * outside URI) after commit() makes it the call's room leg */
             log_security("refer-refused", src, leg ? leg->call->id : NULL,
-                         "REFER on a %s leg refused 403", leg ? leg_role_name(leg->role) : "stray");
-            nua_respond(nh, 403, "Forbidden", NUTAG_WITH_THIS(nua), TAG_END());
+                         "REFER on a %s leg (far end: %s) refused 403",
+                         leg ? leg_role_name(leg->role) : "stray",
+                         leg ? leg_far_name(leg->far) : "none");
+            nua_respond(nh, 403, leg && leg->role == LEG_ROOM ? "Only Rooms May Transfer" : "Forbidden",
+                        NUTAG_WITH_THIS(nua), TAG_END());
             if (!leg)
                 nua_handle_destroy(nh);
         }
@@ -792,13 +953,19 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
             b->shutdown_done(app);
         return;
 
+    case nua_r_update:
+        /* only nua sends UPDATE (session refresh) */
+        if (leg && leg->nh && status >= 200 && status < 300 &&
+            !sip_guard_dialog_ok(sip, false, why, sizeof why))
+            leg_unusable(b, leg, sip, false, "UPDATE 2xx", why);
+        return;
+
     case nua_r_bye:
     case nua_r_cancel:
     case nua_r_ack:
     case nua_i_active:
     case nua_i_terminated:
     case nua_i_prack:
-    case nua_r_update:
     case nua_i_media_error:
         return;
 
@@ -820,6 +987,16 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
             nua_handle_destroy(nh);
         return;
     }
+}
+
+static void on_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
+                     struct app *app, nua_handle_t *nh, struct leg *leg, sip_t const *sip,
+                     tagi_t tags[])
+{
+    struct looplag_mark m;
+    looplag_begin(&m, "SIP", nua_event_name(event), NULL);
+    dispatch(event, status, phrase, nua, app, nh, leg, sip, tags);
+    looplag_end(&m);
 }
 
 /* ---- lifecycle --------------------------------------------------------- */
@@ -853,6 +1030,9 @@ struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
                         NTATAG_UDP_MTU(65535), NTATAG_SERVER_RPORT(1), NTATAG_CLIENT_RPORT(1),
                         NTATAG_USE_NAPTR(0), NTATAG_USE_SRV(0), TPTAG_UDP_RMEM(4 * 1024 * 1024),
                         TPTAG_UDP_WMEM(4 * 1024 * 1024),
+                        /* a TCP peer stalled inside a message is dropped
+                         * (silent ones are tcp_guard.c's) */
+                        TPTAG_TIMEOUT((unsigned)app->cfg->tcp_idle_timeout * 1000u),
                         /* a message may claim any Content-Length: sofia sizes
                          * its receive buffer by it, up to this cap */
                         NTATAG_MAXSIZE(SIP_MAX_MESSAGE),
@@ -871,8 +1051,11 @@ struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
 
 void b2bua_hangup_all(struct b2bua *b, int status, const char *phrase)
 {
-    for (struct call *c = call_first(); c; c = c->next)
+    for (struct call *c = call_first(); c; c = c->next) {
+        if (!c->end_reason)
+            c->end_reason = "drain";
         call_hangup(c, status, phrase);
+    }
 }
 
 void b2bua_hangup_call(struct b2bua *b, struct call *c, int status, const char *phrase)

@@ -60,10 +60,12 @@ void leg_free(struct leg *leg)
     if (!leg)
         return;
     dtmf_cancel(leg->dtmf); /* it sends through leg->ep */
+    su_timer_destroy(leg->response_timer);
     relay_ep_free(leg->ep);
     free(leg->sdp_out);
     free(leg->sdp_in);
     free(leg->uri);
+    free(leg->media_nets);
     free(leg);
 }
 
@@ -160,4 +162,21 @@ const char *leg_role_name(enum leg_role role)
         return "target";
     }
     return "?";
+}
+
+const char *leg_far_name(enum leg_far far)
+{
+    switch (far) {
+    case FAR_TRUNK:
+        return "trunk";
+    case FAR_ROOM:
+        return "room";
+    case FAR_PSTN:
+        return "PSTN gateway";
+    case FAR_SIP:
+        return "external SIP";
+    case FAR_UNKNOWN:
+        break;
+    }
+    return "unknown";
 }

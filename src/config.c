@@ -15,6 +15,8 @@
 
 #include <sofia-sip/url.h>
 
+#include "target.h"
+
 struct ctx {
     const char *path;
     char *err;
@@ -220,16 +222,46 @@ static bool hostport_ok(const char *text)
 
 static const char *const top_keys[] = {"node", "drain_timeout", "sip", "api", "media", "trunks",
                                        "rooms", "routes", "webhooks", "transfer", NULL};
-static const char *const sip_keys[] = {"listen", "max_calls", "rate_limit", NULL};
-static const char *const api_keys[] = {"listen", "tokens", NULL};
-static const char *const media_keys[] = {"mode", "address", "port_min", "port_max", NULL};
-static const char *const trunk_keys[] = {"name", "sources", "gateway", NULL};
-static const char *const rooms_keys[] = {"domain", "list", "resolver", NULL};
+static const char *const sip_keys[] = {"listen",
+                                       "max_calls",
+                                       "rate_limit",
+                                       "tcp_max_connections",
+                                       "tcp_max_per_source",
+                                       "tcp_idle_timeout",
+                                       NULL};
+static const char *const api_keys[] = {"listen", "tokens", "idle_timeout", NULL};
+static const char *const media_keys[] = {"mode",    "address", "port_min", "port_max",
+                                         "timeout", "hold_timeout", NULL};
+static const char *const trunk_keys[] = {"name", "sources", "gateway", "media_sources", NULL};
+static const char *const rooms_keys[] = {"domain", "list", "resolver", "response_timeout", NULL};
 static const char *const room_keys[] = {"name", "uri", NULL};
 static const char *const route_keys[] = {"user", "room", NULL};
 static const char *const webhook_keys[] = {"url", "secret", NULL};
 static const char *const transfer_keys[] = {"ring_timeout", "notify_timeout", "allow",
                                             "refer_fallback", NULL};
+
+/* trunks[i].<name>: an optional list of "address[/prefix]" strings. */
+static int get_cidr_list(struct ctx *c, const config_setting_t *t, int i, const char *name,
+                         struct cidr **out, size_t *count)
+{
+    char **v;
+    size_t n;
+    *out = NULL;
+    *count = 0;
+    if (get_string_array(c, t, name, &v, &n) < 0)
+        return -1;
+    int rc = 0;
+    *out = calloc(n + 1, sizeof **out);
+    for (size_t j = 0; j < n && rc == 0; j++) {
+        if (cidr_parse(v[j], &(*out)[j]))
+            (*count)++;
+        else
+            rc = fail(c, member(t, name), "'trunks[%d].%s' has a bad address/prefix \"%s\"", i,
+                      name, v[j]);
+    }
+    free_strv(v, n);
+    return rc;
+}
 
 static int load_trunks(struct ctx *c, const config_setting_t *root, struct config *cfg)
 {
@@ -271,6 +303,8 @@ static int load_trunks(struct ctx *c, const config_setting_t *root, struct confi
         for (size_t k = 0; k < nsrc; k++)
             free(src[k]);
         free(src);
+        if (get_cidr_list(c, t, i, "media_sources", &tr->media_sources, &tr->nmedia_sources) < 0)
+            return -1;
         for (int j = 0; j < i; j++)
             if (strcmp(cfg->trunks[j].name, tr->name) == 0)
                 return fail(c, t, "duplicate trunk name \"%s\"", tr->name);
@@ -285,7 +319,8 @@ static int load_rooms(struct ctx *c, const config_setting_t *root, struct config
     if (rc < 0)
         return -1;
     if (get_string(c, g, "domain", false, "rooms.sipxfer.test", &cfg->rooms_domain) < 0 ||
-        get_string(c, g, "resolver", false, "", &cfg->resolver) < 0)
+        get_string(c, g, "resolver", false, "", &cfg->resolver) < 0 ||
+        get_int(c, g, "response_timeout", 32, 1, 300, &cfg->room_response_timeout) < 0)
         return -1;
     if (*cfg->resolver && strncmp(cfg->resolver, "http://", 7) != 0 &&
         strncmp(cfg->resolver, "https://", 8) != 0)
@@ -384,7 +419,10 @@ struct config *config_load(const char *path, char *err, size_t errlen)
     const config_setting_t *sip = get_group(&c, root, "sip", sip_keys, &rc);
     if (rc < 0 || get_string(&c, sip, "listen", false, "sip:127.0.0.1:5060", &cfg->sip_listen) < 0 ||
         get_int(&c, sip, "max_calls", 10000, 1, 1000000, &cfg->max_calls) < 0 ||
-        get_int(&c, sip, "rate_limit", 0, 0, 1000000, &cfg->rate_limit) < 0)
+        get_int(&c, sip, "rate_limit", 0, 0, 1000000, &cfg->rate_limit) < 0 ||
+        get_int(&c, sip, "tcp_max_connections", 1024, 1, 1000000, &cfg->tcp_max_connections) < 0 ||
+        get_int(&c, sip, "tcp_max_per_source", 32, 1, 1000000, &cfg->tcp_max_per_source) < 0 ||
+        get_int(&c, sip, "tcp_idle_timeout", 30, 1, 3600, &cfg->tcp_idle_timeout) < 0)
         goto bad;
     if (!sip_uri_ok(cfg->sip_listen) || strchr(cfg->sip_listen, '@')) {
         fail(&c, member(sip, "listen") ? member(sip, "listen") : sip,
@@ -394,7 +432,8 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 
     const config_setting_t *api = get_group(&c, root, "api", api_keys, &rc);
     if (rc < 0 || get_string(&c, api, "listen", false, "127.0.0.1:8080", &cfg->api_listen) < 0 ||
-        get_string_array(&c, api, "tokens", &cfg->tokens, &cfg->ntokens) < 0)
+        get_string_array(&c, api, "tokens", &cfg->tokens, &cfg->ntokens) < 0 ||
+        get_int(&c, api, "idle_timeout", 15, 1, 3600, &cfg->api_idle_timeout) < 0)
         goto bad;
     if (!hostport_ok(cfg->api_listen)) {
         fail(&c, member(api, "listen") ? member(api, "listen") : api,
@@ -424,7 +463,9 @@ struct config *config_load(const char *path, char *err, size_t errlen)
     free(mode);
     if (get_string(&c, media, "address", false, "127.0.0.1", &cfg->media_address) < 0 ||
         get_int(&c, media, "port_min", 20000, 1024, 65534, &cfg->port_min) < 0 ||
-        get_int(&c, media, "port_max", 29999, 1025, 65535, &cfg->port_max) < 0)
+        get_int(&c, media, "port_max", 29999, 1025, 65535, &cfg->port_max) < 0 ||
+        get_int(&c, media, "timeout", 60, 0, 86400, &cfg->media_timeout) < 0 ||
+        get_int(&c, media, "hold_timeout", 3600, 0, 604800, &cfg->media_hold_timeout) < 0)
         goto bad;
     {
         struct cidr tmp;
@@ -465,6 +506,16 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         /* Deny by default: with no allow list no external target is allowed. */
         cfg->transfer.allow = calloc(1, sizeof(char *));
     }
+    for (size_t i = 0; i < cfg->transfer.nallow; i++) {
+        /* a pattern the matcher cannot read would silently match nothing */
+        char why[160];
+        if (target_pattern_check(cfg->transfer.allow[i], why, sizeof why) < 0) {
+            fail(&c, config_setting_get_elem(member(xfer, "allow"), (unsigned)i),
+                 "'transfer.allow[%zu]' \"%.80s\" is not a pattern: %s", i,
+                 cfg->transfer.allow[i], why);
+            goto bad;
+        }
+    }
 
     config_destroy(&lc);
     return cfg;
@@ -496,6 +547,7 @@ void config_free(struct config *cfg)
         free(cfg->trunks[i].name);
         free(cfg->trunks[i].sources);
         free(cfg->trunks[i].gateway);
+        free(cfg->trunks[i].media_sources);
     }
     free(cfg->trunks);
     free(cfg->rooms_domain);

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "random.h"
 #include "relay.h"
+#include "looplag.h"
 
 #define TICK_MS 20
 #define SAMPLES_PER_TICK 160 /* 8 kHz clock */
@@ -78,7 +79,9 @@ static void finish(struct dtmf *d)
     free(d);
 }
 
-static void on_tick(struct app *app, su_timer_t *t, void *arg)
+static void on_tick(struct app *app, su_timer_t *t, void *arg);
+
+static void tick(struct app *app, su_timer_t *t, void *arg)
 {
     struct dtmf *d = arg;
     char digit = d->digits[d->pos];
@@ -105,6 +108,14 @@ static void on_tick(struct app *app, su_timer_t *t, void *arg)
         d->pos++;
     }
     su_timer_set_interval(t, on_tick, d, TICK_MS);
+}
+
+static void on_tick(struct app *app, su_timer_t *t, void *arg)
+{
+    struct looplag_mark m;
+    looplag_begin(&m, "timer", "dtmf", NULL);
+    tick(app, t, arg);
+    looplag_end(&m);
 }
 
 void dtmf_start(struct app *app, struct relay_ep *ep, int pt, const char *digits,

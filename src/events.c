@@ -33,6 +33,7 @@
 #include "hash.h"
 #include "http_client.h"
 #include "log.h"
+#include "looplag.h"
 
 #define NBUCKETS 7 /* delays 1, 2, 4, 8, 16, 32, 60 s */
 #define SID_BUCKETS 1024 /* sessions with undelivered events, by session id */
@@ -361,6 +362,8 @@ static void arm_timer(struct events *ev)
 static void on_retry_timer(struct app *app, su_timer_t *t, void *arg)
 {
     struct events *ev = arg;
+    struct looplag_mark m;
+    looplag_begin(&m, "timer", "webhook-retry", NULL);
     int64_t now = now_ms();
     for (int i = 0; i < NBUCKETS; i++) {
         struct event *e;
@@ -372,6 +375,7 @@ static void on_retry_timer(struct app *app, su_timer_t *t, void *arg)
     }
     arm_timer(ev);
     dispatch(ev);
+    looplag_end(&m);
 }
 
 static void give_up(struct events *ev, struct event *e)

@@ -28,6 +28,7 @@
 
 #include "app.h"
 #include "log.h"
+#include "looplag.h"
 
 #ifndef SIPXFER_VERSION
 #define SIPXFER_VERSION "dev"
@@ -186,9 +187,12 @@ static void process_done(struct http_client *c)
 static void on_timeout(struct app *app, su_timer_t *t, void *arg)
 {
     struct http_client *c = arg;
+    struct looplag_mark m;
+    looplag_begin(&m, "curl", "timer", NULL);
     int running;
     curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     process_done(c);
+    looplag_end(&m);
 }
 
 static int on_socket(struct app *app, su_wait_t *w, void *arg)
@@ -205,9 +209,12 @@ static int on_socket(struct app *app, su_wait_t *w, void *arg)
     if (ev & SU_WAIT_ERR)
         mask |= CURL_CSELECT_ERR;
     int running;
+    struct looplag_mark m;
+    looplag_begin(&m, "curl", "socket", NULL);
     /* s may be freed inside this call (CURL_POLL_REMOVE). */
     curl_multi_socket_action(c->multi, fd, mask, &running);
     process_done(c);
+    looplag_end(&m);
     return 0;
 }
 
@@ -429,6 +436,15 @@ int http_post(struct http_client *c, const char *url, const char *content_type, 
     ok &= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)HTTP_MAX_RESPONSE) == CURLE_OK;
     if (!ok)
         goto fail;
+    /* A transfer that ends (timeout, cancel) while its name is still being
+     * resolved would otherwise join the resolver thread, i.e. wait on the
+     * control thread for as long as DNS takes to give up; with this set
+     * curl leaves that thread to finish on its own. */
+#if LIBCURL_VERSION_NUM >= 0x075700
+    curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
+#else
+#warning "libcurl < 7.87: a webhook/resolver host whose DNS hangs stalls the loop when it times out"
+#endif
 
     /* Only arms our su_timer (at 0 ms): the transfer starts from the loop. */
     CURLMcode mc = curl_multi_add_handle(c->multi, e);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 
 #include <sofia-sip/nua_tag.h>
 #include <sofia-sip/sip_header.h>
@@ -29,6 +30,7 @@ void leg_learn_sdp(struct leg *leg, const struct sdpx_info *info, const char *bo
     leg->in_o_id = info->o_id;
     leg->in_o_version = info->o_version;
     leg->have_in_version = true;
+    leg->hold_in = info->on_hold;
     if (body) {
         free(leg->sdp_in);
         leg->sdp_in = strndup(body, len);
@@ -137,5 +139,38 @@ int leg_media_new(struct app *app, struct leg *leg, int nstreams, struct leg *ne
         nstreams = RELAY_MAX_STREAMS;
     leg->ep = relay_ep_new(app->relay, app->cfg->media_address, nstreams, near ? near->ep : NULL,
                            leg->call->id, err, errlen);
-    return leg->ep ? 0 : -1;
+    if (!leg->ep)
+        return -1;
+    if (leg->sip_src.ss_family)
+        relay_ep_allow_sip(leg->ep, (const struct sockaddr *)&leg->sip_src);
+    if (leg->nmedia_nets)
+        relay_ep_allow_nets(leg->ep, leg->media_nets, leg->nmedia_nets);
+    return 0;
+}
+
+void leg_media_from_sip(struct leg *leg, const struct sockaddr *sa)
+{
+    if (!leg || !sa || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
+        return;
+    memcpy(&leg->sip_src, sa, sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                       : sizeof(struct sockaddr_in6));
+    if (leg->ep)
+        relay_ep_allow_sip(leg->ep, sa);
+}
+
+void leg_media_from_trunk(struct leg *leg, const struct trunk_cfg *trunk)
+{
+    if (!leg || !trunk || !trunk->nmedia_sources)
+        return;
+    free(leg->media_nets);
+    leg->media_nets = malloc(trunk->nmedia_sources * sizeof *leg->media_nets);
+    if (!leg->media_nets) {
+        leg->nmedia_nets = 0;
+        return;
+    }
+    memcpy(leg->media_nets, trunk->media_sources,
+           trunk->nmedia_sources * sizeof *leg->media_nets);
+    leg->nmedia_nets = trunk->nmedia_sources;
+    if (leg->ep)
+        relay_ep_allow_nets(leg->ep, leg->media_nets, leg->nmedia_nets);
 }

@@ -9,6 +9,7 @@
 #include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,11 +26,16 @@
 #include "b2bua.h"
 #include "call.h"
 #include "config.h"
+#include "dns_guard.h"
 #include "events.h"
 #include "http_client.h"
 #include "log.h"
+#include "log_limit.h"
+#include "looplag.h"
+#include "media_watch.h"
 #include "relay.h"
 #include "resolver.h"
+#include "tcp_guard.h"
 
 static void usage(FILE *f)
 {
@@ -84,6 +90,21 @@ static void raise_fd_limit(const struct config *cfg)
                  ((unsigned long long)rl.rlim_cur - 64) / 4);
 }
 
+/* Descriptors SIP TCP must leave free: four per call the relay may still
+ * open (no more than the media range holds), the API's connection limit
+ * (api.c) and 64 for sofia, curl, logs and the rest. */
+static void apply_tcp_limits(const struct config *cfg)
+{
+    long relay = 0;
+    if (cfg->media_mode == MEDIA_RELAY) {
+        relay = 4L * cfg->max_calls;
+        if (relay > cfg->port_max - cfg->port_min + 1)
+            relay = cfg->port_max - cfg->port_min + 1;
+    }
+    tcp_guard_configure(cfg->tcp_max_connections, cfg->tcp_max_per_source, cfg->tcp_idle_timeout,
+                        (int)(64 + 256 + relay));
+}
+
 /* ---- shutdown ---------------------------------------------------------- */
 
 static su_timer_t *drain_timer;
@@ -126,7 +147,9 @@ static void stop_now(struct app *app)
     b2bua_shutdown(app->b2bua, shutdown_done);
 }
 
-static void drain_tick(struct app *app, su_timer_t *t, void *arg)
+static void drain_tick(struct app *app, su_timer_t *t, void *arg);
+
+static void drain_step(struct app *app, su_timer_t *t, void *arg)
 {
     static int ticks_after_hangup = -1;
     long *deadline = arg;
@@ -144,6 +167,14 @@ static void drain_tick(struct app *app, su_timer_t *t, void *arg)
         return;
     }
     su_timer_set(t, drain_tick, arg);
+}
+
+static void drain_tick(struct app *app, su_timer_t *t, void *arg)
+{
+    struct looplag_mark m;
+    looplag_begin(&m, "timer", "drain", NULL);
+    drain_step(app, t, arg);
+    looplag_end(&m);
 }
 
 static void begin_drain(struct app *app)
@@ -196,8 +227,13 @@ static void reload(struct app *app)
         cfg->port_min = old->port_min;
         cfg->port_max = old->port_max;
     }
+    if (cfg->api_idle_timeout != old->api_idle_timeout) {
+        log_warn("reload: api.idle_timeout changed: needs a restart, keeping the old value");
+        cfg->api_idle_timeout = old->api_idle_timeout;
+    }
     app->cfg = cfg;
     config_free(old);
+    apply_tcp_limits(cfg);
     log_info("reloaded %s: %zu trunk(s), %zu room(s), %zu route(s)", cfg->path, cfg->ntrunks,
              cfg->nrooms, cfg->nroutes);
 }
@@ -208,19 +244,24 @@ static int on_signal(struct app *app, su_wait_t *w, void *arg)
 {
     int fd = *(int *)arg;
     struct signalfd_siginfo si;
+    struct looplag_mark m;
+    looplag_begin(&m, "signal", "read", NULL);
     while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
         switch (si.ssi_signo) {
         case SIGTERM:
         case SIGINT:
-            log_info("signal %s", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            looplag_rename(&m, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            log_info("signal %s", m.name);
             begin_drain(app);
             break;
         case SIGHUP:
+            looplag_rename(&m, "SIGHUP reload");
             log_info("signal SIGHUP: reloading");
             reload(app);
             break;
         }
     }
+    looplag_end(&m);
     return 0;
 }
 
@@ -241,12 +282,15 @@ static void trim_tick(struct app *app, su_timer_t *t, void *arg)
     (void)app;
     (void)t;
     (void)arg;
+    struct looplag_mark m;
+    looplag_begin(&m, "timer", "malloc-trim", NULL);
     if (call_count() > 0)
         idle_trims_left = TRIM_WINDOW_MS / TRIM_EVERY_MS;
     else if (idle_trims_left > 0) {
         idle_trims_left--;
         malloc_trim(0);
     }
+    looplag_end(&m);
 }
 
 /* A crash must not take the last loop turn's log lines with it: they are
@@ -279,7 +323,10 @@ static void flush_logs(su_prepoll_magic_t *magic, su_root_t *root)
 {
     (void)magic;
     (void)root;
+    struct looplag_mark m;
+    looplag_begin(&m, "log", "flush", NULL);
     log_flush();
+    looplag_end(&m);
 }
 
 int main(int argc, char **argv)
@@ -352,6 +399,9 @@ int main(int argc, char **argv)
     struct app app = {.cfg = cfg};
     su_init();
     su_log_set_level(NULL, verbose > 1 ? 9 : 0);
+    /* a flood can make sofia repeat one line per packet or connection;
+     * with -v -v its debug output is wanted, so the limit is wider */
+    su_log_redirect(NULL, log_limit_sofia, (void *)(uintptr_t)(verbose > 1 ? 200 : 5));
     app.root = su_root_create(&app);
     su_root_threading(app.root, 0);
     /* the control thread's log lines are written once per loop turn */
@@ -376,6 +426,9 @@ int main(int argc, char **argv)
         log_error("%s", err);
         goto out;
     }
+    if (tcp_guard_start(app.root, app.sip_port) < 0)
+        log_warn("SIP TCP listener not found: TCP connections are not capped");
+    apply_tcp_limits(cfg);
     app.api = api_start(&app, err, sizeof err);
     if (!app.api) {
         log_error("%s", err);
@@ -389,17 +442,24 @@ int main(int argc, char **argv)
 
     trim_timer = su_timer_create(su_root_task(app.root), TRIM_EVERY_MS);
     su_timer_run(trim_timer, trim_tick, NULL);
+    media_watch_start(&app);
 
     log_info("sipxferd %s node %s: SIP on %s, API on %s, media %s%s", SIPXFER_VERSION, cfg->node,
              cfg->sip_listen, cfg->api_listen,
              cfg->media_mode == MEDIA_RELAY ? "relay on " : "passthrough",
              cfg->media_mode == MEDIA_RELAY ? cfg->media_address : "");
+    looplag_init(app.root);
+    /* Start-up (binding sip.listen) may still resolve; from here on this
+     * thread resolves nothing (dns_guard.h). */
+    dns_guard_arm();
     su_root_run(app.root);
+    looplag_stop();
     log_info("stopped");
     log_buffer_this_thread(0);
     rc = 0;
 
     su_timer_destroy(trim_timer);
+    media_watch_stop();
     su_root_deregister(app.root, sidx);
     close(sfd);
 out:
@@ -412,6 +472,7 @@ out:
     http_client_destroy(app.http);
     resolver_cleanup();
     b2bua_destroy(app.b2bua);
+    tcp_guard_stop();
     relay_destroy(app.relay);
     su_root_destroy(app.root);
     su_deinit();

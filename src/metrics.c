@@ -11,9 +11,13 @@
 #include "app.h"
 #include "b2bua.h"
 #include "call.h"
+#include "dns_guard.h"
 #include "events.h"
 #include "http_client.h"
+#include "looplag.h"
+#include "media_watch.h"
 #include "relay.h"
+#include "tcp_guard.h"
 #include "transfer.h"
 
 struct buf {
@@ -46,6 +50,22 @@ static void metric(struct buf *b, const char *name, const char *type, const char
     put(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, value);
 }
 
+static void loop_lag(struct buf *b)
+{
+    struct looplag_histogram h;
+    looplag_histogram(&h);
+    put(b, "# HELP sipxfer_loop_lag_seconds Control-loop turn durations (busy time between two "
+           "waits).\n# TYPE sipxfer_loop_lag_seconds histogram\n");
+    for (int i = 0; i < LOOPLAG_NBUCKETS; i++)
+        put(b, "sipxfer_loop_lag_seconds_bucket{le=\"%g\"} %llu\n", h.le[i],
+            (unsigned long long)h.bucket[i]);
+    put(b, "sipxfer_loop_lag_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)h.count);
+    put(b, "sipxfer_loop_lag_seconds_sum %.6f\nsipxfer_loop_lag_seconds_count %llu\n", h.sum,
+        (unsigned long long)h.count);
+    metric(b, "sipxfer_loop_slow_turns_total", "counter",
+           "Control-loop turns over 50 ms (each has a WARN line).", h.slow);
+}
+
 char *metrics_render(struct app *app)
 {
     struct buf b = {.cap = 4096};
@@ -63,7 +83,8 @@ char *metrics_render(struct app *app)
         [REJ_FORBIDDEN] = "forbidden", [REJ_NOT_FOUND] = "not_found",
         [REJ_MAX_CALLS] = "max_calls", [REJ_DRAIN] = "draining",
         [REJ_BAD] = "bad_request",     [REJ_NO_PORTS] = "no_ports",
-        [REJ_RATE] = "rate_limit",
+        [REJ_RATE] = "rate_limit",     [REJ_SDP_LIMIT] = "sdp_limit",
+        [REJ_TOO_MANY_HOPS] = "too_many_hops",
     };
     put(&b, "# HELP sipxfer_calls_rejected_total INVITEs refused before a call was made.\n"
             "# TYPE sipxfer_calls_rejected_total counter\n");
@@ -92,9 +113,37 @@ char *metrics_render(struct app *app)
     metric(&b, "sipxfer_relay_packets_forwarded_total", "counter", "RTP/RTCP packets forwarded.",
            rs.packets_forwarded);
     metric(&b, "sipxfer_relay_packets_dropped_total", "counter",
-           "Packets dropped (no peer yet, foreign source, send error).", rs.packets_dropped);
+           "Packets dropped, all reasons (see sipxfer_relay_dropped_total).", rs.packets_dropped);
+    static const char *const drops[RELAY_DROP_COUNT] = {
+        [RELAY_DROP_NO_PEER] = "no-peer",
+        [RELAY_DROP_SEND_FAILED] = "send-failed",
+        [RELAY_DROP_FOREIGN] = "foreign-source",
+        [RELAY_DROP_NOT_LATCHED] = "not-latched",
+    };
+    put(&b, "# HELP sipxfer_relay_dropped_total Packets dropped by the relay, by reason.\n"
+            "# TYPE sipxfer_relay_dropped_total counter\n");
+    for (int i = 0; i < RELAY_DROP_COUNT; i++)
+        put(&b, "sipxfer_relay_dropped_total{reason=\"%s\"} %llu\n", drops[i],
+            (unsigned long long)rs.dropped[i]);
     metric(&b, "sipxfer_relay_bytes_forwarded_total", "counter", "Bytes forwarded.",
            rs.bytes_forwarded);
+    struct tcp_guard_stats ts;
+    tcp_guard_stats(&ts);
+    metric(&b, "sipxfer_sip_tcp_connections", "gauge", "SIP TCP connections accepted and open.",
+           ts.connections);
+    static const char *const tcp_reasons[TCPG_NREASONS] = {
+        [TCPG_TOTAL] = "total", [TCPG_PER_SOURCE] = "per_source",
+        [TCPG_DESCRIPTORS] = "descriptors"};
+    put(&b, "# HELP sipxfer_sip_tcp_refused_total SIP TCP connections closed at accept.\n"
+            "# TYPE sipxfer_sip_tcp_refused_total counter\n");
+    for (int i = 0; i < TCPG_NREASONS; i++)
+        put(&b, "sipxfer_sip_tcp_refused_total{reason=\"%s\"} %llu\n", tcp_reasons[i],
+            (unsigned long long)ts.refused[i]);
+    metric(&b, "sipxfer_sip_tcp_idle_closed_total", "counter",
+           "SIP TCP connections closed for sending nothing within sip.tcp_idle_timeout.",
+           ts.idle_closed);
+    metric(&b, "sipxfer_sip_tcp_fd_reserve", "gauge",
+           "Descriptors SIP TCP leaves free for calls.", ts.reserve);
     struct events_stats es = {0};
     if (app->events)
         events_stats(app->events, &es);
@@ -107,5 +156,12 @@ char *metrics_render(struct app *app)
            "Webhook events given up or dropped from a full queue.", es.dropped);
     metric(&b, "sipxfer_webhook_queued", "gauge", "Webhook events waiting for delivery.",
            es.queued);
+    loop_lag(&b);
+    metric(&b, "sipxfer_calls_media_timeout_total", "counter",
+           "Calls ended because no RTP arrived from either side (media.timeout / hold_timeout).",
+           media_watch_ended());
+    metric(&b, "sipxfer_dns_blocked_total", "counter",
+           "Name lookups refused on the control thread (answered as NXDOMAIN, never sent to DNS).",
+           dns_guard_blocked());
     return b.p;
 }

@@ -51,6 +51,12 @@ static void key_of(const struct sockaddr *sa, uint8_t key[16])
 bool ratelimit_allow(struct ratelimit *rl, const struct sockaddr *sa, double rate, double burst,
                      double now)
 {
+    return ratelimit_allow_cost(rl, sa, rate, burst, 1.0, now);
+}
+
+bool ratelimit_allow_cost(struct ratelimit *rl, const struct sockaddr *sa, double rate,
+                          double burst, double cost, double now)
+{
     if (rate <= 0)
         return true;
     uint8_t key[16];
@@ -69,8 +75,12 @@ bool ratelimit_allow(struct ratelimit *rl, const struct sockaddr *sa, double rat
     if (b->tokens > burst)
         b->tokens = burst;
     b->last = now;
-    if (b->tokens < 1.0)
+    if (cost < 1.0)
+        cost = 1.0;
+    if (cost > burst)
+        cost = burst;
+    if (b->tokens < cost)
         return false;
-    b->tokens -= 1.0;
+    b->tokens -= cost;
     return true;
 }

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "leg.h"
 #include "log.h"
+#include "sip_guard.h"
 #include "target.h"
 #include "transfer.h"
 
@@ -151,6 +152,14 @@ void refer_response(struct app *app, struct leg *caller, int status, const char 
     if (status < 200)
         return;
 
+    char why[80];
+    if (status < 300 && !sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+        /* the parser kept the bad URI out of the dialog; the answer itself
+         * cannot be trusted */
+        log_security("bad-contact", "-", c->id, "REFER 2xx refused: %s", why);
+        transfer_fail(app, x, 502, "the REFER was answered with an unusable Contact");
+        return;
+    }
     if (status < 300) {
         x->refer_accepted = true;
         x->sip_status = status;
@@ -188,6 +197,13 @@ void refer_notify_in(struct app *app, struct leg *caller, const sip_t *sip, tagi
     if (sip->sip_event && sip->sip_event->o_type &&
         strcasecmp(sip->sip_event->o_type, "refer") != 0)
         return;
+    char why[80];
+    if (!sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+        /* nua has answered it; what it reports is not believed (the
+         * notify_timeout decides if no good NOTIFY follows) */
+        log_security("bad-contact", "-", c->id, "NOTIFY ignored: %s", why);
+        return;
+    }
 
     int substate = -1;
     tl_gets(tags, NUTAG_SUBSTATE_REF(substate), TAG_END());

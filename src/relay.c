@@ -35,13 +35,17 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "router.h"
 
 #define RELAY_MAX_WORKERS 16
 #define BATCH 16
 #define CMD_LINGER_MS 20
-/* A latched source that has been quiet this long may be replaced by a new
- * one (NAT rebinding); a live one may not (RTP hijack). */
+/* A latched source that has been quiet this long may be replaced by another
+ * allowed address; a live one may not (RTP hijack). */
 #define RELATCH_QUIET_NS (1000LL * 1000 * 1000)
+/* Addresses a leg's SIP came from (the caller's INVITE, each response of a
+ * room or target): a forking proxy or a re-routed dialog may add a few. */
+#define RELAY_MAX_SIP_SOURCES 4
 
 struct relay_sock {
     int fd;
@@ -56,6 +60,19 @@ struct relay_peer {
     struct sockaddr_storage latched; /* where it really sends from */
     socklen_t latched_len;
     long long last_ns; /* last packet from the latched source */
+    /* The last real (not 0.0.0.0) SDP address: still who may send while
+     * the peer is on hold. */
+    struct sockaddr_storage sdp_ip;
+    socklen_t sdp_ip_len;
+    bool warned; /* a foreign source has been logged for this socket */
+};
+
+/* Who besides the SDP address may send a leg's media (SPEC section 9). */
+struct relay_allow {
+    struct sockaddr_storage sip[RELAY_MAX_SIP_SOURCES];
+    int nsip;
+    struct cidr *nets; /* the trunk's media_sources, owned */
+    size_t nnets;
 };
 
 struct relay_worker;
@@ -69,11 +86,14 @@ struct relay_ep {
     struct relay_sock sock[RELAY_MAX_STREAMS][2];
     /* worker-owned from here */
     struct relay_peer peer[RELAY_MAX_STREAMS][2];
+    struct relay_allow allow;
     struct relay_ep *partner;
     _Atomic uint64_t rx, tx;
+    _Atomic long long last_rtp_ns; /* written by the worker, read by the control thread */
 };
 
-enum cmd_kind { CMD_SET_PEER, CMD_CONNECT, CMD_FREE, CMD_SEND, CMD_STOP };
+enum cmd_kind { CMD_SET_PEER, CMD_CONNECT, CMD_FREE, CMD_SEND, CMD_STOP, CMD_ALLOW_SIP,
+                CMD_ALLOW_NETS };
 
 struct cmd {
     struct cmd *next;
@@ -84,6 +104,8 @@ struct cmd {
     socklen_t len;
     unsigned char *payload; /* CMD_SEND */
     size_t payload_len;
+    struct cidr *nets; /* CMD_ALLOW_NETS, handed to the endpoint */
+    size_t nnets;
 };
 
 struct relay_worker {
@@ -102,7 +124,8 @@ struct relay {
     int cursor;
     int nworkers, next_worker;
     struct relay_worker workers[RELAY_MAX_WORKERS];
-    _Atomic uint64_t ports_in_use, endpoints, forwarded, dropped, bytes;
+    _Atomic uint64_t ports_in_use, endpoints, forwarded, bytes;
+    _Atomic uint64_t dropped[RELAY_DROP_COUNT];
 };
 
 static long long now_ns(void)
@@ -110,6 +133,24 @@ static long long now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int ip_bytes(const struct sockaddr_storage *sa, uint8_t out[16])
+{
+    if (sa->ss_family == AF_INET) {
+        memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return 4;
+    }
+    if (sa->ss_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            memcpy(out, &a6->s6_addr[12], 4);
+            return 4;
+        }
+        memcpy(out, a6, 16);
+        return 16;
+    }
+    return 0;
 }
 
 static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
@@ -122,6 +163,15 @@ static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_st
     }
     const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
     return x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
+}
+
+/* The same host, whatever the port; an IPv4-mapped IPv6 address is its
+ * IPv4 address. */
+static bool same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    uint8_t x[16], y[16];
+    int xl = ip_bytes(a, x), yl = ip_bytes(b, y);
+    return xl && xl == yl && memcmp(x, y, (size_t)xl) == 0;
 }
 
 /* ---- commands ---------------------------------------------------------- */
@@ -242,6 +292,7 @@ static void ep_release(struct relay_ep *ep)
         pool_give(r, (ep->port[s] - r->base) / 2);
     }
     atomic_fetch_sub(&r->endpoints, 1);
+    free(ep->allow.nets);
     free(ep);
 }
 
@@ -255,8 +306,34 @@ static void run_command(struct relay_worker *w, struct cmd *c)
         p[1].sdp = c->rtcp;
         p[0].sdp_len = p[1].sdp_len = c->len;
         p[0].latched_len = p[1].latched_len = 0;
+        if (c->len) {
+            /* the host is what counts: RTCP's is the RTP address's */
+            p[0].sdp_ip = p[1].sdp_ip = c->rtp;
+            p[0].sdp_ip_len = p[1].sdp_ip_len = c->len;
+        }
         break;
     }
+    case CMD_ALLOW_SIP: {
+        struct relay_allow *a = &ep->allow;
+        bool known = false;
+        for (int i = 0; i < a->nsip; i++)
+            known = known || same_ip(&a->sip[i], &c->rtp);
+        if (known)
+            break;
+        /* full: the oldest goes, the dialog has moved on from it */
+        if (a->nsip == RELAY_MAX_SIP_SOURCES) {
+            memmove(&a->sip[0], &a->sip[1], sizeof a->sip[0] * (RELAY_MAX_SIP_SOURCES - 1));
+            a->nsip--;
+        }
+        a->sip[a->nsip++] = c->rtp;
+        break;
+    }
+    case CMD_ALLOW_NETS:
+        free(ep->allow.nets);
+        ep->allow.nets = c->nets;
+        ep->allow.nnets = c->nnets;
+        c->nets = NULL;
+        break;
     case CMD_CONNECT:
         if (ep) {
             if (ep->partner && ep->partner->partner == ep)
@@ -290,6 +367,71 @@ static void run_command(struct relay_worker *w, struct cmd *c)
     c->payload = NULL;
 }
 
+static bool source_allowed(const struct relay_ep *ep, const struct relay_peer *me,
+                           const struct sockaddr_storage *src)
+{
+    if (me->sdp_ip_len && same_ip(&me->sdp_ip, src))
+        return true;
+    for (int i = 0; i < ep->allow.nsip; i++)
+        if (same_ip(&ep->allow.sip[i], src))
+            return true;
+    for (size_t i = 0; i < ep->allow.nnets; i++)
+        if (cidr_match(&ep->allow.nets[i], (const struct sockaddr *)src))
+            return true;
+    return false;
+}
+
+/* One SECURITY line per socket, not per packet: a stranger's stream would
+ * flood the log. */
+static void warn_foreign(const struct relay_ep *ep, const struct relay_sock *in,
+                         const struct sockaddr_storage *src)
+{
+    char host[INET6_ADDRSTRLEN] = "?", text[INET6_ADDRSTRLEN + 8];
+    uint8_t ip[16];
+    int n = ip_bytes(src, ip);
+    if (n)
+        inet_ntop(n == 4 ? AF_INET : AF_INET6, ip, host, sizeof host);
+    in_port_t raw = src->ss_family == AF_INET ? ((const struct sockaddr_in *)src)->sin_port
+                                              : ((const struct sockaddr_in6 *)src)->sin6_port;
+    unsigned port = ntohs(raw);
+    snprintf(text, sizeof text, "%s:%u", host, port);
+    log_security("foreign-rtp", text, ep->tag,
+                 "relay port %u: %s from outside the leg's SDP/SIP addresses and media_sources "
+                 "dropped (logged once per port)",
+                 ep->port[in->stream] + in->rtcp, in->rtcp ? "RTCP" : "RTP");
+}
+
+/* Symmetric RTP without bleed (SPEC section 9): latch only onto an address
+ * the leg's SDP, its SIP or its trunk's media_sources vouch for. The
+ * latched host may move to another port at once (NAT rebinding); another
+ * allowed host takes over only once the latched one has been quiet. A
+ * stranger is never latched, however long the stream has been quiet (hold,
+ * silence suppression). False: drop the packet (counted). */
+static bool source_accept(struct relay *r, struct relay_ep *ep, const struct relay_sock *in,
+                          const struct sockaddr_storage *src, socklen_t srclen, long long t)
+{
+    struct relay_peer *me = &ep->peer[in->stream][in->rtcp];
+    if (me->latched_len && same_addr(&me->latched, src))
+        return true;
+    if (!source_allowed(ep, me, src)) {
+        atomic_fetch_add(&r->dropped[RELAY_DROP_FOREIGN], 1);
+        if (!me->warned) {
+            me->warned = true;
+            warn_foreign(ep, in, src);
+        }
+        return false;
+    }
+    if (me->latched_len && !same_ip(&me->latched, src) && t - me->last_ns <= RELATCH_QUIET_NS) {
+        atomic_fetch_add(&r->dropped[RELAY_DROP_NOT_LATCHED], 1);
+        return false;
+    }
+    if (me->latched_len && log_get_level() >= LOG_DEBUG)
+        log_msg(LOG_DEBUG, ep->tag, "relay: port %u re-latched", ep->port[in->stream]);
+    me->latched = *src;
+    me->latched_len = srclen;
+    return true;
+}
+
 static void forward(struct relay *r, struct relay_sock *in, const unsigned char *buf, size_t len,
                     const struct sockaddr_storage *src, socklen_t srclen)
 {
@@ -297,35 +439,28 @@ static void forward(struct relay *r, struct relay_sock *in, const unsigned char 
     struct relay_peer *me = &ep->peer[in->stream][in->rtcp];
     long long t = now_ns();
 
-    /* Symmetric RTP: learn where the far end really sends from. */
-    if (me->latched_len == 0 ||
-        (!same_addr(&me->latched, src) && t - me->last_ns > RELATCH_QUIET_NS)) {
-        if (me->latched_len && log_get_level() >= LOG_DEBUG)
-            log_msg(LOG_DEBUG, ep->tag, "relay: port %u re-latched", ep->port[in->stream]);
-        me->latched = *src;
-        me->latched_len = srclen;
-    } else if (!same_addr(&me->latched, src)) {
-        atomic_fetch_add(&r->dropped, 1);
+    if (!source_accept(r, ep, in, src, srclen, t))
         return;
-    }
     me->last_ns = t;
     atomic_fetch_add(&ep->rx, 1);
+    if (!in->rtcp)
+        atomic_store_explicit(&ep->last_rtp_ns, t, memory_order_relaxed);
 
     struct relay_ep *out = ep->partner;
     if (!out || in->stream >= out->nstreams) {
-        atomic_fetch_add(&r->dropped, 1);
+        atomic_fetch_add(&r->dropped[RELAY_DROP_NO_PEER], 1);
         return;
     }
     struct relay_peer *dst = &out->peer[in->stream][in->rtcp];
     const struct sockaddr_storage *to = dst->latched_len ? &dst->latched : &dst->sdp;
     socklen_t tolen = dst->latched_len ? dst->latched_len : dst->sdp_len;
     if (tolen == 0) {
-        atomic_fetch_add(&r->dropped, 1);
+        atomic_fetch_add(&r->dropped[RELAY_DROP_NO_PEER], 1);
         return;
     }
     if (sendto(out->sock[in->stream][in->rtcp].fd, buf, len, 0, (const struct sockaddr *)to,
                tolen) < 0) {
-        atomic_fetch_add(&r->dropped, 1);
+        atomic_fetch_add(&r->dropped[RELAY_DROP_SEND_FAILED], 1);
         return;
     }
     atomic_fetch_add(&out->tx, 1);
@@ -477,9 +612,11 @@ void relay_destroy(struct relay *r)
                 for (int s = 0; s < c->ep->nstreams; s++)
                     for (int k = 0; k < 2; k++)
                         close(c->ep->sock[s][k].fd);
+                free(c->ep->allow.nets);
                 free(c->ep);
             }
             free(c->payload);
+            free(c->nets);
             free(c);
             c = next;
         }
@@ -495,7 +632,11 @@ void relay_stats(struct relay *r, struct relay_stats *out)
     out->ports_in_use = atomic_load(&r->ports_in_use);
     out->endpoints = atomic_load(&r->endpoints);
     out->packets_forwarded = atomic_load(&r->forwarded);
-    out->packets_dropped = atomic_load(&r->dropped);
+    out->packets_dropped = 0;
+    for (int i = 0; i < RELAY_DROP_COUNT; i++) {
+        out->dropped[i] = atomic_load(&r->dropped[i]);
+        out->packets_dropped += out->dropped[i];
+    }
     out->bytes_forwarded = atomic_load(&r->bytes);
 }
 
@@ -591,6 +732,11 @@ fail:
 
 int relay_ep_nstreams(const struct relay_ep *ep) { return ep->nstreams; }
 
+long long relay_ep_last_rtp(const struct relay_ep *ep)
+{
+    return atomic_load_explicit(&((struct relay_ep *)ep)->last_rtp_ns, memory_order_relaxed);
+}
+
 uint16_t relay_ep_port(const struct relay_ep *ep, int stream)
 {
     return stream >= 0 && stream < ep->nstreams ? ep->port[stream] : 0;
@@ -637,6 +783,33 @@ void relay_connect(struct relay_ep *a, struct relay_ep *b)
     struct cmd *c = cmd_new(CMD_CONNECT, a);
     c->other = b;
     post(any->w, c);
+}
+
+void relay_ep_allow_sip(struct relay_ep *ep, const struct sockaddr *sa)
+{
+    if (!ep || !sa || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
+        return;
+    struct cmd *c = cmd_new(CMD_ALLOW_SIP, ep);
+    memcpy(&c->rtp, sa, sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                 : sizeof(struct sockaddr_in6));
+    post(ep->w, c);
+}
+
+void relay_ep_allow_nets(struct relay_ep *ep, const struct cidr *nets, size_t n)
+{
+    if (!ep)
+        return;
+    struct cmd *c = cmd_new(CMD_ALLOW_NETS, ep);
+    if (n) {
+        c->nets = malloc(n * sizeof *nets);
+        if (!c->nets) {
+            log_error("relay: out of memory");
+            abort();
+        }
+        memcpy(c->nets, nets, n * sizeof *nets);
+        c->nnets = n;
+    }
+    post(ep->w, c);
 }
 
 void relay_ep_stats(const struct relay_ep *ep, struct relay_ep_stats *out)

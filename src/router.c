@@ -4,7 +4,11 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
+
+#include <sofia-sip/url.h>
 
 #include "config.h"
 
@@ -85,6 +89,37 @@ const struct trunk_cfg *router_trunk_for(const struct config *cfg, const struct 
         for (size_t j = 0; j < cfg->trunks[i].nsources; j++)
             if (cidr_match(&cfg->trunks[i].sources[j], sa))
                 return &cfg->trunks[i];
+    return NULL;
+}
+
+/* host and port of a sip:/sips: URI, the port made explicit. */
+static bool uri_hostport(const char *uri, char *host, size_t hostlen, char *port, size_t portlen)
+{
+    char buf[512];
+    if (!uri || snprintf(buf, sizeof buf, "%s", uri) >= (int)sizeof buf)
+        return false;
+    url_t url[1];
+    if (url_d(url, buf) < 0 || !url->url_host || (url->url_type != url_sip &&
+                                                   url->url_type != url_sips))
+        return false;
+    snprintf(host, hostlen, "%s", url->url_host);
+    snprintf(port, portlen, "%s",
+             url->url_port && *url->url_port ? url->url_port
+                                             : url->url_type == url_sips ? "5061" : "5060");
+    return true;
+}
+
+const struct trunk_cfg *router_trunk_for_uri(const struct config *cfg, const char *uri)
+{
+    char host[256], port[16];
+    if (!uri_hostport(uri, host, sizeof host, port, sizeof port))
+        return NULL;
+    for (size_t i = 0; i < cfg->ntrunks; i++) {
+        char gh[256], gp[16];
+        if (uri_hostport(cfg->trunks[i].gateway, gh, sizeof gh, gp, sizeof gp) &&
+            strcasecmp(gh, host) == 0 && strcmp(gp, port) == 0)
+            return &cfg->trunks[i];
+    }
     return NULL;
 }
 

@@ -51,10 +51,12 @@ static bool token_ok(const char *s, size_t n, bool slash)
     return true;
 }
 
-/* The n bytes after "m=": media, port, proto, then formats. */
-static bool media_line_ok(const char *s, size_t n)
+/* The n bytes after "m=": media, port, proto, then formats, counted into
+ * *nfmt. */
+static bool media_line_ok(const char *s, size_t n, int *nfmt)
 {
     size_t p = 0;
+    *nfmt = 0;
     for (int field = 0;; field++) {
         size_t gap = p;
         while (p < n && blank(s[p]))
@@ -66,12 +68,22 @@ static bool media_line_ok(const char *s, size_t n)
             p++;
         if (!(field == 1 ? port_ok(s + f, p - f) : token_ok(s + f, p - f, field == 2)))
             return false;
+        if (field >= 3)
+            (*nfmt)++;
     }
 }
 
-static bool media_lines_ok(const char *body, size_t len)
+/* One pass over the body before sofia parses it: the m= line syntax above
+ * and the SDPX_MAX_* limits, so that neither the parser nor our rewrite
+ * ever works on more than a bounded number of lines. */
+static int shape_check(const char *body, size_t len, char *err, size_t errlen)
 {
+    if (len > SDPX_MAX_BYTES) {
+        snprintf(err, errlen, "SDP of %zu bytes is over the limit of %d", len, SDPX_MAX_BYTES);
+        return SDPX_TOO_LARGE;
+    }
     size_t n = strnlen(body, len);
+    int lines = 0, attrs = 0, media = 0;
     for (size_t i = 0; i < n;) {
         size_t end = i;
         while (end < n && body[end] != '\r' && body[end] != '\n')
@@ -79,41 +91,75 @@ static bool media_lines_ok(const char *body, size_t len)
         size_t p = i;
         while (p < end && blank(body[p]))
             p++;
-        if (end - p >= 2 && body[p] == 'm' && body[p + 1] == '=' &&
-            !media_line_ok(body + p + 2, end - p - 2))
-            return false;
+        const char *what = NULL;
+        int limit = 0;
+        if (++lines > SDPX_MAX_LINES) {
+            what = "lines";
+            limit = SDPX_MAX_LINES;
+        } else if (end - p >= 2 && body[p + 1] == '=' && body[p] == 'a' &&
+                   ++attrs > SDPX_MAX_ATTRIBUTES) {
+            what = "attributes";
+            limit = SDPX_MAX_ATTRIBUTES;
+        } else if (end - p >= 2 && body[p + 1] == '=' && body[p] == 'm') {
+            int nfmt;
+            if (!media_line_ok(body + p + 2, end - p - 2, &nfmt)) {
+                snprintf(err, errlen, "bad SDP: malformed m= line");
+                return SDPX_BAD;
+            }
+            if (++media > SDPX_MAX_MEDIA) {
+                what = "m= lines";
+                limit = SDPX_MAX_MEDIA;
+            } else if (nfmt > SDPX_MAX_FORMATS) {
+                what = "formats on one m= line";
+                limit = SDPX_MAX_FORMATS;
+            }
+        }
+        if (what) {
+            snprintf(err, errlen, "SDP has more than %d %s", limit, what);
+            return SDPX_TOO_COMPLEX;
+        }
         i = end;
         while (i < n && (body[i] == '\r' || body[i] == '\n'))
             i++;
     }
-    return true;
+    return 0;
+}
+
+int sdpx_refusal(int rc, const char **phrase)
+{
+    if (rc == SDPX_TOO_LARGE) {
+        *phrase = "SDP Too Large";
+        return 413;
+    }
+    *phrase = rc == SDPX_TOO_COMPLEX ? "SDP Too Complex" : "Not Acceptable Here";
+    return 488;
 }
 
 static int parse_into(su_home_t *home, const char *body, size_t len, sdp_parser_t **parser,
                       struct sdpx_info *info, char *err, size_t errlen)
 {
+    *parser = NULL;
     if (!body || len == 0) {
         snprintf(err, errlen, "empty SDP");
-        return -1;
+        return SDPX_BAD;
     }
-    if (!media_lines_ok(body, len)) {
-        snprintf(err, errlen, "bad SDP: malformed m= line");
-        *parser = NULL;
-        return -1;
-    }
+    int rc = shape_check(body, len, err, errlen);
+    if (rc < 0)
+        return rc;
     /* Lenient parse: carriers send sloppy SDP (missing t=, odd rtpmaps) and
      * we only need the transport lines to be right. */
     *parser = sdp_parse(home, body, (issize_t)len, 0);
     sdp_session_t *sdp = sdp_session(*parser);
     if (!sdp) {
         snprintf(err, errlen, "bad SDP: %s", sdp_parsing_error(*parser));
-        return -1;
+        return SDPX_BAD;
     }
     memset(info, 0, sizeof *info);
     if (sdp->sdp_origin) {
         info->o_id = sdp->sdp_origin->o_id;
         info->o_version = sdp->sdp_origin->o_version;
     }
+    bool live = false;
     for (const sdp_media_t *m = sdp->sdp_media; m; m = m->m_next) {
         int i = info->nlines++;
         if (i >= SDPX_MAX_STREAMS)
@@ -123,7 +169,7 @@ static int parse_into(su_home_t *home, const char *body, size_t len, sdp_parser_
         const sdp_connection_t *c = stream_connection(sdp, m);
         if (m->m_port > 65535) {
             snprintf(err, errlen, "bad SDP: port %lu out of range", m->m_port);
-            return -1;
+            return SDPX_BAD;
         }
         s->port = (uint16_t)m->m_port;
         s->dtmf_pt = -1;
@@ -147,14 +193,17 @@ static int parse_into(su_home_t *home, const char *body, size_t len, sdp_parser_
             continue;
         if (!c || !c->c_address) {
             snprintf(err, errlen, "bad SDP: stream %d has no connection address", i);
-            return -1;
+            return SDPX_BAD;
         }
         if (c->c_addrtype != sdp_addr_ip4 && c->c_addrtype != sdp_addr_ip6) {
             snprintf(err, errlen, "bad SDP: stream %d address type is not IP4/IP6", i);
-            return -1;
+            return SDPX_BAD;
         }
         snprintf(s->addr, sizeof s->addr, "%s", c->c_address);
         s->hold_addr = strcmp(c->c_address, "0.0.0.0") == 0;
+        s->sendrecv = m->m_mode == sdp_sendrecv;
+        if (s->sendrecv && !s->hold_addr)
+            live = true;
         s->rtcp_port = (uint16_t)(s->port + 1);
         for (const sdp_attribute_t *a = m->m_attributes; a; a = a->a_next)
             if (a->a_name && strcasecmp(a->a_name, "rtcp") == 0 && a->a_value) {
@@ -163,6 +212,7 @@ static int parse_into(su_home_t *home, const char *body, size_t len, sdp_parser_
                     s->rtcp_port = (uint16_t)p;
             }
     }
+    info->on_hold = !live;
     return 0;
 }
 
@@ -178,14 +228,27 @@ int sdpx_parse(const char *body, size_t len, struct sdpx_info *info, char *err, 
 
 /* Attributes that describe transport addresses we replace: keeping them
  * would send the far end around the relay. */
-static void drop_transport_attributes(sdp_attribute_t **list)
+static bool transport_attribute(const char *name)
 {
     static const char *const names[] = {"rtcp", "candidate", "ice-ufrag", "ice-pwd",
                                         "ice-options", "remote-candidates", "ice-lite",
                                         "rtcp-mux", NULL};
     for (const char *const *n = names; *n; n++)
-        while (sdp_attribute_remove(list, *n))
-            ;
+        if (strcasecmp(name, *n) == 0)
+            return true;
+    return false;
+}
+
+/* One walk that unlinks as it goes: sdp_attribute_remove() rescans the
+ * list from its head for every removal, quadratic in a list of thousands. */
+static void drop_transport_attributes(sdp_attribute_t **list)
+{
+    for (sdp_attribute_t **p = list; *p;) {
+        if ((*p)->a_name && transport_attribute((*p)->a_name))
+            *p = (*p)->a_next;
+        else
+            p = &(*p)->a_next;
+    }
 }
 
 char *sdpx_rewrite(const char *body, size_t len, const char *address, const uint16_t *ports,

@@ -6,8 +6,10 @@
  * (CR, LF, NUL, other controls) and every URI header that is not X-. */
 #include "target.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <fnmatch.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,14 +19,6 @@
 
 #include "config.h"
 #include "router.h"
-
-int target_allowed(const struct config *cfg, const char *text)
-{
-    for (size_t i = 0; i < cfg->transfer.nallow; i++)
-        if (fnmatch(cfg->transfer.allow[i], text, FNM_CASEFOLD) == 0)
-            return 1;
-    return 0;
-}
 
 static int is_e164(const char *s)
 {
@@ -69,6 +63,255 @@ static int unescape(const char *in, size_t len, char *out, size_t outlen)
         out[o++] = (char)c;
     }
     out[o] = '\0';
+    return 0;
+}
+
+/* ---- transfer.allow ------------------------------------------------------
+ *
+ * A pattern is matched against the parts of the candidate as sofia parses
+ * it (the same parse nua uses for the Request-URI), never against its
+ * text: a glob on the whole string let "sip:*@pbx.example.com" admit
+ * "sip:x@127.0.0.1:38091;x=@pbx.example.com", whose '*' ran across the
+ * host and into a parameter. */
+
+struct allow_pattern {
+    enum { PAT_ANY, PAT_E164, PAT_SIP } kind;
+    bool sips;
+    const char *user; /* glob on the unescaped user; NULL: any user or none */
+    const char *host; /* label glob, or a bracketed IPv6 literal */
+    const char *port; /* glob on the port (default 5060/5061); NULL: any */
+    char buf[256];
+};
+
+static bool chars_in(const char *s, const char *extra)
+{
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr(extra, *s))
+            return false;
+    return true;
+}
+
+static bool ipv6_literal(const char *h, struct in6_addr *out)
+{
+    size_t n = strlen(h);
+    char in[INET6_ADDRSTRLEN];
+    if (n < 3 || h[0] != '[' || h[n - 1] != ']' || n - 2 >= sizeof in)
+        return false;
+    memcpy(in, h + 1, n - 2);
+    in[n - 2] = '\0';
+    return inet_pton(AF_INET6, in, out) == 1;
+}
+
+/* Host labels: no empty one, except that a host may end in one dot. */
+static bool labels_ok(const char *h)
+{
+    if (!*h || *h == '.')
+        return false;
+    for (const char *p = h; *p; p++)
+        if (*p == '.' && (p[1] == '.' || (p[1] == '\0' && p == h)))
+            return false;
+    return true;
+}
+
+static int pattern_parse(const char *text, struct allow_pattern *pt, char *err, size_t errlen)
+{
+    memset(pt, 0, sizeof *pt);
+    if (strcmp(text, "*") == 0) {
+        pt->kind = PAT_ANY;
+        return 0;
+    }
+    if (text[0] == '+') {
+        if (!text[1] || strspn(text + 1, "0123456789*?") != strlen(text + 1)) {
+            snprintf(err, errlen, "an E.164 pattern is + then digits, * and ?");
+            return -1;
+        }
+        pt->kind = PAT_E164;
+        return 0;
+    }
+    pt->kind = PAT_SIP;
+    const char *rest;
+    if (strncasecmp(text, "sip:", 4) == 0)
+        rest = text + 4;
+    else if (strncasecmp(text, "sips:", 5) == 0) {
+        rest = text + 5;
+        pt->sips = true;
+    } else {
+        snprintf(err, errlen, "a pattern is *, +digits or a sip:/sips: URI");
+        return -1;
+    }
+    if (strlen(rest) >= sizeof pt->buf) {
+        snprintf(err, errlen, "pattern longer than %zu bytes", sizeof pt->buf - 1);
+        return -1;
+    }
+    memcpy(pt->buf, rest, strlen(rest) + 1);
+    char *hp = pt->buf;
+    char *at = strchr(hp, '@');
+    if (at) {
+        *at = '\0';
+        pt->user = hp;
+        hp = at + 1;
+        if (!*pt->user || strpbrk(pt->user, ":@") || !chars_in(pt->user, "-_.!~*'()&=+$,;?/%[]")) {
+            snprintf(err, errlen, "bad user part \"%.40s\" (one @, no password)", pt->user);
+            return -1;
+        }
+    }
+    char *colon;
+    if (*hp == '[') {
+        char *close = strchr(hp, ']');
+        colon = close ? close + 1 : NULL;
+        if (!close || (*colon && *colon != ':')) {
+            snprintf(err, errlen, "bad IPv6 host");
+            return -1;
+        }
+    } else {
+        colon = strchr(hp, ':');
+    }
+    if (colon && *colon == ':') {
+        *colon = '\0';
+        pt->port = colon + 1;
+        if (!*pt->port || strspn(pt->port, "0123456789*?") != strlen(pt->port)) {
+            snprintf(err, errlen, "a port is digits, * and ?");
+            return -1;
+        }
+        if (!strpbrk(pt->port, "*?") && (atoi(pt->port) < 1 || atoi(pt->port) > 65535)) {
+            snprintf(err, errlen, "port %s out of range", pt->port);
+            return -1;
+        }
+    }
+    pt->host = hp;
+    struct in6_addr a6;
+    if (*hp == '[' ? !ipv6_literal(hp, &a6)
+                   : !chars_in(hp, ".-*?") || !labels_ok(hp) || hp[strlen(hp) - 1] == '.') {
+        snprintf(err, errlen,
+                 "bad host \"%.60s\" (letters, digits, '.', '-', '*', '?' or [IPv6]; no "
+                 "parameters or headers)",
+                 hp);
+        return -1;
+    }
+    return 0;
+}
+
+int target_pattern_check(const char *pattern, char *err, size_t errlen)
+{
+    struct allow_pattern pt;
+    if (!pattern)
+        return -1;
+    return pattern_parse(pattern, &pt, err, errlen);
+}
+
+/* One label glob per candidate label; a leading "*" label stands for one
+ * or more labels, so "*.example.com" is every name under example.com. */
+static bool host_match(const char *pat, const char *host)
+{
+    if (strcmp(pat, "*") == 0)
+        return true;
+    struct in6_addr a, b;
+    if (pat[0] == '[' || host[0] == '[')
+        return ipv6_literal(pat, &a) && ipv6_literal(host, &b) && memcmp(&a, &b, sizeof a) == 0;
+    char p[256], h[256];
+    snprintf(p, sizeof p, "%s", pat);
+    snprintf(h, sizeof h, "%s", host);
+    size_t hl = strlen(h);
+    if (hl && h[hl - 1] == '.')
+        h[hl - 1] = '\0'; /* the absolute form of the same name */
+    char *pl[128], *hlab[128];
+    int np = 0, nh = 0;
+    for (char *save = NULL, *t = strtok_r(p, ".", &save); t && np < 128; t = strtok_r(NULL, ".", &save))
+        pl[np++] = t;
+    for (char *save = NULL, *t = strtok_r(h, ".", &save); t && nh < 128; t = strtok_r(NULL, ".", &save))
+        hlab[nh++] = t;
+    int skip = 0;
+    if (strcmp(pl[0], "*") == 0) {
+        if (nh < np)
+            return false;
+        skip = nh - np; /* "*" took labels 0..skip */
+        for (int i = 1; i < np; i++)
+            if (fnmatch(pl[i], hlab[i + skip], FNM_CASEFOLD) != 0)
+                return false;
+        return true;
+    }
+    if (nh != np)
+        return false;
+    for (int i = 0; i < np; i++)
+        if (fnmatch(pl[i], hlab[i], FNM_CASEFOLD) != 0)
+            return false;
+    return true;
+}
+
+/* uri-parameter bytes (RFC 3261 paramchar) and the ';' '=' between them */
+static bool params_ok(const char *params)
+{
+    if (!chars_in(params, "-_.!~*'()[]/:&+$%;="))
+        return false;
+    for (const char *p = params; p && *p; p = strchr(p, ';'), p = p ? p + 1 : NULL)
+        if (strncasecmp(p, "maddr", 5) == 0 && (p[5] == '=' || p[5] == ';' || !p[5]))
+            return false; /* would send the request to another host */
+    return true;
+}
+
+/* The candidate's parts, or false when it is nothing a pattern may match:
+ * a password, a user holding '@' (even escaped), a bad host, port or
+ * parameter, or maddr. */
+static bool candidate_parse(const char *text, char *buf, size_t buflen, url_t *url, char *user,
+                            size_t userlen, char *port, size_t portlen)
+{
+    if (strlen(text) >= buflen)
+        return false;
+    memcpy(buf, text, strlen(text) + 1);
+    if (url_d(url, buf) < 0 || (url->url_type != url_sip && url->url_type != url_sips) ||
+        !url->url_host || url->url_password)
+        return false;
+    struct in6_addr a6;
+    const char *h = url->url_host;
+    if (*h == '[' ? !ipv6_literal(h, &a6) : !chars_in(h, ".-") || !labels_ok(h))
+        return false;
+    user[0] = '\0';
+    if (url->url_user && (!*url->url_user ||
+                          unescape(url->url_user, strlen(url->url_user), user, userlen) < 0 ||
+                          strchr(user, '@')))
+        return false;
+    if (url->url_port) {
+        if (!*url->url_port || strspn(url->url_port, "0123456789") != strlen(url->url_port) ||
+            strlen(url->url_port) > 5 || atoi(url->url_port) < 1 || atoi(url->url_port) > 65535)
+            return false;
+        snprintf(port, portlen, "%d", atoi(url->url_port));
+    } else {
+        snprintf(port, portlen, "%d", url->url_type == url_sips ? 5061 : 5060);
+    }
+    return !url->url_params || params_ok(url->url_params);
+}
+
+int target_pattern_match(const char *pattern, const char *text)
+{
+    struct allow_pattern pt;
+    char err[160];
+    if (!pattern || !text || pattern_parse(pattern, &pt, err, sizeof err) < 0)
+        return 0;
+    if (text[0] == '+')
+        return is_e164(text) && (pt.kind == PAT_ANY ||
+                                 (pt.kind == PAT_E164 && fnmatch(pattern, text, 0) == 0));
+    if (pt.kind == PAT_E164)
+        return 0;
+    char buf[512], user[256], port[8];
+    url_t url[1];
+    if (!candidate_parse(text, buf, sizeof buf, url, user, sizeof user, port, sizeof port))
+        return 0;
+    if (pt.kind == PAT_ANY)
+        return 1;
+    if (pt.sips != (url->url_type == url_sips))
+        return 0;
+    if (pt.user && (!url->url_user || fnmatch(pt.user, user, FNM_CASEFOLD) != 0))
+        return 0;
+    if (pt.port && fnmatch(pt.port, port, 0) != 0)
+        return 0;
+    return host_match(pt.host, url->url_host);
+}
+
+int target_allowed(const struct config *cfg, const char *text)
+{
+    for (size_t i = 0; i < cfg->transfer.nallow; i++)
+        if (target_pattern_match(cfg->transfer.allow[i], text))
+            return 1;
     return 0;
 }
 

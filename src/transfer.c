@@ -22,6 +22,7 @@
 #include "relay.h"
 #include "refer.h"
 #include "sip_guard.h"
+#include "looplag.h"
 
 static const char *const state_names[] = {"ringing", "answered", "completed", "failed"};
 
@@ -134,10 +135,13 @@ static void on_timer(struct app *app, su_timer_t *t, void *arg)
     struct transfer *x = arg;
     if (x->state != XFER_RINGING)
         return;
+    struct looplag_mark m;
+    looplag_begin(&m, "timer", "transfer", NULL);
     if (x->mode == XFER_REFER)
         transfer_fail(app, x, 408, "no final NOTIFY within notify_timeout");
     else
         transfer_fail(app, x, 408, "ring timeout");
+    looplag_end(&m);
 }
 
 void transfer_arm_timer(struct app *app, struct transfer *x, int seconds)
@@ -261,6 +265,7 @@ int transfer_begin_call(struct app *app, struct transfer *x, const char **kind, 
         return 409;
     }
     struct leg *tl = leg_new(c, LEG_TARGET);
+    tl->far = t->kind == TARGET_ROOM ? FAR_ROOM : t->kind == TARGET_PSTN ? FAR_PSTN : FAR_SIP;
     tl->uri = strdup(t->uri);
     char err[160];
     int nstreams = c->caller->ep ? relay_ep_nstreams(c->caller->ep) : 1;
@@ -302,10 +307,15 @@ int transfer_begin_call(struct app *app, struct transfer *x, const char **kind, 
     tl->state = LEG_EARLY;
     c->target = tl;
     x->mode = XFER_CALL;
+    leg_media_from_trunk(tl, router_trunk_for_uri(app->cfg, t->uri));
+    /* the call's hop count, whoever asked for the transfer (RFC 7332) */
+    char hops[16];
+    snprintf(hops, sizeof hops, "%u", c->max_forwards);
 
     call_log(c, LOG_INFO, "transfer %s: INVITE %s (%s)", x->id, t->uri,
              t->kind == TARGET_ROOM ? "room" : t->kind == TARGET_PSTN ? "PSTN" : "SIP");
-    nua_invite(tl->nh, SIPTAG_HEADER_STR(headers), SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+    nua_invite(tl->nh, SIPTAG_HEADER_STR(headers), SIPTAG_MAX_FORWARDS_STR(hops),
+               SIPTAG_CONTENT_TYPE_STR("application/sdp"),
                SIPTAG_PAYLOAD_STR(offer), TAG_END());
     transfer_emit(app, x, "calltransfer.initiated");
     transfer_arm_timer(app, x, app->cfg->transfer.ring_timeout);
@@ -421,6 +431,13 @@ void transfer_target_response(struct app *app, struct leg *tl, int status, const
     char why[80];
 
     if (status < 200) {
+        if (sip && sip->sip_to && sip->sip_to->a_tag && x && transfer_active(c) &&
+            c->target == tl && !sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+            /* an early dialog: CANCEL needs no target, nothing else goes to it */
+            log_security("bad-contact", "-", c->id, "transfer target %d refused: %s", status, why);
+            transfer_fail(app, x, 502, "target answered with an unusable Contact");
+            return;
+        }
         if (status > 100 && x && c->target == tl)
             refer_notify(x, status, phrase, false);
         return;

@@ -439,9 +439,12 @@ class Daemon:
     media_max = _Published()
 
     def __init__(self, t, rooms=None, routes=None, trunk_sources=None, gateway=None,
-                 media_ports=40, **settings):
+                 media_ports=40, dns=None, **settings):
         self.t = t
         self._untracked = True
+        # dns="blackhole": the daemon runs in its own mount namespace whose
+        # resolv.conf names a BlackholeDns (self.dns); or pass one to share
+        self.dns = BlackholeDns(t) if dns == "blackhole" else dns
         self.sip_port = free_port()
         self.api_port = free_port(udp=False)
         self.media_min = free_port(tcp=False, even=True, span=media_ports)
@@ -536,7 +539,10 @@ class Daemon:
             self._log_start = self.logf.tell()
             env = dict(os.environ)
             env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
-            self.proc = subprocess.Popen([SIPXFERD, "-c", self.conf], stdout=self.logf,
+            args = [SIPXFERD, "-c", self.conf]
+            if self.dns:
+                args = self.dns.wrap(args)
+            self.proc = subprocess.Popen(args, stdout=self.logf,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=env)
             self.t.procs.append(self.proc)
@@ -850,14 +856,15 @@ def _rand(n=10):
 
 def build_request(method, ruri, to_host, body=b"", ctype=None, local=("127.0.0.1", 5999),
                   extra="", transport="UDP", call_id=None, from_tag=None, cseq=1,
-                  contact=None, to_tag=None, from_user="tester", to_user=None):
+                  contact=None, to_tag=None, from_user="tester", to_user=None,
+                  max_forwards=70):
     call_id = call_id or _rand(16) + "@test"
     from_tag = from_tag or _rand(8)
     hdr = [
         "%s %s SIP/2.0" % (method, ruri),
         "Via: SIP/2.0/%s %s:%d;branch=z9hG4bK%s;rport" % (transport, local[0], local[1],
                                                          _rand(12)),
-        "Max-Forwards: 70",
+        "Max-Forwards: %d" % max_forwards,
         "From: <sip:%s@%s:%d>;tag=%s" % (from_user, local[0], local[1], from_tag),
         "To: <sip:%s%s>%s" % ((to_user + "@") if to_user else "", to_host,
                                (";tag=" + to_tag) if to_tag else ""),
@@ -986,8 +993,11 @@ class RawCall:
     an SDP offer, ACK the 2xx, exchange RTP, BYE. Answers in-dialog
     requests (re-INVITE, BYE) with 200."""
 
-    def __init__(self, daemon, user="room-a", contact=None, extra="", rtp=True, rtcp=False):
+    def __init__(self, daemon, user="room-a", contact=None, extra="", rtp=True, rtcp=False,
+                 max_forwards=70, sdp_host=HOST):
         self.d = daemon
+        self.max_forwards = max_forwards
+        self.sdp_host = sdp_host  # the c= address announced (NAT tests: not where RTP comes from)
         self.s = SipSocket("udp")
         self.rtp = self.rtcp = None
         if rtp:
@@ -1015,14 +1025,16 @@ class RawCall:
         port = self.rtp.getsockname()[1] if self.rtp else 9
         return ("v=0\r\no=raw 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"
                 "m=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
-                "a=rtpmap:101 telephone-event/8000\r\n" % (HOST, HOST, port)).encode()
+                "a=rtpmap:101 telephone-event/8000\r\n" % (self.sdp_host, self.sdp_host,
+                                                             port)).encode()
 
     def invite(self, timeout=10, ack=True):
         ruri = "sip:%s@%s" % (self.user, self.d.uri_host)
         msg = build_request("INVITE", ruri, self.d.uri_host, body=self.sdp(),
                             ctype="application/sdp", local=self.s.local, call_id=self.call_id,
                             from_tag=self.tag, contact=self.contact, to_user=self.user,
-                            from_user="+15551230000", extra=self.extra)
+                            from_user="+15551230000", extra=self.extra,
+                            max_forwards=self.max_forwards)
         self.s.send(msg, self.route_target)
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -1251,6 +1263,77 @@ def start_process(t, args, name, ready, timeout=30, what=None, outputs=None, **k
     wait_started(p, lambda: ready(p), timeout, what or "%s (%s)" % (name, " ".join(args)),
                  outputs=outputs if outputs is not None else [p.out_path])
     return p
+_ns_ok = None
+
+
+def mount_namespace_ok():
+    """Whether this process may run a command in a mount namespace of its
+    own with another /etc/resolv.conf bound over the real one (root +
+    unshare); raises Skip with the reason when not."""
+    global _ns_ok
+    if _ns_ok is None:
+        if os.geteuid() != 0 or not shutil.which("unshare"):
+            _ns_ok = "needs root and unshare(1) for a private /etc/resolv.conf"
+        else:
+            r = subprocess.run(["unshare", "-m", "sh", "-c",
+                                "mount --bind /dev/null /etc/resolv.conf"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            _ns_ok = True if r.returncode == 0 else \
+                "unshare -m / mount --bind failed: %s" % r.stderr.strip()[:200]
+    if _ns_ok is not True:
+        raise Skip(_ns_ok)
+
+
+class BlackholeDns:
+    """tests/tools/blackhole_dns.py on port 53 of a loopback address of its
+    own (resolv.conf has no port), plus a resolv.conf naming it. wrap() turns
+    a command into one that sees that resolv.conf (its own mount namespace:
+    the machine's resolver is untouched). Queries are read, never answered;
+    queries() lists (proto, name) as they arrive."""
+
+    def __init__(self, t, options=""):
+        mount_namespace_ok()
+        self.t = t
+        self.out = None
+        for _ in range(50):
+            addr = "127.53.%d.%d" % (random.randrange(256), random.randrange(1, 255))
+            out = t.path("dns-%s.out" % addr)
+            p = subprocess.Popen(["python3", os.path.join(TOOLS_DIR, "blackhole_dns.py"),
+                                  "--address", addr], stdout=open(out, "w"),
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            t.procs.append(p)
+            try:
+                wait_for(lambda: p.poll() is not None or "listening" in _read(out), 10,
+                         "blackhole DNS on %s" % addr)
+            except TestFailure:
+                p.kill()
+                continue
+            if p.poll() is None:
+                self.proc, self.address, self.out = p, addr, out
+                break
+        check(self.out, "no loopback address free for a blackhole DNS")
+        self.resolv = t.path("resolv-blackhole.conf")
+        with open(self.resolv, "w") as f:
+            f.write("nameserver %s\n%s" % (self.address, options))
+
+    def wrap(self, args):
+        return ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+                self.resolv] + list(args)
+
+    def queries(self):
+        return [tuple(l.split()[1:3]) for l in _read(self.out).splitlines()
+                if l.startswith("query ")]
+
+    def names(self):
+        return [n for _, n in self.queries()]
+
+
+def _read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def verify_signature(secret_b64, timestamp, body, signature):

@@ -439,7 +439,8 @@ def test_session_timer_refreshed_by_us(t):
     """A caller asking for a 90 s session with us as refresher (RFC 4028)
     gets Session-Expires in the 200 and an UPDATE refresh well before it
     runs out (sofia refreshes at about half the interval)."""
-    d, room = room_daemon(t)
+    # the call is silent for up to 60 s: no media timeout in the way
+    d, room = room_daemon(t, **{"media.timeout": 0})
     call = RawCall(d, extra="Supported: timer\r\nSession-Expires: 90;refresher=uas\r\n"
                              "Min-SE: 90")
     try:

@@ -87,7 +87,7 @@ EXPECTED = {
     "regbadct.dat": _any(400, 405),
     "badaspec.dat": _any(400, 200),
     "baddn.dat": _any(400, 200),
-    "badvers.dat": None,                  # 505 is sent, but routed to the Via's c.example.com (test_core.test_unknown_sip_version_505)
+    "badvers.dat": None,                  # 505 addressed to the Via's c.example.com: never resolved, dropped (test_core.test_unknown_sip_version_505, test_dns)
     "mismatch01.dat": 400,
     "mismatch02.dat": _any(501, 400),
     "bigcode.dat": None,                  # invalid response: drop

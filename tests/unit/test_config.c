@@ -128,11 +128,14 @@ START_TEST(test_defaults)
     ck_assert_str_eq(cfg->media_address, "127.0.0.1");
     ck_assert_int_eq(cfg->port_min, 20000);
     ck_assert_int_eq(cfg->port_max, 29999);
+    ck_assert_int_eq(cfg->media_timeout, 60);
+    ck_assert_int_eq(cfg->media_hold_timeout, 3600);
     ck_assert_uint_eq(cfg->ntrunks, 0);
     ck_assert_uint_eq(cfg->nrooms, 0);
     ck_assert_uint_eq(cfg->nroutes, 0);
     ck_assert_str_eq(cfg->rooms_domain, "rooms.sipxfer.test");
     ck_assert_str_eq(cfg->resolver, "");
+    ck_assert_int_eq(cfg->room_response_timeout, 32);
     ck_assert_str_eq(cfg->webhook_url, "");
     ck_assert_int_eq(cfg->transfer.ring_timeout, 30);
     ck_assert_int_eq(cfg->transfer.notify_timeout, 32);
@@ -145,6 +148,24 @@ START_TEST(test_defaults)
     ck_assert_int_eq(config_sip_hostport(cfg, host, sizeof host, &port), 0);
     ck_assert_str_eq(host, "127.0.0.1");
     ck_assert_int_eq(port, 5060);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_media_timeouts)
+{
+    char err[512];
+    struct config *cfg = unit_load_config("media = { timeout = 0; hold_timeout = 7200; };\n", err,
+                                          sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_int_eq(cfg->media_timeout, 0);
+    ck_assert_int_eq(cfg->media_hold_timeout, 7200);
+    config_free(cfg);
+    cfg = unit_load_config("media = { timeout = 86400; hold_timeout = 0; };\n", err, sizeof err,
+                           NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_int_eq(cfg->media_timeout, 86400);
+    ck_assert_int_eq(cfg->media_hold_timeout, 0);
     config_free(cfg);
 }
 END_TEST
@@ -276,6 +297,41 @@ START_TEST(test_bad_trunk_cidr)
 }
 END_TEST
 
+START_TEST(test_trunk_media_sources)
+{
+    char err[512];
+    struct config *cfg = unit_load_config(
+        "trunks = (\n"
+        "  { name = \"c\"; sources = [ \"10.0.0.0/8\" ];\n"
+        "    media_sources = [ \"203.0.113.0/24\", \"2001:db8::7\" ]; },\n"
+        "  { name = \"d\"; sources = [ \"10.0.0.0/8\" ]; }\n"
+        ");\n",
+        err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_uint_eq(cfg->trunks[0].nmedia_sources, 2);
+    ck_assert_int_eq(cfg->trunks[0].media_sources[0].prefix, 24);
+    ck_assert_uint_eq(cfg->trunks[0].media_sources[0].addr[0], 203);
+    ck_assert_int_eq(cfg->trunks[0].media_sources[1].prefix, 128);
+    /* optional: none means SDP and SIP addresses only */
+    ck_assert_uint_eq(cfg->trunks[1].nmedia_sources, 0);
+    config_free(cfg);
+
+    expect_error("trunks = (\n"
+                 "  { name = \"t\"; sources = [ \"10.0.0.0/8\" ];\n"
+                 "    media_sources = [ \"203.0.113.0/24\", \"203.0.113.0/40\" ]; }\n"
+                 ");\n",
+                 3, "trunks[0].media_sources", "203.0.113.0/40");
+    expect_error("trunks = (\n"
+                 "  { name = \"t\"; sources = [ \"10.0.0.0/8\" ]; media_sources = \"x\"; }\n"
+                 ");\n",
+                 2, "media_sources", "list of strings");
+    expect_error("trunks = (\n"
+                 "  { name = \"t\"; sources = [ \"10.0.0.0/8\" ]; media_sources = [ 7 ]; }\n"
+                 ");\n",
+                 2, "media_sources", "list of strings");
+}
+END_TEST
+
 START_TEST(test_negative_max_calls)
 {
     expect_error("sip = {\n"
@@ -285,6 +341,39 @@ START_TEST(test_negative_max_calls)
     expect_error("sip = { max_calls = 0; };\n", 1, "sip.max_calls", NULL);
     expect_error("sip = { rate_limit = -5; };\n", 1, "sip.rate_limit", NULL);
     expect_error("drain_timeout = -1;\n", 1, "drain_timeout", NULL);
+}
+END_TEST
+
+START_TEST(test_connection_limits)
+{
+    char err[512];
+    struct config *cfg = unit_load_config("# nothing set\n", err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_int_eq(cfg->api_idle_timeout, 15);
+    ck_assert_int_eq(cfg->tcp_max_connections, 1024);
+    ck_assert_int_eq(cfg->tcp_max_per_source, 32);
+    ck_assert_int_eq(cfg->tcp_idle_timeout, 30);
+    config_free(cfg);
+
+    cfg = unit_load_config("api = { idle_timeout = 3; };\n"
+                           "sip = { tcp_max_connections = 5000; tcp_max_per_source = 7;\n"
+                           "        tcp_idle_timeout = 2; };\n",
+                           err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_int_eq(cfg->api_idle_timeout, 3);
+    ck_assert_int_eq(cfg->tcp_max_connections, 5000);
+    ck_assert_int_eq(cfg->tcp_max_per_source, 7);
+    ck_assert_int_eq(cfg->tcp_idle_timeout, 2);
+    config_free(cfg);
+
+    expect_error("api = {\n  idle_timeout = 0;\n};\n", 2, "api.idle_timeout", "out of range");
+    expect_error("api = { idle_timeout = 3601; };\n", 1, "api.idle_timeout", NULL);
+    expect_error("sip = {\n\n  tcp_max_connections = 0;\n};\n", 3, "sip.tcp_max_connections",
+                 "out of range");
+    expect_error("sip = { tcp_max_per_source = -1; };\n", 1, "sip.tcp_max_per_source", NULL);
+    expect_error("sip = { tcp_idle_timeout = 0; };\n", 1, "sip.tcp_idle_timeout", NULL);
+    expect_error("sip = { tcp_idle_timeout = \"30s\"; };\n", 1, "sip.tcp_idle_timeout",
+                 "integer");
 }
 END_TEST
 
@@ -310,6 +399,29 @@ START_TEST(test_bad_values)
     expect_error("webhooks = {\n  url = \"ftp://x\";\n};\n", 2, "webhooks.url", NULL);
     expect_error("rooms = {\n  resolver = \"file:///etc\";\n};\n", 2, "rooms.resolver", NULL);
     expect_error("transfer = {\n  ring_timeout = 0;\n};\n", 2, "transfer.ring_timeout", NULL);
+    expect_error("media = {\n  timeout = -1;\n};\n", 2, "media.timeout", "out of range");
+    expect_error("media = {\n  timeout = 86401;\n};\n", 2, "media.timeout", "out of range");
+    expect_error("media = {\n  hold_timeout = -5;\n};\n", 2, "media.hold_timeout", "out of range");
+    expect_error("media = {\n  hold_timeout = 604801;\n};\n", 2, "media.hold_timeout", NULL);
+    expect_error("media = {\n  timeout = \"60s\";\n};\n", 2, "media.timeout", "integer");
+    expect_error("media = {\n  media_timeout = 60;\n};\n", 2, "media_timeout", NULL);
+    expect_error("rooms = {\n  response_timeout = 0;\n};\n", 2, "rooms.response_timeout",
+                 "out of range");
+    expect_error("rooms = {\n\n  response_timeout = 301;\n};\n", 3, "rooms.response_timeout",
+                 "out of range");
+    expect_error("rooms = {\n  response_timeout = \"5\";\n};\n", 2, "rooms.response_timeout",
+                 "integer");
+}
+END_TEST
+
+START_TEST(test_room_response_timeout)
+{
+    char err[512];
+    struct config *cfg =
+        unit_load_config("rooms = {\n  response_timeout = 5;\n};\n", err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_int_eq(cfg->room_response_timeout, 5);
+    config_free(cfg);
 }
 END_TEST
 
@@ -332,6 +444,20 @@ START_TEST(test_bad_rooms_and_routes)
                  NULL);
     expect_error("trunks = (\n  { name = \"t\"; gateway = \"mailto:x@y\"; }\n);\n", 2,
                  "trunks[0].gateway", NULL);
+}
+END_TEST
+
+START_TEST(test_bad_allow_pattern)
+{
+    /* patterns the part-by-part matcher cannot read are refused at load,
+     * not left to silently match nothing */
+    expect_error("transfer = {\n"
+                 "  allow = [ \"sip:*@pbx.example.com\",\n"
+                 "            \"sip:*@pbx.example.com;transport=tcp\" ];\n"
+                 "};\n",
+                 3, "transfer.allow[1]", "not a pattern");
+    expect_error("transfer = { allow = [ \"tel:+1*\" ]; };\n", 1, "transfer.allow[0]", "sip:");
+    expect_error("transfer = { allow = [ \"+1a*\" ]; };\n", 1, "transfer.allow[0]", "E.164");
 }
 END_TEST
 
@@ -364,8 +490,10 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_full_config);
     tcase_add_test(tc, test_defaults);
     tcase_add_test(tc, test_shipped_config);
+    tcase_add_test(tc, test_media_timeouts);
     tcase_add_test(tc, test_port_range_minimal_ok);
     tcase_add_test(tc, test_free_null);
+    tcase_add_test(tc, test_room_response_timeout);
     suite_add_tcase(s, tc);
     tc = tcase_create("errors");
     tcase_add_test(tc, test_unknown_top_key);
@@ -374,11 +502,14 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_bad_media_mode);
     tcase_add_test(tc, test_port_range);
     tcase_add_test(tc, test_bad_trunk_cidr);
+    tcase_add_test(tc, test_trunk_media_sources);
     tcase_add_test(tc, test_negative_max_calls);
     tcase_add_test(tc, test_wrong_types);
+    tcase_add_test(tc, test_connection_limits);
     tcase_add_test(tc, test_bad_values);
     tcase_add_test(tc, test_bad_rooms_and_routes);
     tcase_add_test(tc, test_syntax_error);
+    tcase_add_test(tc, test_bad_allow_pattern);
     tcase_add_test(tc, test_missing_file);
     suite_add_tcase(s, tc);
     return s;

@@ -178,6 +178,45 @@ START_TEST(test_destroy_null)
 }
 END_TEST
 
+START_TEST(test_cost_charges_several_tokens)
+{
+    struct ratelimit *rl = ratelimit_create(64);
+    struct sockaddr_in a = v4("192.0.2.1", 5060), b = v4("192.0.2.2", 5060);
+    /* burst 10: two requests of cost 4, then 2 tokens left: a third is
+     * refused, a plain one still passes */
+    ck_assert(ratelimit_allow_cost(rl, SA(a), 5, 10, 4, 100.0));
+    ck_assert(ratelimit_allow_cost(rl, SA(a), 5, 10, 4, 100.0));
+    ck_assert(!ratelimit_allow_cost(rl, SA(a), 5, 10, 4, 100.0));
+    ck_assert(ratelimit_allow(rl, SA(a), 5, 10, 100.0));
+    /* another source has its own budget */
+    ck_assert(ratelimit_allow_cost(rl, SA(b), 5, 10, 4, 100.0));
+    /* 1 s at 5/s refills 5 tokens: 6 now, 4 + 1 + 1 of them used */
+    ck_assert(ratelimit_allow_cost(rl, SA(a), 5, 10, 4, 101.0));
+    ck_assert_int_eq(allowed_n(rl, SA(a), 5, 10, 101.0, 5), 2);
+    ratelimit_destroy(rl);
+}
+END_TEST
+
+START_TEST(test_cost_above_burst_needs_full_bucket)
+{
+    struct ratelimit *rl = ratelimit_create(64);
+    struct sockaddr_in a = v4("192.0.2.1", 5060);
+    /* charged as the burst (4): passes from a full bucket, never twice */
+    ck_assert(ratelimit_allow_cost(rl, SA(a), 2, 4, 30, 10.0));
+    ck_assert(!ratelimit_allow_cost(rl, SA(a), 2, 4, 30, 10.0));
+    ck_assert(!ratelimit_allow(rl, SA(a), 2, 4, 10.0));
+    ck_assert(!ratelimit_allow_cost(rl, SA(a), 2, 4, 30, 11.5)); /* 3 tokens */
+    ck_assert(ratelimit_allow_cost(rl, SA(a), 2, 4, 30, 12.0));  /* 4 tokens */
+    /* a cost below one is one */
+    ck_assert(ratelimit_allow_cost(rl, SA(a), 2, 4, 0, 12.5));
+    ck_assert(!ratelimit_allow_cost(rl, SA(a), 2, 4, 0, 12.5));
+    /* unlimited stays unlimited */
+    for (int i = 0; i < 100; i++)
+        ck_assert(ratelimit_allow_cost(rl, SA(a), 0, 0, 1000, 12.5));
+    ratelimit_destroy(rl);
+}
+END_TEST
+
 static Suite *ratelimit_suite(void)
 {
     Suite *s = suite_create("ratelimit");
@@ -193,6 +232,8 @@ static Suite *ratelimit_suite(void)
     tcase_add_test(tc, test_unlimited);
     tcase_add_test(tc, test_collision_takeover_never_more_than_burst);
     tcase_add_test(tc, test_destroy_null);
+    tcase_add_test(tc, test_cost_charges_several_tokens);
+    tcase_add_test(tc, test_cost_above_burst_needs_full_bucket);
     suite_add_tcase(s, tc);
     return s;
 }

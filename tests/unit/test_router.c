@@ -259,6 +259,24 @@ START_TEST(test_trunk_for_v6_and_mapped)
 }
 END_TEST
 
+START_TEST(test_trunk_for_uri)
+{
+    struct config *cfg = router_cfg();
+    /* the gateway is sip:192.0.2.10:5090: host and port must both match */
+    const struct trunk_cfg *t =
+        router_trunk_for_uri(cfg, "sip:+15550100@192.0.2.10:5090;user=phone");
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(t->name, "carrier");
+    ck_assert_ptr_null(router_trunk_for_uri(cfg, "sip:+15550100@192.0.2.10"));
+    ck_assert_ptr_null(router_trunk_for_uri(cfg, "sip:+15550100@192.0.2.10:5091"));
+    ck_assert_ptr_null(router_trunk_for_uri(cfg, "sip:room-a@127.0.0.1:5070"));
+    ck_assert_ptr_null(router_trunk_for_uri(cfg, "tel:+15550100"));
+    ck_assert_ptr_null(router_trunk_for_uri(cfg, "not a uri"));
+    ck_assert_ptr_null(router_trunk_for_uri(cfg, NULL));
+    config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_room_for)
 {
     struct config *cfg = router_cfg();
@@ -334,6 +352,7 @@ static Suite *router_suite(void)
     tcase_add_test(tc, test_trunk_for_v4);
     tcase_add_test(tc, test_trunk_for_first_match_wins);
     tcase_add_test(tc, test_trunk_for_v6_and_mapped);
+    tcase_add_test(tc, test_trunk_for_uri);
     tcase_add_test(tc, test_room_for);
     tcase_add_test(tc, test_room_for_name_beats_route);
     tcase_add_test(tc, test_room_for_unknown);

@@ -63,6 +63,57 @@ START_TEST(test_parse_typical_offer)
     ck_assert_uint_eq(info.s[0].rtcp_port, 49171);
     ck_assert(!info.s[0].hold_addr);
     ck_assert_int_eq(info.s[0].dtmf_pt, 101);
+    ck_assert(info.s[0].sendrecv);
+    ck_assert(!info.on_hold);
+}
+END_TEST
+
+static bool held(const char *session_attr, const char *media_attr, const char *addr)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "v=0\r\no=- 1 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n%s"
+             "m=audio 4000 RTP/AVP 0\r\n%s",
+             addr, session_attr, media_attr);
+    struct sdpx_info info;
+    char err[256] = "";
+    ck_assert_msg(parse(body, &info, err, sizeof err) == 0, "parse: %s", err);
+    return info.on_hold;
+}
+
+START_TEST(test_parse_on_hold)
+{
+    /* RFC 3264 section 8.4 holds, media or session level, and RFC 2543's */
+    ck_assert(held("", "a=sendonly\r\n", "192.0.2.1"));
+    ck_assert(held("", "a=recvonly\r\n", "192.0.2.1"));
+    ck_assert(held("", "a=inactive\r\n", "192.0.2.1"));
+    ck_assert(held("a=sendonly\r\n", "", "192.0.2.1"));
+    ck_assert(held("", "", "0.0.0.0"));
+    ck_assert(held("", "a=sendrecv\r\n", "0.0.0.0"));
+    /* not on hold: explicit or implied sendrecv, media level overriding */
+    ck_assert(!held("", "", "192.0.2.1"));
+    ck_assert(!held("", "a=sendrecv\r\n", "192.0.2.1"));
+    ck_assert(!held("a=inactive\r\n", "a=sendrecv\r\n", "192.0.2.1"));
+}
+END_TEST
+
+START_TEST(test_parse_on_hold_streams)
+{
+    /* one live stream is enough to count as media flowing; none at all
+     * (every stream rejected) is as quiet as a hold */
+    struct sdpx_info info;
+    char err[256] = "";
+    const char *video_live = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\n"
+                             "t=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=inactive\r\n"
+                             "m=video 4002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+    ck_assert_msg(parse(video_live, &info, err, sizeof err) == 0, "parse: %s", err);
+    ck_assert(!info.on_hold);
+    ck_assert(!info.s[0].sendrecv);
+    ck_assert(info.s[1].sendrecv);
+    const char *all_rejected = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\n"
+                               "c=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n";
+    ck_assert_msg(parse(all_rejected, &info, err, sizeof err) == 0, "parse: %s", err);
+    ck_assert(info.on_hold);
 }
 END_TEST
 
@@ -373,6 +424,221 @@ START_TEST(test_rewrite_garbage)
 }
 END_TEST
 
+/* ---- limits (SDPX_MAX_*) ------------------------------------------------ */
+
+#define HEAD "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+
+/* A growing body (malloc'd, NUL-terminated). */
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+static void put(struct buf *b, const char *text)
+{
+    size_t n = strlen(text);
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->p = realloc(b->p, b->cap);
+        ck_assert_ptr_nonnull(b->p);
+    }
+    memcpy(b->p + b->len, text, n + 1);
+    b->len += n;
+}
+
+/* HEAD, one audio stream, then a= lines padded so the body is exactly
+ * `bytes` long with `attrs` attributes in all. */
+static char *body_of(size_t bytes, int attrs)
+{
+    struct buf b = {0};
+    put(&b, HEAD "m=audio 4000 RTP/AVP 0\r\n");
+    for (int i = 0; i < attrs - 1; i++)
+        put(&b, "a=x-n\r\n");
+    size_t last = strlen("a=x-pad:\r\n");
+    ck_assert_uint_ge(bytes, b.len + last);
+    put(&b, "a=x-pad:");
+    while (b.len + 2 < bytes)
+        put(&b, "x");
+    put(&b, "\r\n");
+    ck_assert_uint_eq(b.len, bytes);
+    return b.p;
+}
+
+START_TEST(test_limit_bytes_exact)
+{
+    struct sdpx_info info;
+    char err[256] = "";
+    char *ok = body_of(SDPX_MAX_BYTES, 1);
+    ck_assert_msg(parse(ok, &info, err, sizeof err) == 0, "at the limit: %s", err);
+    ck_assert_uint_eq(info.s[0].port, 4000);
+    free(ok);
+
+    char *big = body_of(SDPX_MAX_BYTES + 1, 1);
+    ck_assert_int_eq(parse(big, &info, err, sizeof err), SDPX_TOO_LARGE);
+    ck_assert_msg(strstr(err, "16385 bytes") != NULL, "err: %s", err);
+    uint16_t ports[] = {30000};
+    struct sdpx_origin o = {1, 1};
+    err[0] = '\0';
+    ck_assert_ptr_null(sdpx_rewrite(big, strlen(big), "10.0.0.1", ports, 1, &o, err, sizeof err));
+    ck_assert_msg(strstr(err, "limit") != NULL, "err: %s", err);
+    free(big);
+
+    const char *phrase = NULL;
+    ck_assert_int_eq(sdpx_refusal(SDPX_TOO_LARGE, &phrase), 413);
+    ck_assert_str_eq(phrase, "SDP Too Large");
+}
+END_TEST
+
+/* The issue's 59 KB offer: thousands of ICE candidates. Refused outright,
+ * before sofia's parser builds a list of them. */
+START_TEST(test_limit_59k_candidates_refused)
+{
+    struct buf b = {0};
+    put(&b, HEAD "m=audio 4000 RTP/AVP 0\r\n");
+    while (b.len < 59 * 1024)
+        put(&b, "a=candidate:1 1 UDP 2130706431 192.0.2.1 4000 typ host\r\n");
+    struct sdpx_info info;
+    char err[256];
+    ck_assert_int_eq(sdpx_parse(b.p, b.len, &info, err, sizeof err), SDPX_TOO_LARGE);
+    free(b.p);
+}
+END_TEST
+
+START_TEST(test_limit_attributes_exact)
+{
+    struct sdpx_info info;
+    char err[256] = "";
+    char *ok = body_of(4096, SDPX_MAX_ATTRIBUTES);
+    ck_assert_msg(parse(ok, &info, err, sizeof err) == 0, "at the limit: %s", err);
+    free(ok);
+    char *over = body_of(4096, SDPX_MAX_ATTRIBUTES + 1);
+    ck_assert_int_eq(parse(over, &info, err, sizeof err), SDPX_TOO_COMPLEX);
+    ck_assert_msg(strstr(err, "attributes") != NULL, "err: %s", err);
+    free(over);
+
+    /* session-level attributes count too, and so does an indented line */
+    struct buf b = {0};
+    put(&b, HEAD);
+    for (int i = 0; i < SDPX_MAX_ATTRIBUTES; i++)
+        put(&b, i % 2 ? "a=x-s\r\n" : " a=x-s\r\n");
+    put(&b, "m=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n");
+    ck_assert_int_eq(parse(b.p, &info, err, sizeof err), SDPX_TOO_COMPLEX);
+    free(b.p);
+
+    const char *phrase = NULL;
+    ck_assert_int_eq(sdpx_refusal(SDPX_TOO_COMPLEX, &phrase), 488);
+    ck_assert_str_eq(phrase, "SDP Too Complex");
+    ck_assert_int_eq(sdpx_refusal(SDPX_BAD, &phrase), 488);
+    ck_assert_str_eq(phrase, "Not Acceptable Here");
+}
+END_TEST
+
+/* HEAD is 5 lines and the m= line one more; fill to n lines with b=. */
+static char *lines_of(int n)
+{
+    struct buf b = {0};
+    put(&b, HEAD "m=audio 4000 RTP/AVP 0\r\n");
+    for (int i = 6; i < n; i++)
+        put(&b, "b=AS:64\r\n");
+    return b.p;
+}
+
+START_TEST(test_limit_lines_exact)
+{
+    struct sdpx_info info;
+    char err[256] = "";
+    char *ok = lines_of(SDPX_MAX_LINES);
+    ck_assert_msg(parse(ok, &info, err, sizeof err) == 0, "at the limit: %s", err);
+    free(ok);
+    char *over = lines_of(SDPX_MAX_LINES + 1);
+    ck_assert_int_eq(parse(over, &info, err, sizeof err), SDPX_TOO_COMPLEX);
+    ck_assert_msg(strstr(err, "lines") != NULL, "err: %s", err);
+    free(over);
+    /* blank lines between are not lines to sofia, nor to the count */
+    struct buf b = {0};
+    put(&b, HEAD "m=audio 4000 RTP/AVP 0\r\n");
+    for (int i = 6; i < SDPX_MAX_LINES; i++)
+        put(&b, "b=AS:64\r\n\r\n\n");
+    ck_assert_msg(parse(b.p, &info, err, sizeof err) == 0, "blank lines counted: %s", err);
+    free(b.p);
+}
+END_TEST
+
+START_TEST(test_limit_media_and_formats_exact)
+{
+    struct sdpx_info info;
+    char err[256] = "";
+    struct buf b = {0};
+    put(&b, HEAD);
+    for (int i = 0; i < SDPX_MAX_MEDIA; i++)
+        put(&b, "m=audio 4000 RTP/AVP 0\r\n");
+    ck_assert_msg(parse(b.p, &info, err, sizeof err) == 0, "16 m= lines: %s", err);
+    ck_assert_int_eq(info.nlines, SDPX_MAX_MEDIA);
+    ck_assert_int_eq(info.nstreams, SDPX_MAX_STREAMS);
+    put(&b, "m=audio 4000 RTP/AVP 0\r\n");
+    ck_assert_int_eq(parse(b.p, &info, err, sizeof err), SDPX_TOO_COMPLEX);
+    ck_assert_msg(strstr(err, "m= lines") != NULL, "err: %s", err);
+    free(b.p);
+
+    struct buf f = {0};
+    put(&f, HEAD "m=audio 4000 RTP/AVP");
+    char fmt[16];
+    for (int i = 0; i < SDPX_MAX_FORMATS; i++) {
+        snprintf(fmt, sizeof fmt, " %d", i);
+        put(&f, fmt);
+    }
+    size_t at = f.len;
+    put(&f, "\r\n");
+    ck_assert_msg(parse(f.p, &info, err, sizeof err) == 0, "64 formats: %s", err);
+    f.len = at;
+    f.p[at] = '\0';
+    put(&f, " 99\r\n");
+    ck_assert_int_eq(parse(f.p, &info, err, sizeof err), SDPX_TOO_COMPLEX);
+    ck_assert_msg(strstr(err, "formats") != NULL, "err: %s", err);
+    free(f.p);
+}
+END_TEST
+
+/* The rewrite unlinks every transport attribute in one walk: all of them
+ * go, whatever their number and position (first, last, consecutive, mixed
+ * case), and everything else stays in order. */
+START_TEST(test_rewrite_drops_many_transport_attributes)
+{
+    struct buf b = {0};
+    put(&b, HEAD "a=ice-lite\r\na=x-s\r\na=ICE-options:trickle\r\n"
+                 "m=audio 4000 RTP/AVP 0\r\n");
+    char line[96];
+    int kept = 0;
+    for (int i = 0; kept + 2 * (i + 1) < SDPX_MAX_ATTRIBUTES - 8; i++) {
+        snprintf(line, sizeof line, "a=candidate:%d 1 UDP 1 192.0.2.1 %d typ host\r\n", i,
+                 5000 + i);
+        put(&b, line);
+        if (i % 3 == 0)
+            put(&b, "a=Rtcp-Mux\r\n");
+        snprintf(line, sizeof line, "a=x-keep:%d\r\n", kept++);
+        put(&b, line);
+    }
+    put(&b, "a=rtcp:4001\r\n");
+    uint16_t ports[] = {30010};
+    char *out = rewrite(b.p, "10.9.8.7", ports, 1, 1, 2);
+    ck_assert_int_eq(count_lines(out, "a=candidate"), 0);
+    ck_assert_int_eq(count_lines(out, "a=Rtcp"), 0);
+    ck_assert_int_eq(count_lines(out, "a=rtcp"), 0);
+    ck_assert_int_eq(count_lines(out, "a=ice"), 0);
+    ck_assert_int_eq(count_lines(out, "a=ICE"), 0);
+    ck_assert_int_eq(count_lines(out, "a=x-s"), 1);
+    ck_assert_int_eq(count_lines(out, "a=x-keep:"), kept);
+    const char *p = out;
+    for (int i = 0; i < kept; i++) {
+        snprintf(line, sizeof line, "a=x-keep:%d\r\n", i);
+        p = strstr(p, line);
+        ck_assert_msg(p != NULL, "x-keep:%d missing or out of order", i);
+    }
+    free(out);
+    free(b.p);
+}
+END_TEST
+
 static Suite *sdp_suite(void)
 {
     Suite *s = suite_create("sdp");
@@ -384,6 +650,8 @@ static Suite *sdp_suite(void)
     tcase_add_test(tc, test_parse_media_only_connection);
     tcase_add_test(tc, test_parse_ipv6);
     tcase_add_test(tc, test_parse_hold);
+    tcase_add_test(tc, test_parse_on_hold);
+    tcase_add_test(tc, test_parse_on_hold_streams);
     tcase_add_test(tc, test_parse_rejected_stream);
     tcase_add_test(tc, test_parse_stream_cap);
     tcase_add_test(tc, test_parse_garbage);
@@ -398,6 +666,14 @@ static Suite *sdp_suite(void)
     tcase_add_test(tc, test_rewrite_already_rejected_stays_rejected);
     tcase_add_test(tc, test_rewrite_media_level_only_and_ipv6);
     tcase_add_test(tc, test_rewrite_garbage);
+    tcase_add_test(tc, test_rewrite_drops_many_transport_attributes);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("limits");
+    tcase_add_test(tc, test_limit_bytes_exact);
+    tcase_add_test(tc, test_limit_59k_candidates_refused);
+    tcase_add_test(tc, test_limit_attributes_exact);
+    tcase_add_test(tc, test_limit_lines_exact);
+    tcase_add_test(tc, test_limit_media_and_formats_exact);
     suite_add_tcase(s, tc);
     return s;
 }

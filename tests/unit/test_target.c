@@ -333,6 +333,176 @@ START_TEST(test_rooms_need_no_allow)
 }
 END_TEST
 
+/* ---- transfer.allow matched part by part (issue 17 item 6) ------------- */
+
+#define M(pattern, text) target_pattern_match(pattern, text)
+
+START_TEST(test_allow_attack_user_param_at)
+{
+    const char *pbx = "sip:*@pbx.example.com";
+    /* the issue's input: '*' must not run across host and port into a
+     * parameter that happens to hold "@pbx.example.com" */
+    ck_assert_int_eq(M(pbx, "sip:pstn-premium@127.0.0.1:38091;x=@pbx.example.com"), 0);
+    ck_assert_int_eq(M(pbx, "sip:pstn-premium@127.0.0.1;x=@pbx.example.com"), 0);
+    ck_assert_int_eq(M(pbx, "sip:a@127.0.0.1;@pbx.example.com"), 0);
+    ck_assert_int_eq(M(pbx, "sip:a@127.0.0.1?x=@pbx.example.com"), 0);
+    ck_assert_int_eq(M(pbx, "sip:a@127.0.0.1:5060?@pbx.example.com"), 0);
+    /* '@' escaped in the user */
+    ck_assert_int_eq(M(pbx, "sip:a%40127.0.0.1@pbx.example.com"), 0);
+    ck_assert_int_eq(M(pbx, "sip:a%40@pbx.example.com"), 0);
+    /* maddr would send the INVITE elsewhere */
+    ck_assert_int_eq(M(pbx, "sip:a@pbx.example.com;maddr=127.0.0.1"), 0);
+    ck_assert_int_eq(M(pbx, "sip:a@pbx.example.com;lr;MADDR=127.0.0.1"), 0);
+    ck_assert_int_eq(M("sip:*", "sip:a@pbx.example.com;maddr=127.0.0.1"), 0);
+    ck_assert_int_eq(M("*", "sip:a@pbx.example.com;maddr=127.0.0.1"), 0);
+    /* the host is a host, not a suffix of the text */
+    ck_assert_int_eq(M(pbx, "sip:a@evilpbx.example.com"), 0);
+    ck_assert_int_eq(M(pbx, "sip:a@pbx.example.com.evil.net"), 0);
+    ck_assert_int_eq(M(pbx, "sip:a@b@pbx.example.com"), 0);
+    ck_assert_int_eq(M(pbx, "sip:a:secret@pbx.example.com"), 0);
+    ck_assert_int_eq(M(pbx, "sip:@pbx.example.com"), 0);
+    ck_assert_int_eq(M(pbx, "sip:pbx.example.com"), 0); /* the pattern wants a user */
+    ck_assert_int_eq(M(pbx, "sips:a@pbx.example.com"), 0);
+    ck_assert_int_eq(M(pbx, "+15551234567"), 0);
+}
+END_TEST
+
+START_TEST(test_allow_parts_match)
+{
+    const char *pbx = "sip:*@pbx.example.com";
+    ck_assert_int_eq(M(pbx, "sip:alice@pbx.example.com"), 1);
+    ck_assert_int_eq(M(pbx, "SIP:Alice@PBX.Example.COM"), 1);
+    ck_assert_int_eq(M(pbx, "sip:alice@pbx.example.com."), 1);
+    ck_assert_int_eq(M(pbx, "sip:a%2Bb@pbx.example.com"), 1);
+    ck_assert_int_eq(M(pbx, "sip:+1555;npdi@pbx.example.com"), 1);
+    /* parameters are carried, never matched; no port in the pattern: any */
+    ck_assert_int_eq(M(pbx, "sip:alice@pbx.example.com;transport=tcp"), 1);
+    ck_assert_int_eq(M(pbx, "sip:alice@pbx.example.com:5070"), 1);
+    ck_assert_int_eq(M(pbx, "sip:alice@pbx.example.com;x=%40"), 1);
+    ck_assert_int_eq(M(pbx, "sip:alice@pbx.example.com;x=a@b"), 0); /* not a paramchar */
+
+    /* user globs see the user only */
+    ck_assert_int_eq(M("sip:agent-*@pbx.example.com", "sip:agent-7@pbx.example.com"), 1);
+    ck_assert_int_eq(M("sip:agent-*@pbx.example.com", "sip:boss@pbx.example.com"), 0);
+    ck_assert_int_eq(M("sip:agent-*@pbx.example.com",
+                       "sip:agent-x@127.0.0.1;x=@pbx.example.com"), 0);
+    /* no user in the pattern: any user, or none */
+    ck_assert_int_eq(M("sip:pbx.example.com", "sip:pbx.example.com"), 1);
+    ck_assert_int_eq(M("sip:pbx.example.com", "sip:bob@pbx.example.com"), 1);
+
+    /* label globs */
+    const char *sub = "sip:*@*.example.com";
+    ck_assert_int_eq(M(sub, "sip:a@pbx.example.com"), 1);
+    ck_assert_int_eq(M(sub, "sip:a@a.b.example.com"), 1);
+    ck_assert_int_eq(M(sub, "sip:a@example.com"), 0);
+    ck_assert_int_eq(M(sub, "sip:a@evilexample.com"), 0);
+    ck_assert_int_eq(M(sub, "sip:a@example.com.evil"), 0);
+    ck_assert_int_eq(M(sub, "sip:a@127.0.0.1;h=x.example.com"), 0);
+    ck_assert_int_eq(M("sip:*@pbx?.example.com", "sip:a@pbx1.example.com"), 1);
+    ck_assert_int_eq(M("sip:*@pbx*.example.com", "sip:a@pbx.x.example.com"), 0);
+    ck_assert_int_eq(M("sip:*@10.0.0.*", "sip:a@10.0.0.7"), 1);
+    ck_assert_int_eq(M("sip:*@10.0.0.*", "sip:a@10.0.1.7"), 0);
+    ck_assert_int_eq(M("sip:*@127.0.0.1*", "sip:a@127.0.0.1:5070"), 1);
+
+    /* ports: explicit in the pattern, the URI's (or its scheme's default) must match */
+    const char *p5060 = "sip:*@pbx.example.com:5060";
+    ck_assert_int_eq(M(p5060, "sip:a@pbx.example.com"), 1);
+    ck_assert_int_eq(M(p5060, "sip:a@pbx.example.com:5060"), 1);
+    ck_assert_int_eq(M(p5060, "sip:a@pbx.example.com:38091"), 0);
+    ck_assert_int_eq(M("sips:*@pbx.example.com:5061", "sips:a@pbx.example.com"), 1);
+    ck_assert_int_eq(M("sip:*@pbx.example.com:50*", "sip:a@pbx.example.com:5080"), 1);
+    ck_assert_int_eq(M("sip:*@pbx.example.com:50*", "sip:a@pbx.example.com:6000"), 0);
+    ck_assert_int_eq(M(p5060, "sip:a@pbx.example.com:0"), 0);
+    ck_assert_int_eq(M(p5060, "sip:a@pbx.example.com:x"), 0);
+
+    /* IPv6 literals are addresses */
+    ck_assert_int_eq(M("sip:*@[2001:DB8:0::1]", "sip:a@[2001:db8::1]:5070"), 1);
+    ck_assert_int_eq(M("sip:*@[2001:db8::1]:5070", "sip:a@[2001:db8::1]:5070"), 1);
+    ck_assert_int_eq(M("sip:*@[2001:db8::1]", "sip:a@[2001:db8::2]"), 0);
+    ck_assert_int_eq(M("sip:*", "sip:a@[2001:db8::2]"), 1);
+    ck_assert_int_eq(M(sub, "sip:a@[2001:db8::2]"), 0);
+    ck_assert_int_eq(M("sip:*", "sip:a@[nonsense]"), 0);
+
+    /* schemes */
+    ck_assert_int_eq(M("SIP:*", "sip:a@h.example"), 1);
+    ck_assert_int_eq(M("sips:*", "SIPS:a@h.example"), 1);
+    ck_assert_int_eq(M("sips:*", "sip:a@h.example"), 0);
+    ck_assert_int_eq(M("sip:*", "sips:a@h.example"), 0);
+    ck_assert_int_eq(M("sip:*", "tel:+15551234567"), 0);
+}
+END_TEST
+
+START_TEST(test_allow_e164_digits_only)
+{
+    ck_assert_int_eq(M("+1*", "+15551234567"), 1);
+    ck_assert_int_eq(M("+1555*", "+15551234567"), 1);
+    ck_assert_int_eq(M("+1555*", "+15561234567"), 0);
+    ck_assert_int_eq(M("+*", "+445551234567"), 1);
+    ck_assert_int_eq(M("+*", "+1555;x=@pbx"), 0);
+    ck_assert_int_eq(M("+*", "+1555@pbx.example.com"), 0);
+    ck_assert_int_eq(M("+*", "+12"), 0);
+    ck_assert_int_eq(M("+*", "sip:+15551234567@gw.example.net"), 0);
+    ck_assert_int_eq(M("*", "+15551234567"), 1);
+    ck_assert_int_eq(M("*", "sip:a@h.example"), 1);
+    ck_assert_int_eq(M("*", "junk"), 0);
+}
+END_TEST
+
+START_TEST(test_allow_pattern_check)
+{
+    char err[160];
+    static const char *const good[] = {"*", "+*", "+1555*", "+1??5", "sip:*", "sips:*",
+                                       "sip:*@pbx.example.com", "sip:*@*.example.com",
+                                       "sip:agent-*@pbx.example.com:5060",
+                                       "sip:*@127.0.0.1*", "sip:*@[2001:db8::1]:50*",
+                                       "sip:pbx.example.com", NULL};
+    for (const char *const *p = good; *p; p++)
+        ck_assert_msg(target_pattern_check(*p, err, sizeof err) == 0, "%s: %s", *p, err);
+    static const char *const bad[] = {"", "**", "+", "+1a*", "tel:*", "http://x",
+                                      "sip:", "sip:*@", "sip:@h", "sip:a@b@c",
+                                      "sip:u:pw@h", "sip:*@h;transport=tcp", "sip:*@h?X-A=1",
+                                      "sip:*@h:", "sip:*@h:0", "sip:*@h:70000", "sip:*@h:5o",
+                                      "sip:*@a..b", "sip:*@h.", "sip:*@[2001:db8::*]",
+                                      "sip:*@[::1]x", "sip:*@h/x", "sip:* @h", NULL};
+    for (const char *const *p = bad; *p; p++) {
+        err[0] = '\0';
+        ck_assert_msg(target_pattern_check(*p, err, sizeof err) < 0, "accepted %s", *p);
+        ck_assert_msg(err[0], "no reason for %s", *p);
+        /* and a pattern that cannot be read matches nothing */
+        ck_assert_int_eq(M(*p, "sip:a@h"), 0);
+    }
+    ck_assert_int_eq(target_pattern_check(NULL, err, sizeof err), -1);
+}
+END_TEST
+
+/* The shipped example patterns (config/sipxferd.conf, docs) under attack. */
+START_TEST(test_allow_shipped_patterns_safe)
+{
+    struct config *cfg = load("transfer = { allow = [ \"sip:*\", \"+*\" ]; };\n");
+    ck_assert_int_eq(target_allowed(cfg, "sip:x@pbx.example.com;maddr=10.0.0.1"), 0);
+    ck_assert_int_eq(target_allowed(cfg, "sip:a%40b@pbx.example.com"), 0);
+    ck_assert_int_eq(target_allowed(cfg, "sips:a@pbx.example.com"), 0);
+    ck_assert_int_eq(target_allowed(cfg, "+1555;x"), 0);
+    ck_assert_int_eq(target_allowed(cfg, "sip:a@pbx.example.com:5070"), 1);
+    ck_assert_int_eq(target_allowed(cfg, "+15551234567"), 1);
+    config_free(cfg);
+
+    cfg = load("transfer = { allow = [ \"+1555*\", \"sip:*@pbx.example.com\" ]; };\n");
+    struct target t;
+    char err[256];
+    ck_assert_int_eq(parse(cfg, "sip:pstn-premium@127.0.0.1:38091;x=@pbx.example.com", &t, err,
+                           sizeof err),
+                     TARGET_FORBIDDEN);
+    ck_assert_int_eq(parse(cfg, "sip:pstn-premium@127.0.0.1:38091;x=@pbx.example.com?X-A=1", &t,
+                           err, sizeof err),
+                     TARGET_FORBIDDEN);
+    ck_assert_int_eq(parse(cfg, "sip:bob@pbx.example.com?X-A=1", &t, err, sizeof err), TARGET_OK);
+    ck_assert_str_eq(t.uri, "sip:bob@pbx.example.com");
+    ck_assert_int_eq(parse(cfg, "+15551234567", &t, err, sizeof err), TARGET_INVALID); /* no gw */
+    config_free(cfg);
+}
+END_TEST
+
 static Suite *target_suite(void)
 {
     Suite *s = suite_create("target");
@@ -357,6 +527,11 @@ static Suite *target_suite(void)
     tcase_add_test(tc, test_allowed_case_insensitive);
     tcase_add_test(tc, test_empty_allow_list_denies);
     tcase_add_test(tc, test_rooms_need_no_allow);
+    tcase_add_test(tc, test_allow_attack_user_param_at);
+    tcase_add_test(tc, test_allow_parts_match);
+    tcase_add_test(tc, test_allow_e164_digits_only);
+    tcase_add_test(tc, test_allow_pattern_check);
+    tcase_add_test(tc, test_allow_shipped_patterns_safe);
     suite_add_tcase(s, tc);
     return s;
 }
