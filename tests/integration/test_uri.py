@@ -20,6 +20,16 @@ def traced(t, scenario, **kw):
     return sipp
 
 
+def transfer_confirmed(d, room, sid, to, **kw):
+    """transfer(), once the caller's ACK is in: the session reads
+    "connected" from the 200 on, a transfer is refused (409) until the ACK."""
+    def attempt():
+        st, obj = transfer(d, room, sid, to, **kw)
+        busy = st == 409 and "not connected" in str((obj or {}).get("info"))
+        return None if busy else (st, obj)
+    return wait_for(attempt, 10, "the call to take a transfer")
+
+
 def received(sipp, method):
     """[(transport, start line, {header: value})] of the `method` requests
     sipp received, in order. Read once sipp has exited (its trace is
@@ -60,7 +70,7 @@ def test_e164_through_tcp_gateway_keeps_transport_and_user_phone(t):
     room.start()
     d.start()
     c, sid = connected_caller(t, d)
-    st, obj = transfer(d, "room-a", sid, "+15557654321", callerId="+15550001111")
+    st, obj = transfer_confirmed(d, "room-a", sid, "+15557654321", callerId="+15550001111")
     check(st == 200, "transfer: %s %s" % (st, obj))
     room.check_ok(20)
     w.wait_type("calltransfer.completed")
@@ -103,7 +113,7 @@ def test_transfer_to_sip_uri_with_transport_tcp(t):
     target.start()
     c, sid = connected_caller(t, d)
     uri = "sip:target@%s:%d;transport=tcp" % (HOST, target.port)
-    st, obj = transfer(d, "room-a", sid, uri + "?X-Foo=bar")
+    st, obj = transfer_confirmed(d, "room-a", sid, uri + "?X-Foo=bar")
     check(st == 200, "transfer: %s %s" % (st, obj))
     rooms["room-a"].check_ok(20, "old room must get BYE")
     w.wait_type("calltransfer.completed")
@@ -127,7 +137,7 @@ def test_sip_refer_referred_by_names_room_in_rooms_domain(t):
                keys={"notify1": "100 Trying", "notify2": "200 OK"}).start()
     sid = d.wait_session()[0]
     wait_for(lambda: (session(d, sid) or {}).get("state") == "connected", 10, "connected")
-    st, obj = transfer(d, "room-a", sid, target_uri(), mode="sipRefer")
+    st, obj = transfer_confirmed(d, "room-a", sid, target_uri(), mode="sipRefer")
     check(st == 200, "sipRefer: %s %s" % (st, obj))
     out_of_path(d, rooms, c)
     outcome(w, sid, "calltransfer.completed")
