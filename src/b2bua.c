@@ -33,6 +33,7 @@
 #include "router.h"
 #include "sdp_rewrite.h"
 #include "sip_guard.h"
+#include "target.h"
 #include "leg.h"
 #include "refer.h"
 #include "resolver.h"
@@ -464,8 +465,11 @@ void b2bua_dial_room(struct b2bua *b, struct call *c, const char *room_name, con
 
     char sid_header[160];
     snprintf(sid_header, sizeof sid_header, "X-Session-Id: %s", c->id);
-    c->room->nh = nua_handle(b->nua, c->room, NUTAG_URL(room_uri), SIPTAG_TO_STR(room_uri),
-                             SIPTAG_FROM_STR(c->from_hdr), TAG_END());
+    char to[600];
+    c->room->nh = target_name_addr(room_uri, to, sizeof to) < 0
+                      ? NULL
+                      : nua_handle(b->nua, c->room, NUTAG_URL(room_uri), SIPTAG_TO_STR(to),
+                                   SIPTAG_FROM_STR(c->from_hdr), TAG_END());
     if (!c->room->nh) {
         call_log(c, LOG_ERROR, "cannot create the room leg to %s", room_uri);
         leg_hangup(c->caller, 500, "Server Internal Error");
