@@ -119,8 +119,13 @@ static const char *call_state_name(const struct call *c)
 {
     if (c->ended || c->caller->state >= LEG_ENDING)
         return "ending";
-    if (c->caller->state == LEG_CONFIRMED || c->caller->state == LEG_ANSWERED)
+    /* "connected" only once both legs are confirmed (ACKs exchanged): that
+     * is when a transfer is accepted, so a client that waits for it can
+     * transfer at once instead of meeting a 409 */
+    if (c->caller->state == LEG_CONFIRMED && c->room && c->room->state == LEG_CONFIRMED)
         return "connected";
+    if (c->caller->state == LEG_CONFIRMED || c->caller->state == LEG_ANSWERED)
+        return "answering";
     return "ringing";
 }
 

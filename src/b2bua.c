@@ -34,6 +34,7 @@
 #include "router.h"
 #include "sdp_rewrite.h"
 #include "sip_guard.h"
+#include "target.h"
 #include "leg.h"
 #include "refer.h"
 #include "resolver.h"
@@ -440,8 +441,11 @@ void b2bua_dial_room(struct b2bua *b, struct call *c, const char *room_name, con
 
     char sid_header[160];
     snprintf(sid_header, sizeof sid_header, "X-Session-Id: %s", c->id);
-    c->room->nh = nua_handle(b->nua, c->room, NUTAG_URL(room_uri), SIPTAG_TO_STR(room_uri),
-                             SIPTAG_FROM_STR(c->from_hdr), TAG_END());
+    char to[600];
+    c->room->nh = target_name_addr(room_uri, to, sizeof to) < 0
+                      ? NULL
+                      : nua_handle(b->nua, c->room, NUTAG_URL(room_uri), SIPTAG_TO_STR(to),
+                                   SIPTAG_FROM_STR(c->from_hdr), TAG_END());
     if (!c->room->nh) {
         call_log(c, LOG_ERROR, "cannot create the room leg to %s", room_uri);
         leg_hangup(c->caller, 500, "Server Internal Error");
@@ -569,6 +573,9 @@ static void room_setup_response(struct b2bua *b, struct leg *room, int status, c
     if (!c->offerless) {
         room->ack_pending = false;
         nua_ack(room->nh, TAG_END());
+        /* our ACK is on its way: the dialog is confirmed for us now, not
+         * only when nua reports it (a transfer may start at once) */
+        room->state = LEG_CONFIRMED;
     } else {
         caller->offer_in_ack = true; /* room's ACK waits for the caller's answer */
     }
@@ -727,6 +734,8 @@ static void ack_in(struct b2bua *b, struct leg *leg, const sip_t *sip)
         }
         nua_ack(room->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(body),
                 TAG_END());
+        if (room->state == LEG_ANSWERED)
+            room->state = LEG_CONFIRMED;
     }
 }
 

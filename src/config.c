@@ -210,6 +210,24 @@ static bool sip_uri_ok(const char *text)
     return true;
 }
 
+/* NULL when sipxferd can send to uri, else why not: sip.listen opens UDP
+ * and TCP only, and nua would fail every call to a TLS (or other
+ * transport's) URI with 503 "No transport" that --check-config passed. */
+static const char *uri_transport_why(const char *text)
+{
+    char buf[512], tp[16];
+    url_t url[1];
+    if (snprintf(buf, sizeof buf, "%s", text) >= (int)sizeof buf || url_d(url, buf) < 0)
+        return NULL; /* sip_uri_ok's to refuse */
+    if (url->url_type == url_sips)
+        return "sips: needs TLS, and sipxferd listens on UDP and TCP only";
+    if (!url->url_params || !url_param(url->url_params, "transport", tp, sizeof tp))
+        return NULL;
+    if (strcasecmp(tp, "udp") != 0 && strcasecmp(tp, "tcp") != 0)
+        return "transport must be udp or tcp: sipxferd listens on UDP and TCP only";
+    return NULL;
+}
+
 static bool hostport_ok(const char *text)
 {
     const char *colon = strrchr(text, ':');
@@ -284,6 +302,10 @@ static int load_trunks(struct ctx *c, const config_setting_t *root, struct confi
         if (tr->gateway && *tr->gateway && !sip_uri_ok(tr->gateway))
             return fail(c, member(t, "gateway"), "'trunks[%d].gateway' is not a sip: URI with a host: \"%s\"",
                         i, tr->gateway);
+        const char *why = tr->gateway && *tr->gateway ? uri_transport_why(tr->gateway) : NULL;
+        if (why)
+            return fail(c, member(t, "gateway"), "'trunks[%d].gateway' \"%s\": %s", i, tr->gateway,
+                        why);
         char **src;
         size_t nsrc;
         if (get_string_array(c, t, "sources", &src, &nsrc) < 0)
@@ -352,6 +374,9 @@ static int load_rooms(struct ctx *c, const config_setting_t *root, struct config
         if (!sip_uri_ok(room->uri))
             return fail(c, member(r, "uri"), "'rooms.list[%d].uri' is not a sip: URI with a host: \"%s\"",
                         i, room->uri);
+        const char *why = uri_transport_why(room->uri);
+        if (why)
+            return fail(c, member(r, "uri"), "'rooms.list[%d].uri' \"%s\": %s", i, room->uri, why);
         for (int j = 0; j < i; j++)
             if (strcmp(cfg->rooms[j].name, room->name) == 0)
                 return fail(c, r, "duplicate room name \"%s\"", room->name);

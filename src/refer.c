@@ -80,6 +80,31 @@ static void escape_into(char *out, size_t len, const char *in)
     out[o] = '\0';
 }
 
+/* Referred-By names the room as the carrier may see it, by its name in
+ * rooms.domain: its URI is an address inside our network. A resolver room's
+ * name is a URI user already, so its %XX escapes stay as they are. */
+static void referred_by(const struct app *app, const struct call *c, char *out, size_t len)
+{
+    static const char hexd[] = "0123456789ABCDEF";
+    const char *name = c->room_name ? c->room_name : "room";
+    const char *domain = app->cfg->rooms_domain && *app->cfg->rooms_domain
+                             ? app->cfg->rooms_domain
+                             : app->sip_host;
+    size_t o = (size_t)snprintf(out, len, "<sip:");
+    for (const char *p = name; *p && o + 4 < len; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (isalnum(ch) || strchr("-_.!~*'()+", ch) ||
+            (ch == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2]))) {
+            out[o++] = (char)ch;
+        } else {
+            out[o++] = '%';
+            out[o++] = hexd[ch >> 4];
+            out[o++] = hexd[ch & 15];
+        }
+    }
+    snprintf(out + o, len - o, "@%s>", domain);
+}
+
 int refer_begin(struct app *app, struct transfer *x, const char **kind, char *info,
                 size_t infolen)
 {
@@ -99,14 +124,13 @@ int refer_begin(struct app *app, struct transfer *x, const char **kind, char *in
     }
     strcat(rt, ">");
     char rb[600];
-    snprintf(rb, sizeof rb, "<%s>", c->room_uri ? c->room_uri : c->room->uri);
+    referred_by(app, c, rb, sizeof rb);
 
     call_log(c, LOG_INFO, "transfer %s: REFER the caller to %s", x->id, t->uri);
     nua_refer(c->caller->nh, SIPTAG_REFER_TO_STR(rt), SIPTAG_REFERRED_BY_STR(rb), TAG_END());
     (void)kind;
     (void)info;
     (void)infolen;
-    (void)app;
     return 200;
 }
 

@@ -36,21 +36,30 @@ bool sip_guard_uri_ok(const url_t *url)
     return true;
 }
 
+static msg_hclass_t *sofia_contact, *sofia_record_route; /* set by sip_guard_mclass() */
+
+/* Whether an error header is one our parser refused as class hc. Compared
+ * by pointer, never read as a string: sofia also turns a duplicate of a
+ * single-valued header (a second Max-Forwards, Date...) into an error
+ * header in place, and then the er_name slot holds that header's own field
+ * (the number 70), not a name (found by the network mutator: a SIGSEGV in
+ * strcasecmp). A header our parser refused carries its class's name. */
+static bool error_header_is(const sip_error_t *e, const msg_hclass_t *hc)
+{
+    return hc && e->er_name == hc->hc_name;
+}
+
 bool sip_guard_dialog_ok(const sip_t *sip, bool require_contact, char *why, size_t whylen)
 {
     if (!sip)
         return false;
     /* refused by the parser (sip_guard_mclass): the header is not there */
     for (const sip_error_t *e = sip->sip_error; e; e = e->er_next) {
-        /* sofia also chains a second copy of a single-valued header here
-         * (two Max-Forwards) as it is: no er_name in that one */
-        if (!msg_is_error((const msg_header_t *)e))
-            continue;
-        if (e->er_name && strcasecmp(e->er_name, "Contact") == 0) {
+        if (error_header_is(e, sofia_contact)) {
             snprintf(why, whylen, "unusable Contact URI");
             return false;
         }
-        if (e->er_name && strcasecmp(e->er_name, "Record-Route") == 0) {
+        if (error_header_is(e, sofia_record_route)) {
             snprintf(why, whylen, "unusable Record-Route URI");
             return false;
         }
@@ -177,10 +186,8 @@ static issize_t via_parse(su_home_t *home, msg_header_t *h, char *s, isize_t sle
  * the message, for every target-refresh request (re-INVITE, UPDATE, NOTIFY,
  * REFER...) and every 2xx (and reliable 1xx) to one we send. So an unusable
  * URI is refused while parsing: the header becomes an error header
- * (sip_error, er_name "Contact"), the dialog keeps its last good target,
+ * (sip_error, its raw line naming Contact), the dialog keeps its last good target,
  * and sip_guard_dialog_ok() reports it. */
-static msg_hclass_t *sofia_contact, *sofia_record_route;
-
 static issize_t contact_parse(su_home_t *home, msg_header_t *h, char *s, isize_t slen)
 {
     issize_t n = sofia_contact->hc_parse(home, h, s, slen);

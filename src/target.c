@@ -364,6 +364,40 @@ static int same_host(const char *a, const char *b)
                                      (strcmp(b, "localhost") == 0 || strcmp(b, "127.0.0.1") == 0));
 }
 
+/* The gateway's scheme, host, port and parameters stay: a
+ * ";transport=tcp" gateway is reached over TCP only if the Request-URI
+ * still says so. Its user (the number replaces it) and ?headers go, and
+ * user=phone is ours whatever the gateway said. */
+int target_pstn_uri(const char *gateway, const char *number, char *out, size_t outlen)
+{
+    char buf[512];
+    url_t url[1];
+    if (!gateway || !number || snprintf(buf, sizeof buf, "%s", gateway) >= (int)sizeof buf ||
+        url_d(url, buf) < 0 || (url->url_type != url_sip && url->url_type != url_sips) ||
+        !url->url_host || !*url->url_host)
+        return -1;
+    int n = snprintf(out, outlen, "%s:%s@%s%s%s", url->url_type == url_sips ? "sips" : "sip",
+                     number, url->url_host, url->url_port ? ":" : "",
+                     url->url_port ? url->url_port : "");
+    for (const char *p = url->url_params; p && *p && n >= 0 && (size_t)n < outlen;) {
+        size_t len = strcspn(p, ";");
+        if (len && !(len >= 4 && strncasecmp(p, "user", 4) == 0 && (len == 4 || p[4] == '=')))
+            n += snprintf(out + n, outlen - (size_t)n, ";%.*s", (int)len, p);
+        p += len;
+        if (*p == ';')
+            p++;
+    }
+    if (n >= 0 && (size_t)n < outlen)
+        n += snprintf(out + n, outlen - (size_t)n, ";user=phone");
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+int target_name_addr(const char *uri, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "<%s>", uri ? uri : "");
+    return uri && n > 0 && (size_t)n < outlen ? 0 : -1;
+}
+
 enum target_result target_parse(const struct config *cfg, const char *text,
                                  const char *self_host, int self_port, struct target *out,
                                  char *err, size_t errlen)
@@ -401,17 +435,12 @@ enum target_result target_parse(const struct config *cfg, const char *text,
             snprintf(err, errlen, "toEndPoint \"%s\" is not allowed by transfer.allow", text);
             return TARGET_FORBIDDEN;
         }
-        char gwbuf[512];
-        snprintf(gwbuf, sizeof gwbuf, "%s", gw);
-        url_t url[1];
-        if (url_d(url, gwbuf) < 0 || !url->url_host) {
+        if (target_pstn_uri(gw, text, out->uri, sizeof out->uri) < 0) {
             snprintf(err, errlen, "trunk gateway \"%s\" is not usable", gw);
             return TARGET_INVALID;
         }
         out->kind = TARGET_PSTN;
         snprintf(out->number, sizeof out->number, "%s", text);
-        snprintf(out->uri, sizeof out->uri, "sip:%s@%s%s%s;user=phone", text, url->url_host,
-                 url->url_port ? ":" : "", url->url_port ? url->url_port : "");
         return TARGET_OK;
     }
 

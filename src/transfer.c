@@ -296,8 +296,11 @@ int transfer_begin_call(struct app *app, struct transfer *x, const char **kind, 
     for (int i = 0; i < t->nheaders && n < (int)sizeof headers; i++)
         n += snprintf(headers + n, sizeof headers - (size_t)n, "\r\n%s", t->headers[i]);
 
-    tl->nh = nua_handle(app->nua, tl, NUTAG_URL(t->uri), SIPTAG_TO_STR(t->uri),
-                        SIPTAG_FROM_STR(from), TAG_END());
+    char to[sizeof t->uri + 2];
+    tl->nh = target_name_addr(t->uri, to, sizeof to) < 0
+                 ? NULL
+                 : nua_handle(app->nua, tl, NUTAG_URL(t->uri), SIPTAG_TO_STR(to),
+                              SIPTAG_FROM_STR(from), TAG_END());
     if (!tl->nh) {
         leg_free(tl);
         *kind = "invalid-request-error";
@@ -475,6 +478,7 @@ void transfer_target_response(struct app *app, struct leg *tl, int status, const
     }
     tl->ack_pending = false;
     nua_ack(tl->nh, TAG_END());
+    tl->state = LEG_CONFIRMED; /* confirmed for us once ACKed (see room_setup_response) */
     leg_learn_sdp(tl, &info, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
     x->sip_status = status;
     x->state = XFER_ANSWERED;

@@ -33,6 +33,16 @@ enum target_result target_parse(const struct config *cfg, const char *text,
                                  const char *self_host, int self_port, struct target *out,
                                  char *err, size_t errlen);
 
+/* The Request-URI for E.164 number through gateway (a sip:/sips: URI):
+ * "sip:NUMBER@HOST[:PORT][;gateway params];user=phone". 0, or -1 when the
+ * gateway is no SIP URI with a host or the result does not fit. */
+int target_pstn_uri(const char *gateway, const char *number, char *out, size_t outlen);
+
+/* "<uri>" for a To/From/Referred-By header: handed over bare, sofia reads
+ * the URI's own ;parameters (transport, user=phone) as header parameters.
+ * -1 when it does not fit. */
+int target_name_addr(const char *uri, char *out, size_t outlen);
+
 /* 1 when text (a SIP URI without ?headers, or an E.164 number) matches one
  * of transfer.allow; an empty list allows nothing. See target_pattern_match. */
 int target_allowed(const struct config *cfg, const char *text);

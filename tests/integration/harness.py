@@ -11,6 +11,7 @@ import json
 import os
 import random
 import re
+import select
 import shutil
 import signal
 import socket
@@ -53,6 +54,9 @@ def check(cond, msg):
 
 
 def _bindable(port, udp=True, tcp=True):
+    """Whether port can be bound now, found by binding it. That holds the
+    port for a moment: never use it on a port a process may be binding (use
+    port_in_use, which only reads /proc)."""
     socks = []
     try:
         if udp:
@@ -72,21 +76,176 @@ def _bindable(port, udp=True, tcp=True):
             s.close()
 
 
+_TCP_LISTEN = "0A"
+
+
+_SOCKET_ROW = re.compile(
+    r"^\s*\d+: [0-9A-F]+:([0-9A-F]{4}) [0-9A-F]+:[0-9A-F]{4} ([0-9A-F]{2})"
+    r" \S+ \S+ \S+ +\d+ +\d+ (\d+)", re.M)
+
+
+def _socket_table(udp=True, tcp=True):
+    """[(proto, port, tcp_state, inode)] of every IPv4/IPv6 socket in this
+    network namespace, read from /proc/net; None where that is unreadable.
+    Parsed by one regex over each file: a loaded machine has thousands of
+    sockets and this runs every 50 ms in each waiting test thread."""
+    rows = []
+    for proto, files in (("udp", ("udp", "udp6") if udp else ()),
+                         ("tcp", ("tcp", "tcp6") if tcp else ())):
+        for name in files:
+            try:
+                with open("/proc/net/" + name) as f:
+                    text = f.read()
+            except OSError:
+                if name.endswith("6"):
+                    continue  # no IPv6 in this namespace
+                return None
+            rows.extend((proto, int(m.group(1), 16), m.group(2), int(m.group(3)))
+                        for m in _SOCKET_ROW.finditer(text))
+    return rows
+
+
+def _socket_inodes(pid):
+    """Inodes of the sockets process pid holds (empty once it is gone)."""
+    out = set()
+    fd_dir = "/proc/%d/fd" % pid
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            link = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            out.add(int(link[8:-1]))
+    return out
+
+
+def port_in_use(port, udp=True, tcp=True):
+    """Whether any socket (any address, any TCP state, TIME_WAIT included)
+    sits on port. Reads /proc/net only, so unlike a trial bind it never
+    takes the port from a process binding it at that moment; falls back to
+    the trial bind where /proc/net cannot be read."""
+    rows = _socket_table()
+    if rows is None:
+        return not _bindable(port, udp, tcp)
+    return any(p == port and ((udp and proto == "udp") or (tcp and proto == "tcp"))
+               for proto, p, _, _ in rows)
+
+
+def port_bound(port, udp=True, tcp=True):
+    """Whether a UDP socket is bound to port or a TCP socket listens on it
+    (connections and TIME_WAIT left over do not keep a listener out)."""
+    rows = _socket_table()
+    if rows is None:
+        return not _bindable(port, udp, tcp)
+    return any(p == port and ((udp and proto == "udp") or
+                              (tcp and proto == "tcp" and st == _TCP_LISTEN))
+               for proto, p, st, _ in rows)
+
+
+def bound_by(pid, ports):
+    """Whether process pid has bound every (proto, port) in ports (a TCP
+    port counts once it listens)."""
+    protos = {proto for proto, _ in ports}
+    rows = _socket_table("udp" in protos, "tcp" in protos)
+    mine = _socket_inodes(pid)
+    if rows is None or not mine:
+        return False
+    have = {(proto, p) for proto, p, st, ino in rows
+            if ino in mine and (proto == "udp" or st == _TCP_LISTEN)}
+    return all(x in have for x in ports)
+
+
+def port_holders(port):
+    """"name[pid]" of every process holding a socket on port, for messages."""
+    rows = _socket_table() or []
+    inodes = {ino for _, p, _, ino in rows if p == port and ino}
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit() and inodes & _socket_inodes(int(d)):
+            try:
+                with open("/proc/%s/comm" % d) as f:
+                    out.append("%s[%s]" % (f.read().strip(), d))
+            except OSError:
+                pass
+    if not out and any(p == port for _, p, _, _ in rows):
+        out.append("a socket of no process (TIME_WAIT)")
+    return out
+
+
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = map(int, f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _port_pool():
+    """The port ranges free_port draws from: 10000-19999, below the usual
+    kernel ephemeral range (32768-60999) and the shipped config's relay range
+    20000-29999. A machine whose ephemeral range reaches into it (some set
+    1024-65535) would have clients' source ports and port-0 binds (curl,
+    SipSocket, the webhook receiver) land on ports handed to tests between
+    the check and the bind, so that part is left out; what remains outside
+    it, below 65536, is used when 10000-19999 has too little left. SIPp's
+    control sockets (UDP 8888-8947 on 0.0.0.0) and 5060 (the torture test's)
+    are never in it."""
+    elo, ehi = _ephemeral_range()
+    reserved = [(elo, ehi), (8888, 8947), (5060, 5061), (20000, 29999)]
+
+    def minus(lo, hi):
+        parts = [(lo, hi)]
+        for rlo, rhi in reserved:
+            nxt = []
+            for a, b in parts:
+                if rhi < a or rlo > b:
+                    nxt.append((a, b))
+                    continue
+                if a < rlo:
+                    nxt.append((a, rlo - 1))
+                if rhi < b:
+                    nxt.append((rhi + 1, b))
+            parts = nxt
+        return [(a, b) for a, b in parts if b - a >= 200]
+    pool = minus(10000, 19999)
+    if sum(b - a for a, b in pool) < 4000:
+        pool = minus(1024, 65535)
+    return pool
+
+
+PORT_POOL = _port_pool()
+
+
 def free_port(udp=True, tcp=True, even=False, span=1):
     """A port (or `span` consecutive ports) free for UDP and/or TCP now and
-    never handed out before in this process. Drawn from 10000-19999: below
-    the kernel's ephemeral range (clients don't steal them) and the shipped
-    config's relay range 20000-29999 (a sipxferd running on the default
-    config on the same machine doesn't either)."""
+    never handed out before in this process (until the test holding it
+    ended), drawn from PORT_POOL. Whether a port is free is read from
+    /proc/net, not tried by binding it: a trial bind holds the port for a
+    moment, and with the GIL passed to another test thread meanwhile that
+    moment can be milliseconds in which a process binding a port of its own
+    fails."""
+    weights = [b - a - span for a, b in PORT_POOL]
+    rows = _socket_table(udp, tcp)
+    used = None if rows is None else {
+        p for proto, p, _, _ in rows if (udp and proto == "udp") or (tcp and proto == "tcp")}
     with _port_lock:
         for _ in range(2000):
-            p = random.randrange(10000, 20000 - span)
+            lo, hi = random.choices(PORT_POOL, weights)[0]
+            p = random.randrange(lo, hi - span + 1)
             if even:
                 p &= ~1
+                if p < lo:
+                    continue
             rng = range(p, p + span)
             if any(q in _ports_given for q in rng):
                 continue
-            if all(_bindable(q, udp, tcp) for q in rng):
+            if not any(q in used if used is not None else not _bindable(q, udp, tcp)
+                       for q in rng):
                 _ports_given.update(rng)
                 owner = getattr(_current, "t", None)
                 if owner is not None:
@@ -106,9 +265,70 @@ def wait_for(pred, timeout, what, interval=0.05):
         time.sleep(interval)
 
 
-def wait_bound(port, udp=True, tcp=False, timeout=10):
-    """Wait until some process has bound port (we can no longer bind it)."""
-    wait_for(lambda: not _bindable(port, udp, tcp), timeout, "port %d bound" % port)
+def wait_bound(port, udp=True, tcp=False, timeout=10, proc=None, what=None):
+    """Wait until some process has bound port (read from /proc/net, so the
+    wait never takes the port itself). With proc (a Popen): until that
+    process has bound it, and StartFailure at once should it exit first."""
+    if proc is None:
+        wait_for(lambda: port_in_use(port, udp, tcp), timeout, "port %d bound" % port)
+        return
+    ports = ([("udp", port)] if udp else []) + ([("tcp", port)] if tcp else [])
+    wait_started(proc, lambda: bound_by(proc.pid, ports), timeout,
+                 what or "process %d to bind port %d" % (proc.pid, port))
+
+
+ADDRESS_IN_USE = re.compile(r"Address already in use|EADDRINUSE|errno = 98\b|cannot listen")
+
+
+class StartFailure(TestFailure):
+    """A process that exited (or never got ready) while being started:
+    its exit status and the tail of its own output."""
+
+    def __init__(self, what, rc, output):
+        self.what, self.rc, self.output = what, rc, output
+        state = "exited with status %s" % rc if rc is not None else "is still running"
+        TestFailure.__init__(self, "%s: %s before it was ready; its output:\n%s" % (
+            what, state, output[-2500:] or "(none)"))
+
+    def race_line(self):
+        """The line of the output that says which bind failed."""
+        m = re.search(r"[^\n]*(?:%s)[^\n]*" % ADDRESS_IN_USE.pattern, self.output)
+        return m.group(0).strip() if m else self.output.strip()[-300:]
+
+    @property
+    def address_in_use(self):
+        """Lost a bind race: another process had one of its ports."""
+        return bool(ADDRESS_IN_USE.search(self.output))
+
+
+def _tail(paths, limit=3000):
+    out = []
+    for p in paths:
+        try:
+            with open(p, errors="replace") as f:
+                text = f.read()
+        except OSError:
+            continue
+        if text.strip():
+            out.append("--- %s\n%s" % (os.path.basename(p), text[-limit:]))
+    return "\n".join(out)
+
+
+def wait_started(proc, ready, timeout, what, outputs=None):
+    """Wait until ready() or proc has exited, whichever comes first. An exit
+    (or the timeout) raises StartFailure with the exit status and the tail of
+    the files in outputs (default: proc.out_path, as set by T.popen)."""
+    outputs = outputs if outputs is not None else [getattr(proc, "out_path", "")]
+    deadline = time.time() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise StartFailure(what, proc.returncode, _tail(outputs))
+        if ready():
+            return
+        if time.time() > deadline:
+            raise StartFailure("%s (not ready after %.0fs)" % (what, timeout), None,
+                               _tail(outputs))
+        time.sleep(0.05)
 
 
 class T:
@@ -141,8 +361,11 @@ class T:
                     p.wait(5)
                 except subprocess.TimeoutExpired:
                     pass
-        with _port_lock:
-            _ports_given.difference_update(self.ports)
+        # a process that survived its kill still holds its ports: they stay
+        # given, or the next test would be handed them
+        if all(p.poll() is not None for p in self.procs):
+            with _port_lock:
+                _ports_given.difference_update(self.ports)
         if getattr(_current, "t", None) is self:
             _current.t = None
         if ok and not os.environ.get("KEEP_TMP"):
@@ -177,15 +400,48 @@ def _cfg_value(v):
     raise TypeError(v)
 
 
+class _Published:
+    """A port attribute that remembers being read. A port a test has seen
+    (put into a room URI, a config, a SIPp command line) must stay what it
+    is; one nobody has read yet may be swapped for a fresh one when the
+    process lost it to a bind race, without the test noticing."""
+
+    def __set_name__(self, owner, name):
+        self.key = "_" + name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        if not obj.__dict__.get("_untracked"):
+            obj.__dict__.setdefault("_published", set()).add(self.key)
+        return obj.__dict__[self.key]
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.key] = value
+
+
+def _published(obj, *names):
+    return bool(obj.__dict__.get("_published", set()) & {"_" + n for n in names})
+
+
+START_ATTEMPTS = 3
+
+
 class Daemon:
     """One sipxferd on its own SIP/API ports and media port range.
 
     rooms: {name: uri}; routes: {user: room}; other keyword arguments
     override config settings by dotted name ("sip.max_calls": 1)."""
 
+    sip_port = _Published()
+    api_port = _Published()
+    media_min = _Published()
+    media_max = _Published()
+
     def __init__(self, t, rooms=None, routes=None, trunk_sources=None, gateway=None,
                  media_ports=40, dns=None, **settings):
         self.t = t
+        self._untracked = True
         # dns="blackhole": the daemon runs in its own mount namespace whose
         # resolv.conf names a BlackholeDns (self.dns); or pass one to share
         self.dns = BlackholeDns(t) if dns == "blackhole" else dns
@@ -222,7 +478,9 @@ class Daemon:
         self.conf = t.path("sipxferd.conf")
         self.log = t.path("sipxferd.log")
         self.proc = None
+        self._conf_extra = self._conf_text = None
         self.write_config()
+        self._untracked = False
 
     def write_config(self, path=None, extra_text=""):
         groups = {}
@@ -252,32 +510,88 @@ class Daemon:
         text = "\n".join(lines) + "\n" + extra_text
         with open(path or self.conf, "w") as f:
             f.write(text)
+        if path in (None, self.conf):
+            self._conf_extra, self._conf_text = extra_text, text
         return path or self.conf
 
     @property
     def uri_host(self):
         return "%s:%d" % (HOST, self.sip_port)
 
-    def start(self):
-        self.logf = open(self.log, "a")
-        env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
-        args = [SIPXFERD, "-c", self.conf]
-        if self.dns:
-            args = self.dns.wrap(args)
-        self.proc = subprocess.Popen(args, stdout=self.logf,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env)
-        self.t.procs.append(self.proc)
+    def start(self, timeout=30):
+        """Start sipxferd and wait for /v1/health. An exit first raises
+        StartFailure with its status and log; one that lost a port to
+        another process ("cannot listen") is retried, on fresh ports where
+        the test has not read them yet, else on the same ones once free."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._start_once(timeout)
+                return self
+            except StartFailure as e:
+                if not e.address_in_use or attempt == START_ATTEMPTS:
+                    raise
+                self._bind_race(e, attempt)
+
+    def _start_once(self, timeout):
+        self._untracked = True
         try:
-            wait_for(lambda: self.proc.poll() is not None or self._health(), 15,
-                     "sipxferd to answer /v1/health")
-        except TestFailure:
-            raise TestFailure("sipxferd did not come up:\n" + self.log_text()[-2000:])
-        if self.proc.poll() is not None:
-            raise TestFailure("sipxferd exited with %s:\n%s" % (self.proc.returncode,
-                                                                self.log_text()[-2000:]))
-        return self
+            self.logf = open(self.log, "a")
+            self._log_start = self.logf.tell()
+            env = dict(os.environ)
+            env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+            args = [SIPXFERD, "-c", self.conf]
+            if self.dns:
+                args = self.dns.wrap(args)
+            self.proc = subprocess.Popen(args, stdout=self.logf,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=env)
+            self.t.procs.append(self.proc)
+            try:
+                wait_started(self.proc, self._health, timeout,
+                             "sipxferd (%s) answering /v1/health" % self.conf, outputs=[])
+            except StartFailure as e:
+                raise StartFailure(e.what, e.rc, self.log_text()[self._log_start:])
+        finally:
+            self._untracked = False
+        # peers now know where it listens: a restart keeps these ports
+        self._published = {"_sip_port", "_api_port", "_media_min", "_media_max"}
+
+    def _bind_race(self, failure, attempt):
+        ports = [("udp", self._sip_port), ("tcp", self._sip_port), ("tcp", self._api_port)]
+        holders = ["%s/%d: %s" % (proto, p, ", ".join(port_holders(p)) or "free again")
+                   for proto, p in ports]
+        # the failed attempt's lines would confuse the test's wait_log()s
+        self.logf.close()
+        with open(self.log, "r+") as f:
+            f.truncate(self._log_start)
+        try:
+            with open(self.conf) as f:
+                untouched = f.read() == self._conf_text
+        except OSError:
+            untouched = False
+        generated = (self.settings.get("sip.listen") == "sip:%s:%d" % (HOST, self._sip_port)
+                     and self.settings.get("api.listen") == "%s:%d" % (HOST, self._api_port)
+                     and self.settings.get("media.port_min") == self._media_min)
+        if untouched and generated and not _published(self, "sip_port", "api_port",
+                                                      "media_min", "media_max"):
+            span = self._media_max - self._media_min + 1
+            self._sip_port = free_port()
+            self._api_port = free_port(udp=False)
+            self._media_min = free_port(tcp=False, even=True, span=span)
+            self._media_max = self._media_min + span - 1
+            self.settings.update({
+                "sip.listen": "sip:%s:%d" % (HOST, self._sip_port),
+                "api.listen": "%s:%d" % (HOST, self._api_port),
+                "media.port_min": self._media_min, "media.port_max": self._media_max})
+            self.write_config(extra_text=self._conf_extra)
+            how = "on fresh ports sip %d, api %d" % (self._sip_port, self._api_port)
+        else:
+            wait_for(lambda: not any(port_bound(p, proto == "udp", proto == "tcp")
+                                     for proto, p in ports), 15,
+                     "sipxferd's ports to be free again (held: %s)" % "; ".join(holders))
+            how = "on the same ports, free again"
+        self.t.note("sipxferd attempt %d lost a port (%s), retried %s; it said: %s" % (
+            attempt, "; ".join(holders), how, failure.race_line()))
 
     def _health(self):
         try:
@@ -405,10 +719,14 @@ class Sipp:
 
     role "uas" waits for calls on its own port; "uac" calls `remote`."""
 
+    port = _Published()
+    media_port = _Published()
+
     def __init__(self, t, scenario, remote=None, service=None, calls=1, port=None,
                  media_port=None, echo=False, keys=None, extra=None, rate=None,
                  limit=None, duration=None, timeout=60, transport="u1"):
         self.t = t
+        self._untracked = True
         self.scenario = scenario
         self.port = port or free_port()
         # SIPp binds media_port, +1 (RTCP) and +2, +3 (video)
@@ -438,14 +756,67 @@ class Sipp:
         self.args = args
         self.name = "sipp-%s-%d" % (scenario.replace(".xml", ""), self.port)
         self.proc = None
+        self._untracked = False
+        # ports the caller chose are the caller's: never swapped
+        self._published = ({"_port"} if port else set()) | ({"_media_port"} if media_port
+                                                              else set())
 
-    def start(self):
-        self.proc = self.t.popen(self.args, self.name)
-        if "-t" in self.args and self.args[self.args.index("-t") + 1].startswith("t"):
-            wait_bound(self.port, udp=False, tcp=True)
-        else:
-            wait_bound(self.port)
-        return self
+    def _arg(self, flag, value=None):
+        i = self.args.index(flag) + 1
+        if value is not None:
+            self.args[i] = value
+        return self.args[i]
+
+    def start(self, timeout=30):
+        """Start SIPp and wait until it has bound its SIP port (UDP, or TCP
+        listening for t*/l* transports) and its media ports. An exit first
+        raises StartFailure with its status, -error_file and output; a
+        lost bind race ("Address already in use") is retried: on fresh
+        ports where the test has not read them, else on the same ones once
+        free."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self._untracked = True
+            try:
+                self.proc = self.t.popen(self.args, self.name)
+                tp = self._arg("-t")[:1]
+                ports = [("tcp" if tp in "tl" else "udp", self._port)] if tp in "utl" else []
+                ports += [("udp", self._media_port), ("udp", self._media_port + 2)]
+                wait_started(self.proc, lambda: bound_by(self.proc.pid, ports), timeout,
+                             "%s (%s)" % (self.name, " ".join(self.args)),
+                             outputs=[self._arg("-error_file"), self.proc.out_path])
+                self._published = {"_port", "_media_port"}
+                return self
+            except StartFailure as e:
+                if not e.address_in_use or attempt == START_ATTEMPTS:
+                    raise
+                self._bind_race(e, attempt, ports)
+            finally:
+                self._untracked = False
+
+    def _bind_race(self, failure, attempt, ports):
+        holders = ["%s/%d: %s" % (proto, p, ", ".join(port_holders(p)) or "free again")
+                   for proto, p in ports]
+        how = []
+        if not _published(self, "port"):
+            self._port = free_port()
+            how.append("SIP port %d" % self._port)
+        if not _published(self, "media_port"):
+            self._media_port = free_port(tcp=False, even=True, span=4)
+            how.append("media port %d" % self._media_port)
+        kept = [(proto, p) for proto, p in ports
+                if p in (self._port, self._media_port, self._media_port + 2)]
+        wait_for(lambda: not any(port_bound(p, proto == "udp", proto == "tcp")
+                                 for proto, p in kept), 15,
+                 "%s's ports to be free again (held: %s)" % (self.name, "; ".join(holders)))
+        self._arg("-p", str(self._port))
+        self._arg("-mp", str(self._media_port))
+        self._arg("-error_file", self.t.path("%s-%d.err" % (self.scenario, self._port)))
+        self.log_path = self.t.path("sipp-%s-%d.log" % (self.scenario, self._port))
+        self._arg("-log_file", self.log_path)
+        self.name = "sipp-%s-%d" % (self.scenario.replace(".xml", ""), self._port)
+        self.t.note("%s attempt %d lost a port (%s), retried on %s; it said: %s" % (
+            self.name, attempt, "; ".join(holders), ", ".join(how) or "the same ports",
+            failure.race_line()))
 
     def wait(self, timeout=90):
         try:
@@ -458,8 +829,7 @@ class Sipp:
 
     def errors(self):
         try:
-            with open(self.t.path("%s-%d.err" % (self.scenario, self.port)),
-                      errors="replace") as f:
+            with open(self._arg("-error_file"), errors="replace") as f:
                 return f.read()[-3000:]
         except OSError:
             return ""
@@ -836,12 +1206,15 @@ class Webhooks:
             args += ["--fail-status", str(fail_status)]
         if delay:
             args += ["--delay", str(delay)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL, text=True)
+        # --port 0: the kernel picks the port as it binds, so no race to lose
+        self.err_path = t.path("webhooks.err")
+        with open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err,
+                                         stdin=subprocess.DEVNULL)
         t.procs.append(self.proc)
-        line = self.proc.stdout.readline()
-        m = re.search(r"(\d+)", line)
-        check(m, "webhook receiver did not report its port: %r" % line)
+        first = _first_line(self.proc, 15, "webhook receiver", [self.err_path])
+        m = re.match(rb"(\d+)\s*$", first)
+        check(m, "webhook receiver did not report its port: %r" % first)
         self.port = int(m.group(1))
         self.url = "http://%s:%d/hook" % (HOST, self.port)
 
@@ -860,6 +1233,36 @@ class Webhooks:
                         "webhook %s (have %s)" % (typ, "?"))
 
 
+def _first_line(proc, timeout, what, outputs):
+    """The first line proc writes to its stdout pipe, waited for under a
+    deadline (a readline() would hang on a process that neither writes nor
+    exits); StartFailure if it exits or stays silent."""
+    fd = proc.stdout.fileno()
+    buf = b""
+    deadline = time.time() + timeout
+    while b"\n" not in buf:
+        left = deadline - time.time()
+        if left <= 0:
+            raise StartFailure("%s (no first line after %.0fs)" % (what, timeout), None,
+                               _tail(outputs))
+        r, _, _ = select.select([fd], [], [], min(left, 0.2))
+        chunk = os.read(fd, 4096) if r else b""
+        if r and not chunk:
+            proc.wait(5)
+            raise StartFailure(what, proc.returncode, _tail(outputs))
+        buf += chunk
+    return buf.split(b"\n", 1)[0]
+
+
+def start_process(t, args, name, ready, timeout=30, what=None, outputs=None, **kw):
+    """T.popen, then wait until ready(proc) (or StartFailure with its exit
+    status and output should it exit first): for helpers that start a
+    server process (baresip, Kamailio, ...). ready may be
+    lambda p: bound_by(p.pid, [("udp", port)])."""
+    p = t.popen(args, name, **kw)
+    wait_started(p, lambda: ready(p), timeout, what or "%s (%s)" % (name, " ".join(args)),
+                 outputs=outputs if outputs is not None else [p.out_path])
+    return p
 _ns_ok = None
 
 

@@ -4,7 +4,8 @@ and sipxferd leaves the path with no call and no relay port left."""
 import os
 import shutil
 
-from harness import HOST, Skip, case, check, free_port
+from harness import (HOST, START_ATTEMPTS, Skip, StartFailure, bound_by, case, check,
+                     free_port, start_process)
 from test_refer import outcome
 from test_transfer import session, setup, transfer
 
@@ -33,14 +34,25 @@ def start_baresip(t, dial):
         raise Skip("baresip not installed (scripts/setup.sh installs it)")
     conf = t.path("baresip")
     os.makedirs(conf)
-    port = free_port()
-    rtp = free_port(tcp=False, even=True, span=10)
-    with open(os.path.join(conf, "config"), "w") as f:
-        f.write(BARESIP_CONFIG.format(host=HOST, port=port, rtp=rtp, rtp_end=rtp + 9))
-    with open(os.path.join(conf, "accounts"), "w") as f:
-        f.write("<sip:alice@%s:%d>;regint=0\n" % (HOST, port))
-    # -t: baresip quits by itself should the test leave it behind
-    return t.popen([exe, "-f", conf, "-t", "60", "-e", "/dial " + dial], "baresip")
+    for attempt in range(1, START_ATTEMPTS + 1):
+        # baresip listens on port for UDP and TCP and on port+1 for TLS
+        port = free_port(span=2)
+        rtp = free_port(tcp=False, even=True, span=10)
+        with open(os.path.join(conf, "config"), "w") as f:
+            f.write(BARESIP_CONFIG.format(host=HOST, port=port, rtp=rtp, rtp_end=rtp + 9))
+        with open(os.path.join(conf, "accounts"), "w") as f:
+            f.write("<sip:alice@%s:%d>;regint=0\n" % (HOST, port))
+        ports = [("udp", port), ("tcp", port), ("tcp", port + 1)]
+        try:
+            # -t: baresip quits by itself should the test leave it behind
+            return start_process(t, [exe, "-f", conf, "-t", "60", "-e", "/dial " + dial],
+                                 "baresip-%d" % attempt, lambda p: bound_by(p.pid, ports),
+                                 what="baresip on port %d" % port)
+        except StartFailure as e:
+            if not e.address_in_use or attempt == START_ATTEMPTS:
+                raise
+            t.note("baresip attempt %d lost a port, retried on fresh ones: %s" % (
+                attempt, e.race_line()))
 
 
 @case

@@ -447,6 +447,32 @@ START_TEST(test_bad_rooms_and_routes)
 }
 END_TEST
 
+/* issue 12.9: a URI sipxferd cannot send to fails --check-config, not
+ * every call with 503 "No transport" */
+START_TEST(test_uri_transport_checked)
+{
+    expect_error("trunks = (\n  { name = \"t\";\n    gateway = \"sip:gw:5061;transport=tls\"; }\n);\n",
+                 3, "trunks[0].gateway", "udp or tcp");
+    expect_error("trunks = (\n  { name = \"t\"; gateway = \"sips:gw\"; }\n);\n", 2,
+                 "trunks[0].gateway", "TLS");
+    expect_error("rooms = {\n  list = (\n    { name = \"r\"; uri = \"sip:r@h;transport=sctp\"; }\n"
+                 "  );\n};\n",
+                 3, "rooms.list[0].uri", "udp or tcp");
+    expect_error("rooms = {\n  list = (\n    { name = \"r\"; uri = \"sips:r@h\"; }\n  );\n};\n", 3,
+                 "rooms.list[0].uri", "TLS");
+
+    char err[512];
+    struct config *cfg = unit_load_config(
+        "trunks = ( { name = \"t\"; gateway = \"sip:gw:5090;transport=TCP;user=phone\"; } );\n"
+        "rooms = { list = ( { name = \"r\"; uri = \"sip:r@h;transport=udp;lr\"; } ); };\n",
+        err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "refused: %s", err);
+    ck_assert_str_eq(cfg->trunks[0].gateway, "sip:gw:5090;transport=TCP;user=phone");
+    ck_assert_str_eq(cfg->rooms[0].uri, "sip:r@h;transport=udp;lr");
+    config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_bad_allow_pattern)
 {
     /* patterns the part-by-part matcher cannot read are refused at load,
@@ -509,6 +535,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_bad_values);
     tcase_add_test(tc, test_bad_rooms_and_routes);
     tcase_add_test(tc, test_syntax_error);
+    tcase_add_test(tc, test_uri_transport_checked);
     tcase_add_test(tc, test_bad_allow_pattern);
     tcase_add_test(tc, test_missing_file);
     suite_add_tcase(s, tc);

@@ -235,6 +235,30 @@ START_TEST(test_named_maddr_dropped)
 }
 END_TEST
 
+START_TEST(test_duplicate_singleton_headers_are_not_names)
+{
+    /* sofia turns the second Max-Forwards / Date into error headers in
+     * place: their er_name slot is a number, never to be read as a name */
+    static const char dup[] = "SIP/2.0 200 OK\r\n"
+                              "Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK1\r\n"
+                              "To: <sip:a@example.com>;tag=2\r\nFrom: <sip:b@example.com>;tag=1\r\n"
+                              "Call-ID: z\r\nCSeq: 2 INVITE\r\n"
+                              "Max-Forwards: 70\r\nMax-Forwards: 70\r\n"
+                              "Date: Fri, 01 Jan 2010 16:00:00 EST\r\n"
+                              "Date: Fri, 01 Jan 2010 16:00:00 EST\r\n"
+                              "Contact: <sip:a@127.0.0.1>\r\n"
+                              "Content-Length: 0\r\n\r\n";
+    msg_t *msg = parse(dup);
+    ck_assert_ptr_nonnull(msg);
+    sip_t *sip = sip_object(msg);
+    ck_assert_ptr_nonnull(sip->sip_error);
+    char why[80] = "";
+    ck_assert_msg(sip_guard_dialog_ok(sip, true, why, sizeof why), "refused: %s", why);
+    msg_destroy(msg);
+    refused(replace(dup, "<sip:a@127.0.0.1>", "<sipmple.net;lr>"), "unusable Contact URI");
+}
+END_TEST
+
 /* A repeated single-valued header is chained into sip_error as the header
  * it is, not as an error header: the mutator's INVITE with two
  * Max-Forwards crashed sip_guard_dialog_ok() reading its er_name. */
@@ -278,6 +302,7 @@ static Suite *guard_suite(void)
     TCase *tc2 = tcase_create("contact");
     tcase_add_test(tc2, test_unusable_contact_never_reaches_the_dialog);
     tcase_add_test(tc2, test_usable_contact_and_route_kept);
+    tcase_add_test(tc2, test_duplicate_singleton_headers_are_not_names);
     tcase_add_test(tc2, test_repeated_header_in_error_list);
     suite_add_tcase(s, tc2);
     return s;

@@ -210,6 +210,77 @@ START_TEST(test_pstn)
 }
 END_TEST
 
+static void pstn_through(const char *gateway, const char *want)
+{
+    char conf[512];
+    snprintf(conf, sizeof conf,
+             "trunks = ( { name = \"t\"; sources = [ \"10.0.0.0/8\" ]; gateway = \"%s\"; } );\n"
+             "transfer = { allow = [ \"*\" ]; };\n",
+             gateway);
+    struct config *cfg = load(conf);
+    struct target t;
+    char err[256];
+    ck_assert_msg(parse(cfg, "+15551234567", &t, err, sizeof err) == TARGET_OK, "%s: %s", gateway,
+                  err);
+    ck_assert_str_eq(t.uri, want);
+    config_free(cfg);
+}
+
+/* issue 12.9: the gateway's transport and other parameters survive */
+START_TEST(test_pstn_keeps_gateway_params)
+{
+    pstn_through("sip:gw.example.net:5090;transport=tcp",
+                 "sip:+15551234567@gw.example.net:5090;transport=tcp;user=phone");
+    /* one user=phone, ours, wherever the gateway put its own user= */
+    pstn_through("sip:gw.example.net;user=phone;transport=tcp",
+                 "sip:+15551234567@gw.example.net;transport=tcp;user=phone");
+    pstn_through("sip:gw.example.net;transport=tcp;user=ip;lr",
+                 "sip:+15551234567@gw.example.net;transport=tcp;lr;user=phone");
+    /* "username" is another parameter, not user= */
+    pstn_through("sip:gw.example.net;username=x", "sip:+15551234567@gw.example.net;username=x;user=phone");
+    /* the gateway's own user and ?headers are not the number's */
+    pstn_through("sip:trunk@10.0.0.5:5070;transport=tcp?X-A=1",
+                 "sip:+15551234567@10.0.0.5:5070;transport=tcp;user=phone");
+    pstn_through("sip:[2001:db8::5]:5090;transport=tcp",
+                 "sip:+15551234567@[2001:db8::5]:5090;transport=tcp;user=phone");
+}
+END_TEST
+
+START_TEST(test_pstn_uri_limits)
+{
+    char out[64];
+    ck_assert_int_eq(target_pstn_uri("sip:gw;transport=tcp", "+15551234567", out, sizeof out), 0);
+    ck_assert_str_eq(out, "sip:+15551234567@gw;transport=tcp;user=phone");
+    /* does not fit: refused, never cut inside a parameter */
+    ck_assert_int_eq(target_pstn_uri("sip:gw;transport=tcp", "+15551234567", out, 40), -1);
+    ck_assert_int_eq(target_pstn_uri("sip:gw.example.net;transport=tcp", "+15551234567", out, 44),
+                     -1);
+    /* config.c refuses TLS gateways while sipxferd has no TLS transport;
+     * the URI itself would keep saying TLS */
+    char big[128];
+    ck_assert_int_eq(target_pstn_uri("sip:gw.example.net;transport=tls", "+15551234567", big,
+                                     sizeof big), 0);
+    ck_assert_str_eq(big, "sip:+15551234567@gw.example.net;transport=tls;user=phone");
+    ck_assert_int_eq(target_pstn_uri("sips:gw.example.net:5061", "+15551234567", big, sizeof big), 0);
+    ck_assert_str_eq(big, "sips:+15551234567@gw.example.net:5061;user=phone");
+    ck_assert_int_eq(target_pstn_uri("mailto:x@y", "+15551234567", out, sizeof out), -1);
+    ck_assert_int_eq(target_pstn_uri("sip:", "+15551234567", out, sizeof out), -1);
+    ck_assert_int_eq(target_pstn_uri(NULL, "+15551234567", out, sizeof out), -1);
+}
+END_TEST
+
+START_TEST(test_name_addr)
+{
+    char out[64];
+    ck_assert_int_eq(target_name_addr("sip:+1555@gw;user=phone", out, sizeof out), 0);
+    ck_assert_str_eq(out, "<sip:+1555@gw;user=phone>");
+    ck_assert_int_eq(target_name_addr("sip:a@b", out, 10), 0);
+    ck_assert_str_eq(out, "<sip:a@b>");
+    ck_assert_int_eq(target_name_addr("sip:a@bc", out, 10), -1);
+    ck_assert_int_eq(target_name_addr(NULL, out, sizeof out), -1);
+}
+END_TEST
+
 START_TEST(test_pstn_bad_numbers)
 {
     struct config *cfg = load(TARGET_CONF);
@@ -517,6 +588,9 @@ static Suite *target_suite(void)
     tcase_add_test(tc, test_control_chars_invalid);
     tcase_add_test(tc, test_not_sip_invalid);
     tcase_add_test(tc, test_pstn);
+    tcase_add_test(tc, test_pstn_keeps_gateway_params);
+    tcase_add_test(tc, test_pstn_uri_limits);
+    tcase_add_test(tc, test_name_addr);
     tcase_add_test(tc, test_pstn_bad_numbers);
     tcase_add_test(tc, test_pstn_not_allowed);
     tcase_add_test(tc, test_pstn_without_gateway);
