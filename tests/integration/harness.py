@@ -1233,6 +1233,20 @@ class Webhooks:
                         "webhook %s (have %s)" % (typ, "?"))
 
 
+def readable(objs, timeout):
+    """The objects of objs (sockets, files or descriptors) that can be read
+    within timeout seconds. poll(), not select(): the runner holds well over
+    1024 descriptors while the exhaustion tests run, and select() refuses
+    any descriptor past FD_SETSIZE."""
+    p = select.poll()
+    by_fd = {}
+    for o in objs:
+        fd = o if isinstance(o, int) else o.fileno()
+        by_fd[fd] = o
+        p.register(fd, select.POLLIN | select.POLLPRI)
+    return [by_fd[fd] for fd, _ in p.poll(max(0.0, timeout) * 1000)]
+
+
 def _first_line(proc, timeout, what, outputs):
     """The first line proc writes to its stdout pipe, waited for under a
     deadline (a readline() would hang on a process that neither writes nor
@@ -1245,7 +1259,7 @@ def _first_line(proc, timeout, what, outputs):
         if left <= 0:
             raise StartFailure("%s (no first line after %.0fs)" % (what, timeout), None,
                                _tail(outputs))
-        r, _, _ = select.select([fd], [], [], min(left, 0.2))
+        r = readable([fd], min(left, 0.2))
         chunk = os.read(fd, 4096) if r else b""
         if r and not chunk:
             proc.wait(5)

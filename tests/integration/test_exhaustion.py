@@ -8,7 +8,7 @@ import signal
 import socket
 import time
 
-from harness import (HOST, build_request, case, check, next_sip_message, parse_response,
+from harness import (HOST, readable, build_request, case, check, next_sip_message, parse_response,
                      wait_for)
 from test_core import caller, room_daemon
 
@@ -28,7 +28,7 @@ def _wait_closed_by_server(socks, timeout):
     left = {s.fileno(): s for s in socks}
     deadline = time.time() + timeout
     while left and time.time() < deadline:
-        ready, _, _ = select.select(list(left.values()), [], [], 0.5)
+        ready = readable(list(left.values()), 0.5)
         for s in ready:
             try:
                 data = s.recv(4096)

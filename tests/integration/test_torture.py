@@ -22,7 +22,6 @@ at all": dropped), or a frozenset of acceptable outcomes.
 import glob
 import os
 import re
-import select
 import socket
 import time
 
@@ -237,7 +236,7 @@ class Collector:
         on the first batch)."""
         socks = list(self.udp.values()) + [self.listener] + list(self.streams)
         try:
-            r, _, _ = select.select(socks, [], [], max(0.0, timeout))
+            r = harness.readable(socks, timeout)
         except (OSError, ValueError):
             return []
         out = []
