@@ -1083,17 +1083,21 @@ class RawCall:
 
     def count_rtp(self, timeout, want):
         """Count RTP packets received until `want` arrived or timeout."""
-        n = 0
+        return len(self.rtp_ssrcs(timeout, want))
+
+    def rtp_ssrcs(self, timeout, want):
+        """SSRCs of the RTP packets received, until `want` came or timeout."""
+        got = []
         deadline = time.time() + timeout
-        while n < want and time.time() < deadline:
+        while len(got) < want and time.time() < deadline:
             self.rtp.settimeout(max(0.01, deadline - time.time()))
             try:
                 data, _ = self.rtp.recvfrom(2048)
             except (socket.timeout, OSError):
                 break
             if len(data) >= 12 and data[0] & 0xc0 == 0x80:
-                n += 1
-        return n
+                got.append(int.from_bytes(data[8:12], "big"))
+        return got
 
     def drain_rtp(self):
         self.rtp.setblocking(False)

@@ -48,17 +48,7 @@ class Stranger:
 def ssrcs_received(call, timeout, want):
     """SSRCs of the RTP packets the caller receives, until `want` came or
     timeout."""
-    got = []
-    deadline = time.time() + timeout
-    while len(got) < want and time.time() < deadline:
-        call.rtp.settimeout(max(0.01, deadline - time.time()))
-        try:
-            data, _ = call.rtp.recvfrom(2048)
-        except (socket.timeout, OSError):
-            break
-        if len(data) >= 12 and data[0] & 0xc0 == 0x80:
-            got.append(int.from_bytes(data[8:12], "big"))
-    return got
+    return call.rtp_ssrcs(timeout, want)
 
 
 def echoed(call, count, timeout=5):
