@@ -1,7 +1,7 @@
 /* admit.h - whether a new INVITE may become a call, decided without I/O.
  *
  * The checks and their order are the admission policy of docs/security.md
- * section 2.1; b2bua.c acts on the answer (response, log line, counter).
+ * section 2.1; bridge.c acts on the answer (response, log line, counter).
  * Keeping the decision apart makes the order testable on parsed messages. */
 #ifndef SIPXFER_ADMIT_H
 #define SIPXFER_ADMIT_H
@@ -13,7 +13,6 @@
 
 #include <sofia-sip/sip.h>
 
-#include "b2bua.h"
 #include "sdp_rewrite.h"
 
 struct config;
@@ -25,6 +24,21 @@ struct room_cfg;
  * bytes: a source sending large bodies is limited sooner than one sending
  * ordinary calls. */
 #define ADMIT_BODY_BYTES_PER_TOKEN 2048
+
+/* Why an INVITE was refused before it became a call: the index of the
+ * rejected-calls counters, named in /metrics (metrics.c). */
+enum reject_kind {
+    REJ_FORBIDDEN, /* 403: source in no trunk */
+    REJ_NOT_FOUND, /* 404: no room, route or resolver */
+    REJ_MAX_CALLS, /* 503: sip.max_calls */
+    REJ_DRAIN,     /* 503: draining after SIGTERM */
+    REJ_BAD,       /* 400 Bad Contact, 415, 488 */
+    REJ_NO_PORTS,  /* 503: no relay port pair (or descriptor) */
+    REJ_RATE,      /* 503: sip.rate_limit */
+    REJ_SDP_LIMIT, /* 413 / 488: SDP over the SDPX_MAX_* limits */
+    REJ_TOO_MANY_HOPS, /* 483: Max-Forwards 0 (a loop) */
+    REJ_COUNT
+};
 
 /* The check that refused, in the order they run. */
 enum admit_check {
@@ -54,7 +68,7 @@ struct admit_result {
     enum admit_check check;
     int status; /* 0 when admitted */
     const char *phrase;
-    enum b2bua_reject kind;  /* counters.rejected index when refused */
+    enum reject_kind kind;     /* counters.rejected index when refused */
     const char *reason;      /* SECURITY category to log, or NULL */
     const char *retry_after; /* Retry-After value, or NULL */
     const char *accept;      /* Accept value, or NULL */

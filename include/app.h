@@ -11,6 +11,7 @@
 struct config;
 struct relay;
 struct b2bua;
+struct bridge;
 struct api;
 struct http_client;
 struct events;
@@ -20,6 +21,7 @@ struct app {
     struct config *cfg; /* swapped on SIGHUP: always read it through app */
     struct relay *relay; /* NULL in passthrough mode */
     struct b2bua *b2bua;
+    struct bridge *bridge; /* calls and their admission state (bridge.c) */
     struct api *api;
     nua_t *nua;        /* owned by b2bua */
     char sip_host[128]; /* our SIP host and port (from sip.listen) */
@@ -30,9 +32,5 @@ struct app {
     bool stopping;
     int exit_code;
 };
-
-/* Send a webhook event (SPEC section 7); takes ownership of payload (a
- * cJSON object). Never blocks. Defined in main.c. */
-void app_event(struct app *app, const char *type, void *payload);
 
 #endif

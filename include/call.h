@@ -1,9 +1,13 @@
 /* call.h - a bridged call and its legs: the one place a call's state lives.
  *
- * Ownership: a call owns its legs; a leg owns its relay endpoint and holds
- * the only reference to its nua handle, which b2bua.c destroys exactly once
- * (at nua_i_state terminated, or right after refusing an INVITE). A call is
- * freed by call_free() once no leg has a handle left. */
+ * Ownership: a call owns its legs (caller, room, target and the detached
+ * old rooms still ending); a leg owns its relay endpoint, its timers and
+ * the only reference to its nua handle, which the leg layer destroys
+ * exactly once (leg_terminated(), at nua_i_state terminated; a refused new
+ * INVITE's handle is destroyed by the bridge before any leg exists).
+ * leg_free() unlinks the leg from its call, so no pointer to a freed leg
+ * is left. A call is freed by call_free() (from bridge_call_over()) once
+ * no leg has a handle left. */
 #ifndef SIPXFER_CALL_H
 #define SIPXFER_CALL_H
 
@@ -23,6 +27,19 @@ enum leg_role { LEG_CALLER, LEG_ROOM, LEG_TARGET };
  * only a room may ask us to move the caller (REFER). */
 enum leg_far { FAR_UNKNOWN, FAR_TRUNK, FAR_ROOM, FAR_PSTN, FAR_SIP };
 
+/* Offer/answer state of one leg (RFC 3264 over RFC 3261 transactions), as
+ * libre's sdp_neg_state: who owes an answer, and in which message it comes.
+ * Changed only through leg_set_neg(). */
+enum leg_neg {
+    NEG_STABLE,           /* no offer outstanding */
+    NEG_OFFER_SENT,       /* we offered in a request; the answer is in its 2xx */
+    NEG_OFFER_SENT_IN_2XX, /* we offered in a 2xx (offerless INVITE); the answer is in the ACK */
+    NEG_OFFER_WANTED,     /* we sent an offerless INVITE; the offer comes in the 2xx */
+    NEG_OFFER_RECEIVED,   /* it offered in a request; we owe the answer in our response */
+    NEG_OFFER_RECEIVED_IN_2XX, /* it offered in its 2xx; we owe the answer in our ACK */
+};
+
+/* Changed only through leg_set_state(): forward moves only. */
 enum leg_state {
     LEG_IDLE,      /* created, nothing sent or received */
     LEG_EARLY,     /* INVITE under way (sent or received), no 2xx */
@@ -34,6 +51,12 @@ enum leg_state {
 
 struct relay_ep;
 struct dtmf;
+struct leg_ops;
+struct leg_answer;
+struct app;
+
+/* How a re-INVITE we sent ended (leg_reinvite()). */
+typedef void leg_answer_h(struct app *app, struct leg *leg, const struct leg_answer *a);
 
 struct leg {
     struct call *call;
@@ -41,6 +64,9 @@ struct leg {
     enum leg_role role;
     enum leg_far far;
     enum leg_state state;
+    enum leg_neg neg;
+    const struct leg_ops *ops; /* its owner's handlers (leg.h); NULL: detached */
+    leg_answer_h *reinvite_done; /* the re-INVITE we sent, until its final response */
     struct relay_ep *ep;
 
     struct sdpx_origin origin; /* our o= toward this leg */
@@ -49,11 +75,7 @@ struct leg {
     bool have_in_version;
 
     bool hangup_sent;  /* BYE, CANCEL or final error already asked of nua */
-    bool reinvite_in;  /* its re-INVITE waits for the other leg's answer */
-    bool reinvite_out; /* we forwarded a re-INVITE to it */
-    bool offer_in_ack; /* we offered in a 2xx to it; its answer comes in ACK */
     bool ack_pending;  /* (UAC) a 2xx we have not ACKed yet */
-    bool xfer_reinvite; /* the re-INVITE out is a transfer's media update */
 
     char *sdp_in;      /* last SDP body this leg sent us */
     bool hold_in;      /* ... and it puts the media on hold (sdpx_info.on_hold) */
@@ -66,7 +88,8 @@ struct leg {
     struct sockaddr_storage sip_src; /* its SIP's last source; family 0: none */
     struct cidr *media_nets;         /* its trunk's media_sources, owned */
     size_t nmedia_nets;
-    su_timer_t *response_timer; /* room INVITE with no response yet (b2bua.c), owned */
+    su_timer_t *response_timer; /* outgoing INVITE with no response yet (leg.c), owned */
+    int response_timeout;       /* ... its seconds; 0: none */
 };
 
 struct call {
@@ -82,6 +105,7 @@ struct call {
     struct leg *room;   /* the far end the caller is bridged to (room or target) */
     struct leg *target; /* a transfer's new leg, until it is bridged */
     struct leg *zombies; /* detached legs still ending */
+    const struct leg_ops *bridged_ops; /* handlers of a leg bridged to the caller (bridge.c) */
     struct transfer *xfer; /* the transfer in flight or the last one, owned */
     unsigned transfers; /* how many completed */
     bool connected_event; /* dialin.connected sent */
@@ -99,20 +123,21 @@ struct call {
 
 struct call *call_new(const char *node);
 /* Unlinks and frees the call and its legs (not their nua handles: those
- * must already be destroyed) and frees relay endpoints still held. */
+ * must already be destroyed) and frees relay endpoints still held. The
+ * transfer (c->xfer) must be freed first: its owner module does that. */
 void call_free(struct call *call);
 struct call *call_find(const char *id);
 size_t call_count(void);
 struct call *call_first(void);
 
-struct leg *leg_new(struct call *call, enum leg_role role);
-/* Frees the leg struct (relay endpoint released); its handle must be gone. */
-void leg_free(struct leg *leg);
 /* True when every leg of the call is gone and nothing is detached. */
 bool call_is_over(const struct call *call);
-struct leg *leg_peer(const struct leg *leg);
-const char *leg_role_name(enum leg_role role);
-const char *leg_far_name(enum leg_far far);
+/* End the call: mark it ended, hang up caller and room with status (a
+ * final response, CANCEL or BYE, whatever each leg's state allows) and a
+ * transfer target with 487. The one way a whole call is hung up. */
+void call_hangup(struct call *call, int status, const char *phrase);
+/* Every call, with reason for dialin.stopped (draining). */
+void call_hangup_all(int status, const char *phrase, const char *reason);
 
 #define call_log(call, level, ...) log_msg(level, (call)->id, __VA_ARGS__)
 

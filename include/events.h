@@ -60,6 +60,11 @@ void events_destroy(struct events *ev);
  * freed here in every case). Never blocks; ev NULL just frees payload. */
 void events_emit(struct events *ev, const char *type, struct cJSON *payload);
 
+struct app;
+/* Log the event and queue it on app->events (dropped when webhooks are
+ * off); takes ownership of payload (a cJSON object). Never blocks. */
+void events_post(struct app *app, const char *type, struct cJSON *payload);
+
 void events_stats(const struct events *ev, struct events_stats *out);
 
 /* Events not yet delivered or given up (what events_destroy would drop):

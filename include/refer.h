@@ -1,13 +1,7 @@
-/* refer.h - SIP REFER both ways.
- *
- * Out (sipRefer): an in-dialog REFER on the caller leg; the refer
- * subscription is followed through its NOTIFY sipfrag reports. On a 2xx
- * report both legs get BYE and sipxferd is out of the path; a refusal, a
- * failing report or silence past notify_timeout leaves the call bridged
- * (or falls back to a sipCallTransfer when refer_fallback is set).
- *
- * In (a room REFERs its leg): checked against policy, answered 202 and
- * carried out as a sipCallTransfer, with NOTIFY progress sent back. */
+/* refer.h - REFER and NOTIFY on the wire (RFC 3515, 4488, 3420 sipfrag):
+ * building the REFER we send and the NOTIFYs we owe, reading the answers
+ * and NOTIFYs we get, reading a REFER a room sends. No policy: the transfer
+ * (transfer_refer.c) decides what each report means. */
 #ifndef SIPXFER_REFER_H
 #define SIPXFER_REFER_H
 
@@ -18,27 +12,53 @@
 
 #include <sofia-sip/sip.h>
 
-struct app;
-struct transfer;
+#include "transfer_error.h"
+
 struct leg;
+struct target;
 
 /* Status code of a message/sipfrag body ("SIP/2.0 200 OK..."), or -1. */
 int sipfrag_status(const char *body, size_t len);
 
-/* Send the REFER for transfer x (called by transfer_start). */
-int refer_begin(struct app *app, struct transfer *x, const char **kind, char *info,
-                size_t infolen);
+/* Referred-By naming a room as a carrier may see it, by its name in
+ * domain (its URI is an address inside our network). */
+void refer_referred_by(const char *room_name, const char *domain, char *out, size_t len);
 
-/* nua_r_refer / nua_i_notify on the caller leg. */
-void refer_response(struct app *app, struct leg *caller, int status, const char *phrase,
-                    const sip_t *sip, tagi_t tags[]);
-void refer_notify_in(struct app *app, struct leg *caller, const sip_t *sip, tagi_t tags[]);
+/* An in-dialog REFER on leg to t (its ?X- headers escaped into Refer-To). */
+void refer_send(struct leg *leg, const struct target *t, const char *referred_by);
 
-/* nua_i_refer on a room leg. */
-void refer_from_room(struct app *app, nua_t *nua, struct leg *room, const sip_t *sip,
-                     tagi_t tags[]);
+/* What an answer to our REFER, or a NOTIFY of its subscription, reports. */
+enum refer_report {
+    REFER_NOTHING,      /* 1xx, or a NOTIFY of another event package */
+    REFER_ACCEPTED,     /* 2xx: NOTIFYs will follow */
+    REFER_NO_SUB,       /* 2xx with Refer-Sub: false (RFC 4488): none will */
+    REFER_REFUSED,      /* >= 300 to the REFER */
+    REFER_UNTRUSTED,    /* its Contact or Record-Route cannot be used (why) */
+    REFER_PROGRESS,     /* NOTIFY: a provisional status of the new call */
+    REFER_FINAL,        /* NOTIFY: the new call's final status (code) */
+    REFER_ENDED,        /* NOTIFY: subscription terminated without a final status */
+};
 
-/* If a room asked for transfer x, tell it how it goes (sipfrag NOTIFY). */
-void refer_notify(struct transfer *x, int status, const char *phrase, bool final);
+struct refer_result {
+    enum refer_report report;
+    int code;          /* REFUSED: the status; PROGRESS/FINAL: the sipfrag's, or -1 */
+    char event[64];    /* "refer;id=N" when nua names the subscription, else "" */
+    char why[80];      /* UNTRUSTED */
+};
+
+void refer_read_response(int status, const sip_t *sip, tagi_t tags[], struct refer_result *out);
+void refer_read_notify(const sip_t *sip, tagi_t tags[], struct refer_result *out);
+
+/* A REFER from a room: its Refer-To as text and its event ("refer;id=N").
+ * -1 when it has no Refer-To. */
+int refer_read_request(const sip_t *sip, tagi_t tags[], char *target, size_t tlen, char *event,
+                       size_t elen);
+
+/* The SIP answer to a room's REFER the transfer refused. */
+int refer_refusal(enum transfer_error err, const char **phrase);
+
+/* The sipfrag NOTIFY about the transfer a room asked for, on its leg. */
+void refer_notify_send(struct leg *leg, const char *event, int status, const char *phrase,
+                       bool final);
 
 #endif

@@ -18,6 +18,7 @@
 #include <sofia-sip/sip.h>
 
 #include "target.h"
+#include "transfer_error.h"
 
 struct app;
 struct call;
@@ -64,43 +65,57 @@ struct transfer_request {
     const char *refer_event; /* ... and under which event */
 };
 
-/* Validate and start. Returns the HTTP status for the API (200 on success,
- * with c->xfer set) and the error kind/info on failure. */
-int transfer_start(struct app *app, struct call *c, const struct transfer_request *req,
-                   const char **kind, char *info, size_t infolen);
+/* Validate and start: XFER_OK with c->xfer set, or why not (info says it
+ * in words). */
+enum transfer_error transfer_start(struct app *app, struct call *c,
+                                   const struct transfer_request *req, char *info,
+                                   size_t infolen);
 
 /* DELETE /v1/sessions/{id}/transfer: cancel a transfer still ringing. */
-int transfer_cancel(struct app *app, struct call *c, const char **kind, char *info,
-                    size_t infolen);
+enum transfer_error transfer_cancel(struct app *app, struct call *c, char *info, size_t infolen);
 
 bool transfer_active(const struct call *c);
 void transfer_free(struct transfer *x);
 struct cJSON *transfer_json(const struct transfer *x);
 
-/* Used by refer.c. */
-void transfer_emit(struct app *app, struct transfer *x, const char *type);
-void transfer_fail(struct app *app, struct transfer *x, int status, const char *reason);
-/* INVITE the target (sipCallTransfer, or a sipRefer falling back). */
-int transfer_begin_call(struct app *app, struct transfer *x, const char **kind, char *info,
-                        size_t infolen);
-/* (Re)start the transfer's guard timer: ring timeout for a
- * sipCallTransfer, NOTIFY timeout for a sipRefer. */
-void transfer_arm_timer(struct app *app, struct transfer *x, int seconds);
-/* The transfer ended well without a new leg (sipRefer): mark and report. */
-void transfer_succeed(struct app *app, struct transfer *x);
+/* ---- called by the bridge (bridge.c) ----------------------------------- */
 
-/* Hooks called by b2bua.c. */
-void transfer_target_response(struct app *app, struct leg *target, int status, const char *phrase,
-                              const sip_t *sip);
-void transfer_caller_reinvite_response(struct app *app, struct leg *caller, int status,
-                                       const char *phrase, const sip_t *sip);
-/* A leg of c (caller, room or target) is gone while a transfer runs.
- * Returns true when the caller must stay up (the transfer goes on). */
+/* A caller or room leg of c is gone while a transfer may run. Returns true
+ * when the caller must stay up (the transfer goes on). */
 bool transfer_leg_gone(struct app *app, struct leg *leg);
+/* A room leg sent REFER (the bridge has checked it may): carried out as a
+ * sipCallTransfer, answered 202 or refused, NOTIFYs back to the room. */
+void transfer_from_room(struct app *app, nua_t *nua, struct leg *room, const sip_t *sip,
+                        tagi_t tags[]);
+
+/* ---- called by the dispatcher (b2bua.c) -------------------------------- */
+
+/* nua_r_refer / nua_i_notify on the caller leg (sipRefer). */
+void transfer_refer_response(struct app *app, struct leg *caller, int status,
+                             const char *phrase, const sip_t *sip, tagi_t tags[]);
+void transfer_refer_notify(struct app *app, struct leg *caller, const sip_t *sip, tagi_t tags[]);
 
 /* Transfers counted by mode (XFER_CALL, XFER_REFER) and outcome: started,
  * completed, failed. For /metrics. */
 enum xfer_outcome { XFER_STARTED, XFER_DONE, XFER_FAILED_OUTCOME, XFER_NOUTCOMES };
 void transfer_counters(unsigned long long out[2][XFER_NOUTCOMES]);
+
+/* ---- inside the transfer module (transfer.c, transfer_refer.c) --------- */
+
+void transfer_emit(struct app *app, struct transfer *x, const char *type);
+void transfer_fail(struct app *app, struct transfer *x, int status, const char *reason);
+/* INVITE the target (sipCallTransfer, or a sipRefer falling back). */
+enum transfer_error transfer_begin_call(struct app *app, struct transfer *x, char *info,
+                                        size_t infolen);
+/* Send the REFER (sipRefer). */
+enum transfer_error transfer_begin_refer(struct app *app, struct transfer *x, char *info,
+                                         size_t infolen);
+/* (Re)start the transfer's guard timer: ring timeout for a
+ * sipCallTransfer, NOTIFY timeout for a sipRefer. */
+void transfer_arm_timer(struct app *app, struct transfer *x, int seconds);
+/* The transfer ended well without a new leg (sipRefer): mark and report. */
+void transfer_succeed(struct app *app, struct transfer *x);
+/* Tell the room that asked for x (by REFER) how it goes. */
+void transfer_notify_room(struct transfer *x, int status, const char *phrase, bool final);
 
 #endif

@@ -28,7 +28,7 @@ static unsigned admit_max_forwards(const sip_t *sip)
 }
 
 static void admit_refuse(struct admit_result *out, enum admit_check check, int status,
-                         const char *phrase, enum b2bua_reject kind, const char *reason,
+                         const char *phrase, enum reject_kind kind, const char *reason,
                          const char *retry_after)
 {
     out->check = check;

@@ -4,6 +4,7 @@
  * the su_root, MHD_run() is called when it is readable, and an su_timer
  * follows MHD_get_timeout() so idle connections are reaped. Handlers
  * therefore run on the control thread and may touch calls directly. */
+#include "xalloc.h"
 #include "sofia_types.h"
 
 #include "api.h"
@@ -21,7 +22,6 @@
 #include <string.h>
 
 #include "app.h"
-#include "b2bua.h"
 #include "call.h"
 #include "config.h"
 #include "log.h"
@@ -169,6 +169,34 @@ static enum MHD_Result sessions_list(struct MHD_Connection *con)
 
 /* ---- transfers --------------------------------------------------------- */
 
+/* How the API words a refused transfer: HTTP status and Daily's error kind. */
+static unsigned api_transfer_error(enum transfer_error err, const char **kind)
+{
+    switch (err) {
+    case XFER_OK:
+        break;
+    case XFER_E_RUNNING:
+    case XFER_E_NOT_CONNECTED:
+    case XFER_E_NO_MEDIA:
+    case XFER_E_NO_PORTS:
+    case XFER_E_ANSWERED:
+    case XFER_E_REFER_SENT:
+        *kind = "conflict";
+        return 409;
+    case XFER_E_FORBIDDEN:
+        *kind = "forbidden";
+        return 403;
+    case XFER_E_BAD_TARGET:
+        *kind = "invalid-request-error";
+        return 400;
+    case XFER_E_NOT_FOUND:
+        *kind = "not-found";
+        return 404;
+    }
+    *kind = "invalid-request-error";
+    return 500;
+}
+
 /* POST /v1/rooms/{room}/sipCallTransfer and .../sipRefer */
 static enum MHD_Result room_transfer(struct api *api, struct MHD_Connection *con,
                                      const char *room, enum xfer_mode mode, struct request *req)
@@ -192,13 +220,14 @@ static enum MHD_Result room_transfer(struct api *api, struct MHD_Connection *con
         .extension = body.extension,
         .wait_ext_sec = body.wait_ext_sec,
     };
-    const char *kind = "invalid-request-error";
     char info[300];
-    int status;
-    status = transfer_start(api->app, c, &tr, &kind, info, sizeof info);
+    enum transfer_error err = transfer_start(api->app, c, &tr, info, sizeof info);
     api_transfer_body_free(&body);
-    if (status != 200)
-        return send_error(con, (unsigned)status, kind, info);
+    if (err != XFER_OK) {
+        const char *kind;
+        unsigned status = api_transfer_error(err, &kind);
+        return send_error(con, status, kind, info);
+    }
     cJSON *j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "ok", true);
     cJSON_AddStringToObject(j, "transferId", c->xfer->id);
@@ -295,11 +324,13 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
         if (slash) {
             if (strcmp(method, "DELETE") != 0)
                 return send_error(con, 405, "invalid-request-error", "use DELETE");
-            const char *kind = "not-found";
             char info[200];
-            int status = transfer_cancel(app, c, &kind, info, sizeof info);
-            if (status != 200)
-                return send_error(con, (unsigned)status, kind, info);
+            enum transfer_error err = transfer_cancel(app, c, info, sizeof info);
+            if (err != XFER_OK) {
+                const char *kind;
+                unsigned status = api_transfer_error(err, &kind);
+                return send_error(con, status, kind, info);
+            }
             cJSON *j = cJSON_CreateObject();
             cJSON_AddBoolToObject(j, "ok", true);
             return send_json(con, 200, j);
@@ -310,7 +341,7 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
             call_log(c, LOG_INFO, "hang-up requested through the API");
             if (!c->end_reason)
                 c->end_reason = "api-hangup";
-            b2bua_hangup_call(app->b2bua, c, 480, "Temporarily Unavailable");
+            call_hangup(c, 480, "Temporarily Unavailable");
             cJSON *j = cJSON_CreateObject();
             cJSON_AddBoolToObject(j, "ok", true);
             return send_json(con, 200, j);
@@ -338,7 +369,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
     struct api *api = cls;
     struct request *req = *con_cls;
     if (!req) {
-        req = calloc(1, sizeof *req);
+        req = xcalloc(1, sizeof *req);
         if (!req)
             return MHD_NO;
         *con_cls = req;
@@ -348,7 +379,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         if (req->len + *upload_data_size > MAX_BODY) {
             req->too_big = true;
         } else {
-            char *p = realloc(req->body, req->len + *upload_data_size + 1);
+            char *p = xrealloc(req->body, req->len + *upload_data_size + 1);
             if (!p)
                 return MHD_NO;
             req->body = p;
@@ -459,7 +490,7 @@ struct api *api_start(struct app *app, char *err, size_t errlen)
         return NULL;
     }
 
-    struct api *api = calloc(1, sizeof *api);
+    struct api *api = xcalloc(1, sizeof *api);
     api->app = app;
     unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)

@@ -1,4 +1,5 @@
-/* call.c - call table (hash by session id plus a list for iteration). */
+/* call.c - the call table (hash by session id plus a list for iteration)
+ * and the ending of a whole call. */
 #include "call.h"
 
 #include <stdint.h>
@@ -7,12 +8,11 @@
 #include <string.h>
 
 
-#include "dtmf.h"
 #include "hash.h"
+#include "leg.h"
 #include "log.h"
 #include "random.h"
-#include "relay.h"
-#include "transfer.h"
+#include "xalloc.h"
 
 #define BUCKETS 8192
 
@@ -36,9 +36,7 @@ static void make_uuid(char *out, size_t len)
 
 struct call *call_new(const char *node)
 {
-    struct call *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
+    struct call *c = xcalloc(1, sizeof *c);
     char uuid[40];
     make_uuid(uuid, sizeof uuid);
     snprintf(c->id, sizeof c->id, "%.50s-%s", node, uuid);
@@ -53,20 +51,6 @@ struct call *call_new(const char *node)
     all = c;
     count++;
     return c;
-}
-
-void leg_free(struct leg *leg)
-{
-    if (!leg)
-        return;
-    dtmf_cancel(leg->dtmf); /* it sends through leg->ep */
-    su_timer_destroy(leg->response_timer);
-    relay_ep_free(leg->ep);
-    free(leg->sdp_out);
-    free(leg->sdp_in);
-    free(leg->uri);
-    free(leg->media_nets);
-    free(leg);
 }
 
 static bool gone(const struct leg *leg)
@@ -95,15 +79,12 @@ void call_free(struct call *c)
         c->next->prev = c->prev;
     count--;
 
+    /* each leg_free() unlinks the leg, so these empty the call */
+    while (c->zombies)
+        leg_free(c->zombies);
     leg_free(c->caller);
     leg_free(c->room);
     leg_free(c->target);
-    while (c->zombies) {
-        struct leg *z = c->zombies;
-        c->zombies = z->znext;
-        leg_free(z);
-    }
-    transfer_free(c->xfer);
     free(c->room_name);
     free(c->room_uri);
     free(c->from);
@@ -125,58 +106,19 @@ struct call *call_find(const char *id)
 size_t call_count(void) { return count; }
 struct call *call_first(void) { return all; }
 
-struct leg *leg_new(struct call *call, enum leg_role role)
+void call_hangup(struct call *c, int status, const char *phrase)
 {
-    struct leg *leg = calloc(1, sizeof *leg);
-    if (!leg)
-        return NULL;
-    leg->call = call;
-    leg->role = role;
-    uint64_t r;
-    random_bytes(&r, sizeof r);
-    leg->origin.id = r >> 1; /* keep it positive for peers that parse signed */
-    leg->origin.version = 1;
-    return leg;
+    c->ended = true;
+    leg_hangup(c->caller, status, phrase);
+    leg_hangup(c->room, status, phrase);
+    leg_hangup(c->target, 487, "Request Terminated");
 }
 
-struct leg *leg_peer(const struct leg *leg)
+void call_hangup_all(int status, const char *phrase, const char *reason)
 {
-    struct call *c = leg->call;
-    if (leg->detached)
-        return NULL;
-    if (leg == c->caller)
-        return c->room;
-    if (leg == c->room)
-        return c->caller;
-    return NULL; /* a transfer target is bridged to nobody until it answers */
-}
-
-const char *leg_role_name(enum leg_role role)
-{
-    switch (role) {
-    case LEG_CALLER:
-        return "caller";
-    case LEG_ROOM:
-        return "room";
-    case LEG_TARGET:
-        return "target";
+    for (struct call *c = all; c; c = c->next) {
+        if (!c->end_reason)
+            c->end_reason = reason;
+        call_hangup(c, status, phrase);
     }
-    return "?";
-}
-
-const char *leg_far_name(enum leg_far far)
-{
-    switch (far) {
-    case FAR_TRUNK:
-        return "trunk";
-    case FAR_ROOM:
-        return "room";
-    case FAR_PSTN:
-        return "PSTN gateway";
-    case FAR_SIP:
-        return "external SIP";
-    case FAR_UNKNOWN:
-        break;
-    }
-    return "unknown";
 }

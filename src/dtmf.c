@@ -4,6 +4,7 @@
  * first with the marker bit, then three end packets (RFC 4733 section
  * 2.5.1.4 asks for redundant ends), then a 100 ms gap. All packets of one
  * event share its timestamp. */
+#include "xalloc.h"
 #include "sofia_types.h"
 
 #include "dtmf.h"
@@ -123,7 +124,7 @@ void dtmf_start(struct app *app, struct relay_ep *ep, int pt, const char *digits
 {
     if (!ep || pt < 0 || pt > 127 || !digits || !*digits)
         return;
-    struct dtmf *d = calloc(1, sizeof *d);
+    struct dtmf *d = xcalloc(1, sizeof *d);
     d->slot = slot;
     *slot = d;
     d->ep = ep;

@@ -12,6 +12,7 @@
  *    callback gets the event pointer, which stays valid because in-flight
  *    events are never freed without http_cancel() first (events_destroy).
  */
+#include "xalloc.h"
 #include "sofia_types.h"
 
 #include "events.h"
@@ -117,8 +118,8 @@ static unsigned char *b64_decode(const char *s, size_t *outlen)
     size_t need = (4 - d % 4) % 4;
     if (d + pad != n || d % 4 == 1 || pad > need || (pad && pad != need))
         return NULL;
-    char *padded = malloc(d + need + 1);
-    unsigned char *out = malloc((d + need) / 4 * 3 + 1);
+    char *padded = xmalloc(d + need + 1);
+    unsigned char *out = xmalloc((d + need) / 4 * 3 + 1);
     if (!padded || !out) {
         free(padded);
         free(out);
@@ -144,7 +145,7 @@ static int sign_with_key(const unsigned char *key, size_t keylen, const char *ti
     if (outlen < EVENTS_SIGNATURE_SIZE)
         return -1;
     size_t tlen = strlen(timestamp);
-    unsigned char *msg = malloc(tlen + 1 + bodylen + 1);
+    unsigned char *msg = xmalloc(tlen + 1 + bodylen + 1);
     if (!msg)
         return -1;
     memcpy(msg, timestamp, tlen);
@@ -201,14 +202,14 @@ static bool current_key(struct events *ev, const char *secret)
     forget_key(ev);
     ev->key = NULL;
     ev->keylen = 0;
-    ev->key_src = strdup(secret);
+    ev->key_src = xstrdup(secret);
     if (!ev->key_src)
         return false;
     ev->key = b64_decode(secret, &ev->keylen);
     if (!ev->key) {
         log_error("webhooks.secret is not valid base64: signing with its raw bytes");
         ev->keylen = strlen(secret);
-        ev->key = malloc(ev->keylen + 1);
+        ev->key = xmalloc(ev->keylen + 1);
         if (!ev->key)
             return false;
         memcpy(ev->key, secret, ev->keylen + 1);
@@ -581,7 +582,7 @@ void events_emit(struct events *ev, const char *type, struct cJSON *payload)
         return;
     }
 
-    struct event *e = calloc(1, sizeof *e);
+    struct event *e = xcalloc(1, sizeof *e);
     if (!e) {
         ev->st.dropped++;
         cJSON_Delete(payload);
@@ -593,7 +594,7 @@ void events_emit(struct events *ev, const char *type, struct cJSON *payload)
     snprintf(e->type, sizeof e->type, "%s", type);
     const cJSON *sid = cJSON_GetObjectItemCaseSensitive(payload, "session_id");
     if (cJSON_IsString(sid) && sid->valuestring)
-        e->sid = strdup(sid->valuestring);
+        e->sid = xstrdup(sid->valuestring);
 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -645,7 +646,7 @@ void events_emit(struct events *ev, const char *type, struct cJSON *payload)
 
 struct events *events_create(struct app *app, struct http_client *http)
 {
-    struct events *ev = calloc(1, sizeof *ev);
+    struct events *ev = xcalloc(1, sizeof *ev);
     if (!ev)
         return NULL;
     ev->app = app;
@@ -692,4 +693,17 @@ void events_stats(const struct events *ev, struct events_stats *out)
 size_t events_pending(const struct events *ev)
 {
     return ev ? ev->held : 0;
+}
+
+void events_post(struct app *app, const char *type, cJSON *p)
+{
+    cJSON *sid = cJSON_GetObjectItemCaseSensitive(p, "session_id");
+    /* dialin.* repeat what the call's own INFO lines say: DEBUG keeps a
+     * call at four log writes; transfer events stay visible */
+    log_msg(strncmp(type, "dialin.", 7) == 0 ? LOG_DEBUG : LOG_INFO,
+            cJSON_IsString(sid) ? sid->valuestring : NULL, "event %s", type);
+    if (app->events)
+        events_emit(app->events, type, p);
+    else
+        cJSON_Delete(p);
 }

@@ -15,6 +15,7 @@
  *    with curl_multi_info_read(), removed from the multi handle and only then
  *    reported to their callbacks (so callbacks may start new requests).
  */
+#include "xalloc.h"
 #include "sofia_types.h"
 
 #include "http_client.h"
@@ -118,7 +119,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
         size_t cap = r->cap ? r->cap : 1024;
         while (cap < r->len + n + 1)
             cap *= 2;
-        char *p = realloc(r->buf, cap);
+        char *p = xrealloc(r->buf, cap);
         if (!p)
             return 0;
         r->buf = p;
@@ -231,7 +232,7 @@ static bool sock_put(struct http_client *c, curl_socket_t fd, struct hsock *s)
         size_t n = c->nsocks ? c->nsocks : 64;
         while (n <= (size_t)fd)
             n *= 2;
-        struct hsock **p = realloc(c->socks, n * sizeof *p);
+        struct hsock **p = xrealloc(c->socks, n * sizeof *p);
         if (!p)
             return false;
         memset(p + c->nsocks, 0, (n - c->nsocks) * sizeof *p);
@@ -251,7 +252,7 @@ static void sock_drop(struct http_client *c, struct hsock *s)
 
 static int sock_register(struct http_client *c, curl_socket_t fd, int events)
 {
-    struct hsock *s = calloc(1, sizeof *s);
+    struct hsock *s = xcalloc(1, sizeof *s);
     if (!s)
         return -1;
     s->fd = fd;
@@ -324,7 +325,7 @@ struct http_client *http_client_create(struct app *app)
         log_error("http: curl_global_init failed");
         return NULL;
     }
-    struct http_client *c = calloc(1, sizeof *c);
+    struct http_client *c = xcalloc(1, sizeof *c);
     if (!c) {
         curl_global_cleanup();
         return NULL;
@@ -391,7 +392,7 @@ int http_post(struct http_client *c, const char *url, const char *content_type, 
 {
     if (!c || c->dead || c->closing || !url || !done)
         return -1;
-    struct request *r = calloc(1, sizeof *r);
+    struct request *r = xcalloc(1, sizeof *r);
     if (!r)
         return -1;
     r->done = done;

@@ -1,71 +1,198 @@
-/* leg.c - operations on one leg; see leg.h. */
+/* leg.c - the leg session layer: a leg's life and state, the INVITE it
+ * sends and every response to it, the requests inside its dialog, and its
+ * end. What a response means is decided by the leg's owner (leg->ops); see
+ * leg.h. SDP and relay helpers are in leg_media.c. */
 #include "sofia_types.h"
 
 #include "leg.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
 
+#include <sofia-sip/msg_addr.h>
 #include <sofia-sip/nua_tag.h>
 #include <sofia-sip/sip_header.h>
 
 #include "app.h"
 #include "config.h"
+#include "dtmf.h"
 #include "log.h"
+#include "looplag.h"
+#include "random.h"
 #include "relay.h"
+#include "sip_guard.h"
+#include "target.h"
+#include "transfer.h"
+#include "xalloc.h"
 
-void leg_learn_sdp(struct leg *leg, const struct sdpx_info *info, const char *body, size_t len)
+/* ---- life -------------------------------------------------------------- */
+
+struct leg *leg_new(struct call *call, enum leg_role role, enum leg_far far,
+                    const struct leg_ops *ops)
 {
-    leg->in_o_id = info->o_id;
-    leg->in_o_version = info->o_version;
-    leg->have_in_version = true;
-    leg->hold_in = info->on_hold;
-    if (body) {
-        free(leg->sdp_in);
-        leg->sdp_in = strndup(body, len);
-    }
-    if (!leg->ep)
+    struct leg *leg = xcalloc(1, sizeof *leg);
+    leg->call = call;
+    leg->role = role;
+    leg->far = far;
+    leg->ops = ops;
+    uint64_t r;
+    random_bytes(&r, sizeof r);
+    leg->origin.id = r >> 1; /* keep it positive for peers that parse signed */
+    leg->origin.version = 1;
+    return leg;
+}
+
+void leg_free(struct leg *leg)
+{
+    if (!leg)
         return;
-    int n = relay_ep_nstreams(leg->ep);
-    for (int i = 0; i < n && i < info->nstreams; i++)
-        relay_ep_set_peer(leg->ep, i, info->s[i].addr, info->s[i].port, info->s[i].rtcp_port);
-}
-
-char *leg_sdp_for(struct app *app, struct leg *to, const char *body, size_t len)
-{
-    char err[160];
-    char *out;
-
-    if (!to->ep) {
-        out = strndup(body, len);
-    } else {
-        uint16_t ports[SDPX_MAX_STREAMS] = {0};
-        int n = relay_ep_nstreams(to->ep);
-        for (int i = 0; i < n && i < SDPX_MAX_STREAMS; i++)
-            ports[i] = relay_ep_port(to->ep, i);
-        struct sdpx_origin next = to->origin;
-        if (to->sdp_out)
-            next.version++;
-        out = sdpx_rewrite(body, len, app->cfg->media_address, ports, n, &next, err, sizeof err);
-        if (!out) {
-            call_log(to->call, LOG_WARN, "cannot rewrite SDP for the %s leg: %s",
-                     leg_role_name(to->role), err);
-            return NULL;
-        }
-        /* RFC 3264 section 8: a new version only when the text changed. */
-        if (to->sdp_out && strcmp(out, to->sdp_out) != 0)
-            to->origin = next;
-        else if (to->sdp_out) {
-            free(out);
-            return to->sdp_out;
-        }
+    struct call *c = leg->call;
+    if (c) {
+        if (c->caller == leg)
+            c->caller = NULL;
+        if (c->room == leg)
+            c->room = NULL;
+        if (c->target == leg)
+            c->target = NULL;
+        for (struct leg **p = &c->zombies; *p; p = &(*p)->znext)
+            if (*p == leg) {
+                *p = leg->znext;
+                break;
+            }
+        if (c->xfer && c->xfer->notify_leg == leg)
+            c->xfer->notify_leg = NULL;
     }
-    free(to->sdp_out);
-    to->sdp_out = out;
-    return out;
+    dtmf_cancel(leg->dtmf); /* it sends through leg->ep */
+    su_timer_destroy(leg->response_timer);
+    relay_ep_free(leg->ep);
+    free(leg->sdp_out);
+    free(leg->sdp_in);
+    free(leg->uri);
+    free(leg->media_nets);
+    free(leg);
 }
+
+void leg_detach(struct leg *leg)
+{
+    struct call *c = leg->call;
+    if (c->room == leg)
+        c->room = NULL;
+    if (c->target == leg)
+        c->target = NULL;
+    leg->detached = true;
+    leg->ops = NULL;
+    leg->reinvite_done = NULL;
+    leg->znext = c->zombies;
+    c->zombies = leg;
+}
+
+static const char *const state_names[] = {"idle", "early", "answered", "confirmed", "ending",
+                                          "gone"};
+static const char *const neg_names[] = {"stable", "offer-sent", "offer-sent-in-2xx",
+                                        "offer-wanted", "offer-received",
+                                        "offer-received-in-2xx"};
+
+const char *leg_state_name(enum leg_state s) { return state_names[s]; }
+const char *leg_neg_name(enum leg_neg n) { return neg_names[n]; }
+
+bool leg_set_state(struct leg *leg, enum leg_state to)
+{
+    enum leg_state from = leg->state;
+    if (to == from)
+        return true;
+    /* Dialogs only move forward; ENDING and GONE may be reached from any
+     * state (a CANCEL, a quarantine). */
+    if (to < from) {
+        call_log(leg->call, LOG_WARN, "%s leg: refused state change %s -> %s",
+                 leg_role_name(leg->role), state_names[from], state_names[to]);
+        return false;
+    }
+    if (log_get_level() >= LOG_DEBUG)
+        call_log(leg->call, LOG_DEBUG, "%s leg: %s -> %s", leg_role_name(leg->role),
+                 state_names[from], state_names[to]);
+    leg->state = to;
+    return true;
+}
+
+void leg_set_neg(struct leg *leg, enum leg_neg to)
+{
+    if (leg->neg == to)
+        return;
+    if (log_get_level() >= LOG_DEBUG)
+        call_log(leg->call, LOG_DEBUG, "%s leg: offer/answer %s -> %s",
+                 leg_role_name(leg->role), neg_names[leg->neg], neg_names[to]);
+    leg->neg = to;
+}
+
+struct leg *leg_peer(const struct leg *leg)
+{
+    struct call *c = leg->call;
+    if (leg->detached)
+        return NULL;
+    if (leg == c->caller)
+        return c->room;
+    if (leg == c->room)
+        return c->caller;
+    return NULL; /* a transfer target is bridged to nobody until it answers */
+}
+
+const char *leg_role_name(enum leg_role role)
+{
+    switch (role) {
+    case LEG_CALLER:
+        return "caller";
+    case LEG_ROOM:
+        return "room";
+    case LEG_TARGET:
+        return "target";
+    }
+    return "?";
+}
+
+const char *leg_far_name(enum leg_far far)
+{
+    switch (far) {
+    case FAR_TRUNK:
+        return "trunk";
+    case FAR_ROOM:
+        return "room";
+    case FAR_PSTN:
+        return "PSTN gateway";
+    case FAR_SIP:
+        return "external SIP";
+    case FAR_UNKNOWN:
+        break;
+    }
+    return "unknown";
+}
+
+void leg_source(nua_t *nua, char *buf, size_t len, struct sockaddr_storage *sa_out)
+{
+    snprintf(buf, len, "?");
+    memset(sa_out, 0, sizeof *sa_out);
+    msg_t *msg = nua_current_request(nua);
+    su_addrinfo_t *ai = msg ? msg_addrinfo(msg) : NULL;
+    if (!ai || !ai->ai_addr)
+        return;
+    memcpy(sa_out, ai->ai_addr, ai->ai_addrlen < sizeof *sa_out ? ai->ai_addrlen : sizeof *sa_out);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (ai->ai_addr->sa_family == AF_INET) {
+        struct sockaddr_in *in = (void *)ai->ai_addr;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+    } else if (ai->ai_addr->sa_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (void *)ai->ai_addr;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(buf, len, "%s:%d", host, port);
+}
+
+/* ---- ending ------------------------------------------------------------ */
 
 const char *leg_phrase(nua_handle_t *nh, const char *phrase)
 {
@@ -74,7 +201,15 @@ const char *leg_phrase(nua_handle_t *nh, const char *phrase)
 
 void leg_hangup(struct leg *leg, int status, const char *phrase)
 {
-    if (!leg || !leg->nh || leg->hangup_sent || leg->state == LEG_GONE)
+    if (!leg)
+        return;
+    if (!leg->nh) {
+        /* never dialled (a room waiting for the resolver), or its handle
+         * is already given up: nothing to end */
+        leg_set_state(leg, LEG_GONE);
+        return;
+    }
+    if (leg->hangup_sent || leg->state == LEG_GONE)
         return;
     leg->hangup_sent = true;
     struct call *c = leg->call;
@@ -97,7 +232,7 @@ void leg_hangup(struct leg *leg, int status, const char *phrase)
         call_log(c, LOG_DEBUG, "%s leg: BYE", role);
         nua_bye(leg->nh, TAG_END());
     }
-    leg->state = LEG_ENDING;
+    leg_set_state(leg, LEG_ENDING);
 }
 
 /* Any ACK, BYE or even nua_handle_destroy() on such a dialog kills the
@@ -112,56 +247,461 @@ void leg_quarantine(struct leg *leg)
     leg->nh = NULL;
     leg->ack_pending = false;
     leg->hangup_sent = true;
-    leg->state = LEG_GONE;
+    leg->reinvite_done = NULL;
+    leg_set_state(leg, LEG_GONE);
     quarantined++;
 }
 
 bool leg_is_quarantine_sentinel(const struct leg *leg) { return leg == &sentinel; }
 unsigned long leg_quarantined_count(void) { return quarantined; }
 
-int leg_media_new(struct app *app, struct leg *leg, int nstreams, struct leg *near, char *err,
-                  size_t errlen)
+void leg_terminated(struct app *app, struct leg *leg)
 {
-    if (!app->relay || leg->ep)
-        return 0;
-    if (nstreams < 1)
-        nstreams = 1;
-    if (nstreams > RELAY_MAX_STREAMS)
-        nstreams = RELAY_MAX_STREAMS;
-    leg->ep = relay_ep_new(app->relay, app->cfg->media_address, nstreams, near ? near->ep : NULL,
-                           leg->call->id, err, errlen);
-    if (!leg->ep)
+    if (leg->nh) {
+        nua_handle_bind(leg->nh, NULL);
+        nua_handle_destroy(leg->nh);
+        leg->nh = NULL;
+    }
+    leg_set_state(leg, LEG_GONE);
+    leg->reinvite_done = NULL;
+    if (leg->ops && leg->ops->gone)
+        leg->ops->gone(app, leg);
+    else
+        leg_free(leg); /* detached: nobody else holds it */
+}
+
+/* ---- set-up ------------------------------------------------------------ */
+
+/* nta gives an INVITE that never gets an answer 408 after 64*T1, but a URI
+ * naming a host whose DNS never answers waits in sofia's resolver for a
+ * minute or more (its retries of A and AAAA): the leg is given up when
+ * nothing at all, not even 100 Trying, came back in time. */
+static void no_response(struct app *app, su_timer_t *t, void *arg)
+{
+    struct leg *leg = arg;
+    if (leg->state != LEG_EARLY || leg->hangup_sent || !leg->ops || !leg->ops->failed)
+        return;
+    struct looplag_mark m;
+    looplag_begin(&m, "timer", "response", NULL);
+    call_log(leg->call, LOG_WARN,
+             "%s %s: no response in %d s (its host does not resolve or does not answer): "
+             "giving up",
+             leg->ops->name, leg->uri ? leg->uri : "?", leg->response_timeout);
+    leg->ops->failed(app, leg, LEG_FAIL_TIMEOUT, 408, "Request Timeout");
+    looplag_end(&m);
+}
+
+int leg_invite(struct app *app, struct leg *leg, const char *from, const char *headers,
+               const char *body, int timeout)
+{
+    char to[600];
+    if (!leg->uri || target_name_addr(leg->uri, to, sizeof to) < 0)
         return -1;
-    if (leg->sip_src.ss_family)
-        relay_ep_allow_sip(leg->ep, (const struct sockaddr *)&leg->sip_src);
-    if (leg->nmedia_nets)
-        relay_ep_allow_nets(leg->ep, leg->media_nets, leg->nmedia_nets);
+    leg->nh = nua_handle(app->nua, leg, NUTAG_URL(leg->uri), SIPTAG_TO_STR(to),
+                         SIPTAG_FROM_STR(from), TAG_END());
+    if (!leg->nh)
+        return -1;
+    leg_set_state(leg, LEG_EARLY);
+    leg_set_neg(leg, body ? NEG_OFFER_SENT : NEG_OFFER_WANTED);
+    /* the call's hop count, whoever asked for the leg (RFC 7332) */
+    char hops[16];
+    snprintf(hops, sizeof hops, "%u", leg->call->max_forwards);
+    nua_invite(leg->nh, TAG_IF(headers, SIPTAG_HEADER_STR(headers)), SIPTAG_MAX_FORWARDS_STR(hops),
+               TAG_IF(body, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+               TAG_IF(body, SIPTAG_PAYLOAD_STR(body)), TAG_END());
+    if (timeout > 0) {
+        leg->response_timeout = timeout;
+        if (!leg->response_timer)
+            leg->response_timer = su_timer_create(su_root_task(app->root), 0);
+        if (leg->response_timer)
+            su_timer_set_interval(leg->response_timer, no_response, leg,
+                                  (su_duration_t)timeout * 1000);
+    }
     return 0;
 }
 
-void leg_media_from_sip(struct leg *leg, const struct sockaddr *sa)
+static void setup_response(struct app *app, struct leg *leg, int status, const char *phrase,
+                           const sip_t *sip)
 {
-    if (!leg || !sa || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
-        return;
-    memcpy(&leg->sip_src, sa, sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
-                                                       : sizeof(struct sockaddr_in6));
-    if (leg->ep)
-        relay_ep_allow_sip(leg->ep, sa);
-}
+    const struct leg_ops *ops = leg->ops;
+    struct call *c = leg->call;
+    char why[80];
 
-void leg_media_from_trunk(struct leg *leg, const struct trunk_cfg *trunk)
-{
-    if (!leg || !trunk || !trunk->nmedia_sources)
-        return;
-    free(leg->media_nets);
-    leg->media_nets = malloc(trunk->nmedia_sources * sizeof *leg->media_nets);
-    if (!leg->media_nets) {
-        leg->nmedia_nets = 0;
+    su_timer_reset(leg->response_timer);
+    if (status < 200) {
+        if (status == 100)
+            return;
+        /* an early dialog: CANCEL needs no target, nothing else goes to it */
+        if (sip && sip->sip_to && sip->sip_to->a_tag &&
+            !sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+            log_security("bad-contact", "-", c->id, "%s %d refused: %s", ops->name, status, why);
+            if (ops->failed)
+                ops->failed(app, leg, LEG_FAIL_CONTACT, status, phrase);
+            return;
+        }
+        struct leg_sdp early;
+        bool has = leg_sdp_of(sip, &early);
+        if (ops->progress)
+            ops->progress(app, leg, status, phrase, has ? &early : NULL);
         return;
     }
-    memcpy(leg->media_nets, trunk->media_sources,
-           trunk->nmedia_sources * sizeof *leg->media_nets);
-    leg->nmedia_nets = trunk->nmedia_sources;
+
+    if (status >= 300) {
+        call_log(c, LOG_INFO, "%s answered %d %s", ops->name, status, phrase ? phrase : "");
+        leg->hangup_sent = true; /* the INVITE transaction is over */
+        leg_set_state(leg, LEG_ENDING);
+        leg_set_neg(leg, NEG_STABLE);
+        if (ops->failed)
+            ops->failed(app, leg, LEG_FAIL_STATUS, status, phrase);
+        return;
+    }
+
+    /* 2xx */
+    leg_set_state(leg, LEG_ANSWERED);
+    leg->ack_pending = true;
+    if (!sip_guard_dialog_ok(sip, true, why, sizeof why)) {
+        /* Never let nua send ACK or BYE to that target (sofia guide
+         * section 0): the handle is parked for good. */
+        log_security("bad-contact", "-", c->id, "%s 2xx refused: %s; leg quarantined", ops->name,
+                     why);
+        leg_quarantine(leg);
+        if (ops->failed)
+            ops->failed(app, leg, LEG_FAIL_CONTACT, status, phrase);
+        return;
+    }
+    if (ops->wanted && !ops->wanted(leg)) {
+        /* the answer crossed a hang-up or a cancel: take it and end it */
+        call_log(c, LOG_INFO, "%s answered when no longer wanted: ACK and BYE", ops->name);
+        leg_hangup(leg, 487, "Request Terminated");
+        return;
+    }
+    struct leg_sdp sdp;
+    bool has = leg_sdp_of(sip, &sdp);
+    if (has && sdp.rc < 0) {
+        call_log(c, LOG_WARN, "%s answered with SDP it cannot use", ops->name);
+        if (ops->failed)
+            ops->failed(app, leg, LEG_FAIL_SDP, status, phrase);
+        return;
+    }
+    if (leg->neg == NEG_OFFER_WANTED && has)
+        leg_set_neg(leg, NEG_OFFER_RECEIVED_IN_2XX); /* our answer goes in the ACK */
+    else if (leg->neg == NEG_OFFER_SENT)
+        leg_set_neg(leg, NEG_STABLE); /* the answer, here or in a reliable 1xx */
+    if (has)
+        leg_learn_sdp(leg, &sdp.info, sdp.body, sdp.len);
+    if (leg->neg != NEG_OFFER_RECEIVED_IN_2XX) {
+        leg->ack_pending = false;
+        nua_ack(leg->nh, TAG_END());
+        /* our ACK is on its way: the dialog is confirmed for us now, not
+         * only when nua reports it (a transfer may start at once) */
+        leg_set_state(leg, LEG_CONFIRMED);
+    }
+    if (ops->answered)
+        ops->answered(app, leg, status, has ? &sdp : NULL);
+}
+
+/* ---- re-INVITE --------------------------------------------------------- */
+
+void leg_reinvite(struct app *app, struct leg *leg, const char *body, leg_answer_h *done)
+{
+    leg_set_neg(leg, NEG_OFFER_SENT);
+    leg->reinvite_done = done;
+    nua_invite(leg->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(body),
+               TAG_END());
+}
+
+static void reinvite_response(struct app *app, struct leg *leg, int status, const char *phrase,
+                              const sip_t *sip)
+{
+    if (status < 200)
+        return;
+    leg_answer_h *done = leg->reinvite_done;
+    leg->reinvite_done = NULL;
+    leg_set_neg(leg, NEG_STABLE);
+    struct leg_answer a = {.status = status, .phrase = phrase};
+    struct leg_sdp sdp;
+    if (status < 300) {
+        nua_ack(leg->nh, TAG_END());
+        if (leg_sdp_of(sip, &sdp) && sdp.rc == 0) {
+            leg_learn_sdp(leg, &sdp.info, sdp.body, sdp.len);
+            a.sdp = &sdp;
+        }
+    }
+    done(app, leg, &a);
+}
+
+/* A 2xx to a request we sent mid-call (re-INVITE, session refresh,
+ * transfer re-INVITE, UPDATE) carried a Contact or Record-Route sofia
+ * cannot send to. Whoever waits for the re-INVITE hears of it, then the
+ * owner ends the call (ops->broken). The parser (sip_guard_mclass) kept the
+ * bad URI out of the dialog, so this leg's 2xx is ACKed and its BYE goes to
+ * the target it had before. Only if the URI did reach nua (no guarded
+ * parser) is the dialog quarantined instead: never ACKed or BYEd (see
+ * leg_quarantine), the leg treated as gone. */
+static void unusable(struct app *app, struct leg *leg, const sip_t *sip, bool ack,
+                     const char *what, const char *why)
+{
+    struct call *c = leg->call;
+    bool poisoned = sip_guard_reached_dialog(sip);
+    log_security("bad-contact", "-", c->id, "%s from the %s leg refused: %s; %s", what,
+                 leg_role_name(leg->role), why, poisoned ? "leg quarantined" : "call ended");
+    leg_answer_h *done = leg->reinvite_done;
+    leg->reinvite_done = NULL;
+    leg_set_neg(leg, NEG_STABLE);
+    if (done) {
+        struct leg_answer a = {.status = 500, .phrase = "Far End Sent Unusable Contact",
+                               .unusable = true};
+        done(app, leg, &a);
+    }
+    if (poisoned) {
+        leg_quarantine(leg);
+        leg_terminated(app, leg);
+        return;
+    }
+    if (ack)
+        nua_ack(leg->nh, TAG_END());
+    if (!leg->detached && !leg->hangup_sent && leg->ops && leg->ops->broken)
+        leg->ops->broken(app, leg, 500, "Server Internal Error");
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+void leg_invite_response(struct app *app, nua_t *nua, struct leg *leg, int status,
+                         const char *phrase, const sip_t *sip)
+{
+    char why[80];
+    if (status > 100 && status < 300 && leg->role != LEG_CALLER) {
+        /* a room's or target's media may come from where its SIP answers
+         * came from (SPEC section 9), as well as from its SDP address */
+        char src[80];
+        struct sockaddr_storage sa;
+        leg_source(nua, src, sizeof src, &sa);
+        leg_media_from_sip(leg, (struct sockaddr *)&sa);
+    }
+    /* Set-up answers (EARLY) are checked where they are handled; the
+     * Contact is optional in a 2xx that only refreshes a dialog. */
+    if (status >= 200 && status < 300 && leg->state != LEG_EARLY && leg->nh &&
+        !sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+        unusable(app, leg, sip, true, leg->reinvite_done ? "re-INVITE 2xx" : "2xx", why);
+        return;
+    }
+    if (leg->reinvite_done)
+        reinvite_response(app, leg, status, phrase, sip);
+    else if (leg->state == LEG_EARLY && leg->ops && !leg->detached)
+        setup_response(app, leg, status, phrase, sip);
+    else if (status >= 200 && status < 300 && leg->nh)
+        nua_ack(leg->nh, TAG_END()); /* a 2xx to nua's own session refresh */
+}
+
+void leg_update_response(struct app *app, struct leg *leg, int status, const sip_t *sip)
+{
+    char why[80];
+    if (leg->nh && status >= 200 && status < 300 &&
+        !sip_guard_dialog_ok(sip, false, why, sizeof why))
+        unusable(app, leg, sip, false, "UPDATE 2xx", why);
+}
+
+/* ---- in dialog --------------------------------------------------------- */
+
+static void broken(struct app *app, struct leg *leg, int status, const char *phrase)
+{
+    if (leg->ops && leg->ops->broken)
+        leg->ops->broken(app, leg, status, phrase);
+}
+
+/* The peer's answer to an offer we passed on from its partner (the leg
+ * that offered waits in NEG_OFFER_RECEIVED). */
+static void forwarded_answer(struct app *app, struct leg *leg, const struct leg_answer *a)
+{
+    struct leg *from = leg_peer(leg);
+    bool waiting = from && from->nh && from->neg == NEG_OFFER_RECEIVED;
+    if (a->status >= 300) {
+        if (waiting) {
+            leg_set_neg(from, NEG_STABLE);
+            nua_respond(from->nh, a->status < 700 ? a->status : 500,
+                        a->status < 700 ? leg_phrase(from->nh, a->phrase) : "Server Internal Error",
+                        TAG_END());
+        }
+        if (!a->unusable && (a->status == 408 || a->status == 481)) {
+            call_log(leg->call, LOG_INFO, "re-INVITE to the %s leg failed %d: ending the call",
+                     leg_role_name(leg->role), a->status);
+            broken(app, leg, 500, "Server Internal Error");
+        }
+        return;
+    }
+    if (!waiting)
+        return;
+    leg_set_neg(from, NEG_STABLE);
+    char *body = a->sdp ? leg_sdp_for(app, from, a->sdp->body, a->sdp->len) : NULL;
+    if (!body) {
+        nua_respond(from->nh, 488, "Not Acceptable Here", TAG_END());
+        return;
+    }
+    nua_respond(from->nh, 200, "OK", SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+                SIPTAG_PAYLOAD_STR(body), TAG_END());
+}
+
+void leg_i_invite(struct app *app, nua_t *nua, struct leg *leg, const sip_t *sip)
+{
+    struct call *c = leg->call;
+    struct leg *other = leg_peer(leg);
+    char why[80];
+
+    if (!sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+        char src[80];
+        struct sockaddr_storage sa;
+        leg_source(nua, src, sizeof src, &sa);
+        log_security("bad-contact", src, c->id, "re-INVITE refused 400: %s", why);
+        nua_respond(leg->nh, 400, "Bad Contact", TAG_END());
+        return;
+    }
+    /* glare, or a leg not (or no longer) bridged: RFC 3261 section 14.2 */
+    if (!other || !other->nh || other->state != LEG_CONFIRMED || leg->state != LEG_CONFIRMED ||
+        leg->neg != NEG_STABLE || other->neg != NEG_STABLE) {
+        nua_respond(leg->nh, 491, "Request Pending", TAG_END());
+        return;
+    }
+    struct leg_sdp sdp;
+    if (!leg_sdp_of(sip, &sdp)) {
+        /* Offerless re-INVITE: offer what this leg already has; its
+         * answer arrives in the ACK. */
+        if (!leg->sdp_out) {
+            nua_respond(leg->nh, 488, "Not Acceptable Here", TAG_END());
+            return;
+        }
+        leg_set_neg(leg, NEG_OFFER_SENT_IN_2XX);
+        nua_respond(leg->nh, 200, "OK", SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+                    SIPTAG_PAYLOAD_STR(leg->sdp_out), TAG_END());
+        return;
+    }
+    if (sdp.rc < 0) {
+        const char *phrase;
+        int status = sdpx_refusal(sdp.rc, &phrase);
+        call_log(c, LOG_INFO, "re-INVITE refused %d: %s", status, sdp.err);
+        nua_respond(leg->nh, status, phrase, TAG_END());
+        return;
+    }
+    if (leg->have_in_version && sdp.info.o_id == leg->in_o_id &&
+        sdp.info.o_version == leg->in_o_version && leg->sdp_out) {
+        /* Same description (a session refresh): answer here, unchanged. */
+        nua_respond(leg->nh, 200, "OK", SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+                    SIPTAG_PAYLOAD_STR(leg->sdp_out), TAG_END());
+        return;
+    }
+    leg_learn_sdp(leg, &sdp.info, sdp.body, sdp.len);
+    char *body = leg_sdp_for(app, other, sdp.body, sdp.len);
+    if (!body) {
+        nua_respond(leg->nh, 488, "Not Acceptable Here", TAG_END());
+        return;
+    }
+    call_log(c, LOG_INFO, "re-INVITE from the %s leg forwarded", leg_role_name(leg->role));
+    leg_set_neg(leg, NEG_OFFER_RECEIVED);
+    leg_reinvite(app, other, body, forwarded_answer);
+}
+
+void leg_i_ack(struct app *app, struct leg *leg, const sip_t *sip)
+{
+    if (leg->state == LEG_ANSWERED)
+        leg_set_state(leg, LEG_CONFIRMED);
+    if (leg->neg != NEG_OFFER_SENT_IN_2XX)
+        return;
+    leg_set_neg(leg, NEG_STABLE);
+    struct leg_sdp sdp;
+    bool ok = leg_sdp_of(sip, &sdp) && sdp.rc == 0;
+    if (ok)
+        leg_learn_sdp(leg, &sdp.info, sdp.body, sdp.len);
+
+    /* An offerless call: the peer's 2xx made the offer we passed on, and it
+     * still waits for our ACK with this answer. */
+    struct leg *peer = leg_peer(leg);
+    if (!peer || !peer->nh || peer->neg != NEG_OFFER_RECEIVED_IN_2XX || !peer->ack_pending)
+        return;
+    peer->ack_pending = false;
+    leg_set_neg(peer, NEG_STABLE);
+    char *body = ok ? leg_sdp_for(app, peer, sdp.body, sdp.len) : NULL;
+    if (!body) {
+        call_log(leg->call, LOG_WARN, "%s's ACK carried no usable SDP answer",
+                 leg_role_name(leg->role));
+        nua_ack(peer->nh, TAG_END());
+        broken(app, leg, 488, "Not Acceptable Here");
+        return;
+    }
+    nua_ack(peer->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(body),
+            TAG_END());
+    if (peer->state == LEG_ANSWERED)
+        leg_set_state(peer, LEG_CONFIRMED);
+}
+
+void leg_i_update(struct app *app, nua_t *nua, struct leg *leg, const sip_t *sip)
+{
+    char why[80];
+    if (!sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+        nua_respond(leg->nh, 400, "Bad Contact", NUTAG_WITH_THIS(nua), TAG_END());
+        return;
+    }
+    struct leg_sdp sdp;
+    if (!leg_sdp_of(sip, &sdp)) {
+        /* Session refresh: nua adds the Session-Expires it negotiated. */
+        nua_respond(leg->nh, 200, "OK", NUTAG_WITH_THIS(nua), TAG_END());
+        return;
+    }
+    /* An UPDATE offer: the relay keeps our side where it is, so the answer
+     * is what this leg already has; learn where the peer now receives. */
+    int rc = leg->sdp_out ? sdp.rc : SDPX_BAD;
+    if (rc < 0) {
+        const char *phrase;
+        int status = sdpx_refusal(rc, &phrase);
+        nua_respond(leg->nh, status, phrase, NUTAG_WITH_THIS(nua), TAG_END());
+        return;
+    }
     if (leg->ep)
-        relay_ep_allow_nets(leg->ep, leg->media_nets, leg->nmedia_nets);
+        leg_learn_sdp(leg, &sdp.info, sdp.body, sdp.len);
+    nua_respond(leg->nh, 200, "OK", NUTAG_WITH_THIS(nua),
+                SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(leg->sdp_out),
+                TAG_END());
+}
+
+void leg_i_bye(struct app *app, struct leg *leg)
+{
+    call_log(leg->call, LOG_INFO, "BYE from the %s leg", leg_role_name(leg->role));
+    leg->hangup_sent = true;
+    leg_set_state(leg, LEG_ENDING);
+    if (leg->ops && leg->ops->bye)
+        leg->ops->bye(app, leg, false);
+}
+
+void leg_i_cancel(struct app *app, struct leg *leg)
+{
+    call_log(leg->call, LOG_INFO, "caller cancelled");
+    leg->hangup_sent = true; /* nua already answered 487 */
+    leg_set_state(leg, LEG_ENDING);
+    if (leg->ops && leg->ops->bye)
+        leg->ops->bye(app, leg, true);
+}
+
+void leg_refuse_refer(nua_t *nua, nua_handle_t *nh, struct leg *leg)
+{
+    char src[80];
+    struct sockaddr_storage sa;
+    leg_source(nua, src, sizeof src, &sa);
+    /* a transfer target stays what it was (a PSTN gateway, an outside URI)
+     * once it becomes the call's room leg */
+    log_security("refer-refused", src, leg ? leg->call->id : NULL,
+                 "REFER on a %s leg (far end: %s) refused 403",
+                 leg ? leg_role_name(leg->role) : "stray", leg ? leg_far_name(leg->far) : "none");
+    nua_respond(nh, 403, leg && leg->role == LEG_ROOM ? "Only Rooms May Transfer" : "Forbidden",
+                NUTAG_WITH_THIS(nua), TAG_END());
+    if (!leg)
+        nua_handle_destroy(nh);
+}
+
+void leg_i_refer(struct app *app, nua_t *nua, struct leg *leg, const sip_t *sip, tagi_t tags[])
+{
+    /* REFER is in appl_method: nua waits for our answer, so nothing is
+     * accepted before the owner's policy check. */
+    if (leg->nh && leg->ops && leg->ops->refer && !leg->detached &&
+        leg->state == LEG_CONFIRMED)
+        leg->ops->refer(app, nua, leg, sip, tags);
+    else if (leg->nh)
+        leg_refuse_refer(nua, leg->nh, leg);
 }

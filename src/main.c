@@ -55,20 +55,6 @@ static void usage(FILE *f)
 
 /* ---- events ------------------------------------------------------------ */
 
-void app_event(struct app *app, const char *type, void *payload)
-{
-    cJSON *p = payload;
-    cJSON *sid = cJSON_GetObjectItemCaseSensitive(p, "session_id");
-    /* dialin.* repeat what the call's own INFO lines say: DEBUG keeps a
-     * call at four log writes; transfer events stay visible */
-    log_msg(strncmp(type, "dialin.", 7) == 0 ? LOG_DEBUG : LOG_INFO,
-            cJSON_IsString(sid) ? sid->valuestring : NULL, "event %s", type);
-    if (app->events)
-        events_emit(app->events, type, p);
-    else
-        cJSON_Delete(p);
-}
-
 /* Every relayed call holds four sockets: take the hard limit on open files
  * as the soft one, and say when it cannot hold max_calls. */
 static void raise_fd_limit(const struct config *cfg)

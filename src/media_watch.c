@@ -9,7 +9,6 @@
 #include <sofia-sip/su_wait.h>
 
 #include "app.h"
-#include "b2bua.h"
 #include "call.h"
 #include "config.h"
 #include "log.h"
@@ -65,7 +64,7 @@ static void check_call(struct app *app, struct call *c, long long now)
              limit);
     c->end_reason = "media-timeout";
     ended++;
-    b2bua_hangup_call(app->b2bua, c, 408, "Media Timeout");
+    call_hangup(c, 408, "Media Timeout");
 }
 
 static void on_tick(struct app *app, su_timer_t *t, void *arg)

@@ -1,4 +1,5 @@
 /* metrics.c - gather counters from the modules into Prometheus text. */
+#include "xalloc.h"
 #include "sofia_types.h"
 
 #include "metrics.h"
@@ -9,7 +10,7 @@
 #include <string.h>
 
 #include "app.h"
-#include "b2bua.h"
+#include "bridge.h"
 #include "call.h"
 #include "dns_guard.h"
 #include "events.h"
@@ -40,7 +41,7 @@ static void put(struct buf *b, const char *fmt, ...)
             return;
         }
         b->cap = b->cap * 2 + (size_t)n;
-        b->p = realloc(b->p, b->cap);
+        b->p = xrealloc(b->p, b->cap);
     }
 }
 
@@ -69,12 +70,12 @@ static void loop_lag(struct buf *b)
 char *metrics_render(struct app *app)
 {
     struct buf b = {.cap = 4096};
-    b.p = malloc(b.cap);
+    b.p = xmalloc(b.cap);
     b.p[0] = '\0';
 
-    struct b2bua_counters bc = {0};
-    if (app->b2bua)
-        b2bua_counters(app->b2bua, &bc);
+    struct bridge_counters bc = {0};
+    if (app->bridge)
+        bridge_counters(app->bridge, &bc);
     metric(&b, "sipxfer_calls_active", "gauge", "Bridged calls in progress.", call_count());
     metric(&b, "sipxfer_calls_total", "counter", "INVITEs that became calls.", bc.calls_total);
     metric(&b, "sipxfer_calls_answered_total", "counter", "Calls answered by their room.",

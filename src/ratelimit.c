@@ -1,4 +1,5 @@
 /* ratelimit.c - see ratelimit.h. */
+#include "xalloc.h"
 #include "ratelimit.h"
 
 #include <netinet/in.h>
@@ -22,9 +23,9 @@ struct ratelimit {
 
 struct ratelimit *ratelimit_create(unsigned buckets)
 {
-    struct ratelimit *rl = calloc(1, sizeof *rl);
+    struct ratelimit *rl = xcalloc(1, sizeof *rl);
     rl->n = buckets ? buckets : 4096;
-    rl->b = calloc(rl->n, sizeof *rl->b);
+    rl->b = xcalloc(rl->n, sizeof *rl->b);
     return rl;
 }
 

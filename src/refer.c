@@ -1,4 +1,4 @@
-/* refer.c - sipRefer out, REFER in from rooms: see refer.h. */
+/* refer.c - REFER and NOTIFY on the wire: see refer.h. */
 #include "sofia_types.h"
 
 #include "refer.h"
@@ -12,14 +12,9 @@
 #include <sofia-sip/sip_extra.h>
 #include <sofia-sip/sip_header.h>
 
-#include "app.h"
 #include "call.h"
-#include "config.h"
-#include "leg.h"
-#include "log.h"
 #include "sip_guard.h"
 #include "target.h"
-#include "transfer.h"
 
 /* ---- sipfrag ----------------------------------------------------------- */
 
@@ -61,7 +56,7 @@ static void event_text(const sip_event_t *ev, char *out, size_t len)
         snprintf(out, len, "%s", ev->o_type);
 }
 
-/* ---- sipRefer (out) ---------------------------------------------------- */
+/* ---- REFER out ---------------------------------------------------------- */
 
 static void escape_into(char *out, size_t len, const char *in)
 {
@@ -80,16 +75,12 @@ static void escape_into(char *out, size_t len, const char *in)
     out[o] = '\0';
 }
 
-/* Referred-By names the room as the carrier may see it, by its name in
- * rooms.domain: its URI is an address inside our network. A resolver room's
- * name is a URI user already, so its %XX escapes stay as they are. */
-static void referred_by(const struct app *app, const struct call *c, char *out, size_t len)
+void refer_referred_by(const char *room_name, const char *domain, char *out, size_t len)
 {
+    /* A resolver room's name is a URI user already, so its %XX escapes stay
+     * as they are. */
     static const char hexd[] = "0123456789ABCDEF";
-    const char *name = c->room_name ? c->room_name : "room";
-    const char *domain = app->cfg->rooms_domain && *app->cfg->rooms_domain
-                             ? app->cfg->rooms_domain
-                             : app->sip_host;
+    const char *name = room_name ? room_name : "room";
     size_t o = (size_t)snprintf(out, len, "<sip:");
     for (const char *p = name; *p && o + 4 < len; p++) {
         unsigned char ch = (unsigned char)*p;
@@ -105,12 +96,8 @@ static void referred_by(const struct app *app, const struct call *c, char *out, 
     snprintf(out + o, len - o, "@%s>", domain);
 }
 
-int refer_begin(struct app *app, struct transfer *x, const char **kind, char *info,
-                size_t infolen)
+void refer_send(struct leg *leg, const struct target *t, const char *referred_by)
 {
-    struct call *c = x->call;
-    const struct target *t = &x->target;
-
     /* Refer-To: <uri?X-A=1&X-B=2>, the headers escaped again (RFC 3261
      * section 19.1.1). */
     char rt[2048];
@@ -123,15 +110,7 @@ int refer_begin(struct app *app, struct transfer *x, const char **kind, char *in
         escape_into(rt, sizeof rt - 2, colon + 2);
     }
     strcat(rt, ">");
-    char rb[600];
-    referred_by(app, c, rb, sizeof rb);
-
-    call_log(c, LOG_INFO, "transfer %s: REFER the caller to %s", x->id, t->uri);
-    nua_refer(c->caller->nh, SIPTAG_REFER_TO_STR(rt), SIPTAG_REFERRED_BY_STR(rb), TAG_END());
-    (void)kind;
-    (void)info;
-    (void)infolen;
-    return 200;
+    nua_refer(leg->nh, SIPTAG_REFER_TO_STR(rt), SIPTAG_REFERRED_BY_STR(referred_by), TAG_END());
 }
 
 static bool refer_sub_false(const sip_t *sip)
@@ -145,120 +124,61 @@ static bool refer_sub_false(const sip_t *sip)
     return false;
 }
 
-/* The transferee has taken the call over: leave the path. */
-static void leave(struct app *app, struct transfer *x)
+void refer_read_response(int status, const sip_t *sip, tagi_t tags[], struct refer_result *out)
 {
-    struct call *c = x->call;
-    transfer_succeed(app, x);
-    call_log(c, LOG_INFO, "sipRefer succeeded: hanging up both legs");
-    c->ended = true;
-    leg_hangup(c->caller, 200, "OK");
-    leg_hangup(c->room, 200, "OK");
-}
-
-static bool fallback_applies(int status)
-{
-    return status == 403 || status == 405 || status == 420 || status == 501 || status == 408;
-}
-
-void refer_response(struct app *app, struct leg *caller, int status, const char *phrase,
-                    const sip_t *sip, tagi_t tags[])
-{
-    struct call *c = caller->call;
-    struct transfer *x = c->xfer;
-    if (!x || x->mode != XFER_REFER || !transfer_active(c))
-        return;
-
+    memset(out, 0, sizeof *out);
     sip_event_t const *ev = NULL;
     tl_gets(tags, NUTAG_REFER_EVENT_REF(ev), TAG_END());
     if (ev)
-        event_text(ev, x->refer_event, sizeof x->refer_event);
-    if (status < 200)
-        return;
-
-    char why[80];
-    if (status < 300 && !sip_guard_dialog_ok(sip, false, why, sizeof why)) {
+        event_text(ev, out->event, sizeof out->event);
+    out->code = status;
+    if (status < 200) {
+        out->report = REFER_NOTHING;
+    } else if (status >= 300) {
+        out->report = REFER_REFUSED;
+    } else if (!sip_guard_dialog_ok(sip, false, out->why, sizeof out->why)) {
         /* the parser kept the bad URI out of the dialog; the answer itself
          * cannot be trusted */
-        log_security("bad-contact", "-", c->id, "REFER 2xx refused: %s", why);
-        transfer_fail(app, x, 502, "the REFER was answered with an unusable Contact");
-        return;
+        out->report = REFER_UNTRUSTED;
+    } else {
+        out->report = refer_sub_false(sip) ? REFER_NO_SUB : REFER_ACCEPTED;
     }
-    if (status < 300) {
-        x->refer_accepted = true;
-        x->sip_status = status;
-        call_log(c, LOG_INFO, "transfer %s: REFER accepted (%d)", x->id, status);
-        transfer_emit(app, x, "calltransfer.initiated");
-        if (refer_sub_false(sip)) {
-            /* RFC 4488: no NOTIFYs will come; the 2xx is all we learn. */
-            leave(app, x);
-            return;
-        }
-        transfer_arm_timer(app, x, app->cfg->transfer.notify_timeout);
-        return;
-    }
-
-    call_log(c, LOG_INFO, "transfer %s: REFER refused %d %s", x->id, status, phrase);
-    if (app->cfg->transfer.refer_fallback && fallback_applies(status)) {
-        const char *kind;
-        char info[200];
-        call_log(c, LOG_INFO, "transfer %s: refer_fallback: trying a sipCallTransfer", x->id);
-        x->sip_status = status;
-        if (transfer_begin_call(app, x, &kind, info, sizeof info) == 200)
-            return;
-        transfer_fail(app, x, 500, info);
-        return;
-    }
-    transfer_fail(app, x, status, phrase ? phrase : "REFER refused");
 }
 
-void refer_notify_in(struct app *app, struct leg *caller, const sip_t *sip, tagi_t tags[])
+void refer_read_notify(const sip_t *sip, tagi_t tags[], struct refer_result *out)
 {
-    struct call *c = caller->call;
-    struct transfer *x = c->xfer;
-    if (!x || x->mode != XFER_REFER || !transfer_active(c) || !sip)
+    memset(out, 0, sizeof *out);
+    out->report = REFER_NOTHING;
+    out->code = -1;
+    if (!sip)
         return;
     if (sip->sip_event && sip->sip_event->o_type &&
         strcasecmp(sip->sip_event->o_type, "refer") != 0)
         return;
-    char why[80];
-    if (!sip_guard_dialog_ok(sip, false, why, sizeof why)) {
-        /* nua has answered it; what it reports is not believed (the
-         * notify_timeout decides if no good NOTIFY follows) */
-        log_security("bad-contact", "-", c->id, "NOTIFY ignored: %s", why);
+    if (!sip_guard_dialog_ok(sip, false, out->why, sizeof out->why)) {
+        out->report = REFER_UNTRUSTED;
         return;
     }
-
     int substate = -1;
     tl_gets(tags, NUTAG_SUBSTATE_REF(substate), TAG_END());
     bool terminated = substate == nua_substate_terminated ||
                       (sip->sip_subscription_state && sip->sip_subscription_state->ss_substate &&
                        strcasecmp(sip->sip_subscription_state->ss_substate, "terminated") == 0);
-    int code = -1;
     if (sip->sip_payload && sip->sip_payload->pl_data)
-        code = sipfrag_status(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
-
-    x->refer_accepted = true;
-    if (code >= 200 && code < 300) {
-        x->sip_status = code;
-        call_log(c, LOG_INFO, "transfer %s: NOTIFY reports %d: success", x->id, code);
-        leave(app, x);
-    } else if (code >= 300) {
-        char why[64];
-        snprintf(why, sizeof why, "the target answered %d", code);
-        transfer_fail(app, x, code, why);
-    } else if (terminated) {
-        transfer_fail(app, x, 500, "refer subscription ended without a final status");
-    } else {
-        call_log(c, LOG_INFO, "transfer %s: NOTIFY progress %d", x->id, code);
-    }
+        out->code = sipfrag_status(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+    if (out->code >= 200)
+        out->report = REFER_FINAL;
+    else if (terminated)
+        out->report = REFER_ENDED;
+    else
+        out->report = REFER_PROGRESS;
 }
 
-/* ---- REFER from a room (in) -------------------------------------------- */
+/* ---- NOTIFY out, REFER in ----------------------------------------------- */
 
-void refer_notify(struct transfer *x, int status, const char *phrase, bool final)
+void refer_notify_send(struct leg *leg, const char *event, int status, const char *phrase,
+                       bool final)
 {
-    struct leg *leg = x->notify_leg;
     if (!leg || !leg->nh || leg->state == LEG_GONE)
         return;
     char body[160];
@@ -269,55 +189,43 @@ void refer_notify(struct transfer *x, int status, const char *phrase, bool final
             break;
         }
     nua_notify(leg->nh, NUTAG_SUBSTATE(final ? nua_substate_terminated : nua_substate_active),
-               SIPTAG_EVENT_STR(x->notify_event[0] ? x->notify_event : "refer"),
+               SIPTAG_EVENT_STR(event && event[0] ? event : "refer"),
                TAG_IF(final, SIPTAG_SUBSCRIPTION_STATE_STR("terminated;reason=noresource")),
                SIPTAG_CONTENT_TYPE_STR("message/sipfrag;version=2.0"), SIPTAG_PAYLOAD_STR(body),
                TAG_END());
-    if (final)
-        x->notify_leg = NULL;
 }
 
-void refer_from_room(struct app *app, nua_t *nua, struct leg *room, const sip_t *sip,
-                     tagi_t tags[])
+int refer_read_request(const sip_t *sip, tagi_t tags[], char *target, size_t tlen, char *event,
+                       size_t elen)
 {
-    struct call *c = room->call;
-    if (!sip || !sip->sip_refer_to) {
-        nua_respond(room->nh, 400, "Missing Refer-To", NUTAG_WITH_THIS(nua), TAG_END());
-        return;
-    }
-    char text[1024];
-    url_e(text, sizeof text, sip->sip_refer_to->r_url);
-    text[sizeof text - 1] = '\0';
-
+    if (!sip || !sip->sip_refer_to)
+        return -1;
+    url_e(target, (int)tlen, sip->sip_refer_to->r_url);
+    target[tlen - 1] = '\0';
     sip_event_t const *ev = NULL;
     tl_gets(tags, NUTAG_REFER_EVENT_REF(ev), TAG_END());
-    char evtext[64];
-    event_text(ev, evtext, sizeof evtext);
+    event_text(ev, event, elen);
+    return 0;
+}
 
-    struct transfer_request req = {
-        .mode = XFER_CALL,
-        .to_endpoint = text,
-        .notify_leg = room,
-        .refer_event = evtext,
-    };
-    const char *kind = "";
-    char info[300];
-    int status = transfer_start(app, c, &req, &kind, info, sizeof info);
-    if (status == 200) {
-        call_log(c, LOG_INFO, "REFER from the room to %s accepted: transfer %s", text, c->xfer->id);
-        nua_respond(room->nh, 202, "Accepted", NUTAG_WITH_THIS(nua), TAG_END());
-        refer_notify(c->xfer, 100, "Trying", false);
-        return;
-    }
-    call_log(c, LOG_INFO, "REFER from the room to %s refused: %s", text, info);
-    if (status == 403) {
-        log_security("refer-refused", "-", c->id, "room REFER to %.200s refused 403", text);
-        nua_respond(room->nh, 403, "Forbidden", NUTAG_WITH_THIS(nua), TAG_END());
-    } else if (status == 400) {
-        nua_respond(room->nh, 400, "Bad Refer-To", NUTAG_WITH_THIS(nua), TAG_END());
-    } else if (status == 409) {
-        nua_respond(room->nh, 491, "Request Pending", NUTAG_WITH_THIS(nua), TAG_END());
-    } else {
-        nua_respond(room->nh, 500, "Server Internal Error", NUTAG_WITH_THIS(nua), TAG_END());
+int refer_refusal(enum transfer_error err, const char **phrase)
+{
+    switch (err) {
+    case XFER_E_FORBIDDEN:
+        *phrase = "Forbidden";
+        return 403;
+    case XFER_E_BAD_TARGET:
+        *phrase = "Bad Refer-To";
+        return 400;
+    case XFER_E_RUNNING:
+    case XFER_E_NOT_CONNECTED:
+    case XFER_E_NO_MEDIA:
+    case XFER_E_NO_PORTS:
+        /* try again later: the call is busy with something else */
+        *phrase = "Request Pending";
+        return 491;
+    default:
+        *phrase = "Server Internal Error";
+        return 500;
     }
 }

@@ -9,18 +9,19 @@
 #include <string.h>
 
 #include "app.h"
-#include "b2bua.h"
 #include "call.h"
 #include "config.h"
 #include "http_client.h"
 #include "log.h"
 #include "target.h"
+#include "xalloc.h"
 
 /* Lookups in flight: their callbacks never run once the HTTP client is
  * destroyed, so resolver_cleanup() frees what they would have. */
 struct lookup {
     struct app *app;
     char *id;
+    resolver_done_h *done;
     struct lookup *next, *prev;
 };
 static struct lookup *pending;
@@ -43,46 +44,39 @@ void resolver_cleanup(void)
         lookup_unlink(pending);
 }
 
-static void refuse(struct app *app, struct call *c, const char *why)
+/* Work out the room from the HTTP answer: its name and URI, or why not. */
+static void answer(struct app *app, const char *id, long status, const char *body, size_t len,
+                   const char *error, resolver_done_h *done)
 {
-    call_log(c, LOG_WARN, "resolver: %s; answering 480", why);
-    b2bua_refuse_call(app->b2bua, c, 480, "Temporarily Unavailable");
-}
-
-static void on_answer(void *arg, long status, const char *body, size_t len, const char *error)
-{
-    struct lookup *l = arg;
-    struct app *app = l->app;
-    struct call *c = call_find(l->id);
-    lookup_unlink(l);
-    /* The caller may have cancelled while we waited. */
-    if (!c || c->ended || c->caller->state != LEG_EARLY || c->caller->hangup_sent)
-        return;
-
     char why[300];
+    struct resolver_answer a = {0};
     if (status < 200 || status > 299) {
-        snprintf(why, sizeof why, "lookup failed: %s",
-                 status ? "HTTP error status" : (error ? error : "no answer"));
         if (status)
             snprintf(why, sizeof why, "lookup answered HTTP %ld", status);
-        refuse(app, c, why);
+        else
+            snprintf(why, sizeof why, "lookup failed: %s", error ? error : "no answer");
+        a.why = why;
+        done(app, id, &a);
         return;
     }
     cJSON *j = cJSON_ParseWithLength(body, len);
     const cJSON *uri = cJSON_GetObjectItemCaseSensitive(j, "sipUri");
     if (!cJSON_IsString(uri)) {
         cJSON_Delete(j);
-        refuse(app, c, "answer has no \"sipUri\" string");
+        a.why = "answer has no \"sipUri\" string";
+        done(app, id, &a);
         return;
     }
     struct target t;
     enum target_result r =
         target_parse(app->cfg, uri->valuestring, app->sip_host, app->sip_port, &t, why, sizeof why);
     if (r == TARGET_FORBIDDEN)
-        log_security("target-refused", "-", c->id, "resolver sipUri %.200s not allowed", uri->valuestring);
+        log_security("target-refused", "-", id, "resolver sipUri %.200s not allowed",
+                     uri->valuestring);
     cJSON_Delete(j);
     if (r != TARGET_OK || t.kind == TARGET_PSTN) {
-        refuse(app, c, r == TARGET_OK ? "sipUri is a phone number, not a room" : why);
+        a.why = r == TARGET_OK ? "sipUri is a phone number, not a room" : why;
+        done(app, id, &a);
         return;
     }
     char name[128];
@@ -96,11 +90,24 @@ static void on_answer(void *arg, long status, const char *body, size_t len, cons
             n = strcspn(user, ":;?");
         snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), user);
     }
-    call_log(c, LOG_INFO, "resolver: bridging to %s (room %s)", t.uri, name);
-    b2bua_dial_room(app->b2bua, c, name, t.uri);
+    a.room = name;
+    a.uri = t.uri;
+    done(app, id, &a);
 }
 
-void resolver_start(struct app *app, struct call *c)
+static void on_answer(void *arg, long status, const char *body, size_t len, const char *error)
+{
+    struct lookup *l = arg;
+    /* unlinked first: done() may start calls, never this lookup again */
+    struct app *app = l->app;
+    resolver_done_h *done = l->done;
+    char id[sizeof ((struct call *)0)->id];
+    snprintf(id, sizeof id, "%s", l->id);
+    lookup_unlink(l);
+    answer(app, id, status, body, len, error, done);
+}
+
+void resolver_start(struct app *app, struct call *c, resolver_done_h *done)
 {
     struct config *cfg = app->cfg;
     cJSON *body = cJSON_CreateObject();
@@ -113,9 +120,10 @@ void resolver_start(struct app *app, struct call *c)
     char *text = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
 
-    struct lookup *l = calloc(1, sizeof *l);
+    struct lookup *l = xcalloc(1, sizeof *l);
     l->app = app;
-    l->id = strdup(c->id);
+    l->id = xstrdup(c->id);
+    l->done = done;
     l->next = pending;
     if (pending)
         pending->prev = l;
@@ -124,7 +132,8 @@ void resolver_start(struct app *app, struct call *c)
     if (!app->http || http_post(app->http, cfg->resolver, "application/json", text, strlen(text),
                                 NULL, RESOLVER_TIMEOUT_MS, on_answer, l) < 0) {
         lookup_unlink(l);
-        refuse(app, c, "cannot start the HTTP request");
+        struct resolver_answer a = {.why = "cannot start the HTTP request"};
+        done(app, c->id, &a);
     }
     free(text);
 }

@@ -1,4 +1,5 @@
 /* sdp_rewrite.c - SDP inspection and relay rewrite on sofia's sdp parser. */
+#include "xalloc.h"
 #include "sdp_rewrite.h"
 
 #include <stdio.h>
@@ -303,7 +304,7 @@ char *sdpx_rewrite(const char *body, size_t len, const char *address, const uint
     if (!text) {
         snprintf(err, errlen, "cannot print SDP: %s", sdp_printing_error(pr));
     } else {
-        out = strdup(text);
+        out = xstrdup(text);
     }
     sdp_printer_free(pr);
 done:

@@ -1,4 +1,6 @@
-/* transfer.c - sipCallTransfer: see transfer.h for the flow. */
+/* transfer.c - sipCallTransfer and what both modes share: see transfer.h
+ * for the flow. The target leg is driven by the leg layer, which reports
+ * to target_ops below; sipRefer is in transfer_refer.c. */
 #include "sofia_types.h"
 
 #include "transfer.h"
@@ -13,6 +15,7 @@
 #include <sofia-sip/sip_header.h>
 
 #include "app.h"
+#include "events.h"
 #include "call.h"
 #include "config.h"
 #include "dtmf.h"
@@ -21,8 +24,9 @@
 #include "random.h"
 #include "relay.h"
 #include "refer.h"
-#include "sip_guard.h"
+#include "router.h"
 #include "looplag.h"
+#include "xalloc.h"
 
 static const char *const state_names[] = {"ringing", "answered", "completed", "failed"};
 
@@ -58,7 +62,7 @@ void transfer_emit(struct app *app, struct transfer *x, const char *type)
         cJSON_AddNumberToObject(p, "sip_status", x->sip_status);
         cJSON_AddStringToObject(p, "reason", x->reason);
     }
-    app_event(app, type, p);
+    events_post(app, type, p);
 }
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -121,13 +125,21 @@ void transfer_fail(struct app *app, struct transfer *x, int status, const char *
     }
     if (c->caller->ep && c->room && c->room->ep && c->room->state != LEG_GONE)
         relay_connect(c->caller->ep, c->room->ep);
-    refer_notify(x, status, reason, true);
+    transfer_notify_room(x, status, reason, true);
     transfer_emit(app, x, "calltransfer.failed");
     if ((!c->room || c->room->state == LEG_GONE || c->room->hangup_sent) && !c->ended) {
         call_log(c, LOG_INFO, "the room left during the transfer: ending the call");
-        c->ended = true;
-        leg_hangup(c->caller, 480, "Temporarily Unavailable");
+        call_hangup(c, 480, "Temporarily Unavailable");
     }
+}
+
+void transfer_notify_room(struct transfer *x, int status, const char *phrase, bool final)
+{
+    if (!x->notify_leg)
+        return;
+    refer_notify_send(x->notify_leg, x->notify_event, status, phrase, final);
+    if (final)
+        x->notify_leg = NULL;
 }
 
 static void on_timer(struct app *app, su_timer_t *t, void *arg)
@@ -171,58 +183,66 @@ static void make_id(char *out, size_t len)
              b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11]);
 }
 
-int transfer_start(struct app *app, struct call *c, const struct transfer_request *req,
-                   const char **kind, char *info, size_t infolen)
+/* The transfer is refused before it started: HTTP-style conflicts are
+ * "come back later" (503) for webhook consumers, the rest our failure. */
+static int refused_status(enum transfer_error err)
+{
+    switch (err) {
+    case XFER_E_RUNNING:
+    case XFER_E_NOT_CONNECTED:
+    case XFER_E_NO_MEDIA:
+    case XFER_E_NO_PORTS:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+enum transfer_error transfer_start(struct app *app, struct call *c,
+                                   const struct transfer_request *req, char *info,
+                                   size_t infolen)
 {
     struct config *cfg = app->cfg;
     struct target t;
 
     if (transfer_active(c)) {
-        *kind = "conflict";
         snprintf(info, infolen, "transfer %s is already running for this session", c->xfer->id);
-        return 409;
+        return XFER_E_RUNNING;
     }
-    if (c->ended || c->caller->state != LEG_CONFIRMED || !c->room || c->room->state != LEG_CONFIRMED ||
-        c->caller->reinvite_in || c->caller->reinvite_out || c->room->reinvite_in ||
-        c->room->reinvite_out) {
-        *kind = "conflict";
+    if (c->ended || !c->caller || c->caller->state != LEG_CONFIRMED || !c->room ||
+        c->room->state != LEG_CONFIRMED || c->caller->neg != NEG_STABLE ||
+        c->room->neg != NEG_STABLE) {
         snprintf(info, infolen, "the call is not connected (or is renegotiating media) right now");
-        return 409;
+        return XFER_E_NOT_CONNECTED;
     }
     enum target_result tr =
         target_parse(cfg, req->to_endpoint, app->sip_host, app->sip_port, &t, info, infolen);
     if (tr == TARGET_FORBIDDEN) {
-        *kind = "forbidden";
         log_security("target-refused", "-", c->id, "toEndPoint %.200s not allowed", req->to_endpoint);
-        return 403;
+        return XFER_E_FORBIDDEN;
     }
-    if (tr != TARGET_OK) {
-        *kind = "invalid-request-error";
-        return 400;
-    }
+    if (tr != TARGET_OK)
+        return XFER_E_BAD_TARGET;
     if (req->mode == XFER_REFER && t.kind == TARGET_ROOM) {
-        *kind = "invalid-request-error";
         snprintf(info, infolen,
                  "sipRefer needs a target outside the room network; use sipCallTransfer for rooms");
-        return 400;
+        return XFER_E_BAD_TARGET;
     }
     if (t.kind == TARGET_ROOM && c->room_name && strcmp(t.room, c->room_name) == 0) {
-        *kind = "invalid-request-error";
         snprintf(info, infolen, "session is already in room %s", t.room);
-        return 400;
+        return XFER_E_BAD_TARGET;
     }
     if (req->mode == XFER_CALL && !c->caller->sdp_in) {
-        *kind = "conflict";
         snprintf(info, infolen, "the caller has no media description yet");
-        return 409;
+        return XFER_E_NO_MEDIA;
     }
 
-    struct transfer *x = calloc(1, sizeof *x);
+    struct transfer *x = xcalloc(1, sizeof *x);
     make_id(x->id, sizeof x->id);
     x->call = c;
     x->mode = req->mode;
     x->state = XFER_RINGING;
-    x->to_endpoint = strdup(req->to_endpoint);
+    x->to_endpoint = xstrdup(req->to_endpoint);
     x->target = t;
     x->started = time(NULL);
     snprintf(x->from_room, sizeof x->from_room, "%s", c->room_name ? c->room_name : "");
@@ -240,48 +260,50 @@ int transfer_start(struct app *app, struct call *c, const struct transfer_reques
     c->xfer = x;
     x->timer = su_timer_create(su_root_task(app->root), 0);
     transfer_emit(app, x, "calltransfer.triggered");
-    int status = x->mode == XFER_REFER ? refer_begin(app, x, kind, info, infolen)
-                                       : transfer_begin_call(app, x, kind, info, infolen);
-    if (status != 200) {
+    enum transfer_error err = x->mode == XFER_REFER ? transfer_begin_refer(app, x, info, infolen)
+                                                    : transfer_begin_call(app, x, info, infolen);
+    if (err != XFER_OK) {
         /* "triggered" went out: tell webhook consumers how it ended */
         x->state = XFER_FAILED;
-        x->sip_status = status == 409 ? 503 : 500;
+        x->sip_status = refused_status(err);
         snprintf(x->reason, sizeof x->reason, "%s", info);
         transfer_emit(app, x, "calltransfer.failed");
         c->xfer = NULL;
         transfer_free(x);
     }
-    return status;
+    return err;
 }
 
-int transfer_begin_call(struct app *app, struct transfer *x, const char **kind, char *info,
-                        size_t infolen)
+static const struct leg_ops target_ops;
+
+enum transfer_error transfer_begin_call(struct app *app, struct transfer *x, char *info,
+                                        size_t infolen)
 {
     struct call *c = x->call;
     struct target *t = &x->target;
     if (!c->caller->sdp_in) {
-        *kind = "conflict";
         snprintf(info, infolen, "the caller has no media description yet");
-        return 409;
+        return XFER_E_NO_MEDIA;
     }
-    struct leg *tl = leg_new(c, LEG_TARGET);
-    tl->far = t->kind == TARGET_ROOM ? FAR_ROOM : t->kind == TARGET_PSTN ? FAR_PSTN : FAR_SIP;
-    tl->uri = strdup(t->uri);
+    struct leg *tl = leg_new(c, LEG_TARGET,
+                             t->kind == TARGET_ROOM   ? FAR_ROOM
+                             : t->kind == TARGET_PSTN ? FAR_PSTN
+                                                      : FAR_SIP,
+                             &target_ops);
+    tl->uri = xstrdup(t->uri);
     char err[160];
     int nstreams = c->caller->ep ? relay_ep_nstreams(c->caller->ep) : 1;
     if (leg_media_new(app, tl, nstreams, c->caller, err, sizeof err) < 0) {
         call_log(c, LOG_ERROR, "transfer refused: %s", err);
         leg_free(tl);
-        *kind = "conflict";
         snprintf(info, infolen, "no media ports left for the transfer");
-        return 409;
+        return XFER_E_NO_PORTS;
     }
     const char *offer = leg_sdp_for(app, tl, c->caller->sdp_in, strlen(c->caller->sdp_in));
     if (!offer) {
         leg_free(tl);
-        *kind = "invalid-request-error";
         snprintf(info, infolen, "cannot build a media offer for the target");
-        return 400;
+        return XFER_E_BAD_TARGET;
     }
 
     /* From: the caller's identity, or the given caller id toward PSTN. */
@@ -296,57 +318,41 @@ int transfer_begin_call(struct app *app, struct transfer *x, const char **kind, 
     for (int i = 0; i < t->nheaders && n < (int)sizeof headers; i++)
         n += snprintf(headers + n, sizeof headers - (size_t)n, "\r\n%s", t->headers[i]);
 
-    char to[sizeof t->uri + 2];
-    tl->nh = target_name_addr(t->uri, to, sizeof to) < 0
-                 ? NULL
-                 : nua_handle(app->nua, tl, NUTAG_URL(t->uri), SIPTAG_TO_STR(to),
-                              SIPTAG_FROM_STR(from), TAG_END());
-    if (!tl->nh) {
-        leg_free(tl);
-        *kind = "invalid-request-error";
-        snprintf(info, infolen, "cannot address the target");
-        return 400;
-    }
-    tl->state = LEG_EARLY;
-    c->target = tl;
-    x->mode = XFER_CALL;
     leg_media_from_trunk(tl, router_trunk_for_uri(app->cfg, t->uri));
-    /* the call's hop count, whoever asked for the transfer (RFC 7332) */
-    char hops[16];
-    snprintf(hops, sizeof hops, "%u", c->max_forwards);
-
     call_log(c, LOG_INFO, "transfer %s: INVITE %s (%s)", x->id, t->uri,
              t->kind == TARGET_ROOM ? "room" : t->kind == TARGET_PSTN ? "PSTN" : "SIP");
-    nua_invite(tl->nh, SIPTAG_HEADER_STR(headers), SIPTAG_MAX_FORWARDS_STR(hops),
-               SIPTAG_CONTENT_TYPE_STR("application/sdp"),
-               SIPTAG_PAYLOAD_STR(offer), TAG_END());
+    if (leg_invite(app, tl, from, headers, offer, 0) < 0) {
+        leg_free(tl);
+        snprintf(info, infolen, "cannot address the target");
+        return XFER_E_BAD_TARGET;
+    }
+    if (c->target)
+        leg_detach(c->target); /* an earlier transfer's target, still ending */
+    c->target = tl;
+    x->mode = XFER_CALL;
     transfer_emit(app, x, "calltransfer.initiated");
     transfer_arm_timer(app, x, app->cfg->transfer.ring_timeout);
-    return 200;
+    return XFER_OK;
 }
 
-int transfer_cancel(struct app *app, struct call *c, const char **kind, char *info,
-                    size_t infolen)
+enum transfer_error transfer_cancel(struct app *app, struct call *c, char *info, size_t infolen)
 {
     if (!transfer_active(c)) {
-        *kind = "not-found";
         snprintf(info, infolen, "no transfer in flight for this session");
-        return 404;
+        return XFER_E_NOT_FOUND;
     }
     if (c->xfer->state != XFER_RINGING) {
-        *kind = "conflict";
         snprintf(info, infolen, "the target has already answered");
-        return 409;
+        return XFER_E_ANSWERED;
     }
     if (c->xfer->mode == XFER_REFER) {
         /* the REFER is with the caller's side now; SIP has no way to take
          * it back, and pretending would leave both sides out of step */
-        *kind = "conflict";
         snprintf(info, infolen, "a sipRefer cannot be withdrawn once the REFER is sent");
-        return 409;
+        return XFER_E_REFER_SENT;
     }
     transfer_fail(app, c->xfer, 487, "cancelled");
-    return 200;
+    return XFER_OK;
 }
 
 /* ---- the target's answer ----------------------------------------------- */
@@ -394,28 +400,24 @@ static void commit(struct app *app, struct transfer *x)
     struct leg *old = c->room;
     struct leg *tl = c->target;
 
-    refer_notify(x, 200, "OK", true);
+    transfer_notify_room(x, 200, "OK", true);
     if (old) {
-        old->detached = true;
-        old->znext = c->zombies;
-        c->zombies = old;
-        if (old->state != LEG_GONE) {
+        leg_detach(old);
+        if (old->state != LEG_GONE)
             leg_hangup(old, 200, "OK");
-        } else {
-            /* already gone: unlink and free now */
-            c->zombies = old->znext;
-            leg_free(old);
-        }
+        else
+            leg_free(old); /* it left during the transfer */
     }
     c->room = tl;
     c->target = NULL;
     tl->role = LEG_ROOM;
+    tl->ops = c->bridged_ops; /* a room like any other from now on */
     if (x->target.kind == TARGET_ROOM) {
         free(c->room_name);
-        c->room_name = strdup(x->target.room);
+        c->room_name = xstrdup(x->target.room);
     }
     free(c->room_uri);
-    c->room_uri = strdup(tl->uri);
+    c->room_uri = xstrdup(tl->uri);
     stop_timer(x);
     x->state = XFER_COMPLETED;
     x->ended = time(NULL);
@@ -426,60 +428,82 @@ static void commit(struct app *app, struct transfer *x)
         dial_extension(app, x, tl);
 }
 
-void transfer_target_response(struct app *app, struct leg *tl, int status, const char *phrase,
-                              const sip_t *sip)
+/* ---- the target leg's handlers (called by the leg layer) -------------- */
+
+/* The transfer tl belongs to, while it runs and tl is still its target. */
+static struct transfer *running(struct leg *tl)
+{
+    struct call *c = tl->call;
+    return c->xfer && transfer_active(c) && c->target == tl ? c->xfer : NULL;
+}
+
+static void target_progress(struct app *app, struct leg *tl, int status, const char *phrase,
+                            const struct leg_sdp *early)
+{
+    struct transfer *x = running(tl);
+    if (x)
+        transfer_notify_room(x, status, phrase, false);
+}
+
+static bool target_wanted(struct leg *tl)
+{
+    struct call *c = tl->call;
+    return running(tl) && c->caller && c->caller->state != LEG_GONE && !c->caller->hangup_sent;
+}
+
+static void target_failed(struct app *app, struct leg *tl, enum leg_failure why, int status,
+                          const char *phrase)
+{
+    struct transfer *x = running(tl);
+    if (!x)
+        return;
+    switch (why) {
+    case LEG_FAIL_STATUS:
+        transfer_fail(app, x, status, phrase ? phrase : "failed");
+        break;
+    case LEG_FAIL_CONTACT:
+        transfer_fail(app, x, 502, "target answered with an unusable Contact");
+        break;
+    case LEG_FAIL_SDP:
+        transfer_fail(app, x, 488, "target answered without usable SDP");
+        break;
+    case LEG_FAIL_TIMEOUT:
+        transfer_fail(app, x, 408, "no response from the target");
+        break;
+    }
+}
+
+/* The caller's answer to the re-INVITE with the target's media. */
+static void caller_answered(struct app *app, struct leg *caller, const struct leg_answer *a)
+{
+    struct call *c = caller->call;
+    struct transfer *x = c->xfer;
+    bool active = x && transfer_active(c);
+    if (a->unusable) {
+        if (active)
+            transfer_fail(app, x, 502, "the caller answered with an unusable Contact");
+        return;
+    }
+    if (a->status >= 300) {
+        if (active)
+            transfer_fail(app, x, a->status, "the caller refused the new media");
+        if (a->status == 408 || a->status == 481)
+            call_hangup(c, 500, "Server Internal Error");
+        return;
+    }
+    if (active && c->target)
+        commit(app, x);
+}
+
+static void target_answered(struct app *app, struct leg *tl, int status, const struct leg_sdp *sdp)
 {
     struct call *c = tl->call;
     struct transfer *x = c->xfer;
-    char why[80];
-
-    if (status < 200) {
-        if (sip && sip->sip_to && sip->sip_to->a_tag && x && transfer_active(c) &&
-            c->target == tl && !sip_guard_dialog_ok(sip, false, why, sizeof why)) {
-            /* an early dialog: CANCEL needs no target, nothing else goes to it */
-            log_security("bad-contact", "-", c->id, "transfer target %d refused: %s", status, why);
-            transfer_fail(app, x, 502, "target answered with an unusable Contact");
-            return;
-        }
-        if (status > 100 && x && c->target == tl)
-            refer_notify(x, status, phrase, false);
-        return;
-    }
-    if (status >= 300) {
-        tl->hangup_sent = true; /* the INVITE transaction is over */
-        tl->state = LEG_ENDING;
-        if (x && transfer_active(c) && c->target == tl)
-            transfer_fail(app, x, status, phrase ? phrase : "failed");
-        return;
-    }
-
-    /* 2xx */
-    tl->state = LEG_ANSWERED;
-    tl->ack_pending = true;
-    if (!sip_guard_dialog_ok(sip, true, why, sizeof why)) {
-        log_security("bad-contact", "-", c->id, "transfer target 2xx refused: %s; quarantined", why);
-        leg_quarantine(tl);
-        if (x && transfer_active(c))
-            transfer_fail(app, x, 502, "target answered with an unusable Contact");
-        return;
-    }
-    if (!x || !transfer_active(c) || c->target != tl || c->caller->state == LEG_GONE ||
-        c->caller->hangup_sent) {
-        /* Answer crossed a cancel or a hang-up: take it and end it. */
-        leg_hangup(tl, 487, "Request Terminated");
-        return;
-    }
-    struct sdpx_info info;
-    if (!sip_has_sdp(sip) ||
-        sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why, sizeof why) < 0) {
+    if (!sdp) {
         call_log(c, LOG_WARN, "transfer target answered without usable SDP");
         transfer_fail(app, x, 488, "target answered without usable SDP");
         return;
     }
-    tl->ack_pending = false;
-    nua_ack(tl->nh, TAG_END());
-    tl->state = LEG_CONFIRMED; /* confirmed for us once ACKed (see room_setup_response) */
-    leg_learn_sdp(tl, &info, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
     x->sip_status = status;
     x->state = XFER_ANSWERED;
     stop_timer(x);
@@ -499,43 +523,35 @@ void transfer_target_response(struct app *app, struct leg *tl, int status, const
             return;
         }
         call_log(c, LOG_INFO, "transfer %s: re-INVITE the caller for the new media", x->id);
-        c->caller->reinvite_out = true;
-        c->caller->xfer_reinvite = true;
-        nua_invite(c->caller->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"),
-                   SIPTAG_PAYLOAD_STR(body), TAG_END());
+        leg_reinvite(app, c->caller, body, caller_answered);
         return;
     }
     commit(app, x);
 }
 
-void transfer_caller_reinvite_response(struct app *app, struct leg *caller, int status,
-                                       const char *phrase, const sip_t *sip)
+/* A target's mid-call 2xx (a session refresh) that cannot be used. */
+static void target_broken(struct app *app, struct leg *tl, int status, const char *phrase)
 {
-    struct call *c = caller->call;
-    struct transfer *x = c->xfer;
-    if (status < 200)
-        return;
-    caller->reinvite_out = false;
-    caller->xfer_reinvite = false;
-    if (status >= 300) {
-        if (x && transfer_active(c))
-            transfer_fail(app, x, status, "the caller refused the new media");
-        if (status == 408 || status == 481) {
-            c->ended = true;
-            leg_hangup(c->caller, 500, "Server Internal Error");
-            leg_hangup(c->room, 200, "OK");
-        }
-        return;
-    }
-    nua_ack(caller->nh, TAG_END());
-    struct sdpx_info info;
-    char why[80];
-    if (sip_has_sdp(sip) &&
-        sdpx_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &info, why, sizeof why) == 0)
-        leg_learn_sdp(caller, &info, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
-    if (x && transfer_active(c) && c->target)
-        commit(app, x);
+    call_hangup(tl->call, status, phrase);
 }
+
+static void target_gone(struct app *app, struct leg *tl)
+{
+    struct transfer *x = running(tl);
+    if (x)
+        transfer_fail(app, x, x->sip_status ? x->sip_status : 480, "the target left");
+    leg_free(tl); /* unlinks it from the call */
+}
+
+static const struct leg_ops target_ops = {
+    .name = "transfer target",
+    .progress = target_progress,
+    .wanted = target_wanted,
+    .answered = target_answered,
+    .failed = target_failed,
+    .broken = target_broken,
+    .gone = target_gone,
+};
 
 bool transfer_leg_gone(struct app *app, struct leg *leg)
 {
@@ -543,10 +559,6 @@ bool transfer_leg_gone(struct app *app, struct leg *leg)
     struct transfer *x = c->xfer;
     if (!x || !transfer_active(c))
         return false;
-    if (leg == c->target) {
-        transfer_fail(app, x, x->sip_status ? x->sip_status : 480, "the target left");
-        return true;
-    }
     if (leg == c->caller) {
         if (x->mode == XFER_REFER && x->refer_accepted) {
             /* RFC 3515 peers often hang up before the final NOTIFY: the

@@ -130,7 +130,7 @@ static void fx_admit(struct fixture *f, struct admit_result *r)
 }
 
 static void expect(const struct admit_result *r, enum admit_check check, int status,
-                   const char *phrase, enum b2bua_reject kind, const char *reason,
+                   const char *phrase, enum reject_kind kind, const char *reason,
                    const char *retry_after)
 {
     ck_assert_int_eq(r->check, check);
