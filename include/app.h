@@ -5,6 +5,7 @@
 #define SIPXFER_APP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "sofia_types.h"
 
@@ -15,6 +16,8 @@ struct bridge;
 struct api;
 struct http_client;
 struct events;
+struct calls;
+struct lookup;
 
 struct app {
     su_root_t *root;
@@ -31,6 +34,35 @@ struct app {
     bool draining;
     bool stopping;
     int exit_code;
+
+    /* Module state: everything an instance has lives here or in the
+     * objects above, so a test can make and destroy one (app.c). */
+    struct calls *calls;     /* the call table (call.c) */
+    struct lookup *lookups;  /* room resolver lookups awaiting their answer (resolver.c) */
+    su_timer_t *media_timer; /* media_watch.c's tick */
+    struct app_stats {
+        /* [enum xfer_mode][enum xfer_outcome] (transfer.h), by transfer.c */
+        unsigned long long transfers[2][3];
+        unsigned long long media_timeouts; /* calls media_watch.c ended */
+        unsigned long quarantined; /* dialogs parked for good on this nua (leg.c) */
+    } stats;
+    /* main.c: drain, exit and idle heap trimming */
+    struct app_life {
+        su_timer_t *drain_timer, *flush_timer, *trim_timer;
+        long drain_deadline;
+        int ticks_after_hangup; /* drain: ticks since the remaining calls were hung up; -1 */
+        int flush_ticks;
+        int idle_trims_left; /* trims still due since calls were last seen */
+    } life;
 };
+
+/* One instance (app.c): its su_root, call table, relay (relay mode), HTTP
+ * client, webhook queue and SIP stack bound to cfg->sip_listen, with the
+ * media timeout running. Takes cfg (freed by app_destroy, or here on
+ * failure). The API is not started (api_start()). NULL with err. */
+struct app *app_create(struct config *cfg, char *err, size_t errlen);
+/* Takes the instance apart, calls and all; its SIP stack must have been
+ * shut down (b2bua_shutdown) or is shut down here. NULL is a no-op. */
+void app_destroy(struct app *app);
 
 #endif

@@ -92,7 +92,10 @@ struct leg {
     int response_timeout;       /* ... its seconds; 0: none */
 };
 
+struct calls;
+
 struct call {
+    struct calls *table; /* the instance's call table it is linked into */
     char id[96]; /* sessionId: <node>-<uuid> */
     char *room_name;
     char *room_uri;
@@ -121,14 +124,20 @@ struct call {
     struct call *hnext;       /* hash chain by id */
 };
 
-struct call *call_new(const char *node);
+/* One instance's call table (app->calls): a hash by session id and a
+ * list for iteration. Destroyed empty. */
+struct calls *calls_create(void);
+void calls_destroy(struct calls *t);
+
+/* A new call with a fresh session id <node>-<uuid>, linked into t. */
+struct call *call_new(struct calls *t, const char *node);
 /* Unlinks and frees the call and its legs (not their nua handles: those
  * must already be destroyed) and frees relay endpoints still held. The
  * transfer (c->xfer) must be freed first: its owner module does that. */
 void call_free(struct call *call);
-struct call *call_find(const char *id);
-size_t call_count(void);
-struct call *call_first(void);
+struct call *call_find(const struct calls *t, const char *id);
+size_t call_count(const struct calls *t);
+struct call *call_first(const struct calls *t);
 
 /* True when every leg of the call is gone and nothing is detached. */
 bool call_is_over(const struct call *call);
@@ -137,7 +146,7 @@ bool call_is_over(const struct call *call);
  * transfer target with 487. The one way a whole call is hung up. */
 void call_hangup(struct call *call, int status, const char *phrase);
 /* Every call, with reason for dialin.stopped (draining). */
-void call_hangup_all(int status, const char *phrase, const char *reason);
+void call_hangup_all(struct calls *t, int status, const char *phrase, const char *reason);
 
 #define call_log(call, level, ...) log_msg(level, (call)->id, __VA_ARGS__)
 

@@ -146,9 +146,8 @@ const char *leg_phrase(nua_handle_t *nh, const char *phrase);
 
 /* Give up on a dialog whose remote target sofia cannot use (see
  * sip_guard.h): the handle is parked for good, never destroyed. */
-void leg_quarantine(struct leg *leg);
+void leg_quarantine(struct app *app, struct leg *leg);
 bool leg_is_quarantine_sentinel(const struct leg *leg);
-unsigned long leg_quarantined_count(void);
 
 /* nua_i_state terminated: destroy the handle (the only place for a leg
  * with a handle), mark the leg GONE and tell its owner (ops->gone; a

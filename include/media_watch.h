@@ -10,8 +10,7 @@
 struct app;
 
 void media_watch_start(struct app *app);
-void media_watch_stop(void);
-/* Calls ended by the timeout since start. */
-unsigned long long media_watch_ended(void);
+void media_watch_stop(struct app *app);
+/* Calls it ended are counted in app->stats.media_timeouts. */
 
 #endif

@@ -28,6 +28,6 @@ typedef void resolver_done_h(struct app *app, const char *call_id,
  * could not be started). */
 void resolver_start(struct app *app, struct call *c, resolver_done_h *done);
 /* After the HTTP client is destroyed: free lookups that will never answer. */
-void resolver_cleanup(void);
+void resolver_cleanup(struct app *app);
 
 #endif

@@ -98,7 +98,6 @@ void transfer_refer_notify(struct app *app, struct leg *caller, const sip_t *sip
 /* Transfers counted by mode (XFER_CALL, XFER_REFER) and outcome: started,
  * completed, failed. For /metrics. */
 enum xfer_outcome { XFER_STARTED, XFER_DONE, XFER_FAILED_OUTCOME, XFER_NOUTCOMES };
-void transfer_counters(unsigned long long out[2][XFER_NOUTCOMES]);
 
 /* ---- inside the transfer module (transfer.c, transfer_refer.c) --------- */
 

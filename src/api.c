@@ -157,13 +157,13 @@ static cJSON *call_json(const struct call *c)
     return j;
 }
 
-static enum MHD_Result sessions_list(struct MHD_Connection *con)
+static enum MHD_Result sessions_list(struct app *app, struct MHD_Connection *con)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(j, "sessions");
-    for (struct call *c = call_first(); c; c = c->next)
+    for (struct call *c = call_first(app->calls); c; c = c->next)
         cJSON_AddItemToArray(arr, call_json(c));
-    cJSON_AddNumberToObject(j, "total", (double)call_count());
+    cJSON_AddNumberToObject(j, "total", (double)call_count(app->calls));
     return send_json(con, 200, j);
 }
 
@@ -206,7 +206,7 @@ static enum MHD_Result room_transfer(struct api *api, struct MHD_Connection *con
     if (api_parse_transfer_body(req->body, req->len, &body, &bad) < 0)
         return send_error(con, 400, "invalid-request-error", bad);
 
-    struct call *c = call_find(body.session_id);
+    struct call *c = call_find(api->app->calls, body.session_id);
     if (!c || !c->room_name || strcmp(c->room_name, room) != 0) {
         api_transfer_body_free(&body);
         return send_error(con, 404, "not-found",
@@ -248,7 +248,7 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
             return send_error(con, 405, "invalid-request-error", "use GET");
         cJSON *j = cJSON_CreateObject();
         cJSON_AddBoolToObject(j, "ok", true);
-        cJSON_AddNumberToObject(j, "calls", (double)call_count());
+        cJSON_AddNumberToObject(j, "calls", (double)call_count(app->calls));
         cJSON_AddBoolToObject(j, "draining", app->draining);
         return send_json(con, 200, j);
     }
@@ -287,7 +287,7 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
     if (strcmp(url, "/v1/sessions") == 0) {
         if (!get)
             return send_error(con, 405, "invalid-request-error", "use GET");
-        return sessions_list(con);
+        return sessions_list(api->app, con);
     }
     const char *rooms = "/v1/rooms/";
     if (strncmp(url, rooms, strlen(rooms)) == 0) {
@@ -318,7 +318,7 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
         if (idlen >= sizeof id || (slash && strcmp(slash, "/transfer") != 0))
             return send_error(con, 404, "not-found", "no such resource");
         snprintf(id, sizeof id, "%.*s", (int)idlen, rest);
-        struct call *c = call_find(id);
+        struct call *c = call_find(app->calls, id);
         if (!c)
             return send_error(con, 404, "not-found", "no such session");
         if (slash) {

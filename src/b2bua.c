@@ -239,14 +239,14 @@ struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
 
 void b2bua_hangup_all(struct b2bua *b, int status, const char *phrase)
 {
-    call_hangup_all(status, phrase, "drain");
+    call_hangup_all(b->app->calls, status, phrase, "drain");
 }
 
 void b2bua_shutdown(struct b2bua *b, void (*done)(struct app *app))
 {
     b->shutdown_done = done;
-    if (leg_quarantined_count()) {
-        log_warn("%lu quarantined SIP dialog(s): skipping nua_shutdown", leg_quarantined_count());
+    if (b->app->stats.quarantined) {
+        log_warn("%lu quarantined SIP dialog(s): skipping nua_shutdown", b->app->stats.quarantined);
         done(b->app);
         return;
     }
@@ -262,7 +262,7 @@ void b2bua_destroy(struct b2bua *b)
     /* nua_destroy() asserts unless nua_shutdown has completed, and on a
      * stack with live (quarantined) dialogs. A start-up failure (say, the
      * API port is taken) gets here without a shutdown: do it now. */
-    if (b->nua && !leg_quarantined_count()) {
+    if (b->nua && !b->app->stats.quarantined) {
         if (!b->shut_down) {
             b->shutdown_done = NULL;
             nua_shutdown(b->nua);

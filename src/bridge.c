@@ -56,8 +56,8 @@ void bridge_destroy(struct bridge *b)
 {
     if (!b)
         return;
-    while (call_first()) {
-        struct call *c = call_first();
+    while (call_first(b->app->calls)) {
+        struct call *c = call_first(b->app->calls);
         /* their handles went with nua_shutdown / nua_destroy */
         for (struct leg *l = c->zombies; l; l = l->znext)
             l->nh = NULL;
@@ -350,7 +350,7 @@ static void dial_room(struct app *app, struct call *c, const char *room_name, co
 
 static void resolved(struct app *app, const char *call_id, const struct resolver_answer *a)
 {
-    struct call *c = call_find(call_id);
+    struct call *c = call_find(app->calls, call_id);
     /* the caller may have cancelled while we waited */
     if (!c || c->ended || !caller_waiting(c))
         return;
@@ -446,7 +446,7 @@ void bridge_incoming(struct app *app, nua_t *nua, nua_handle_t *nh, const sip_t 
         .cfg = cfg,
         .source = (struct sockaddr *)&sa,
         .sip = sip,
-        .calls = call_count(),
+        .calls = call_count(app->calls),
         .draining = app->draining,
         .rl = b->rl,
         .now = (double)now.tv_sec + now.tv_nsec / 1e9,
@@ -463,7 +463,7 @@ void bridge_incoming(struct app *app, nua_t *nua, nua_handle_t *nh, const sip_t 
     const struct sdpx_info *offer = &ar.offer;
     char why[80];
 
-    struct call *c = call_new(cfg->node);
+    struct call *c = call_new(app->calls, cfg->node);
     c->bridged_ops = &bridged_ops;
     c->caller = leg_new(c, LEG_CALLER, FAR_TRUNK, &bridged_ops);
     /* a configured room, or the one the resolver names */

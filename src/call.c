@@ -16,9 +16,20 @@
 
 #define BUCKETS 8192
 
-static struct call *buckets[BUCKETS];
-static struct call *all;
-static size_t count;
+/* The call table of one instance (app->calls). */
+struct calls {
+    struct call *buckets[BUCKETS];
+    struct call *all;
+    size_t count;
+};
+
+struct calls *calls_create(void) { return xcalloc(1, sizeof(struct calls)); }
+
+void calls_destroy(struct calls *t)
+{
+    /* its calls are freed by their owner (bridge_destroy) first */
+    free(t);
+}
 
 static unsigned hash(const char *s) { return hash_str(s) % BUCKETS; }
 
@@ -34,22 +45,23 @@ static void make_uuid(char *out, size_t len)
              b[14], b[15]);
 }
 
-struct call *call_new(const char *node)
+struct call *call_new(struct calls *t, const char *node)
 {
     struct call *c = xcalloc(1, sizeof *c);
+    c->table = t;
     char uuid[40];
     make_uuid(uuid, sizeof uuid);
     snprintf(c->id, sizeof c->id, "%.50s-%s", node, uuid);
     c->started = time(NULL);
 
     unsigned h = hash(c->id);
-    c->hnext = buckets[h];
-    buckets[h] = c;
-    c->next = all;
-    if (all)
-        all->prev = c;
-    all = c;
-    count++;
+    c->hnext = t->buckets[h];
+    t->buckets[h] = c;
+    c->next = t->all;
+    if (t->all)
+        t->all->prev = c;
+    t->all = c;
+    t->count++;
     return c;
 }
 
@@ -65,8 +77,9 @@ bool call_is_over(const struct call *c)
 
 void call_free(struct call *c)
 {
+    struct calls *t = c->table;
     unsigned h = hash(c->id);
-    for (struct call **p = &buckets[h]; *p; p = &(*p)->hnext)
+    for (struct call **p = &t->buckets[h]; *p; p = &(*p)->hnext)
         if (*p == c) {
             *p = c->hnext;
             break;
@@ -74,10 +87,10 @@ void call_free(struct call *c)
     if (c->prev)
         c->prev->next = c->next;
     else
-        all = c->next;
+        t->all = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    count--;
+    t->count--;
 
     /* each leg_free() unlinks the leg, so these empty the call */
     while (c->zombies)
@@ -95,16 +108,16 @@ void call_free(struct call *c)
     free(c);
 }
 
-struct call *call_find(const char *id)
+struct call *call_find(const struct calls *t, const char *id)
 {
-    for (struct call *c = buckets[hash(id)]; c; c = c->hnext)
+    for (struct call *c = t->buckets[hash(id)]; c; c = c->hnext)
         if (strcmp(c->id, id) == 0)
             return c;
     return NULL;
 }
 
-size_t call_count(void) { return count; }
-struct call *call_first(void) { return all; }
+size_t call_count(const struct calls *t) { return t->count; }
+struct call *call_first(const struct calls *t) { return t->all; }
 
 void call_hangup(struct call *c, int status, const char *phrase)
 {
@@ -114,9 +127,9 @@ void call_hangup(struct call *c, int status, const char *phrase)
     leg_hangup(c->target, 487, "Request Terminated");
 }
 
-void call_hangup_all(int status, const char *phrase, const char *reason)
+void call_hangup_all(struct calls *t, int status, const char *phrase, const char *reason)
 {
-    for (struct call *c = all; c; c = c->next) {
+    for (struct call *c = t->all; c; c = c->next) {
         if (!c->end_reason)
             c->end_reason = reason;
         call_hangup(c, status, phrase);

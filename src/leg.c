@@ -238,10 +238,9 @@ void leg_hangup(struct leg *leg, int status, const char *phrase)
 /* Any ACK, BYE or even nua_handle_destroy() on such a dialog kills the
  * process (endless recursion in nua, or an assertion when destroyed in the
  * middle of its transaction). The peer stops retransmitting after 64*T1. */
-static struct leg sentinel;
-static unsigned long quarantined;
+static struct leg sentinel; /* a marker: its contents are never used */
 
-void leg_quarantine(struct leg *leg)
+void leg_quarantine(struct app *app, struct leg *leg)
 {
     nua_handle_bind(leg->nh, &sentinel);
     leg->nh = NULL;
@@ -249,11 +248,10 @@ void leg_quarantine(struct leg *leg)
     leg->hangup_sent = true;
     leg->reinvite_done = NULL;
     leg_set_state(leg, LEG_GONE);
-    quarantined++;
+    app->stats.quarantined++;
 }
 
 bool leg_is_quarantine_sentinel(const struct leg *leg) { return leg == &sentinel; }
-unsigned long leg_quarantined_count(void) { return quarantined; }
 
 void leg_terminated(struct app *app, struct leg *leg)
 {
@@ -364,7 +362,7 @@ static void setup_response(struct app *app, struct leg *leg, int status, const c
          * section 0): the handle is parked for good. */
         log_security("bad-contact", "-", c->id, "%s 2xx refused: %s; leg quarantined", ops->name,
                      why);
-        leg_quarantine(leg);
+        leg_quarantine(app, leg);
         if (ops->failed)
             ops->failed(app, leg, LEG_FAIL_CONTACT, status, phrase);
         return;
@@ -454,7 +452,7 @@ static void unusable(struct app *app, struct leg *leg, const sip_t *sip, bool ac
         done(app, leg, &a);
     }
     if (poisoned) {
-        leg_quarantine(leg);
+        leg_quarantine(app, leg);
         leg_terminated(app, leg);
         return;
     }

@@ -93,17 +93,12 @@ static void apply_tcp_limits(const struct config *cfg)
 
 /* ---- shutdown ---------------------------------------------------------- */
 
-static su_timer_t *drain_timer;
-
-static su_timer_t *flush_timer;
-
 /* Webhooks still queued at exit (e.g. dialin.stopped of the calls a drain
  * hung up) get up to 5 s to go out. */
 static void flush_tick(struct app *app, su_timer_t *t, void *arg)
 {
-    static int ticks;
     size_t left = events_pending(app->events);
-    if (left == 0 || ++ticks > 50) {
+    if (left == 0 || ++app->life.flush_ticks > 50) {
         if (left)
             log_warn("exiting with %zu webhook event(s) undelivered", left);
         su_root_break(app->root);
@@ -120,8 +115,8 @@ static void shutdown_done(struct app *app)
         return;
     }
     log_info("delivering %zu webhook event(s) before exit (up to 5 s)", left);
-    flush_timer = su_timer_create(su_root_task(app->root), 100);
-    su_timer_set(flush_timer, flush_tick, NULL);
+    app->life.flush_timer = su_timer_create(su_root_task(app->root), 100);
+    su_timer_set(app->life.flush_timer, flush_tick, NULL);
 }
 
 static void stop_now(struct app *app)
@@ -129,7 +124,7 @@ static void stop_now(struct app *app)
     if (app->stopping)
         return;
     app->stopping = true;
-    log_info("stopping: %zu call(s) left", call_count());
+    log_info("stopping: %zu call(s) left", call_count(app->calls));
     b2bua_shutdown(app->b2bua, shutdown_done);
 }
 
@@ -137,17 +132,16 @@ static void drain_tick(struct app *app, su_timer_t *t, void *arg);
 
 static void drain_step(struct app *app, su_timer_t *t, void *arg)
 {
-    static int ticks_after_hangup = -1;
-    long *deadline = arg;
-    if (call_count() == 0) {
+    struct app_life *l = &app->life;
+    if (call_count(app->calls) == 0) {
         stop_now(app);
         return;
     }
-    if (ticks_after_hangup < 0 && time(NULL) >= *deadline) {
-        log_info("drain timeout: hanging up %zu call(s)", call_count());
+    if (l->ticks_after_hangup < 0 && time(NULL) >= l->drain_deadline) {
+        log_info("drain timeout: hanging up %zu call(s)", call_count(app->calls));
         b2bua_hangup_all(app->b2bua, 503, "Service Unavailable");
-        ticks_after_hangup = 0;
-    } else if (ticks_after_hangup >= 0 && ++ticks_after_hangup > 50) {
+        l->ticks_after_hangup = 0;
+    } else if (l->ticks_after_hangup >= 0 && ++l->ticks_after_hangup > 50) {
         /* BYEs unanswered for 5 s: nua_shutdown ends what is left. */
         stop_now(app);
         return;
@@ -165,18 +159,17 @@ static void drain_tick(struct app *app, su_timer_t *t, void *arg)
 
 static void begin_drain(struct app *app)
 {
-    static long deadline;
     if (app->draining) {
         log_info("second stop signal: hanging up now");
-        deadline = 0;
+        app->life.drain_deadline = 0;
         return;
     }
     app->draining = true;
-    deadline = (long)time(NULL) + app->cfg->drain_timeout;
-    log_info("draining: refusing new calls, %zu call(s) have %d s to finish", call_count(),
+    app->life.drain_deadline = (long)time(NULL) + app->cfg->drain_timeout;
+    log_info("draining: refusing new calls, %zu call(s) have %d s to finish", call_count(app->calls),
              app->cfg->drain_timeout);
-    drain_timer = su_timer_create(su_root_task(app->root), 100);
-    su_timer_set(drain_timer, drain_tick, &deadline);
+    app->life.drain_timer = su_timer_create(su_root_task(app->root), 100);
+    su_timer_set(app->life.drain_timer, drain_tick, NULL);
 }
 
 /* ---- reload ------------------------------------------------------------ */
@@ -260,20 +253,16 @@ static int on_signal(struct app *app, su_wait_t *w, void *arg)
 #define TRIM_EVERY_MS 10000
 #define TRIM_WINDOW_MS 60000
 
-static su_timer_t *trim_timer;
-static int idle_trims_left; /* trims still due since calls were last seen */
-
 static void trim_tick(struct app *app, su_timer_t *t, void *arg)
 {
-    (void)app;
     (void)t;
     (void)arg;
     struct looplag_mark m;
     looplag_begin(&m, "timer", "malloc-trim", NULL);
-    if (call_count() > 0)
-        idle_trims_left = TRIM_WINDOW_MS / TRIM_EVERY_MS;
-    else if (idle_trims_left > 0) {
-        idle_trims_left--;
+    if (call_count(app->calls) > 0)
+        app->life.idle_trims_left = TRIM_WINDOW_MS / TRIM_EVERY_MS;
+    else if (app->life.idle_trims_left > 0) {
+        app->life.idle_trims_left--;
         malloc_trim(0);
     }
     looplag_end(&m);
@@ -382,41 +371,30 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct app app = {.cfg = cfg};
     su_init();
     su_log_set_level(NULL, verbose > 1 ? 9 : 0);
     /* a flood can make sofia repeat one line per packet or connection;
      * with -v -v its debug output is wanted, so the limit is wider */
     su_log_redirect(NULL, log_limit_sofia, (void *)(uintptr_t)(verbose > 1 ? 200 : 5));
-    app.root = su_root_create(&app);
-    su_root_threading(app.root, 0);
-    /* the control thread's log lines are written once per loop turn */
-    su_root_add_prepoll(app.root, flush_logs, NULL);
     catch_fatal_signals();
     log_buffer_this_thread(1);
     atexit(log_flush);
 
     int rc = 1;
-    if (cfg->media_mode == MEDIA_RELAY) {
-        app.relay = relay_create(cfg->port_min, cfg->port_max, 1, err, sizeof err);
-        if (!app.relay) {
-            log_error("%s", err);
-            goto out;
-        }
-    }
-    app.http = http_client_create(&app);
-    if (!app.http)
-        goto out;
-    app.events = events_create(&app, app.http);
-    if (!b2bua_create(&app, err, sizeof err)) {
+    struct app *app = app_create(cfg, err, sizeof err);
+    if (!app) {
         log_error("%s", err);
-        goto out;
+        log_buffer_this_thread(0);
+        su_deinit();
+        return 1;
     }
-    if (tcp_guard_start(app.root, app.sip_port) < 0)
+    /* the control thread's log lines are written once per loop turn */
+    su_root_add_prepoll(app->root, flush_logs, NULL);
+    if (tcp_guard_start(app->root, app->sip_port) < 0)
         log_warn("SIP TCP listener not found: TCP connections are not capped");
     apply_tcp_limits(cfg);
-    app.api = api_start(&app, err, sizeof err);
-    if (!app.api) {
+    app->api = api_start(app, err, sizeof err);
+    if (!app->api) {
         log_error("%s", err);
         goto out;
     }
@@ -424,44 +402,31 @@ int main(int argc, char **argv)
     int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     su_wait_t sw;
     su_wait_create(&sw, sfd, SU_WAIT_IN);
-    int sidx = su_root_register(app.root, &sw, on_signal, &sfd, 0);
+    int sidx = su_root_register(app->root, &sw, on_signal, &sfd, 0);
 
-    trim_timer = su_timer_create(su_root_task(app.root), TRIM_EVERY_MS);
-    su_timer_run(trim_timer, trim_tick, NULL);
-    media_watch_start(&app);
+    app->life.trim_timer = su_timer_create(su_root_task(app->root), TRIM_EVERY_MS);
+    su_timer_run(app->life.trim_timer, trim_tick, NULL);
 
     log_info("sipxferd %s node %s: SIP on %s, API on %s, media %s%s", SIPXFER_VERSION, cfg->node,
              cfg->sip_listen, cfg->api_listen,
              cfg->media_mode == MEDIA_RELAY ? "relay on " : "passthrough",
              cfg->media_mode == MEDIA_RELAY ? cfg->media_address : "");
-    looplag_init(app.root);
+    looplag_init(app->root);
     /* Start-up (binding sip.listen) may still resolve; from here on this
      * thread resolves nothing (dns_guard.h). */
     dns_guard_arm();
-    su_root_run(app.root);
+    su_root_run(app->root);
     looplag_stop();
     log_info("stopped");
     log_buffer_this_thread(0);
     rc = 0;
 
-    su_timer_destroy(trim_timer);
-    media_watch_stop();
-    su_root_deregister(app.root, sidx);
+    su_root_deregister(app->root, sidx);
     close(sfd);
 out:
-    if (drain_timer)
-        su_timer_destroy(drain_timer);
-    if (flush_timer)
-        su_timer_destroy(flush_timer);
-    api_stop(app.api);
-    events_destroy(app.events);
-    http_client_destroy(app.http);
-    resolver_cleanup();
-    b2bua_destroy(app.b2bua);
+    su_root_remove_prepoll(app->root);
     tcp_guard_stop();
-    relay_destroy(app.relay);
-    su_root_destroy(app.root);
+    app_destroy(app);
     su_deinit();
-    config_free(app.cfg);
     return rc;
 }

@@ -18,8 +18,6 @@
 
 #define CHECK_EVERY_MS 1000
 
-static su_timer_t *timer;
-static unsigned long long ended;
 
 static long long now_ns(void)
 {
@@ -63,7 +61,7 @@ static void check_call(struct app *app, struct call *c, long long now)
              (now - last) / 1000000000LL, hold ? "on hold, media.hold_timeout" : "media.timeout",
              limit);
     c->end_reason = "media-timeout";
-    ended++;
+    app->stats.media_timeouts++;
     call_hangup(c, 408, "Media Timeout");
 }
 
@@ -72,7 +70,7 @@ static void on_tick(struct app *app, su_timer_t *t, void *arg)
     struct looplag_mark m;
     looplag_begin(&m, "timer", "media-timeout", NULL);
     long long now = now_ns();
-    for (struct call *c = call_first(); c; c = c->next)
+    for (struct call *c = call_first(app->calls); c; c = c->next)
         check_call(app, c, now);
     looplag_end(&m);
 }
@@ -85,15 +83,13 @@ void media_watch_start(struct app *app)
                      "media.hold_timeout end no call");
         return;
     }
-    timer = su_timer_create(su_root_task(app->root), CHECK_EVERY_MS);
-    su_timer_run(timer, on_tick, NULL);
+    app->media_timer = su_timer_create(su_root_task(app->root), CHECK_EVERY_MS);
+    su_timer_run(app->media_timer, on_tick, NULL);
 }
 
-void media_watch_stop(void)
+void media_watch_stop(struct app *app)
 {
-    if (timer)
-        su_timer_destroy(timer);
-    timer = NULL;
+    if (app->media_timer)
+        su_timer_destroy(app->media_timer);
+    app->media_timer = NULL;
 }
-
-unsigned long long media_watch_ended(void) { return ended; }

@@ -76,7 +76,7 @@ char *metrics_render(struct app *app)
     struct bridge_counters bc = {0};
     if (app->bridge)
         bridge_counters(app->bridge, &bc);
-    metric(&b, "sipxfer_calls_active", "gauge", "Bridged calls in progress.", call_count());
+    metric(&b, "sipxfer_calls_active", "gauge", "Bridged calls in progress.", call_count(app->calls));
     metric(&b, "sipxfer_calls_total", "counter", "INVITEs that became calls.", bc.calls_total);
     metric(&b, "sipxfer_calls_answered_total", "counter", "Calls answered by their room.",
            bc.calls_answered);
@@ -93,8 +93,7 @@ char *metrics_render(struct app *app)
         put(&b, "sipxfer_calls_rejected_total{reason=\"%s\"} %llu\n", reasons[i], bc.rejected[i]);
     metric(&b, "sipxfer_draining", "gauge", "1 while draining after SIGTERM.", app->draining);
 
-    unsigned long long xc[2][XFER_NOUTCOMES];
-    transfer_counters(xc);
+    const unsigned long long (*xc)[XFER_NOUTCOMES] = app->stats.transfers;
     static const char *const modes[2] = {"sipCallTransfer", "sipRefer"};
     static const char *const outcomes[XFER_NOUTCOMES] = {"started", "completed", "failed"};
     put(&b, "# HELP sipxfer_transfers_total Transfers by mode and outcome (started counts every "
@@ -160,7 +159,7 @@ char *metrics_render(struct app *app)
     loop_lag(&b);
     metric(&b, "sipxfer_calls_media_timeout_total", "counter",
            "Calls ended because no RTP arrived from either side (media.timeout / hold_timeout).",
-           media_watch_ended());
+           app->stats.media_timeouts);
     metric(&b, "sipxfer_dns_blocked_total", "counter",
            "Name lookups refused on the control thread (answered as NXDOMAIN, never sent to DNS).",
            dns_guard_blocked());

@@ -24,24 +24,22 @@ struct lookup {
     resolver_done_h *done;
     struct lookup *next, *prev;
 };
-static struct lookup *pending;
-
 static void lookup_unlink(struct lookup *l)
 {
     if (l->prev)
         l->prev->next = l->next;
     else
-        pending = l->next;
+        l->app->lookups = l->next;
     if (l->next)
         l->next->prev = l->prev;
     free(l->id);
     free(l);
 }
 
-void resolver_cleanup(void)
+void resolver_cleanup(struct app *app)
 {
-    while (pending)
-        lookup_unlink(pending);
+    while (app->lookups)
+        lookup_unlink(app->lookups);
 }
 
 /* Work out the room from the HTTP answer: its name and URI, or why not. */
@@ -124,10 +122,10 @@ void resolver_start(struct app *app, struct call *c, resolver_done_h *done)
     l->app = app;
     l->id = xstrdup(c->id);
     l->done = done;
-    l->next = pending;
-    if (pending)
-        pending->prev = l;
-    pending = l;
+    l->next = app->lookups;
+    if (app->lookups)
+        app->lookups->prev = l;
+    app->lookups = l;
     call_log(c, LOG_INFO, "resolver: asking %s", cfg->resolver);
     if (!app->http || http_post(app->http, cfg->resolver, "application/json", text, strlen(text),
                                 NULL, RESOLVER_TIMEOUT_MS, on_answer, l) < 0) {

@@ -32,21 +32,16 @@ static const char *const state_names[] = {"ringing", "answered", "completed", "f
 
 /* ---- events ------------------------------------------------------------ */
 
-static unsigned long long counters[2][XFER_NOUTCOMES];
-
-void transfer_counters(unsigned long long out[2][XFER_NOUTCOMES])
-{
-    memcpy(out, counters, sizeof counters);
-}
+_Static_assert(XFER_NOUTCOMES == 3, "app_stats.transfers has room for three outcomes");
 
 void transfer_emit(struct app *app, struct transfer *x, const char *type)
 {
     if (strcmp(type, "calltransfer.triggered") == 0)
-        counters[x->mode][XFER_STARTED]++;
+        app->stats.transfers[x->mode][XFER_STARTED]++;
     else if (strcmp(type, "calltransfer.completed") == 0)
-        counters[x->mode][XFER_DONE]++;
+        app->stats.transfers[x->mode][XFER_DONE]++;
     else if (strcmp(type, "calltransfer.failed") == 0)
-        counters[x->mode][XFER_FAILED_OUTCOME]++;
+        app->stats.transfers[x->mode][XFER_FAILED_OUTCOME]++;
     struct call *c = x->call;
     cJSON *p = cJSON_CreateObject();
     char ts[32];

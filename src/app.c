@@ -1,0 +1,79 @@
+/* app.c - one sipxferd instance: its loop, call table, relay, HTTP client,
+ * webhook queue and SIP stack. main.c adds the process around it (command
+ * line, signals, drain, reload, the API, the TCP guard); an in-process test
+ * makes one, runs its root and destroys it (tests/unit/test_calls.c). */
+#include "app.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <sofia-sip/su_wait.h>
+
+#include "api.h"
+#include "b2bua.h"
+#include "call.h"
+#include "config.h"
+#include "events.h"
+#include "http_client.h"
+#include "media_watch.h"
+#include "relay.h"
+#include "resolver.h"
+#include "xalloc.h"
+
+struct app *app_create(struct config *cfg, char *err, size_t errlen)
+{
+    struct app *app = xcalloc(1, sizeof *app);
+    app->cfg = cfg;
+    app->life.ticks_after_hangup = -1;
+    app->root = su_root_create(app);
+    if (!app->root) {
+        snprintf(err, errlen, "su_root_create failed");
+        goto fail;
+    }
+    su_root_threading(app->root, 0);
+    app->calls = calls_create();
+    if (cfg->media_mode == MEDIA_RELAY) {
+        app->relay = relay_create(cfg->port_min, cfg->port_max, 1, err, errlen);
+        if (!app->relay)
+            goto fail;
+    }
+    app->http = http_client_create(app);
+    if (!app->http) {
+        snprintf(err, errlen, "cannot create the HTTP client (curl multi)");
+        goto fail;
+    }
+    app->events = events_create(app, app->http);
+    if (!b2bua_create(app, err, errlen))
+        goto fail;
+    media_watch_start(app);
+    return app;
+fail:
+    app_destroy(app);
+    return NULL;
+}
+
+void app_destroy(struct app *app)
+{
+    if (!app)
+        return;
+    media_watch_stop(app);
+    if (app->life.drain_timer)
+        su_timer_destroy(app->life.drain_timer);
+    if (app->life.flush_timer)
+        su_timer_destroy(app->life.flush_timer);
+    if (app->life.trim_timer)
+        su_timer_destroy(app->life.trim_timer);
+    api_stop(app->api);
+    /* undelivered webhooks are dropped (logged); in-flight HTTP requests
+     * are cancelled, so no completion reaches a freed lookup or event */
+    events_destroy(app->events);
+    http_client_destroy(app->http);
+    resolver_cleanup(app);
+    b2bua_destroy(app->b2bua); /* frees the calls still in the table */
+    relay_destroy(app->relay);
+    calls_destroy(app->calls);
+    if (app->root)
+        su_root_destroy(app->root);
+    config_free(app->cfg);
+    free(app);
+}
