@@ -64,12 +64,18 @@ void app_destroy(struct app *app)
     if (app->life.trim_timer)
         su_timer_destroy(app->life.trim_timer);
     api_stop(app->api);
+    app->api = NULL;
+    /* the SIP stack first: shutting it down may still run call handlers,
+     * which post events and use the relay; it frees the calls left */
+    b2bua_destroy(app->b2bua);
+    app->b2bua = NULL;
     /* undelivered webhooks are dropped (logged); in-flight HTTP requests
      * are cancelled, so no completion reaches a freed lookup or event */
     events_destroy(app->events);
+    app->events = NULL;
     http_client_destroy(app->http);
+    app->http = NULL;
     resolver_cleanup(app);
-    b2bua_destroy(app->b2bua); /* frees the calls still in the table */
     relay_destroy(app->relay);
     calls_destroy(app->calls);
     if (app->root)

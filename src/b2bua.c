@@ -257,20 +257,21 @@ void b2bua_destroy(struct b2bua *b)
 {
     if (!b)
         return;
-    /* Calls still in the table had their handles torn down by nua_shutdown. */
-    bridge_destroy(b->app->bridge);
     /* nua_destroy() asserts unless nua_shutdown has completed, and on a
      * stack with live (quarantined) dialogs. A start-up failure (say, the
-     * API port is taken) gets here without a shutdown: do it now. */
-    if (b->nua && !b->app->stats.quarantined) {
-        if (!b->shut_down) {
-            b->shutdown_done = NULL;
-            nua_shutdown(b->nua);
-            for (int i = 0; i < 100 && !b->shut_down; i++)
-                su_root_step(b->app->root, 50);
-        }
-        if (b->shut_down)
-            nua_destroy(b->nua);
+     * API port is taken) or an instance destroyed with calls up gets here
+     * without a shutdown: do it now, while the calls are still there to
+     * receive the events it brings (their handlers run as usual). */
+    bool parked = b->app->stats.quarantined > 0;
+    if (b->nua && !parked && !b->shut_down) {
+        b->shutdown_done = NULL;
+        nua_shutdown(b->nua);
+        for (int i = 0; i < 100 && !b->shut_down; i++)
+            su_root_step(b->app->root, 50);
     }
+    /* Calls still in the table had their handles torn down by nua_shutdown. */
+    bridge_destroy(b->app->bridge);
+    if (b->nua && !parked && b->shut_down)
+        nua_destroy(b->nua);
     free(b);
 }

@@ -325,7 +325,8 @@ static void setup_response(struct app *app, struct leg *leg, int status, const c
     struct call *c = leg->call;
     char why[80];
 
-    su_timer_reset(leg->response_timer);
+    if (leg->response_timer)
+        su_timer_reset(leg->response_timer);
     if (status < 200) {
         if (status == 100)
             return;
