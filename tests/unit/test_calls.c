@@ -60,6 +60,7 @@ struct ua {
     int refers;
     char refer_to[512];
     int refer_answer;  /* 0: leave it to the test */
+    bool refer_no_sub; /* ... with Refer-Sub: false (RFC 4488) */
     char notify_frags[8][64]; /* sipfrag status lines of NOTIFYs received */
     int notifies;
     bool notify_terminated;
@@ -199,7 +200,9 @@ static void peer_event(nua_event_t event, int status, char const *phrase, nua_t 
             url_e(u->refer_to, sizeof u->refer_to, sip->sip_refer_to->r_url);
         if (u->refer_answer)
             nua_respond(nh, u->refer_answer, sip_status_phrase(u->refer_answer),
-                        NUTAG_WITH_THIS(nua), TAG_END());
+                        NUTAG_WITH_THIS(nua),
+                        TAG_IF(u->refer_no_sub, SIPTAG_HEADER_STR("Refer-Sub: false")),
+                        TAG_END());
         break;
     case nua_i_notify:
         if (!u)
@@ -742,6 +745,21 @@ START_TEST(refer_completes)
     /* sipxferd leaves the path: BYE to both */
     run_until(c->byes == 1 && ua_find("room-a")->byes == 1 && call_count(P.app->calls) == 0,
               2000);
+    ck_assert_int_eq(P.app->stats.transfers[XFER_REFER][XFER_DONE], 1);
+    stop();
+}
+END_TEST
+
+START_TEST(refer_without_subscription)
+{
+    start();
+    struct ua *c = bridged();
+    c->refer_answer = 202;
+    c->refer_no_sub = true; /* no NOTIFY will come: success at once */
+    ck_assert_int_eq(start_transfer(XFER_REFER, "target"), XFER_OK);
+    run_until(c->byes == 1 && ua_find("room-a")->byes == 1 && call_count(P.app->calls) == 0,
+              2000);
+    ck_assert_int_eq(P.app->stats.transfers[XFER_REFER][XFER_DONE], 1);
     stop();
 }
 END_TEST
@@ -924,6 +942,7 @@ static Suite *suite(void)
     TCase *r = tcase_create("sipRefer");
     tcase_set_timeout(r, 10);
     tcase_add_test(r, refer_completes);
+    tcase_add_test(r, refer_without_subscription);
     tcase_add_test(r, refer_refused);
     tcase_add_test(r, refer_notify_failure);
     tcase_add_test(r, refer_subscription_ends_without_final);
