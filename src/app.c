@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <cjson/cJSON.h>
 #include <sofia-sip/su_wait.h>
 
 #include "api.h"
@@ -22,6 +23,9 @@
 
 struct app *app_create(struct config *cfg, char *err, size_t errlen)
 {
+    /* cJSON (API bodies, events) allocates under the same policy */
+    static cJSON_Hooks hooks = {.malloc_fn = xmalloc, .free_fn = free};
+    cJSON_InitHooks(&hooks);
     struct app *app = xcalloc(1, sizeof *app);
     app->cfg = cfg;
     app->life.ticks_after_hangup = -1;

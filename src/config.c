@@ -16,6 +16,7 @@
 #include <sofia-sip/url.h>
 
 #include "target.h"
+#include "xalloc.h"
 
 struct ctx {
     const char *path;
@@ -92,7 +93,7 @@ static int get_string(struct ctx *c, const config_setting_t *g, const char *name
     if (!s) {
         if (required)
             return fail(c, g, "missing key '%s'", name);
-        *out = def ? strdup(def) : NULL;
+        *out = def ? xstrdup(def) : NULL;
         return 0;
     }
     if (config_setting_type(s) != CONFIG_TYPE_STRING) {
@@ -100,7 +101,7 @@ static int get_string(struct ctx *c, const config_setting_t *g, const char *name
         setting_path(s, p, sizeof p);
         return fail(c, s, "'%s' must be a string", p);
     }
-    *out = strdup(config_setting_get_string(s));
+    *out = xstrdup(config_setting_get_string(s));
     return 0;
 }
 
@@ -155,7 +156,7 @@ static int get_string_array(struct ctx *c, const config_setting_t *g, const char
     if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST)
         return fail(c, s, "'%s' must be a list of strings", p);
     int n = config_setting_length(s);
-    *out = calloc((size_t)n + 1, sizeof(char *));
+    *out = xcalloc((size_t)n + 1, sizeof(char *));
     for (int i = 0; i < n; i++) {
         const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
         if (config_setting_type(e) != CONFIG_TYPE_STRING) {
@@ -164,7 +165,7 @@ static int get_string_array(struct ctx *c, const config_setting_t *g, const char
             *count = 0;
             return fail(c, e, "'%s' must be a list of strings", p);
         }
-        (*out)[i] = strdup(config_setting_get_string(e));
+        (*out)[i] = xstrdup(config_setting_get_string(e));
         (*count)++;
     }
     return 0;
@@ -269,7 +270,7 @@ static int get_cidr_list(struct ctx *c, const config_setting_t *t, int i, const 
     if (get_string_array(c, t, name, &v, &n) < 0)
         return -1;
     int rc = 0;
-    *out = calloc(n + 1, sizeof **out);
+    *out = xcalloc(n + 1, sizeof **out);
     for (size_t j = 0; j < n && rc == 0; j++) {
         if (cidr_parse(v[j], &(*out)[j]))
             (*count)++;
@@ -289,7 +290,7 @@ static int load_trunks(struct ctx *c, const config_setting_t *root, struct confi
     if (config_setting_type(list) != CONFIG_TYPE_LIST)
         return fail(c, list, "'trunks' must be a list ( { ... }, ... )");
     int n = config_setting_length(list);
-    cfg->trunks = calloc((size_t)n + 1, sizeof *cfg->trunks);
+    cfg->trunks = xcalloc((size_t)n + 1, sizeof *cfg->trunks);
     for (int i = 0; i < n; i++) {
         const config_setting_t *t = config_setting_get_elem(list, (unsigned)i);
         struct trunk_cfg *tr = &cfg->trunks[i];
@@ -310,7 +311,7 @@ static int load_trunks(struct ctx *c, const config_setting_t *root, struct confi
         size_t nsrc;
         if (get_string_array(c, t, "sources", &src, &nsrc) < 0)
             return -1;
-        tr->sources = calloc(nsrc + 1, sizeof *tr->sources);
+        tr->sources = xcalloc(nsrc + 1, sizeof *tr->sources);
         for (size_t j = 0; j < nsrc; j++) {
             if (!cidr_parse(src[j], &tr->sources[j])) {
                 int rc = fail(c, member(t, "sources"),
@@ -353,7 +354,7 @@ static int load_rooms(struct ctx *c, const config_setting_t *root, struct config
     if (config_setting_type(list) != CONFIG_TYPE_LIST)
         return fail(c, list, "'rooms.list' must be a list ( { ... }, ... )");
     int n = config_setting_length(list);
-    cfg->rooms = calloc((size_t)n + 1, sizeof *cfg->rooms);
+    cfg->rooms = xcalloc((size_t)n + 1, sizeof *cfg->rooms);
     for (int i = 0; i < n; i++) {
         const config_setting_t *r = config_setting_get_elem(list, (unsigned)i);
         struct room_cfg *room = &cfg->rooms[i];
@@ -392,7 +393,7 @@ static int load_routes(struct ctx *c, const config_setting_t *root, struct confi
     if (config_setting_type(list) != CONFIG_TYPE_LIST)
         return fail(c, list, "'routes' must be a list ( { ... }, ... )");
     int n = config_setting_length(list);
-    cfg->routes = calloc((size_t)n + 1, sizeof *cfg->routes);
+    cfg->routes = xcalloc((size_t)n + 1, sizeof *cfg->routes);
     for (int i = 0; i < n; i++) {
         const config_setting_t *r = config_setting_get_elem(list, (unsigned)i);
         struct route_cfg *route = &cfg->routes[i];
@@ -415,8 +416,8 @@ struct config *config_load(const char *path, char *err, size_t errlen)
     struct ctx c = {.path = path, .err = err, .errlen = errlen};
     config_t lc;
     config_init(&lc);
-    struct config *cfg = calloc(1, sizeof *cfg);
-    cfg->path = strdup(path);
+    struct config *cfg = xcalloc(1, sizeof *cfg);
+    cfg->path = xstrdup(path);
 
     if (config_read_file(&lc, path) != CONFIG_TRUE) {
         if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
@@ -529,7 +530,7 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         goto bad;
     if (!member(xfer, "allow")) {
         /* Deny by default: with no allow list no external target is allowed. */
-        cfg->transfer.allow = calloc(1, sizeof(char *));
+        cfg->transfer.allow = xcalloc(1, sizeof(char *));
     }
     for (size_t i = 0; i < cfg->transfer.nallow; i++) {
         /* a pattern the matcher cannot read would silently match nothing */

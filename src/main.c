@@ -36,6 +36,7 @@
 #include "relay.h"
 #include "resolver.h"
 #include "tcp_guard.h"
+#include "xalloc.h"
 
 static void usage(FILE *f)
 {
@@ -181,7 +182,7 @@ static void keep_string(char **newv, char *oldv, const char *name)
                  name, oldv, *newv);
     }
     free(*newv);
-    *newv = strdup(oldv);
+    *newv = xstrdup(oldv);
 }
 
 static void reload(struct app *app)

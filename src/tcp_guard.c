@@ -31,6 +31,7 @@
 #include "hash.h"
 #include "log.h"
 #include "log_limit.h"
+#include "xalloc.h"
 
 #define MAX_LISTENERS 8
 /* refusals handled in one accept() call before the loop gets a turn */
@@ -431,18 +432,11 @@ int tcp_guard_start(su_root_t *root, int port)
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY &&
         rl.rlim_max < (rlim_t)n)
         n = (long)rl.rlim_max;
-    g.conns = calloc((size_t)n, sizeof *g.conns);
+    g.conns = xcalloc((size_t)n, sizeof *g.conns);
     uint32_t cap = 1024;
     while (cap < (uint32_t)n * 2)
         cap <<= 1;
-    g.sources = calloc(cap, sizeof *g.sources);
-    if (!g.conns || !g.sources) {
-        free(g.conns);
-        free(g.sources);
-        g.conns = NULL;
-        g.sources = NULL;
-        return -1;
-    }
+    g.sources = xcalloc(cap, sizeof *g.sources);
     g.smask = cap - 1;
 
     DIR *d = opendir("/proc/self/fd");
