@@ -39,8 +39,10 @@ void leg_learn_sdp(struct leg *leg, const struct sdpx_info *info, const char *bo
     if (!leg->ep)
         return;
     int n = relay_ep_nstreams(leg->ep);
-    for (int i = 0; i < n && i < info->nstreams; i++)
+    for (int i = 0; i < n && i < info->nstreams; i++) {
         relay_ep_set_peer(leg->ep, i, info->s[i].addr, info->s[i].port, info->s[i].rtcp_port);
+        relay_ep_set_dtmf_pt(leg->ep, i, info->s[i].dtmf_pt);
+    }
 }
 
 char *leg_sdp_for(struct app *app, struct leg *to, const char *body, size_t len)

@@ -36,6 +36,7 @@
 
 #include "log.h"
 #include "router.h"
+#include "xalloc.h"
 
 #define RELAY_MAX_WORKERS 16
 #define BATCH 16
@@ -90,6 +91,9 @@ struct relay_ep {
     struct relay_ep *partner;
     _Atomic uint64_t rx, tx;
     _Atomic long long last_rtp_ns; /* written by the worker, read by the control thread */
+    /* telephone-event payload type this endpoint's leg uses per stream (its
+     * SDP), -1: none; set by the control thread, read per packet */
+    _Atomic int dtmf_pt[RELAY_MAX_STREAMS];
 };
 
 enum cmd_kind { CMD_SET_PEER, CMD_CONNECT, CMD_FREE, CMD_SEND, CMD_STOP, CMD_ALLOW_SIP,
@@ -199,11 +203,7 @@ static void post(struct relay_worker *w, struct cmd *c)
 
 static struct cmd *cmd_new(enum cmd_kind kind, struct relay_ep *ep)
 {
-    struct cmd *c = calloc(1, sizeof *c);
-    if (!c) {
-        log_error("relay: out of memory");
-        abort();
-    }
+    struct cmd *c = xcalloc(1, sizeof *c);
     c->kind = kind;
     c->ep = ep;
     return c;
@@ -432,7 +432,26 @@ static bool source_accept(struct relay *r, struct relay_ep *ep, const struct rel
     return true;
 }
 
-static void forward(struct relay *r, struct relay_sock *in, const unsigned char *buf, size_t len,
+/* RFC 4733 events keep their meaning between legs that numbered them
+ * differently: a packet sent with its own leg's telephone-event type goes
+ * on with the type the partner's leg declared. A sender that already uses
+ * the partner's numbering (as RFC 3264 asks) is left alone. */
+static void map_dtmf_pt(const struct relay_ep *ep, const struct relay_ep *out, int stream,
+                        unsigned char *buf, size_t len)
+{
+    if (len < 12)
+        return;
+    int mine = atomic_load_explicit(&((struct relay_ep *)ep)->dtmf_pt[stream],
+                                    memory_order_relaxed);
+    if (mine < 0 || (buf[1] & 0x7f) != mine)
+        return;
+    int theirs = atomic_load_explicit(&((struct relay_ep *)out)->dtmf_pt[stream],
+                                      memory_order_relaxed);
+    if (theirs >= 0 && theirs != mine)
+        buf[1] = (unsigned char)((buf[1] & 0x80) | theirs);
+}
+
+static void forward(struct relay *r, struct relay_sock *in, unsigned char *buf, size_t len,
                     const struct sockaddr_storage *src, socklen_t srclen)
 {
     struct relay_ep *ep = in->ep;
@@ -458,6 +477,8 @@ static void forward(struct relay *r, struct relay_sock *in, const unsigned char 
         atomic_fetch_add(&r->dropped[RELAY_DROP_NO_PEER], 1);
         return;
     }
+    if (!in->rtcp)
+        map_dtmf_pt(ep, out, in->stream, buf, len);
     if (sendto(out->sock[in->stream][in->rtcp].fd, buf, len, 0, (const struct sockaddr *)to,
                tolen) < 0) {
         atomic_fetch_add(&r->dropped[RELAY_DROP_SEND_FAILED], 1);
@@ -567,7 +588,7 @@ struct relay *relay_create(int port_min, int port_max, int nworkers, char *err, 
         nworkers = 1;
     if (nworkers > RELAY_MAX_WORKERS)
         nworkers = RELAY_MAX_WORKERS;
-    struct relay *r = calloc(1, sizeof *r);
+    struct relay *r = xcalloc(1, sizeof *r);
     r->base = port_min + (port_min & 1); /* RTP on even ports (RFC 3550) */
     r->npairs = (port_max - r->base + 1) / 2;
     if (r->npairs < 2) {
@@ -576,7 +597,7 @@ struct relay *relay_create(int port_min, int port_max, int nworkers, char *err, 
         free(r);
         return NULL;
     }
-    r->pair_used = calloc((size_t)r->npairs, 1);
+    r->pair_used = xcalloc((size_t)r->npairs, 1);
     pthread_mutex_init(&r->pool_lock, NULL);
     r->nworkers = nworkers;
     for (int i = 0; i < nworkers; i++) {
@@ -648,9 +669,11 @@ struct relay_ep *relay_ep_new(struct relay *r, const char *address, int nstreams
                  RELAY_MAX_STREAMS);
         return NULL;
     }
-    struct relay_ep *ep = calloc(1, sizeof *ep);
+    struct relay_ep *ep = xcalloc(1, sizeof *ep);
     ep->relay = r;
     ep->nstreams = 0;
+    for (int i = 0; i < RELAY_MAX_STREAMS; i++)
+        atomic_init(&ep->dtmf_pt[i], -1);
     snprintf(ep->tag, sizeof ep->tag, "%s", tag ? tag : "-");
     if (near) {
         ep->w = near->w;
@@ -775,6 +798,14 @@ void relay_ep_set_peer(struct relay_ep *ep, int stream, const char *addr, uint16
     post(ep->w, c);
 }
 
+void relay_ep_set_dtmf_pt(struct relay_ep *ep, int stream, int pt)
+{
+    if (!ep || stream < 0 || stream >= ep->nstreams)
+        return;
+    atomic_store_explicit(&ep->dtmf_pt[stream], pt >= 0 && pt < 128 ? pt : -1,
+                          memory_order_relaxed);
+}
+
 void relay_connect(struct relay_ep *a, struct relay_ep *b)
 {
     struct relay_ep *any = a ? a : b;
@@ -801,11 +832,7 @@ void relay_ep_allow_nets(struct relay_ep *ep, const struct cidr *nets, size_t n)
         return;
     struct cmd *c = cmd_new(CMD_ALLOW_NETS, ep);
     if (n) {
-        c->nets = malloc(n * sizeof *nets);
-        if (!c->nets) {
-            log_error("relay: out of memory");
-            abort();
-        }
+        c->nets = xmalloc(n * sizeof *nets);
         memcpy(c->nets, nets, n * sizeof *nets);
         c->nnets = n;
     }
@@ -826,11 +853,7 @@ int relay_ep_send(struct relay_ep *ep, int stream, const void *buf, size_t len)
      * sent where the forwarded media goes. */
     struct cmd *c = cmd_new(CMD_SEND, ep);
     c->stream = stream;
-    c->payload = malloc(len);
-    if (!c->payload) {
-        free(c);
-        return -1;
-    }
+    c->payload = xmalloc(len);
     memcpy(c->payload, buf, len);
     c->payload_len = len;
     post(ep->w, c);

@@ -72,6 +72,12 @@ void relay_ep_set_peer(struct relay_ep *ep, int stream, const char *addr, uint16
 void relay_ep_allow_sip(struct relay_ep *ep, const struct sockaddr *sa);
 void relay_ep_allow_nets(struct relay_ep *ep, const struct cidr *nets, size_t n);
 
+/* The telephone-event payload type the endpoint's leg declared for stream
+ * in its SDP (-1: none). RTP it sends with that type is forwarded with the
+ * type of the partner's leg, so RFC 4733 digits survive two legs that
+ * numbered them differently (SPEC 10). */
+void relay_ep_set_dtmf_pt(struct relay_ep *ep, int stream, int pt);
+
 /* Connect a and b (either may be NULL to disconnect the other). */
 void relay_connect(struct relay_ep *a, struct relay_ep *b);
 
