@@ -82,6 +82,12 @@ void leg_detach(struct leg *leg)
         c->room = NULL;
     if (c->target == leg)
         c->target = NULL;
+    if (leg->state == LEG_GONE && !leg->nh) {
+        /* nothing left to end (a quarantined leg's handle is parked for
+         * good): as a zombie it would keep the call from ever being over */
+        leg_free(leg);
+        return;
+    }
     leg->detached = true;
     leg->ops = NULL;
     leg->reinvite_done = NULL;
