@@ -397,11 +397,10 @@ static void commit(struct app *app, struct transfer *x)
 
     transfer_notify_room(x, 200, "OK", true);
     if (old) {
-        leg_detach(old);
-        if (old->state != LEG_GONE)
+        bool left = old->state == LEG_GONE; /* it left during the transfer */
+        leg_detach(old);                    /* ... and is freed there */
+        if (!left)
             leg_hangup(old, 200, "OK");
-        else
-            leg_free(old); /* it left during the transfer */
     }
     c->room = tl;
     c->target = NULL;

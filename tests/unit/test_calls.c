@@ -677,6 +677,27 @@ START_TEST(transfer_target_hangs_up_first)
 }
 END_TEST
 
+START_TEST(transfer_old_room_leaves_while_ringing)
+{
+    start();
+    struct ua *c = bridged();
+    P.target.status = 0; /* the target rings */
+    ck_assert_int_eq(start_transfer(XFER_CALL, "target"), XFER_OK);
+    run_until(ua_find("target") && ua_find("target")->invites == 1, 2000);
+    nua_bye(ua_find("room-a")->nh, TAG_END());
+    run_until(the_call()->room->state == LEG_GONE, 2000);
+    ck_assert_int_eq(c->byes, 0); /* the caller waits for the target */
+    ua_respond(ua_find("target"), 200, true);
+    run_until(the_call()->xfer->state == XFER_COMPLETED, 2000);
+    ck_assert_ptr_eq(the_call()->room->uri ? the_call()->room : NULL, the_call()->room);
+    ck_assert_int_eq(the_call()->room->role, LEG_ROOM);
+    ck_assert_ptr_null(the_call()->zombies);
+    nua_bye(c->nh, TAG_END());
+    run_until(ua_find("target")->byes == 1 && call_count(P.app->calls) == 0, 2000);
+    stop();
+}
+END_TEST
+
 START_TEST(transfer_caller_hangs_up)
 {
     start();
@@ -935,6 +956,7 @@ static Suite *suite(void)
     tcase_add_test(x, transfer_caller_refuses_reinvite);
     tcase_add_test(x, transfer_target_hangs_up_first);
     tcase_add_test(x, transfer_caller_hangs_up);
+    tcase_add_test(x, transfer_old_room_leaves_while_ringing);
     tcase_add_test(x, transfer_refused_while_running);
     tcase_add_test(x, transfer_to_room);
     suite_add_tcase(s, x);
