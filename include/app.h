@@ -29,6 +29,7 @@ struct app {
     nua_t *nua;        /* owned by b2bua */
     char sip_host[128]; /* our SIP host and port (from sip.listen) */
     int sip_port;
+    int sips_port;      /* TLS (sip.listen's sips: URI), 0: none */
     struct http_client *http;
     struct events *events;
     bool draining;

@@ -88,6 +88,10 @@ struct leg {
     struct sockaddr_storage sip_src; /* its SIP's last source; family 0: none */
     struct cidr *media_nets;         /* its trunk's media_sources, owned */
     size_t nmedia_nets;
+    /* Our Contact toward this leg, naming the transport its dialog uses
+     * (leg_set_contact()); NULL: sofia's default. Owned. */
+    char *contact;
+    bool tls; /* its signalling is TLS (sips: or ;transport=tls) */
     su_timer_t *response_timer; /* outgoing INVITE with no response yet (leg.c), owned */
     int response_timeout;       /* ... its seconds; 0: none */
 };

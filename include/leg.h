@@ -93,7 +93,8 @@ struct leg *leg_new(struct call *call, enum leg_role role, enum leg_far far,
  * a transfer's NOTIFY leg. Its handle must be gone. NULL is a no-op. */
 void leg_free(struct leg *leg);
 /* A replaced room (or an earlier transfer's target still ending): it ends
- * on its own, bridged to nobody, freed when gone. */
+ * on its own, bridged to nobody, freed when gone; a leg that is already
+ * gone is freed here and then, so the caller must not touch it after. */
 void leg_detach(struct leg *leg);
 
 /* The one place a leg's state changes: logs the move at debug level and
@@ -107,6 +108,16 @@ const char *leg_neg_name(enum leg_neg n);
 struct leg *leg_peer(const struct leg *leg);
 const char *leg_role_name(enum leg_role role);
 const char *leg_far_name(enum leg_far far);
+
+/* Our Contact toward the leg for transport ("udp", "tcp", "tls"): the
+ * address others reach us at (sip.advertise or the listen host) with that
+ * transport named, so the far end's in-dialog requests come back the way
+ * the dialog runs. leg_set_contact_from_request() takes the transport the
+ * request arrived on (its top Via); leg_invite() sets it from the URI. */
+void leg_set_contact(struct app *app, struct leg *leg, const char *transport);
+void leg_set_contact_from_request(struct app *app, struct leg *leg, const sip_t *sip);
+/* The Contact tag for a dialog-forming or target-refresh message to leg. */
+#define LEG_CONTACT(leg) TAG_IF((leg)->contact, SIPTAG_CONTACT_STR((leg)->contact))
 
 /* ---- media (leg_media.c) ----------------------------------------------------- */
 

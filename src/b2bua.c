@@ -11,9 +11,14 @@
 
 #include "b2bua.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <sofia-sip/nua_tag.h>
 #include <sofia-sip/sip_header.h>
@@ -191,6 +196,92 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
 
 /* ---- lifecycle --------------------------------------------------------- */
 
+/* The URL nua listens on. With sip.advertise set it is
+ * "sip:PUBLIC:PORT;maddr=BIND": sofia names PUBLIC in Via and Contact while
+ * the socket stays on BIND (a private address behind a 1:1 NAT). */
+static int listen_url(const struct config *cfg, const char *uri, char *out, size_t len)
+{
+    char buf[256], pub[128];
+    url_t url[1];
+    if (snprintf(buf, sizeof buf, "%s", uri) >= (int)sizeof buf || url_d(url, buf) < 0 ||
+        !url->url_host)
+        return -1;
+    if (!cfg->sip_advertise) {
+        snprintf(out, len, "%s", uri);
+        return 0;
+    }
+    config_sip_public_host(cfg, pub, sizeof pub);
+    snprintf(out, len, "%s:%s%s%s;maddr=%s", url->url_type == url_sips ? "sips" : "sip", pub,
+             url->url_port ? ":" : "", url->url_port ? url->url_port : "", url->url_host);
+    return 0;
+}
+
+/* sofia reads its TLS files from one directory, as agent.pem (key and
+ * chain) and cafile.pem, once, when the transport is made: a private
+ * directory of links to the configured files, removed right after. */
+static int tls_dir_make(const struct config *cfg, char *dir, size_t len, char *err, size_t errlen)
+{
+    char cert[PATH_MAX], ca[PATH_MAX], link_path[PATH_MAX + 32];
+    if (!realpath(cfg->tls.certificate, cert) || !realpath(cfg->tls.ca, ca)) {
+        snprintf(err, errlen, "sip.tls: %s: %s", cfg->tls.certificate, strerror(errno));
+        return -1;
+    }
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, len, "%s/sipxferd-tls-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        snprintf(err, errlen, "sip.tls: cannot make a directory for sofia (%s): %s", dir,
+                 strerror(errno));
+        return -1;
+    }
+    snprintf(link_path, sizeof link_path, "%s/agent.pem", dir);
+    int rc = symlink(cert, link_path);
+    snprintf(link_path, sizeof link_path, "%s/cafile.pem", dir);
+    if (rc == 0)
+        rc = symlink(ca, link_path);
+    if (rc != 0)
+        snprintf(err, errlen, "sip.tls: %s: %s", link_path, strerror(errno));
+    return rc;
+}
+
+/* True when something listens on TCP uri's host:port: a bind there fails.
+ * sofia makes no TLS transport, and says so only in its log, when it cannot
+ * use the certificate or CA file. */
+static bool tcp_listening(const char *uri)
+{
+    char buf[256];
+    url_t url[1];
+    if (snprintf(buf, sizeof buf, "%s", uri) >= (int)sizeof buf || url_d(url, buf) < 0)
+        return false;
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_PASSIVE, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    char host[128];
+    snprintf(host, sizeof host, "%s", url->url_host);
+    if (host[0] == '[') { /* an IPv6 reference */
+        memmove(host, host + 1, strlen(host));
+        char *e = strchr(host, ']');
+        if (e)
+            *e = '\0';
+    }
+    if (getaddrinfo(host, url->url_port ? url->url_port : "5061", &hints, &ai) != 0 || !ai)
+        return false;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool used = fd >= 0 && bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno == EADDRINUSE;
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(ai);
+    return used;
+}
+
+static void tls_dir_remove(const char *dir)
+{
+    char p[PATH_MAX + 32];
+    snprintf(p, sizeof p, "%s/agent.pem", dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/cafile.pem", dir);
+    unlink(p);
+    rmdir(dir);
+}
+
 struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
 {
     struct b2bua *b = xcalloc(1, sizeof *b);
@@ -204,11 +295,41 @@ struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
     }
 
     app->sip_port = b->port;
-    snprintf(app->sip_host, sizeof app->sip_host, "%s", b->host);
+    if (app->cfg->sips_listen) {
+        char tbuf[256];
+        url_t turl[1];
+        snprintf(tbuf, sizeof tbuf, "%s", app->cfg->sips_listen);
+        if (url_d(turl, tbuf) == 0)
+            app->sips_port = turl->url_port ? atoi(turl->url_port) : 5061;
+    }
+    /* what other parties see: our From host, and the address a transfer
+     * target must not name (a loop) */
+    config_sip_public_host(app->cfg, app->sip_host, sizeof app->sip_host);
+    const struct config *cfg = app->cfg;
+    char url[300], sips_url[300], tls_dir[PATH_MAX] = "";
+    if (listen_url(cfg, cfg->sip_listen, url, sizeof url) < 0 ||
+        (cfg->sips_listen && listen_url(cfg, cfg->sips_listen, sips_url, sizeof sips_url) < 0)) {
+        snprintf(err, errlen, "bad sip.listen");
+        free(b);
+        app->b2bua = NULL;
+        return NULL;
+    }
+    if (cfg->sips_listen && tls_dir_make(cfg, tls_dir, sizeof tls_dir, err, errlen) < 0) {
+        if (tls_dir[0])
+            tls_dir_remove(tls_dir);
+        free(b);
+        app->b2bua = NULL;
+        return NULL;
+    }
     /* sofia's SIP parser with a tolerant Via (sip_guard.h); sofia's own if
      * that cannot be built */
     msg_mclass_t const *mclass = sip_guard_mclass();
-    b->nua = nua_create(app->root, on_event, app, NUTAG_URL(app->cfg->sip_listen),
+    b->nua = nua_create(app->root, on_event, app, NUTAG_URL(url),
+                        TAG_IF(cfg->sips_listen, NUTAG_SIPS_URL(sips_url)),
+                        TAG_IF(cfg->sips_listen, TPTAG_CERTIFICATE(tls_dir)),
+                        TAG_IF(cfg->sips_listen,
+                               TPTAG_TLS_VERIFY_POLICY(cfg->tls.verify_peer ? TPTLS_VERIFY_ALL
+                                                                            : TPTLS_VERIFY_NONE)),
                         NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOALERT(0),
                         NUTAG_AUTOACK(0), NUTAG_AUTO302(0), NUTAG_AUTO100(1),
                         NUTAG_APPL_METHOD("INVITE"), NUTAG_APPL_METHOD("UPDATE"),
@@ -225,9 +346,25 @@ struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
                          * its receive buffer by it, up to this cap */
                         NTATAG_MAXSIZE(SIP_MAX_MESSAGE),
                         TAG_IF(mclass, NTATAG_MCLASS(mclass)), TAG_END());
+    if (tls_dir[0])
+        tls_dir_remove(tls_dir);
     if (!b->nua) {
-        snprintf(err, errlen, "cannot listen on %s (UDP and TCP): address in use or not local?",
-                 app->cfg->sip_listen);
+        snprintf(err, errlen, "cannot listen on %s (UDP and TCP)%s%s: address in use or not local?",
+                 cfg->sip_listen, cfg->sips_listen ? " and " : "",
+                 cfg->sips_listen ? cfg->sips_listen : "");
+        free(b);
+        app->b2bua = NULL;
+        return NULL;
+    }
+    if (cfg->sips_listen && !tcp_listening(cfg->sips_listen)) {
+        snprintf(err, errlen, "no TLS listener on %s: sofia could not use sip.tls.certificate %s "
+                 "or sip.tls.ca %s (is the key encrypted, or the certificate not the key's?)",
+                 cfg->sips_listen, cfg->tls.certificate, cfg->tls.ca);
+        nua_shutdown(b->nua);
+        for (int i = 0; i < 100 && !b->shut_down; i++)
+            su_root_step(app->root, 20);
+        if (b->shut_down)
+            nua_destroy(b->nua);
         free(b);
         app->b2bua = NULL;
         return NULL;

@@ -173,13 +173,14 @@ static void room_progress(struct app *app, struct leg *room, int status, const c
             char *body = leg_sdp_for(app, caller, early->body, early->len);
             if (body) {
                 nua_respond(caller->nh, status, leg_phrase(caller->nh, phrase),
-                            SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(body),
-                            TAG_END());
+                            LEG_CONTACT(caller), SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+                            SIPTAG_PAYLOAD_STR(body), TAG_END());
                 return;
             }
         }
     }
-    nua_respond(caller->nh, status, leg_phrase(caller->nh, phrase), TAG_END());
+    nua_respond(caller->nh, status, leg_phrase(caller->nh, phrase),
+                TAG_IF(status < 300, LEG_CONTACT(caller)), TAG_END());
 }
 
 static bool room_wanted(struct leg *room) { return caller_waiting(room->call); }
@@ -248,8 +249,8 @@ static void room_answered(struct app *app, struct leg *room, int status, const s
     cJSON_AddStringToObject(p, "call_id", c->sip_call_id ? c->sip_call_id : "");
     events_post(app, "dialin.connected", p);
     call_log(c, LOG_INFO, "room answered %d; bridging", status);
-    nua_respond(caller->nh, 200, "OK", SIPTAG_CONTENT_TYPE_STR("application/sdp"),
-                SIPTAG_PAYLOAD_STR(body), TAG_END());
+    nua_respond(caller->nh, 200, "OK", LEG_CONTACT(caller),
+                SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(body), TAG_END());
 }
 
 /* ---- either leg in the call -------------------------------------------- */
@@ -469,6 +470,7 @@ void bridge_incoming(struct app *app, nua_t *nua, nua_handle_t *nh, const sip_t 
     /* a configured room, or the one the resolver names */
     c->room = leg_new(c, LEG_ROOM, FAR_ROOM, &bridged_ops);
     c->caller->nh = nh;
+    leg_set_contact_from_request(app, c->caller, sip);
     leg_set_state(c->caller, LEG_EARLY);
     c->max_forwards = ar.hops - 1;
     leg_media_from_sip(c->caller, (struct sockaddr *)&sa);

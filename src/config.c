@@ -214,18 +214,23 @@ static bool sip_uri_ok(const char *text)
 /* NULL when sipxferd can send to uri, else why not: sip.listen opens UDP
  * and TCP only, and nua would fail every call to a TLS (or other
  * transport's) URI with 503 "No transport" that --check-config passed. */
-static const char *uri_transport_why(const char *text)
+static const char *uri_transport_why(const struct config *cfg, const char *text)
 {
     char buf[512], tp[16];
     url_t url[1];
     if (snprintf(buf, sizeof buf, "%s", text) >= (int)sizeof buf || url_d(url, buf) < 0)
         return NULL; /* sip_uri_ok's to refuse */
-    if (url->url_type == url_sips)
-        return "sips: needs TLS, and sipxferd listens on UDP and TCP only";
+    bool tls = cfg->sips_listen != NULL;
+    if (url->url_type == url_sips && !tls)
+        return "sips: needs TLS: sipxferd listens on udp or tcp only until sip.listen has a "
+               "sips: URI (and sip.tls)";
     if (!url->url_params || !url_param(url->url_params, "transport", tp, sizeof tp))
         return NULL;
-    if (strcasecmp(tp, "udp") != 0 && strcasecmp(tp, "tcp") != 0)
-        return "transport must be udp or tcp: sipxferd listens on UDP and TCP only";
+    if (strcasecmp(tp, "tls") == 0 && !tls)
+        return "transport=tls needs TLS: sipxferd listens on udp or tcp only until sip.listen "
+               "has a sips: URI (and sip.tls)";
+    if (strcasecmp(tp, "udp") != 0 && strcasecmp(tp, "tcp") != 0 && strcasecmp(tp, "tls") != 0)
+        return "transport must be udp or tcp (or tls, with a sips: URI in sip.listen)";
     return NULL;
 }
 
@@ -241,7 +246,8 @@ static bool hostport_ok(const char *text)
 
 static const char *const top_keys[] = {"node", "drain_timeout", "sip", "api", "media", "trunks",
                                        "rooms", "routes", "webhooks", "transfer", NULL};
-static const char *const sip_keys[] = {"listen",
+static const char *const tls_keys[] = {"certificate", "ca", "verify_peer", NULL};
+static const char *const sip_keys[] = {"listen", "advertise", "tls",
                                        "max_calls",
                                        "rate_limit",
                                        "tcp_max_connections",
@@ -249,7 +255,7 @@ static const char *const sip_keys[] = {"listen",
                                        "tcp_idle_timeout",
                                        NULL};
 static const char *const api_keys[] = {"listen", "tokens", "idle_timeout", NULL};
-static const char *const media_keys[] = {"mode",    "address", "port_min", "port_max",
+static const char *const media_keys[] = {"mode",    "address", "advertise", "port_min", "port_max",
                                          "timeout", "hold_timeout", NULL};
 static const char *const trunk_keys[] = {"name", "sources", "gateway", "media_sources", NULL};
 static const char *const rooms_keys[] = {"domain", "list", "resolver", "response_timeout", NULL};
@@ -282,6 +288,110 @@ static int get_cidr_list(struct ctx *c, const config_setting_t *t, int i, const 
     return rc;
 }
 
+/* One listen URI: "sip:HOST:PORT" or "sips:HOST:PORT", no user, no
+ * parameters (HOST may be an IPv6 reference, 0.0.0.0 or [::]). */
+static int listen_uri(struct ctx *c, const config_setting_t *s, const char *text,
+                      struct config *cfg)
+{
+    bool sips = strncasecmp(text, "sips:", 5) == 0;
+    if (!sip_uri_ok(text) || strchr(text, '@') || strchr(text, ';') || strchr(text, '?'))
+        return fail(c, s, "'sip.listen' entries must be \"sip:HOST:PORT\" (UDP and TCP) or "
+                          "\"sips:HOST:PORT\" (TLS), got \"%s\"", text);
+    char **slot = sips ? &cfg->sips_listen : &cfg->sip_listen;
+    if (*slot)
+        return fail(c, s, "'sip.listen' holds a second %s URI (\"%s\"): sofia's nua takes one "
+                          "sip: and one sips: address", sips ? "sips:" : "sip:", text);
+    *slot = xstrdup(text);
+    return 0;
+}
+
+static int load_listen(struct ctx *c, const config_setting_t *sip, struct config *cfg)
+{
+    const config_setting_t *s = member(sip, "listen");
+    if (!s) {
+        cfg->sip_listen = xstrdup("sip:127.0.0.1:5060");
+    } else if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+        if (listen_uri(c, s, config_setting_get_string(s), cfg) < 0)
+            return -1;
+    } else if (config_setting_type(s) == CONFIG_TYPE_ARRAY ||
+               config_setting_type(s) == CONFIG_TYPE_LIST) {
+        int n = config_setting_length(s);
+        for (int i = 0; i < n; i++) {
+            const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+            if (config_setting_type(e) != CONFIG_TYPE_STRING)
+                return fail(c, e, "'sip.listen' must be a URI or a list of URIs");
+            if (listen_uri(c, e, config_setting_get_string(e), cfg) < 0)
+                return -1;
+        }
+    } else {
+        return fail(c, s, "'sip.listen' must be a URI or a list of URIs");
+    }
+    if (!cfg->sip_listen)
+        return fail(c, s ? s : sip, "'sip.listen' needs a sip: URI (UDP and TCP); sips: (TLS) "
+                                    "comes beside it");
+    if (get_string(c, sip, "advertise", false, NULL, &cfg->sip_advertise) < 0)
+        return -1;
+    if (cfg->sip_advertise) {
+        struct cidr tmp;
+        const char *a = cfg->sip_advertise;
+        bool ok = *a && strlen(a) < 100 && !strpbrk(a, " \t\r\n;:@<>\"/?") ;
+        if (!ok && cidr_parse(a, &tmp) && !strchr(a, '/'))
+            ok = true; /* an IPv6 address */
+        if (!ok)
+            return fail(c, member(sip, "advertise"),
+                        "'sip.advertise' must be an IP address or host name (no port), got \"%s\"",
+                        a);
+    }
+    return 0;
+}
+
+/* A PEM file sofia will read at start: it must open, and hold what it is
+ * for. Sofia itself would only log and run without TLS. */
+static int pem_file_ok(struct ctx *c, const config_setting_t *s, const char *key,
+                       const char *path, bool want_key)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return fail(c, s, "'sip.tls.%s' %s: %s", key, path, strerror(errno));
+    bool has_cert = false, has_key = false;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "-----BEGIN CERTIFICATE-----", 27) == 0)
+            has_cert = true;
+        else if (strncmp(line, "-----BEGIN ", 11) == 0 && strstr(line, "PRIVATE KEY-----"))
+            has_key = true;
+    }
+    fclose(f);
+    if (!has_cert)
+        return fail(c, s, "'sip.tls.%s' %s holds no PEM certificate", key, path);
+    if (want_key && !has_key)
+        return fail(c, s, "'sip.tls.%s' %s holds no PEM private key (sofia wants the key and the "
+                          "certificate chain in one file)", key, path);
+    return 0;
+}
+
+static int load_tls(struct ctx *c, const config_setting_t *sip, struct config *cfg)
+{
+    int rc = 0;
+    const config_setting_t *tls = get_group(c, sip, "tls", tls_keys, &rc);
+    if (rc < 0)
+        return -1;
+    if (!tls) {
+        if (cfg->sips_listen)
+            return fail(c, sip, "'sip.listen' has a sips: URI but there is no 'sip.tls' group "
+                                "(certificate, ca)");
+        return 0;
+    }
+    if (get_string(c, tls, "certificate", true, NULL, &cfg->tls.certificate) < 0 ||
+        get_string(c, tls, "ca", true, NULL, &cfg->tls.ca) < 0 ||
+        get_bool(c, tls, "verify_peer", false, &cfg->tls.verify_peer) < 0)
+        return -1;
+    if (pem_file_ok(c, member(tls, "certificate"), "certificate", cfg->tls.certificate, true) < 0 ||
+        pem_file_ok(c, member(tls, "ca"), "ca", cfg->tls.ca, false) < 0)
+        return -1;
+    return 0;
+}
+
 static int load_trunks(struct ctx *c, const config_setting_t *root, struct config *cfg)
 {
     const config_setting_t *list = member(root, "trunks");
@@ -303,7 +413,7 @@ static int load_trunks(struct ctx *c, const config_setting_t *root, struct confi
         if (tr->gateway && *tr->gateway && !sip_uri_ok(tr->gateway))
             return fail(c, member(t, "gateway"), "'trunks[%d].gateway' is not a sip: URI with a host: \"%s\"",
                         i, tr->gateway);
-        const char *why = tr->gateway && *tr->gateway ? uri_transport_why(tr->gateway) : NULL;
+        const char *why = tr->gateway && *tr->gateway ? uri_transport_why(cfg, tr->gateway) : NULL;
         if (why)
             return fail(c, member(t, "gateway"), "'trunks[%d].gateway' \"%s\": %s", i, tr->gateway,
                         why);
@@ -375,7 +485,7 @@ static int load_rooms(struct ctx *c, const config_setting_t *root, struct config
         if (!sip_uri_ok(room->uri))
             return fail(c, member(r, "uri"), "'rooms.list[%d].uri' is not a sip: URI with a host: \"%s\"",
                         i, room->uri);
-        const char *why = uri_transport_why(room->uri);
+        const char *why = uri_transport_why(cfg, room->uri);
         if (why)
             return fail(c, member(r, "uri"), "'rooms.list[%d].uri' \"%s\": %s", i, room->uri, why);
         for (int j = 0; j < i; j++)
@@ -443,18 +553,13 @@ struct config *config_load(const char *path, char *err, size_t errlen)
     }
 
     const config_setting_t *sip = get_group(&c, root, "sip", sip_keys, &rc);
-    if (rc < 0 || get_string(&c, sip, "listen", false, "sip:127.0.0.1:5060", &cfg->sip_listen) < 0 ||
+    if (rc < 0 || load_listen(&c, sip, cfg) < 0 || load_tls(&c, sip, cfg) < 0 ||
         get_int(&c, sip, "max_calls", 10000, 1, 1000000, &cfg->max_calls) < 0 ||
         get_int(&c, sip, "rate_limit", 0, 0, 1000000, &cfg->rate_limit) < 0 ||
         get_int(&c, sip, "tcp_max_connections", 1024, 1, 1000000, &cfg->tcp_max_connections) < 0 ||
         get_int(&c, sip, "tcp_max_per_source", 32, 1, 1000000, &cfg->tcp_max_per_source) < 0 ||
         get_int(&c, sip, "tcp_idle_timeout", 30, 1, 3600, &cfg->tcp_idle_timeout) < 0)
         goto bad;
-    if (!sip_uri_ok(cfg->sip_listen) || strchr(cfg->sip_listen, '@')) {
-        fail(&c, member(sip, "listen") ? member(sip, "listen") : sip,
-             "'sip.listen' must be \"sip:HOST:PORT\", got \"%s\"", cfg->sip_listen);
-        goto bad;
-    }
 
     const config_setting_t *api = get_group(&c, root, "api", api_keys, &rc);
     if (rc < 0 || get_string(&c, api, "listen", false, "127.0.0.1:8080", &cfg->api_listen) < 0 ||
@@ -488,6 +593,7 @@ struct config *config_load(const char *path, char *err, size_t errlen)
     }
     free(mode);
     if (get_string(&c, media, "address", false, "127.0.0.1", &cfg->media_address) < 0 ||
+        get_string(&c, media, "advertise", false, NULL, &cfg->media_advertise) < 0 ||
         get_int(&c, media, "port_min", 20000, 1024, 65534, &cfg->port_min) < 0 ||
         get_int(&c, media, "port_max", 29999, 1025, 65535, &cfg->port_max) < 0 ||
         get_int(&c, media, "timeout", 60, 0, 86400, &cfg->media_timeout) < 0 ||
@@ -498,6 +604,13 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         if (!cidr_parse(cfg->media_address, &tmp) || strchr(cfg->media_address, '/')) {
             fail(&c, member(media, "address"), "'media.address' must be an IP address, got \"%s\"",
                  cfg->media_address);
+            goto bad;
+        }
+        if (cfg->media_advertise &&
+            (!cidr_parse(cfg->media_advertise, &tmp) || strchr(cfg->media_advertise, '/'))) {
+            fail(&c, member(media, "advertise"),
+                 "'media.advertise' must be an IP address (the one written into SDP), got \"%s\"",
+                 cfg->media_advertise);
             goto bad;
         }
     }
@@ -566,6 +679,11 @@ void config_free(struct config *cfg)
     free(cfg->path);
     free(cfg->node);
     free(cfg->sip_listen);
+    free(cfg->sips_listen);
+    free(cfg->sip_advertise);
+    free(cfg->tls.certificate);
+    free(cfg->tls.ca);
+    free(cfg->media_advertise);
     free(cfg->api_listen);
     free_strv(cfg->tokens, cfg->ntokens);
     free(cfg->media_address);
@@ -604,4 +722,25 @@ int config_sip_hostport(const struct config *cfg, char *host, size_t hostlen, in
     snprintf(host, hostlen, "%s", url->url_host);
     *port = url->url_port ? atoi(url->url_port) : 5060;
     return 0;
+}
+
+const char *config_sip_public_host(const struct config *cfg, char *buf, size_t len)
+{
+    int port;
+    if (cfg->sip_advertise) {
+        /* an IPv6 address goes into a URI as a reference */
+        if (strchr(cfg->sip_advertise, ':') && cfg->sip_advertise[0] != '[')
+            snprintf(buf, len, "[%s]", cfg->sip_advertise);
+        else
+            snprintf(buf, len, "%s", cfg->sip_advertise);
+        return buf;
+    }
+    if (config_sip_hostport(cfg, buf, len, &port) < 0)
+        snprintf(buf, len, "127.0.0.1");
+    return buf;
+}
+
+const char *config_media_public(const struct config *cfg)
+{
+    return cfg->media_advertise ? cfg->media_advertise : cfg->media_address;
 }

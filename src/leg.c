@@ -71,6 +71,7 @@ void leg_free(struct leg *leg)
     free(leg->sdp_out);
     free(leg->sdp_in);
     free(leg->uri);
+    free(leg->contact);
     free(leg->media_nets);
     free(leg);
 }
@@ -93,6 +94,51 @@ void leg_detach(struct leg *leg)
     leg->reinvite_done = NULL;
     leg->znext = c->zombies;
     c->zombies = leg;
+}
+
+void leg_set_contact(struct app *app, struct leg *leg, const char *transport)
+{
+    free(leg->contact);
+    leg->contact = NULL;
+    bool tls = transport && strcasecmp(transport, "tls") == 0;
+    leg->tls = tls;
+    /* a wildcard listen address is no address to give anyone: sofia then
+     * picks an interface's (sip.advertise names the right one) */
+    const char *h = app->sip_host;
+    if (!*h || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "[::]") == 0 || strcmp(h, "::") == 0 ||
+        strcmp(h, "*") == 0)
+        return;
+    char buf[200];
+    if (tls && app->sips_port)
+        snprintf(buf, sizeof buf, "<sips:%s:%d>", h, app->sips_port);
+    else if (tls || (transport && strcasecmp(transport, "tcp") == 0))
+        snprintf(buf, sizeof buf, "<sip:%s:%d;transport=tcp>", h, app->sip_port);
+    else
+        snprintf(buf, sizeof buf, "<sip:%s:%d>", h, app->sip_port);
+    leg->contact = xstrdup(buf);
+}
+
+void leg_set_contact_from_request(struct app *app, struct leg *leg, const sip_t *sip)
+{
+    const char *tp = sip && sip->sip_via ? sip->sip_via->v_protocol : NULL;
+    const char *slash = tp ? strrchr(tp, '/') : NULL;
+    leg_set_contact(app, leg, slash ? slash + 1 : "udp");
+}
+
+/* The transport a request to uri takes: sips: or ;transport=tls is TLS. */
+static const char *uri_transport(const char *uri)
+{
+    if (strncasecmp(uri, "sips:", 5) == 0)
+        return "tls";
+    const char *t = strcasestr(uri, ";transport=");
+    if (t) {
+        t += 11;
+        if (strncasecmp(t, "tls", 3) == 0)
+            return "tls";
+        if (strncasecmp(t, "tcp", 3) == 0)
+            return "tcp";
+    }
+    return "udp";
 }
 
 static const char *const state_names[] = {"idle", "early", "answered", "confirmed", "ending",
@@ -305,12 +351,14 @@ int leg_invite(struct app *app, struct leg *leg, const char *from, const char *h
                          SIPTAG_FROM_STR(from), TAG_END());
     if (!leg->nh)
         return -1;
+    leg_set_contact(app, leg, uri_transport(leg->uri));
     leg_set_state(leg, LEG_EARLY);
     leg_set_neg(leg, body ? NEG_OFFER_SENT : NEG_OFFER_WANTED);
     /* the call's hop count, whoever asked for the leg (RFC 7332) */
     char hops[16];
     snprintf(hops, sizeof hops, "%u", leg->call->max_forwards);
-    nua_invite(leg->nh, TAG_IF(headers, SIPTAG_HEADER_STR(headers)), SIPTAG_MAX_FORWARDS_STR(hops),
+    nua_invite(leg->nh, LEG_CONTACT(leg), TAG_IF(headers, SIPTAG_HEADER_STR(headers)),
+               SIPTAG_MAX_FORWARDS_STR(hops),
                TAG_IF(body, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
                TAG_IF(body, SIPTAG_PAYLOAD_STR(body)), TAG_END());
     if (timeout > 0) {
@@ -411,7 +459,8 @@ void leg_reinvite(struct app *app, struct leg *leg, const char *body, leg_answer
 {
     leg_set_neg(leg, NEG_OFFER_SENT);
     leg->reinvite_done = done;
-    nua_invite(leg->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(body),
+    nua_invite(leg->nh, LEG_CONTACT(leg), SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+               SIPTAG_PAYLOAD_STR(body),
                TAG_END());
 }
 
@@ -542,7 +591,7 @@ static void forwarded_answer(struct app *app, struct leg *leg, const struct leg_
         nua_respond(from->nh, 488, "Not Acceptable Here", TAG_END());
         return;
     }
-    nua_respond(from->nh, 200, "OK", SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+    nua_respond(from->nh, 200, "OK", LEG_CONTACT(from), SIPTAG_CONTENT_TYPE_STR("application/sdp"),
                 SIPTAG_PAYLOAD_STR(body), TAG_END());
 }
 
@@ -575,7 +624,7 @@ void leg_i_invite(struct app *app, nua_t *nua, struct leg *leg, const sip_t *sip
             return;
         }
         leg_set_neg(leg, NEG_OFFER_SENT_IN_2XX);
-        nua_respond(leg->nh, 200, "OK", SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+        nua_respond(leg->nh, 200, "OK", LEG_CONTACT(leg), SIPTAG_CONTENT_TYPE_STR("application/sdp"),
                     SIPTAG_PAYLOAD_STR(leg->sdp_out), TAG_END());
         return;
     }
@@ -589,7 +638,7 @@ void leg_i_invite(struct app *app, nua_t *nua, struct leg *leg, const sip_t *sip
     if (leg->have_in_version && sdp.info.o_id == leg->in_o_id &&
         sdp.info.o_version == leg->in_o_version && leg->sdp_out) {
         /* Same description (a session refresh): answer here, unchanged. */
-        nua_respond(leg->nh, 200, "OK", SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+        nua_respond(leg->nh, 200, "OK", LEG_CONTACT(leg), SIPTAG_CONTENT_TYPE_STR("application/sdp"),
                     SIPTAG_PAYLOAD_STR(leg->sdp_out), TAG_END());
         return;
     }
@@ -647,7 +696,7 @@ void leg_i_update(struct app *app, nua_t *nua, struct leg *leg, const sip_t *sip
     struct leg_sdp sdp;
     if (!leg_sdp_of(sip, &sdp)) {
         /* Session refresh: nua adds the Session-Expires it negotiated. */
-        nua_respond(leg->nh, 200, "OK", NUTAG_WITH_THIS(nua), TAG_END());
+        nua_respond(leg->nh, 200, "OK", NUTAG_WITH_THIS(nua), LEG_CONTACT(leg), TAG_END());
         return;
     }
     /* An UPDATE offer: the relay keeps our side where it is, so the answer
@@ -661,7 +710,7 @@ void leg_i_update(struct app *app, nua_t *nua, struct leg *leg, const sip_t *sip
     }
     if (leg->ep)
         leg_learn_sdp(leg, &sdp.info, sdp.body, sdp.len);
-    nua_respond(leg->nh, 200, "OK", NUTAG_WITH_THIS(nua),
+    nua_respond(leg->nh, 200, "OK", NUTAG_WITH_THIS(nua), LEG_CONTACT(leg),
                 SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(leg->sdp_out),
                 TAG_END());
 }

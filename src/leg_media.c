@@ -60,7 +60,8 @@ char *leg_sdp_for(struct app *app, struct leg *to, const char *body, size_t len)
         struct sdpx_origin next = to->origin;
         if (to->sdp_out)
             next.version++;
-        out = sdpx_rewrite(body, len, app->cfg->media_address, ports, n, &next, err, sizeof err);
+        out = sdpx_rewrite(body, len, config_media_public(app->cfg), ports, n, &next, err,
+                           sizeof err);
         if (!out) {
             call_log(to->call, LOG_WARN, "cannot rewrite SDP for the %s leg: %s",
                      leg_role_name(to->role), err);

@@ -45,7 +45,14 @@ struct config {
     char *node;
     int drain_timeout;
 
-    char *sip_listen; /* "sip:host:port" */
+    char *sip_listen;  /* "sip:host:port": UDP and TCP */
+    char *sips_listen; /* "sips:host:port": TLS, or NULL */
+    char *sip_advertise; /* address written into Via and Contact; NULL: the listen host */
+    struct tls_cfg {
+        char *certificate; /* PEM: private key and certificate chain */
+        char *ca;          /* PEM: CAs that sign the peers' certificates */
+        bool verify_peer;  /* refuse peers whose certificate does not verify */
+    } tls;
     int max_calls;
     int rate_limit; /* new INVITEs per second per source address; 0 = off */
     int tcp_max_connections; /* accepted SIP TCP connections open at once */
@@ -58,7 +65,8 @@ struct config {
     int api_idle_timeout; /* seconds without traffic before MHD closes a connection */
 
     enum media_mode media_mode;
-    char *media_address;
+    char *media_address;   /* relay ports bind here */
+    char *media_advertise; /* written into SDP; NULL: media_address */
     int port_min, port_max;
     int media_timeout;      /* s without RTP from either side before a call ends; 0 = off */
     int media_hold_timeout; /* the same while the call is on hold; 0 = off */
@@ -88,5 +96,10 @@ void config_free(struct config *cfg);
 
 /* The part of sip_listen after "sip:" split into host and port. */
 int config_sip_hostport(const struct config *cfg, char *host, size_t hostlen, int *port);
+/* The host other parties are told to reach us at: sip.advertise, else the
+ * listen host. */
+const char *config_sip_public_host(const struct config *cfg, char *buf, size_t len);
+/* The address written into SDP: media.advertise, else media.address. */
+const char *config_media_public(const struct config *cfg);
 
 #endif

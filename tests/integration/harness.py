@@ -397,6 +397,8 @@ def _cfg_value(v):
         return json.dumps(v)
     if isinstance(v, list):
         return "[ " + ", ".join(_cfg_value(x) for x in v) + " ]"
+    if isinstance(v, dict):  # a group: {"certificate": "...", ...}
+        return "{ " + " ".join("%s = %s;" % (k, _cfg_value(x)) for k, x in v.items()) + " }"
     raise TypeError(v)
 
 

@@ -449,6 +449,66 @@ END_TEST
 
 /* issue 12.9: a URI sipxferd cannot send to fails --check-config, not
  * every call with 503 "No transport" */
+START_TEST(test_listen_list_advertise_tls)
+{
+    /* a sips: listen needs the tls group, whose files must be there */
+    expect_error("sip = { listen = [ \"sip:127.0.0.1:5060\", \"sips:127.0.0.1:5061\" ]; };\n", 1,
+                 "sip.tls", NULL);
+    expect_error("sip = {\n  listen = [ \"sip:127.0.0.1:5060\", \"sips:127.0.0.1:5061\" ];\n"
+                 "  tls = { certificate = \"/nonexistent/agent.pem\"; ca = \"/etc/hostname\"; };\n};\n",
+                 3, "/nonexistent/agent.pem", "No such file");
+    expect_error("sip = { listen = [ \"sip:127.0.0.1:5060\", \"sip:127.0.0.1:5070\" ]; };\n", 1,
+                 "second sip:", NULL);
+    expect_error("sip = { listen = [ \"sips:127.0.0.1:5061\" ]; };\n", 1, "needs a sip: URI", NULL);
+    expect_error("sip = { listen = \"sip:127.0.0.1:5060;transport=udp\"; };\n", 1, "sip.listen",
+                 NULL);
+    expect_error("sip = { advertise = \"1.2.3.4:5060\"; };\n", 1, "sip.advertise", "no port");
+    expect_error("media = { advertise = \"not-an-ip\"; };\n", 1, "media.advertise", NULL);
+
+    /* a certificate file without its key is refused before sofia sees it */
+    char cert[64], key_and_cert[64];
+    unit_write_temp("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", cert,
+                    sizeof cert);
+    unit_write_temp("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
+                    "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+                    key_and_cert, sizeof key_and_cert);
+    char text[1024];
+    snprintf(text, sizeof text,
+             "sip = {\n  listen = [ \"sip:127.0.0.1:5060\", \"sips:127.0.0.1:5061\" ];\n"
+             "  tls = { certificate = \"%s\"; ca = \"%s\"; };\n};\n", cert, cert);
+    expect_error(text, 3, "no PEM private key", NULL);
+
+    snprintf(text, sizeof text,
+             "sip = {\n  listen = [ \"sip:[::1]:5060\", \"sips:0.0.0.0:5061\" ];\n"
+             "  advertise = \"203.0.113.10\";\n"
+             "  tls = { certificate = \"%s\"; ca = \"%s\"; verify_peer = true; };\n};\n"
+             "media = { address = \"10.0.0.5\"; advertise = \"203.0.113.10\"; };\n"
+             "trunks = ( { name = \"t\"; gateway = \"sips:gw.example\"; } );\n",
+             key_and_cert, cert);
+    char err[512];
+    struct config *cfg = unit_load_config(text, err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "refused: %s", err);
+    ck_assert_str_eq(cfg->sip_listen, "sip:[::1]:5060");
+    ck_assert_str_eq(cfg->sips_listen, "sips:0.0.0.0:5061");
+    ck_assert_str_eq(cfg->sip_advertise, "203.0.113.10");
+    ck_assert(cfg->tls.verify_peer);
+    ck_assert_str_eq(config_media_public(cfg), "203.0.113.10");
+    char host[64];
+    ck_assert_str_eq(config_sip_public_host(cfg, host, sizeof host), "203.0.113.10");
+    config_free(cfg);
+
+    cfg = unit_load_config("sip = { listen = \"sip:[::1]:5060\"; advertise = \"2001:db8::1\"; };\n",
+                           err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "refused: %s", err);
+    ck_assert_str_eq(config_sip_public_host(cfg, host, sizeof host), "[2001:db8::1]");
+    ck_assert_str_eq(config_media_public(cfg), "127.0.0.1");
+    ck_assert_ptr_null(cfg->sips_listen);
+    config_free(cfg);
+    unlink(cert);
+    unlink(key_and_cert);
+}
+END_TEST
+
 START_TEST(test_uri_transport_checked)
 {
     expect_error("trunks = (\n  { name = \"t\";\n    gateway = \"sip:gw:5061;transport=tls\"; }\n);\n",
@@ -536,6 +596,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_bad_rooms_and_routes);
     tcase_add_test(tc, test_syntax_error);
     tcase_add_test(tc, test_uri_transport_checked);
+    tcase_add_test(tc, test_listen_list_advertise_tls);
     tcase_add_test(tc, test_bad_allow_pattern);
     tcase_add_test(tc, test_missing_file);
     suite_add_tcase(s, tc);

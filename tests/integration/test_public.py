@@ -1,0 +1,272 @@
+"""Public deployments (issue 13): advertised addresses on the wire, the
+Contact naming the dialog's transport, SIP over TLS (handshake policy, a
+call, garbage), and a refused start without usable TLS files."""
+import os
+import random
+import re
+import socket
+import ssl
+import subprocess
+import time
+
+from harness import (HOST, Daemon, RawCall, SipSocket, StartFailure, build_request, case,
+                     check, parse_response, sip_exchange, wait_for, SIPXFERD)
+
+ADVERTISED = "127.0.0.42"  # loopback, but nobody listens there: must only be named
+MEDIA_ADVERTISED = "127.0.0.43"
+
+
+def room_daemon(t, scenario="room.xml", echo=False, **settings):
+    room = t.sipp(scenario, echo=echo, timeout=60)
+    room.start()
+    d = Daemon(t, rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)}, **settings)
+    return d, room
+
+
+def make_certs(t):
+    """A CA and a server certificate for 127.0.0.1 signed by it, made with
+    openssl: (agent.pem = key + certificate, ca.pem)."""
+    d = t.path("tls")
+    os.makedirs(d, exist_ok=True)
+
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True,
+                       timeout=60)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=sipxfer test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr",
+        "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "srv.pem", "-days", "2")
+    agent = os.path.join(d, "agent.pem")
+    with open(agent, "w") as f:
+        f.write(open(os.path.join(d, "srv.key")).read() + open(os.path.join(d, "srv.pem")).read())
+    return agent, os.path.join(d, "ca.pem")
+
+
+def tls_daemon(t, scenario="room.xml", **settings):
+    from harness import free_port
+    agent, ca = make_certs(t)
+    tls_port = free_port(udp=False)
+    room = t.sipp(scenario, timeout=60)
+    room.start()
+    d = Daemon(t, rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)}, **settings)
+    d.settings["sip.listen"] = ["sip:%s:%d" % (HOST, d.sip_port), "sips:%s:%d" % (HOST, tls_port)]
+    d.settings["sip.tls"] = {"certificate": agent, "ca": ca}
+    d.write_config()
+    d.tls_port = tls_port
+    d.ca = ca
+    return d, room
+
+
+def header(r, name):
+    return (r[2].get(name.lower()) or [""])[0]
+
+
+@case
+def test_advertised_addresses_on_the_wire(t):
+    """sip.advertise goes into Via and Contact, media.advertise into c=,
+    while the sockets stay on 127.0.0.1: the room checks its INVITE, the
+    caller its 200, and the call (RTP included) still works end to end."""
+    d, room = room_daemon(t, "room_advertised.xml", echo=True,
+                          **{"sip.advertise": ADVERTISED, "media.advertise": MEDIA_ADVERTISED})
+    d.start()
+    call = RawCall(d)
+    try:
+        check(call.invite() == 200, "call through advertised addresses")
+        contact = header(call.final, "contact")
+        check(re.search(r"<sip:127\.0\.0\.42:%d>" % d.sip_port, contact),
+              "caller's 200 Contact: %r" % contact)
+        check(call.remote_media and call.remote_media[0] == MEDIA_ADVERTISED,
+              "c= of the caller's 200: %s" % (call.remote_media,))
+        # NAT in front would map the advertised address to media.address
+        call.remote_media = (HOST, call.remote_media[1])
+        call.send_rtp(5)
+        check(call.count_rtp(5, 5) == 5, "RTP through the relay bound on media.address")
+        check(call.bye() == 200, "BYE")
+    finally:
+        call.close()
+    room.check_ok(20, "room saw the advertised Via/Contact/c=")
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_tcp_caller_gets_a_tcp_contact(t):
+    """An INVITE over TCP with a Contact that names no transport: our 200's
+    Contact says ;transport=tcp, so the caller's BYE comes back on TCP."""
+    d, room = room_daemon(t)
+    d.start()
+    s = SipSocket("tcp", (HOST, d.sip_port))
+    try:
+        body = RawCall(d, rtp=False).sdp()
+        call_id, tag = "tcp-%d@test" % random.randrange(1 << 30), "tt1"
+        s.send(build_request("INVITE", "sip:room-a@%s" % d.uri_host, d.uri_host, body=body,
+                             ctype="application/sdp", local=s.local, transport="TCP",
+                             call_id=call_id, from_tag=tag, to_user="room-a"))
+        final = None
+        deadline = time.time() + 10
+        while final is None and time.time() < deadline:
+            r = parse_response(s.recv(max(0.01, deadline - time.time())) or b"")
+            if r and r[0] >= 200:
+                final = r
+        check(final and final[0] == 200, "INVITE over TCP: %s" % (final and final[0]))
+        contact = header(final, "contact")
+        check(";transport=tcp" in contact, "200 Contact for a TCP dialog: %r" % contact)
+        to_tag = re.search(r";tag=([^;>\s]+)", header(final, "to")).group(1)
+        for method, cseq in (("ACK", 1), ("BYE", 2)):
+            s.send(build_request(method, "sip:room-a@%s" % d.uri_host, d.uri_host,
+                                 local=s.local, transport="TCP", call_id=call_id, from_tag=tag,
+                                 to_tag=to_tag, cseq=cseq, to_user="room-a"))
+        r = parse_response(s.recv(5) or b"")
+        check(r and r[0] == 200, "BYE over TCP: %s" % (r and r[0]))
+    finally:
+        s.close()
+    room.check_ok(20)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+def s_client(port, version, ca=None):
+    """openssl s_client's handshake with version (-tls1_1, -tls1_2):
+    (negotiated protocol or None, output)."""
+    args = ["openssl", "s_client", "-connect", "%s:%d" % (HOST, port), version]
+    if ca:
+        args += ["-CAfile", ca, "-verify_return_error"]
+    p = subprocess.run(args, input=b"", capture_output=True, timeout=20)
+    out = (p.stdout + p.stderr).decode(errors="replace")
+    m = re.search(r"^New, (TLSv[0-9.]+), Cipher is", out, re.M)
+    return (m.group(1) if m else None), out
+
+
+@case
+def test_tls_handshake_policy(t):
+    """TLS 1.2 and 1.3 handshakes complete (with our CA the certificate
+    verifies); TLS 1.1 is refused whatever the system's OpenSSL allows."""
+    d, room = tls_daemon(t)
+    d.start()
+    proto, out = s_client(d.tls_port, "-tls1_2", ca=d.ca)
+    check(proto == "TLSv1.2", "TLS 1.2 handshake: %s" % out[-600:])
+    check("Verify return code: 0 (ok)" in out, "certificate verifies with the CA: %s" % out[-400:])
+    proto, out = s_client(d.tls_port, "-tls1_3")
+    check(proto == "TLSv1.3", "TLS 1.3 handshake: %s" % out[-600:])
+    proto, out = s_client(d.tls_port, "-tls1_1")
+    check(proto is None, "TLS 1.1 must be refused: %s" % out[-600:])
+    check(d.alive(), "daemon alive")
+    d.stop()
+    d.check_clean_exit()
+
+
+def tls_socket(d):
+    ctx = ssl.create_default_context(cafile=d.ca)
+    ctx.check_hostname = False  # the certificate names 127.0.0.1 as CN only
+    s = SipSocket("tcp", (HOST, d.tls_port))
+    s.sock = ctx.wrap_socket(s.sock, server_hostname=HOST)
+    s.transport = "tls"
+    s.local = s.sock.getsockname()
+    return s
+
+
+@case
+def test_call_over_tls(t):
+    """A caller over TLS into a plain-UDP room: 200 with a sips: Contact on
+    our TLS port, BYE over the same connection, the room hung up. A UDP
+    caller of the same daemon gets a plain sip: Contact (sofia's default
+    would be the sips: one)."""
+    d, room = tls_daemon(t, scenario="room.xml")
+    d.start()
+    udp = RawCall(d, rtp=False)
+    try:
+        check(udp.invite() == 200, "UDP call")
+        c = header(udp.final, "contact")
+        check(re.search(r"<sip:127\.0\.0\.1:%d>" % d.sip_port, c), "UDP caller's Contact: %r" % c)
+        check(udp.bye() == 200, "BYE over UDP")
+    finally:
+        udp.close()
+    room.check_ok(20)
+    room = t.sipp("room.xml", timeout=60, port=room.port)
+    room.start()
+    s = tls_socket(d)
+    try:
+        body = RawCall(d, rtp=False).sdp()
+        call_id, tag = "tls-%d@test" % random.randrange(1 << 30), "tl1"
+        ruri = "sip:room-a@%s:%d;transport=tls" % (HOST, d.tls_port)
+        contact = "<sip:tester@%s:%d;transport=tls>" % s.local
+        s.send(build_request("INVITE", ruri, d.uri_host, body=body, ctype="application/sdp",
+                             local=s.local, transport="TLS", call_id=call_id, from_tag=tag,
+                             to_user="room-a", contact=contact))
+        final = None
+        deadline = time.time() + 10
+        while final is None and time.time() < deadline:
+            r = parse_response(s.recv(max(0.01, deadline - time.time())) or b"")
+            if r and r[0] >= 200:
+                final = r
+        check(final and final[0] == 200, "INVITE over TLS: %s" % (final and final[0]))
+        c = header(final, "contact")
+        check(re.search(r"<sips:127\.0\.0\.1:%d>" % d.tls_port, c), "sips Contact: %r" % c)
+        to_tag = re.search(r";tag=([^;>\s]+)", header(final, "to")).group(1)
+        for method, cseq in (("ACK", 1), ("BYE", 2)):
+            s.send(build_request(method, ruri, d.uri_host, local=s.local, transport="TLS",
+                                 call_id=call_id, from_tag=tag, to_tag=to_tag, cseq=cseq,
+                                 to_user="room-a", contact=contact))
+        r = parse_response(s.recv(5) or b"")
+        check(r and r[0] == 200, "BYE over TLS: %s" % (r and r[0]))
+    finally:
+        s.close()
+    room.check_ok(20)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_tls_garbage_leaves_the_daemon_healthy(t):
+    """Random bytes, half handshakes and 60 idle TLS connections: the
+    daemon still answers OPTIONS over UDP and completes a new handshake."""
+    d, room = tls_daemon(t)
+    d.start()
+    rnd = random.Random(4475)
+    held = []
+    try:
+        for _ in range(20):  # not TLS at all
+            c = socket.create_connection((HOST, d.tls_port), timeout=5)
+            c.sendall(bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 3000))))
+            held.append(c)
+        for _ in range(20):  # a ClientHello record header, then nothing
+            c = socket.create_connection((HOST, d.tls_port), timeout=5)
+            c.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40))
+            held.append(c)
+        for _ in range(60):  # connected, silent
+            held.append(socket.create_connection((HOST, d.tls_port), timeout=5))
+        status = sip_exchange(lambda local, tp: build_request(
+            "OPTIONS", "sip:%s" % d.uri_host, d.uri_host, local=local, transport=tp),
+            (HOST, d.sip_port))
+        check(status == 200, "OPTIONS over UDP while TLS is flooded: %s" % status)
+        proto, out = s_client(d.tls_port, "-tls1_2", ca=d.ca)
+        check(proto == "TLSv1.2", "a new handshake while flooded: %s" % out[-400:])
+    finally:
+        for c in held:
+            c.close()
+    check(d.alive(), "daemon alive")
+    d.stop()
+    d.check_clean_exit()
+
+
+@case
+def test_tls_files_missing_or_unusable_refuse_start(t):
+    """A missing certificate or one without its key: --check-config fails
+    naming the file and the line, and the daemon refuses to start."""
+    agent, ca = make_certs(t)
+    d = Daemon(t, rooms={"room-a": "sip:room-a@%s:5070" % HOST})
+    d.settings["sip.listen"] = ["sip:%s:%d" % (HOST, d.sip_port), "sips:%s:5061" % HOST]
+    missing = t.path("tls/none.pem")
+    for cert, needle in ((missing, "No such file"), (ca, "no PEM private key")):
+        d.settings["sip.tls"] = {"certificate": cert, "ca": ca}
+        d.write_config()
+        p = subprocess.run([SIPXFERD, "-c", d.conf, "--check-config"], capture_output=True,
+                           text=True, timeout=10)
+        check(p.returncode == 1, "--check-config exit %d" % p.returncode)
+        check(cert in p.stderr and needle in p.stderr and re.search(r"\.conf:\d+:", p.stderr),
+              "message names file and line: %r" % p.stderr)
+        p = subprocess.run([SIPXFERD, "-c", d.conf], capture_output=True, text=True, timeout=10)
+        check(p.returncode == 1 and cert in p.stderr, "start refused: %d %r" % (
+            p.returncode, p.stderr[-300:]))
