@@ -185,6 +185,15 @@ static void keep_string(char **newv, char *oldv, const char *name)
     *newv = xstrdup(oldv);
 }
 
+/* The same for a setting that may be unset (NULL). */
+static void keep_optional(char **newv, char *oldv, const char *name)
+{
+    if ((*newv == NULL) != (oldv == NULL) || (oldv && strcmp(*newv, oldv) != 0))
+        log_warn("reload: %s changed: needs a restart, keeping the old value", name);
+    free(*newv);
+    *newv = oldv ? xstrdup(oldv) : NULL;
+}
+
 static void reload(struct app *app)
 {
     char err[512];
@@ -198,6 +207,13 @@ static void reload(struct app *app)
     keep_string(&cfg->sip_listen, old->sip_listen, "sip.listen");
     keep_string(&cfg->api_listen, old->api_listen, "api.listen");
     keep_string(&cfg->media_address, old->media_address, "media.address");
+    keep_optional(&cfg->sips_listen, old->sips_listen, "sip.listen (sips:)");
+    keep_optional(&cfg->sip_advertise, old->sip_advertise, "sip.advertise");
+    keep_optional(&cfg->media_advertise, old->media_advertise, "media.advertise");
+    /* sofia read the TLS files at start */
+    keep_optional(&cfg->tls.certificate, old->tls.certificate, "sip.tls.certificate");
+    keep_optional(&cfg->tls.ca, old->tls.ca, "sip.tls.ca");
+    cfg->tls.verify_peer = old->tls.verify_peer;
     keep_string(&cfg->node, old->node, "node");
     if (cfg->media_mode != old->media_mode || cfg->port_min != old->port_min ||
         cfg->port_max != old->port_max) {
