@@ -3,20 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
-#include "app.h"
 #include "refer.h"
 #include "unit_helpers.h"
 
-/* refer.c links transfer.c, which reports events through app_event(); the
- * daemon defines it in main.c, which is not part of the core library. */
-void app_event(struct app *app, const char *type, void *payload)
-{
-    (void)app;
-    (void)type;
-    cJSON_Delete(payload);
-}
 
 static int st(const char *s)
 {
