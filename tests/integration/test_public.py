@@ -7,9 +7,11 @@ import re
 import socket
 import ssl
 import subprocess
+import threading
 import time
 
 from harness import (HOST, Daemon, RawCall, SipSocket, StartFailure, build_request, case,
+                     next_sip_message,
                      check, parse_response, sip_exchange, wait_for, SIPXFERD)
 
 ADVERTISED = "127.0.0.42"  # loopback, but nobody listens there: must only be named
@@ -270,3 +272,150 @@ def test_tls_files_missing_or_unusable_refuse_start(t):
         p = subprocess.run([SIPXFERD, "-c", d.conf], capture_output=True, text=True, timeout=10)
         check(p.returncode == 1 and cert in p.stderr, "start refused: %d %r" % (
             p.returncode, p.stderr[-300:]))
+
+
+class TlsRoom(threading.Thread):
+    """A room on TLS (a sips: URI): answers INVITE with 200 + SDP, BYE with
+    200, and records the request lines and Contacts it saw."""
+
+    def __init__(self, agent, ca):
+        super().__init__(daemon=True)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(agent)
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind((HOST, 0))
+        self.lsock.listen(4)
+        self.lsock.settimeout(0.2)
+        self.port = self.lsock.getsockname()[1]
+        self.seen = []  # (request line, Contact)
+        self.stop = False
+        self.errors = []
+
+    def _answer(self, conn, msg):
+        head = msg.split(b"\r\n\r\n")[0].decode(errors="replace").split("\r\n")
+        contact = next((h.split(":", 1)[1].strip() for h in head[1:]
+                        if h.lower().startswith(("contact:", "m:"))), "")
+        self.seen.append((head[0], contact))
+        if head[0].startswith("ACK"):
+            return
+        keep = [h for h in head[1:] if h.split(":")[0].strip().lower() in
+                ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")]
+        body = b""
+        extra = []
+        if head[0].startswith("INVITE"):
+            keep = [h + ";tag=tlsroom" if h.lower().startswith(("to:", "t:")) else h
+                    for h in keep]
+            body = ("v=0\r\no=room 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"
+                    "m=audio 40002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n" % (HOST, HOST)).encode()
+            extra = ["Contact: <sip:room@%s:%d;transport=tls>" % (HOST, self.port),
+                     "Content-Type: application/sdp"]
+        resp = "\r\n".join(["SIP/2.0 200 OK"] + keep + extra +
+                           ["Content-Length: %d" % len(body)]) + "\r\n\r\n"
+        conn.sendall(resp.encode() + body)
+
+    def _serve(self, conn):
+        buf = b""
+        conn.settimeout(0.2)
+        while not self.stop:
+            try:
+                chunk = conn.recv(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+            while True:
+                msg, buf = next_sip_message(buf)
+                if msg is None:
+                    break
+                self._answer(conn, msg)
+
+    def run(self):
+        while not self.stop:
+            try:
+                raw, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                conn = self.ctx.wrap_socket(raw, server_side=True)
+            except (ssl.SSLError, OSError) as e:
+                self.errors.append(str(e))
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def close(self):
+        self.stop = True
+        self.lsock.close()
+
+
+@case
+def test_sips_room_reached_over_tls(t):
+    """A room whose URI is sips: is dialled over TLS (our INVITE carries a
+    sips: Contact on the TLS port); the call is bridged and its BYE goes
+    the same way."""
+    from harness import free_port
+    agent, ca = make_certs(t)
+    room = TlsRoom(agent, ca)
+    room.start()
+    tls_port = free_port(udp=False)
+    d = Daemon(t, rooms={"room-a": "sips:room-a@%s:%d" % (HOST, room.port)})
+    d.settings["sip.listen"] = ["sip:%s:%d" % (HOST, d.sip_port), "sips:%s:%d" % (HOST, tls_port)]
+    d.settings["sip.tls"] = {"certificate": agent, "ca": ca}
+    d.write_config()
+    d.start()
+    call = RawCall(d)
+    try:
+        check(call.invite() == 200, "call to a sips: room")
+        wait_for(lambda: any(s[0].startswith("ACK") for s in room.seen), 5, "ACK over TLS")
+        invite = next(s for s in room.seen if s[0].startswith("INVITE"))
+        check(re.search(r"<sips:127\.0\.0\.1:%d>" % tls_port, invite[1]),
+              "our Contact toward the TLS room: %r" % invite[1])
+        check(call.bye() == 200, "BYE")
+        wait_for(lambda: any(s[0].startswith("BYE") for s in room.seen), 5, "BYE over TLS")
+    finally:
+        call.close()
+        room.close()
+    check(not room.errors, "TLS handshakes at the room: %s" % room.errors)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_ipv6_listen(t):
+    """sip.listen on [::1]: OPTIONS over UDP and TCP are answered from
+    there, with an IPv6 Contact."""
+    from harness import free_port
+    port = free_port()
+    d = Daemon(t, rooms={"room-a": "sip:room-a@[::1]:5070"},
+               **{"sip.listen": "sip:[::1]:%d" % port, "media.address": "::1"},
+               trunk_sources=["127.0.0.0/8", "::1/128"])
+    d.start()
+    for transport in ("udp", "tcp"):
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM if transport == "udp"
+                          else socket.SOCK_STREAM)
+        try:
+            s.settimeout(5)
+            if transport == "udp":
+                s.bind(("::1", 0))
+            else:
+                s.connect(("::1", port))
+            local = s.getsockname()
+            msg = ("OPTIONS sip:[::1]:%d SIP/2.0\r\nVia: SIP/2.0/%s [::1]:%d;branch=z9hG4bK6%s\r\n"
+                   "From: <sip:a@[::1]>;tag=1\r\nTo: <sip:b@[::1]>\r\nCall-ID: v6%s@test\r\n"
+                   "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+                   % (port, transport.upper(), local[1], transport, transport)).encode()
+            if transport == "udp":
+                s.sendto(msg, ("::1", port))
+            else:
+                s.sendall(msg)
+            r = parse_response(s.recv(65535))
+            check(r and r[0] == 200, "OPTIONS over IPv6 %s: %s" % (transport, r and r[0]))
+            check("[::1]:%d" % port in header(r, "contact"), "Contact: %r" % header(r, "contact"))
+        finally:
+            s.close()
+    d.stop()
+    d.check_clean_exit()
