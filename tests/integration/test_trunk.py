@@ -141,6 +141,26 @@ def test_trunk_wrong_password_fails_leg_then_sighup_fixes_it(t):
 
 
 @case
+def test_trunk_bye_challenge_answered(t):
+    """An in-dialog request challenged: the gateway (the caller's far end
+    after the transfer) answers the BYE with 401; the BYE goes again with
+    credentials and the dialog ends cleanly."""
+    gw = t.sipp("gateway_auth_bye.xml")
+    d, room, w = trunk_setup(t, gw)
+    c, sid = connected_caller(t, d)
+    st, obj = transfer(d, "room-a", sid, NUMBER)
+    check(st == 200, "transfer: %s %s" % (st, obj))
+    w.wait_type("calltransfer.completed", 20)
+    room.check_ok(20)
+    d.api("DELETE", "/v1/sessions/%s" % sid)
+    gw.check_ok(20, "the second BYE must carry valid credentials")
+    d.wait_log(r'BYE challenged \(401, realm "carrier.test"\): answering as "acct"')
+    c.check_ok(20)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
 def test_trunk_realm_mismatch_not_answered(t):
     """trunks[].auth.realm limits the credentials to that realm: a
     challenge for another realm is not answered and fails the leg."""
