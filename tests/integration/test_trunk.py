@@ -8,9 +8,11 @@ import re
 import signal
 import subprocess
 
-from harness import HOST, SIPXFERD, Webhooks, case, check, wait_for
+import time
+
+from harness import HOST, SIPXFERD, RawCall, Webhooks, case, check, parse_response
 from test_transfer import connected_caller, events_for, session, transfer, xfer_types
-from test_uri import received, traced
+from test_uri import received, traced, transfer_confirmed
 
 NUMBER = "+15557654321"
 GOOD_AUTH = 'auth = { username = "acct"; password = "secret"; };'
@@ -156,6 +158,55 @@ def test_trunk_bye_challenge_answered(t):
     gw.check_ok(20, "the second BYE must carry valid credentials")
     d.wait_log(r'BYE challenged \(401, realm "carrier.test"\): answering as "acct"')
     c.check_ok(20)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+def reinvite(call, body, timeout=10):
+    """A re-INVITE from a RawCall with body; (status, body) of its final
+    response, ACKed. Other requests meanwhile are answered 200."""
+    call.cseq += 1
+    call._send_in_dialog("INVITE", body=body, ctype="application/sdp")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        data = call.s.recv(max(0.01, deadline - time.time()))
+        if data is None:
+            break
+        r = parse_response(data)
+        if not r:
+            call._answer(data)
+        elif r[0] >= 200 and "INVITE" in r[2].get("cseq", [""])[0]:
+            call._send_in_dialog("ACK", cseq=call.cseq)
+            return r[0], r[3]
+    return None, None
+
+
+@case
+def test_trunk_reinvite_challenge_answered(t):
+    """The caller puts the call on hold after its transfer to the gateway:
+    the re-INVITE passed on to the gateway is challenged 401, sent again
+    with credentials (SIPp verifyauth) and the gateway's answer reaches
+    the caller, never the challenge."""
+    gw = t.sipp("gateway_auth_reinvite.xml")
+    d, room, w = trunk_setup(t, gw)
+    call = RawCall(d)
+    try:
+        check(call.invite() == 200, "call")
+        sid = d.wait_session()[0]
+        st, obj = transfer_confirmed(d, "room-a", sid, NUMBER)
+        check(st == 200, "transfer: %s %s" % (st, obj))
+        w.wait_type("calltransfer.completed", 20)
+        room.check_ok(20)
+        hold = call.sdp().replace(b"o=raw 1 1 ", b"o=raw 1 2 ") + b"a=sendonly\r\n"
+        st, body = reinvite(call, hold)
+        check(st == 200, "hold re-INVITE: %s (a challenge must not reach the caller)" % st)
+        check(b"a=recvonly" in (body or b""), "the gateway's answer must reach the caller: %r"
+              % body)
+        d.wait_log(r're-INVITE challenged \(401, realm "carrier.test"\): answering as "acct"')
+        check(call.bye() == 200, "BYE")
+    finally:
+        call.close()
+    gw.check_ok(20, "the re-INVITE sent again must carry valid credentials")
     d.wait_idle()
     d.check_clean_exit()
 
