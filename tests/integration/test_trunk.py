@@ -11,7 +11,8 @@ import subprocess
 import time
 
 from harness import HOST, SIPXFERD, RawCall, Webhooks, case, check, parse_response
-from test_transfer import connected_caller, events_for, session, transfer, xfer_types
+from test_transfer import (_failed_transfer, connected_caller, events_for, session, transfer,
+                           xfer_types)
 from test_uri import received, traced, transfer_confirmed
 
 NUMBER = "+15557654321"
@@ -263,3 +264,31 @@ def test_trunk_check_config_section10(t):
         check(r.returncode != 0, "accepted: %s" % extra)
         check(("%s:%d:" % (path, line)) in r.stderr and key in r.stderr,
               "error lacks %s:%d: and %s: %r" % (path, line, key, r.stderr))
+
+
+@case
+def test_trunk_challenge_without_credentials_ends_the_leg(t):
+    """A target that is no trunk gateway answers 407: nothing to answer it
+    with, so the transfer fails with 407 and the caller stays on room-a.
+    nua keeps such a handle waiting for credentials: the leg layer ends it,
+    else the call never ended (wait_idle) and sipxferd could not drain."""
+    _failed_transfer(t, "room_challenge.xml", 407)
+
+
+@case
+def test_trunk_room_challenge_gives_caller_502(t):
+    """A room answering 407 (no credentials for it): the caller gets 502,
+    never the challenge, and the call is cleaned up."""
+    room = t.sipp("room_challenge.xml")
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)})
+    room.start()
+    d.start()
+    call = RawCall(d)
+    try:
+        check(call.invite() == 502, "caller got %s, want 502" % (call.final and call.final[0]))
+        check("proxy-authenticate" not in call.final[2], "the challenge reached the caller")
+    finally:
+        call.close()
+    room.check_ok(20)
+    d.wait_idle()
+    d.check_clean_exit()
