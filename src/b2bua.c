@@ -81,6 +81,10 @@ static void leg_event(nua_event_t event, int status, char const *phrase, nua_t *
         /* a BYE challenged: answered once with the leg's trunk credentials */
         leg_bye_response(app, leg, status, sip);
         return;
+    case nua_r_notify:
+    case nua_r_info:
+        leg_auth_response(app, leg, status, sip, event == nua_r_notify ? "NOTIFY" : "INFO");
+        return;
     case nua_r_refer:
         if (leg_auth_response(app, leg, status, sip, "REFER"))
             return; /* nua sends the REFER again with our credentials */

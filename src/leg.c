@@ -324,6 +324,8 @@ bool leg_auth_response(struct app *app, struct leg *leg, int status, const sip_t
     }
     if (!leg->nh || !leg->auth_trunk)
         return false;
+    if (leg->state == LEG_EARLY && (leg->hangup_sent || leg->detached))
+        return false; /* a set-up we are giving up: no second INVITE */
     struct call *c = leg->call;
     const char *who = leg->ops ? leg->ops->name : leg_role_name(leg->role);
     if (leg->auth_retrying) {
@@ -593,6 +595,8 @@ void leg_invite_response(struct app *app, nua_t *nua, struct leg *leg, int statu
         reinvite_response(app, leg, status, phrase, sip);
     else if (leg->state == LEG_EARLY && leg->ops && !leg->detached)
         setup_response(app, leg, status, phrase, sip);
+    else if (leg->state == LEG_EARLY && (status == 401 || status == 407) && leg->nh)
+        leg_terminated(app, leg); /* detached: nua would hold the challenged handle; freed */
     else if (status >= 200 && status < 300 && leg->nh)
         nua_ack(leg->nh, TAG_END()); /* a 2xx to nua's own session refresh */
 }
