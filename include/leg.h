@@ -158,7 +158,7 @@ void leg_terminated(struct app *app, struct leg *leg);
 /* ---- digest authentication (leg.c) ------------------------------ */
 
 /* Answer digest challenges to the requests this leg sends (its INVITE,
- * re-INVITEs, BYE, UPDATE, REFER) with trunk's auth credentials; NULL or
+ * re-INVITEs, BYE, UPDATE, REFER, NOTIFY, INFO) with trunk's auth credentials; NULL or
  * a trunk without auth: none. Only the trunk's name is kept, and the
  * trunk is looked up in app->cfg at each challenge (SIGHUP may swap it). */
 void leg_auth_from_trunk(struct leg *leg, const struct trunk_cfg *trunk);

@@ -517,7 +517,7 @@ static const char *const SPEC10_TRUNK =
     "    media_sources = [ \"203.0.113.0/24\" ];\n"                             /* 4 */
     "    gateways = [ \"sip:gw1.carrier.example\",\n"                           /* 5 */
     "                 \"sip:gw2.carrier.example;transport=tcp\" ];\n"           /* 6 */
-    "    auth = { username = \"acct\"; password = \"se:cret\"; };\n"            /* 7 */
+    "    auth = { username = \"acct\"; password = \"se cr\\\"et\"; };\n"       /* 7 */
     "    register = false;\n"                                                   /* 8 */
     "    prefixes = [ \"+1\", \"+44\" ];\n"                                     /* 9 */
     "    number_format = \"national\";\n"                                       /* 10 */
@@ -541,7 +541,7 @@ START_TEST(test_trunk_spec10)
     ck_assert_str_eq(t->gateways[1], "sip:gw2.carrier.example;transport=tcp");
     ck_assert_ptr_eq(t->gateway, t->gateways[0]);
     ck_assert_str_eq(t->auth.username, "acct");
-    ck_assert_str_eq(t->auth.password, "se:cret"); /* ':' is fine in a password */
+    ck_assert_str_eq(t->auth.password, "se cr\"et"); /* spaces and quotes are fine */
     ck_assert_ptr_null(t->auth.realm);
     ck_assert(!t->registration);
     ck_assert_uint_eq(t->nprefixes, 2);
@@ -620,6 +620,9 @@ START_TEST(test_trunk_refusals)
                  2, "trunks[0].auth.username", NULL);
     expect_error("trunks = (\n  { name = \"t\"; auth = { username = \"u\"; password = \"p\\n\"; }; }\n);\n",
                  2, "trunks[0].auth.password", "control");
+    /* sofia would digest "se:cret" as "se" */
+    expect_error("trunks = (\n  { name = \"t\";\n    auth = { username = \"u\"; password = \"se:cret\"; }; }\n);\n",
+                 3, "trunks[0].auth.password", "':'");
     expect_error("trunks = (\n  { name = \"t\"; auth = { username = \"u\"; password = \"p\";\n"
                  "    realm = \"a\\\"b\"; }; }\n);\n",
                  3, "trunks[0].auth.realm", NULL);
