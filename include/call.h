@@ -92,6 +92,11 @@ struct leg {
      * (leg_set_contact()); NULL: sofia's default. Owned. */
     char *contact;
     bool tls; /* its signalling is TLS (sips: or ;transport=tls) */
+    /* Digest (leg.c): the trunk whose credentials answer a 401/407 to a
+     * request this leg sends (its name, owned: the trunk is looked up in
+     * app->cfg at each challenge); NULL: challenges are not answered. */
+    char *auth_trunk;
+    bool auth_retrying; /* credentials sent; the next challenge means refused */
     su_timer_t *response_timer; /* outgoing INVITE with no response yet (leg.c), owned */
     int response_timeout;       /* ... its seconds; 0: none */
 };

@@ -165,6 +165,24 @@ bool leg_is_quarantine_sentinel(const struct leg *leg);
  * detached leg is freed). The leg may be freed on return. */
 void leg_terminated(struct app *app, struct leg *leg);
 
+/* ---- digest authentication (leg.c) ------------------------------ */
+
+/* Answer digest challenges to the requests this leg sends (its INVITE,
+ * re-INVITEs, BYE, UPDATE, REFER, NOTIFY, INFO) with trunk's auth credentials; NULL or
+ * a trunk without auth: none. Only the trunk's name is kept, and the
+ * trunk is looked up in app->cfg at each challenge (SIGHUP may swap it). */
+void leg_auth_from_trunk(struct leg *leg, const struct trunk_cfg *trunk);
+
+/* A final response to a request the leg sent. A first 401/407 that the
+ * leg's trunk has credentials for (Digest, its realm if it names one) is
+ * answered with nua_authenticate() and true is returned: nua sends the
+ * request again, and the response goes no further. false otherwise,
+ * among them a challenge to the request already sent with credentials
+ * (refused credentials: the caller treats it as the failure it is).
+ * method names the request in log lines. */
+bool leg_auth_response(struct app *app, struct leg *leg, int status, const sip_t *sip,
+                       const char *method);
+
 /* ---- the outgoing INVITE (leg.c) -------------------------------- */
 
 /* INVITE the leg's URI (leg->uri) with body as the offer (NULL: offerless,
@@ -179,6 +197,9 @@ int leg_invite(struct app *app, struct leg *leg, const char *from, const char *h
  * answer to a re-INVITE we sent (to its done handler), or a refresh. */
 void leg_invite_response(struct app *app, nua_t *nua, struct leg *leg, int status,
                          const char *phrase, const sip_t *sip);
+/* nua_r_bye: a challenge is answered (leg_auth_response), else one that
+ * cannot be ends the handle (nua would wait for credentials). */
+void leg_bye_response(struct app *app, struct leg *leg, int status, const sip_t *sip);
 /* nua_r_update: nua refreshes sessions with UPDATE on its own. */
 void leg_update_response(struct app *app, struct leg *leg, int status, const sip_t *sip);
 

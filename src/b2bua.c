@@ -82,7 +82,17 @@ static void leg_event(nua_event_t event, int status, char const *phrase, nua_t *
     case nua_i_refer:
         leg_i_refer(app, nua, leg, sip, tags);
         return;
+    case nua_r_bye:
+        /* a BYE challenged: answered once with the leg's trunk credentials */
+        leg_bye_response(app, leg, status, sip);
+        return;
+    case nua_r_notify:
+    case nua_r_info:
+        leg_auth_response(app, leg, status, sip, event == nua_r_notify ? "NOTIFY" : "INFO");
+        return;
     case nua_r_refer:
+        if (leg_auth_response(app, leg, status, sip, "REFER"))
+            return; /* nua sends the REFER again with our credentials */
         if (leg == leg->call->caller)
             transfer_refer_response(app, leg, status, phrase, sip, tags);
         return;

@@ -341,7 +341,9 @@ static void dial_room(struct app *app, struct call *c, const char *room_name, co
     }
     char sid_header[160];
     snprintf(sid_header, sizeof sid_header, "X-Session-Id: %s", c->id);
-    leg_media_from_trunk(c->room, router_trunk_for_uri(app->cfg, room_uri));
+    const struct trunk_cfg *trunk = router_trunk_for_uri(app->cfg, room_uri);
+    leg_media_from_trunk(c->room, trunk);
+    leg_auth_from_trunk(c->room, trunk);
     if (leg_invite(app, c->room, c->from_hdr, sid_header, body,
                    app->cfg->room_response_timeout) < 0) {
         call_log(c, LOG_ERROR, "cannot create the room leg to %s", room_uri);
@@ -475,6 +477,7 @@ void bridge_incoming(struct app *app, nua_t *nua, nua_handle_t *nh, const sip_t 
     c->max_forwards = ar.hops - 1;
     leg_media_from_sip(c->caller, (struct sockaddr *)&sa);
     leg_media_from_trunk(c->caller, ar.trunk);
+    leg_auth_from_trunk(c->caller, ar.trunk); /* its carrier may challenge our BYE, re-INVITE */
     nua_handle_bind(nh, c->caller);
     b->counters.calls_total++;
 

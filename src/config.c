@@ -257,7 +257,12 @@ static const char *const sip_keys[] = {"listen", "advertise", "tls",
 static const char *const api_keys[] = {"listen", "tokens", "idle_timeout", NULL};
 static const char *const media_keys[] = {"mode",    "address", "advertise", "port_min", "port_max",
                                          "timeout", "hold_timeout", NULL};
-static const char *const trunk_keys[] = {"name", "sources", "gateway", "media_sources", NULL};
+static const char *const trunk_keys[] = {"name",          "sources",       "gateway",
+                                         "gateways",      "media_sources", "auth",
+                                         "register",      "prefixes",      "number_format",
+                                         "identity",      "diversion",     "options_interval",
+                                         "refer_target",  NULL};
+static const char *const trunk_auth_keys[] = {"username", "password", "realm", NULL};
 static const char *const rooms_keys[] = {"domain", "list", "resolver", "response_timeout", NULL};
 static const char *const room_keys[] = {"name", "uri", NULL};
 static const char *const route_keys[] = {"user", "room", NULL};
@@ -392,6 +397,150 @@ static int load_tls(struct ctx *c, const config_setting_t *sip, struct config *c
     return 0;
 }
 
+/* g.<name>: one of names (values[i] for names[i]); def when absent. */
+static int get_choice(struct ctx *c, const config_setting_t *g, const char *name,
+                      const char *const *names, const int *values, int def, int *out)
+{
+    char *v = NULL;
+    *out = def;
+    if (get_string(c, g, name, false, NULL, &v) < 0)
+        return -1;
+    if (!v)
+        return 0;
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(v, names[i]) == 0) {
+            *out = values[i];
+            free(v);
+            return 0;
+        }
+    char p[128], list[160] = "";
+    setting_path(member(g, name), p, sizeof p);
+    for (size_t i = 0, n = 0; names[i]; i++)
+        n += (size_t)snprintf(list + n, n < sizeof list ? sizeof list - n : 0, "%s\"%s\"",
+                              i ? ", " : "", names[i]);
+    int rc = fail(c, member(g, name), "'%s' must be one of %s, got \"%.60s\"", p, list, v);
+    free(v);
+    return rc;
+}
+
+/* Bytes that may not appear in a credential: controls, and what would
+ * break sofia's "Digest:\"realm\":user:pass" credential string. */
+static bool credential_ok(const char *s, const char *forbidden)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || strchr(forbidden, *p))
+            return false;
+    return true;
+}
+
+static int load_trunk_auth(struct ctx *c, const config_setting_t *t, int i, struct trunk_auth *a)
+{
+    int rc = 0;
+    const config_setting_t *g = get_group(c, t, "auth", trunk_auth_keys, &rc);
+    if (rc < 0)
+        return -1;
+    if (!g)
+        return 0;
+    if (get_string(c, g, "username", true, NULL, &a->username) < 0 ||
+        get_string(c, g, "password", true, NULL, &a->password) < 0 ||
+        get_string(c, g, "realm", false, NULL, &a->realm) < 0)
+        return -1;
+    if (!*a->username || !credential_ok(a->username, ":\"\\"))
+        return fail(c, member(g, "username"),
+                    "'trunks[%d].auth.username' must be non-empty, without ':', '\"', '\\' or "
+                    "control characters",
+                    i);
+    /* sofia's credential string ends the password at a ':' (measured:
+     * "se:cret" is digested as "se"), so such a password could never work */
+    if (!credential_ok(a->password, ":"))
+        return fail(c, member(g, "password"),
+                    "'trunks[%d].auth.password' may not hold ':' (sofia cannot send it) or "
+                    "control characters",
+                    i);
+    if (a->realm && (!*a->realm || !credential_ok(a->realm, "\"\\")))
+        return fail(c, member(g, "realm"),
+                    "'trunks[%d].auth.realm' must be non-empty, without '\"', '\\' or control "
+                    "characters (leave it out to answer any realm)",
+                    i);
+    return 0;
+}
+
+/* One gateway URI of trunks[i] (s: its setting, for the line). */
+static int check_gateway(struct ctx *c, const struct config *cfg, const config_setting_t *s, int i, const char *key,
+                         const char *gw)
+{
+    if (!sip_uri_ok(gw))
+        return fail(c, s, "'trunks[%d].%s' is not a sip: URI with a host: \"%s\"", i, key, gw);
+    const char *why = uri_transport_why(cfg, gw);
+    if (why)
+        return fail(c, s, "'trunks[%d].%s' \"%s\": %s", i, key, gw, why);
+    return 0;
+}
+
+static int load_gateways(struct ctx *c, const struct config *cfg, const config_setting_t *t, int i, struct trunk_cfg *tr)
+{
+    const config_setting_t *one = member(t, "gateway"), *list = member(t, "gateways");
+    if (one && list)
+        return fail(c, list, "'trunks[%d]' has both 'gateway' and 'gateways': use one", i);
+    if (one) {
+        char *gw;
+        if (get_string(c, t, "gateway", false, NULL, &gw) < 0)
+            return -1;
+        if (!*gw) { /* "": no gateway, as when the key is left out */
+            free(gw);
+            return 0;
+        }
+        tr->gateways = calloc(2, sizeof(char *));
+        tr->gateways[0] = gw;
+        tr->ngateways = 1;
+    } else if (list) {
+        if (get_string_array(c, t, "gateways", &tr->gateways, &tr->ngateways) < 0)
+            return -1;
+        if (tr->ngateways == 0)
+            return fail(c, list, "'trunks[%d].gateways' is empty (leave it out for none)", i);
+    } else {
+        return 0;
+    }
+    for (size_t j = 0; j < tr->ngateways; j++) {
+        const config_setting_t *s = list ? config_setting_get_elem(list, (unsigned)j) : one;
+        char key[32];
+        if (list)
+            snprintf(key, sizeof key, "gateways[%zu]", j);
+        else
+            snprintf(key, sizeof key, "gateway");
+        if (check_gateway(c, cfg, s, i, key, tr->gateways[j]) < 0)
+            return -1;
+        for (size_t k = 0; k < j; k++)
+            if (strcmp(tr->gateways[k], tr->gateways[j]) == 0)
+                return fail(c, s, "'trunks[%d].%s' \"%s\" is listed twice", i, key,
+                            tr->gateways[j]);
+    }
+    tr->gateway = tr->gateways[0];
+    return 0;
+}
+
+static int load_prefixes(struct ctx *c, const config_setting_t *t, int i, struct trunk_cfg *tr)
+{
+    if (get_string_array(c, t, "prefixes", &tr->prefixes, &tr->nprefixes) < 0)
+        return -1;
+    for (size_t j = 0; j < tr->nprefixes; j++) {
+        const char *p = tr->prefixes[j];
+        size_t n = strlen(p);
+        if (n < 2 || n > 16 || p[0] != '+' || strspn(p + 1, "0123456789") != n - 1)
+            return fail(c, config_setting_get_elem(member(t, "prefixes"), (unsigned)j),
+                        "'trunks[%d].prefixes[%zu]' \"%.40s\" is not + and 1 to 15 digits", i, j,
+                        p);
+    }
+    return 0;
+}
+
+static const char *const number_format_names[] = {"e164", "national", "tel", NULL};
+static const int number_format_values[] = {NUMBER_E164, NUMBER_NATIONAL, NUMBER_TEL};
+static const char *const identity_names[] = {"from", "pai", "rpid", NULL};
+static const int identity_values[] = {IDENTITY_FROM, IDENTITY_PAI, IDENTITY_RPID};
+static const char *const refer_target_names[] = {"sip", "tel", NULL};
+static const int refer_target_values[] = {REFER_TARGET_SIP, REFER_TARGET_TEL};
+
 static int load_trunks(struct ctx *c, const config_setting_t *root, struct config *cfg)
 {
     const config_setting_t *list = member(root, "trunks");
@@ -408,15 +557,8 @@ static int load_trunks(struct ctx *c, const config_setting_t *root, struct confi
         if (config_setting_type(t) != CONFIG_TYPE_GROUP)
             return fail(c, t, "'trunks[%d]' must be a group { ... }", i);
         if (check_members(c, t, trunk_keys) < 0 || get_string(c, t, "name", true, NULL, &tr->name) < 0 ||
-            get_string(c, t, "gateway", false, NULL, &tr->gateway) < 0)
+            load_gateways(c, cfg, t, i, tr) < 0)
             return -1;
-        if (tr->gateway && *tr->gateway && !sip_uri_ok(tr->gateway))
-            return fail(c, member(t, "gateway"), "'trunks[%d].gateway' is not a sip: URI with a host: \"%s\"",
-                        i, tr->gateway);
-        const char *why = tr->gateway && *tr->gateway ? uri_transport_why(cfg, tr->gateway) : NULL;
-        if (why)
-            return fail(c, member(t, "gateway"), "'trunks[%d].gateway' \"%s\": %s", i, tr->gateway,
-                        why);
         char **src;
         size_t nsrc;
         if (get_string_array(c, t, "sources", &src, &nsrc) < 0)
@@ -436,8 +578,28 @@ static int load_trunks(struct ctx *c, const config_setting_t *root, struct confi
         for (size_t k = 0; k < nsrc; k++)
             free(src[k]);
         free(src);
-        if (get_cidr_list(c, t, i, "media_sources", &tr->media_sources, &tr->nmedia_sources) < 0)
+        int nf, id, rt;
+        if (get_cidr_list(c, t, i, "media_sources", &tr->media_sources, &tr->nmedia_sources) < 0 ||
+            load_trunk_auth(c, t, i, &tr->auth) < 0 ||
+            get_bool(c, t, "register", false, &tr->registration) < 0 ||
+            load_prefixes(c, t, i, tr) < 0 ||
+            get_choice(c, t, "number_format", number_format_names, number_format_values,
+                       NUMBER_E164, &nf) < 0 ||
+            get_choice(c, t, "identity", identity_names, identity_values, IDENTITY_FROM, &id) < 0 ||
+            get_bool(c, t, "diversion", false, &tr->diversion) < 0 ||
+            get_int(c, t, "options_interval", 0, 0, 86400, &tr->options_interval) < 0 ||
+            get_choice(c, t, "refer_target", refer_target_names, refer_target_values,
+                       REFER_TARGET_SIP, &rt) < 0)
             return -1;
+        tr->number_format = (enum trunk_number_format)nf;
+        tr->identity = (enum trunk_identity)id;
+        tr->refer_target = (enum trunk_refer_target)rt;
+        if (tr->registration && tr->ngateways == 0)
+            return fail(c, member(t, "register"),
+                        "'trunks[%d].register' is true but the trunk has no gateway", i);
+        if (tr->registration && !tr->auth.username)
+            return fail(c, member(t, "register"),
+                        "'trunks[%d].register' is true but the trunk has no auth", i);
         for (int j = 0; j < i; j++)
             if (strcmp(cfg->trunks[j].name, tr->name) == 0)
                 return fail(c, t, "duplicate trunk name \"%s\"", tr->name);
@@ -690,8 +852,12 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->ntrunks; i++) {
         free(cfg->trunks[i].name);
         free(cfg->trunks[i].sources);
-        free(cfg->trunks[i].gateway);
+        free_strv(cfg->trunks[i].gateways, cfg->trunks[i].ngateways);
         free(cfg->trunks[i].media_sources);
+        free(cfg->trunks[i].auth.username);
+        free(cfg->trunks[i].auth.password);
+        free(cfg->trunks[i].auth.realm);
+        free_strv(cfg->trunks[i].prefixes, cfg->trunks[i].nprefixes);
     }
     free(cfg->trunks);
     free(cfg->rooms_domain);
@@ -743,4 +909,12 @@ const char *config_sip_public_host(const struct config *cfg, char *buf, size_t l
 const char *config_media_public(const struct config *cfg)
 {
     return cfg->media_advertise ? cfg->media_advertise : cfg->media_address;
+}
+
+const struct trunk_cfg *config_trunk_by_name(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; cfg && name && i < cfg->ntrunks; i++)
+        if (cfg->trunks[i].name && strcmp(cfg->trunks[i].name, name) == 0)
+            return &cfg->trunks[i];
+    return NULL;
 }

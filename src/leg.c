@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 
 #include <sofia-sip/msg_addr.h>
+#include <sofia-sip/msg_header.h>
 #include <sofia-sip/nua_tag.h>
 #include <sofia-sip/sip_header.h>
 
@@ -73,6 +74,7 @@ void leg_free(struct leg *leg)
     free(leg->uri);
     free(leg->contact);
     free(leg->media_nets);
+    free(leg->auth_trunk);
     free(leg);
 }
 
@@ -320,6 +322,102 @@ void leg_terminated(struct app *app, struct leg *leg)
         leg_free(leg); /* detached: nobody else holds it */
 }
 
+/* ---- digest authentication --------------------------------------------- */
+
+void leg_auth_from_trunk(struct leg *leg, const struct trunk_cfg *trunk)
+{
+    free(leg->auth_trunk);
+    leg->auth_trunk = trunk && trunk->auth.username ? xstrdup(trunk->name) : NULL;
+    leg->auth_retrying = false;
+}
+
+/* The first Digest challenge of a 401 (WWW-Authenticate) or 407
+ * (Proxy-Authenticate), and its realm unquoted into realm. NULL when there
+ * is none, or its realm is missing or holds bytes that cannot be put into
+ * sofia's "Digest:\"realm\":user:pass" credential string. */
+static const msg_auth_t *digest_challenge(const sip_t *sip, int status, char *realm,
+                                          size_t realmlen)
+{
+    const msg_auth_t *au = !sip ? NULL
+                           : status == 401 ? (const msg_auth_t *)sip->sip_www_authenticate
+                                           : (const msg_auth_t *)sip->sip_proxy_authenticate;
+    for (; au; au = au->au_next) {
+        if (!au->au_scheme || strcasecmp(au->au_scheme, "Digest") != 0)
+            continue;
+        const char *r = msg_params_find(au->au_params, "realm=");
+        if (!r)
+            return NULL;
+        size_t n = strlen(r);
+        if (n >= 2 && r[0] == '"' && r[n - 1] == '"') {
+            r++;
+            n -= 2;
+        }
+        if (n >= realmlen)
+            return NULL;
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)r[i] < 0x20 || r[i] == 0x7f || r[i] == '"' || r[i] == '\\')
+                return NULL;
+        memcpy(realm, r, n);
+        realm[n] = '\0';
+        return au;
+    }
+    return NULL;
+}
+
+bool leg_auth_response(struct app *app, struct leg *leg, int status, const sip_t *sip,
+                       const char *method)
+{
+    if (status != 401 && status != 407) {
+        if (status >= 200)
+            leg->auth_retrying = false; /* that request is over */
+        return false;
+    }
+    if (!leg->nh || !leg->auth_trunk)
+        return false;
+    if (leg->state == LEG_EARLY && (leg->hangup_sent || leg->detached))
+        return false; /* a set-up we are giving up: no second INVITE */
+    struct call *c = leg->call;
+    const char *who = leg->ops ? leg->ops->name : leg_role_name(leg->role);
+    if (leg->auth_retrying) {
+        /* nua drops refused credentials and reports the challenge: never
+         * answer it again (carrier-interop notes, section 2) */
+        leg->auth_retrying = false;
+        call_log(c, LOG_WARN, "%s: %s challenged again (%d) after our credentials: refused",
+                 who, method, status);
+        return false;
+    }
+    const struct trunk_cfg *tr = config_trunk_by_name(app->cfg, leg->auth_trunk);
+    if (!tr || !tr->auth.username) {
+        call_log(c, LOG_WARN, "%s: %s challenged (%d) but trunk \"%s\" has no credentials now",
+                 who, method, status, leg->auth_trunk);
+        return false;
+    }
+    char realm[256];
+    if (!digest_challenge(sip, status, realm, sizeof realm)) {
+        call_log(c, LOG_WARN, "%s: %s challenged (%d) without a usable Digest challenge", who,
+                 method, status);
+        return false;
+    }
+    if (tr->auth.realm && strcmp(tr->auth.realm, realm) != 0) {
+        call_log(c, LOG_WARN,
+                 "%s: %s challenged (%d) for realm \"%s\", trunk \"%s\" answers only \"%s\"",
+                 who, method, status, realm, tr->name, tr->auth.realm);
+        return false;
+    }
+    /* nua_authenticate() copies its tags; the password is never logged */
+    size_t len = strlen(realm) + strlen(tr->auth.username) + strlen(tr->auth.password) + 16;
+    char *cred = xmalloc(len);
+    snprintf(cred, len, "Digest:\"%s\":%s:%s", realm, tr->auth.username, tr->auth.password);
+    call_log(c, LOG_INFO, "%s: %s challenged (%d, realm \"%s\"): answering as \"%s\" (trunk %s)",
+             who, method, status, realm, tr->auth.username, tr->name);
+    su_timer_reset(leg->response_timer); /* a response came back */
+    leg->auth_retrying = true;
+    nua_authenticate(leg->nh, NUTAG_AUTH(cred), TAG_END());
+    memset(cred, 0, len);
+    free(cred);
+    return true;
+}
+
 /* ---- set-up ------------------------------------------------------------ */
 
 /* nta gives an INVITE that never gets an answer 408 after 64*T1, but a URI
@@ -406,6 +504,10 @@ static void setup_response(struct app *app, struct leg *leg, int status, const c
         leg_set_neg(leg, NEG_STABLE);
         if (ops->failed)
             ops->failed(app, leg, LEG_FAIL_STATUS, status, phrase);
+        if (status == 401 || status == 407)
+            /* nua keeps a challenge nobody answered waiting for
+             * nua_authenticate() and never ends that handle itself */
+            leg_terminated(app, leg); /* the leg may be freed */
         return;
     }
 
@@ -524,6 +626,10 @@ void leg_invite_response(struct app *app, nua_t *nua, struct leg *leg, int statu
                          const char *phrase, const sip_t *sip)
 {
     char why[80];
+    if (leg_auth_response(app, leg, status, sip,
+                          leg->state == LEG_EARLY && leg->role != LEG_CALLER ? "INVITE"
+                                                                             : "re-INVITE"))
+        return; /* nua sends it again with our credentials */
     if (status > 100 && status < 300 && leg->role != LEG_CALLER) {
         /* a room's or target's media may come from where its SIP answers
          * came from (SPEC section 9), as well as from its SDP address */
@@ -543,13 +649,30 @@ void leg_invite_response(struct app *app, nua_t *nua, struct leg *leg, int statu
         reinvite_response(app, leg, status, phrase, sip);
     else if (leg->state == LEG_EARLY && leg->ops && !leg->detached)
         setup_response(app, leg, status, phrase, sip);
+    else if (leg->state == LEG_EARLY && (status == 401 || status == 407) && leg->nh)
+        leg_terminated(app, leg); /* detached: nua would hold the challenged handle; freed */
     else if (status >= 200 && status < 300 && leg->nh)
         nua_ack(leg->nh, TAG_END()); /* a 2xx to nua's own session refresh */
+}
+
+void leg_bye_response(struct app *app, struct leg *leg, int status, const sip_t *sip)
+{
+    if (leg_auth_response(app, leg, status, sip, "BYE"))
+        return; /* nua sends the BYE again with our credentials */
+    if ((status == 401 || status == 407) && leg->nh) {
+        /* refused or not answerable: nua would wait for credentials
+         * forever; the dialog is over for us */
+        call_log(leg->call, LOG_WARN, "%s leg: BYE challenged %d and not answered: giving the "
+                 "dialog up", leg_role_name(leg->role), status);
+        leg_terminated(app, leg); /* the leg may be freed */
+    }
 }
 
 void leg_update_response(struct app *app, struct leg *leg, int status, const sip_t *sip)
 {
     char why[80];
+    if (leg_auth_response(app, leg, status, sip, "UPDATE"))
+        return;
     if (leg->nh && status >= 200 && status < 300 &&
         !sip_guard_dialog_ok(sip, false, why, sizeof why))
         unusable(app, leg, sip, false, "UPDATE 2xx", why);
@@ -571,9 +694,12 @@ static void forwarded_answer(struct app *app, struct leg *leg, const struct leg_
     bool waiting = from && from->nh && from->neg == NEG_OFFER_RECEIVED;
     if (a->status >= 300) {
         if (waiting) {
+            /* a challenge is this hop's business (and our credentials, if
+             * any, were refused): never passed on to the other leg */
+            bool keep = a->status < 700 && a->status != 401 && a->status != 407;
             leg_set_neg(from, NEG_STABLE);
-            nua_respond(from->nh, a->status < 700 ? a->status : 500,
-                        a->status < 700 ? leg_phrase(from->nh, a->phrase) : "Server Internal Error",
+            nua_respond(from->nh, keep ? a->status : 500,
+                        keep ? leg_phrase(from->nh, a->phrase) : "Server Internal Error",
                         TAG_END());
         }
         if (!a->unusable && (a->status == 408 || a->status == 481)) {

@@ -114,12 +114,13 @@ const struct trunk_cfg *router_trunk_for_uri(const struct config *cfg, const cha
     char host[256], port[16];
     if (!uri_hostport(uri, host, sizeof host, port, sizeof port))
         return NULL;
-    for (size_t i = 0; i < cfg->ntrunks; i++) {
-        char gh[256], gp[16];
-        if (uri_hostport(cfg->trunks[i].gateway, gh, sizeof gh, gp, sizeof gp) &&
-            strcasecmp(gh, host) == 0 && strcmp(gp, port) == 0)
-            return &cfg->trunks[i];
-    }
+    for (size_t i = 0; i < cfg->ntrunks; i++)
+        for (size_t j = 0; j < cfg->trunks[i].ngateways; j++) {
+            char gh[256], gp[16];
+            if (uri_hostport(cfg->trunks[i].gateways[j], gh, sizeof gh, gp, sizeof gp) &&
+                strcasecmp(gh, host) == 0 && strcmp(gp, port) == 0)
+                return &cfg->trunks[i];
+        }
     return NULL;
 }
 

@@ -313,7 +313,10 @@ enum transfer_error transfer_begin_call(struct app *app, struct transfer *x, cha
     for (int i = 0; i < t->nheaders && n < (int)sizeof headers; i++)
         n += snprintf(headers + n, sizeof headers - (size_t)n, "\r\n%s", t->headers[i]);
 
-    leg_media_from_trunk(tl, router_trunk_for_uri(app->cfg, t->uri));
+    /* a trunk gateway's media_sources, and its credentials for a 401/407 */
+    const struct trunk_cfg *trunk = router_trunk_for_uri(app->cfg, t->uri);
+    leg_media_from_trunk(tl, trunk);
+    leg_auth_from_trunk(tl, trunk);
     call_log(c, LOG_INFO, "transfer %s: INVITE %s (%s)", x->id, t->uri,
              t->kind == TARGET_ROOM ? "room" : t->kind == TARGET_PSTN ? "PSTN" : "SIP");
     if (leg_invite(app, tl, from, headers, offer, 0) < 0) {

@@ -13,13 +13,45 @@
 
 enum media_mode { MEDIA_RELAY = 0, MEDIA_PASSTHROUGH = 1 };
 
+/* How an E.164 number is written toward a trunk (SPEC section 10). */
+enum trunk_number_format {
+    NUMBER_E164,     /* sip:+15551234567@gw;user=phone */
+    NUMBER_NATIONAL, /* the number without its + */
+    NUMBER_TEL,      /* tel:+15551234567 */
+};
+/* How the caller id goes out on a trunk's legs. */
+enum trunk_identity { IDENTITY_FROM, IDENTITY_PAI, IDENTITY_RPID };
+/* Refer-To form for an E.164 sipRefer target. */
+enum trunk_refer_target { REFER_TARGET_SIP, REFER_TARGET_TEL };
+
+/* Digest credentials a trunk answers 401/407 with (trunks[i].auth). */
+struct trunk_auth {
+    char *username; /* NULL: the trunk has no credentials */
+    char *password;
+    char *realm; /* only challenges of this realm are answered; NULL: any */
+};
+
 struct trunk_cfg {
     char *name;
     struct cidr *sources;
     size_t nsources;
-    char *gateway; /* SIP URI, may be NULL */
+    /* Outbound gateways (SIP URIs, kept whole), tried in order. "gateway"
+     * in the file is the one-element form. gateway is gateways[0] (not
+     * owned apart), NULL when there is none. */
+    char **gateways;
+    size_t ngateways;
+    char *gateway;
     struct cidr *media_sources; /* where its RTP may come from besides SDP/SIP */
     size_t nmedia_sources;
+    struct trunk_auth auth;
+    bool registration;  /* "register": REGISTER to the first gateway */
+    char **prefixes;    /* "+digits" E.164 prefixes routed out here; none: any */
+    size_t nprefixes;
+    enum trunk_number_format number_format;
+    enum trunk_identity identity;
+    bool diversion;       /* Diversion header on legs a transfer creates */
+    int options_interval; /* s between OPTIONS probes per gateway; 0 = off */
+    enum trunk_refer_target refer_target;
 };
 
 struct room_cfg {
@@ -93,6 +125,10 @@ struct config {
  * form "FILE:LINE: ..." (naming the offending key) into err. */
 struct config *config_load(const char *path, char *err, size_t errlen);
 void config_free(struct config *cfg);
+
+/* The trunk called name, or NULL. Look it up each time it is needed:
+ * app->cfg is swapped on SIGHUP. */
+const struct trunk_cfg *config_trunk_by_name(const struct config *cfg, const char *name);
 
 /* The part of sip_listen after "sip:" split into host and port. */
 int config_sip_hostport(const struct config *cfg, char *host, size_t hostlen, int *port);

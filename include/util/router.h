@@ -24,7 +24,7 @@ bool cidr_match(const struct cidr *net, const struct sockaddr *sa);
  * addresses are matched as IPv4. */
 const struct trunk_cfg *router_trunk_for(const struct config *cfg, const struct sockaddr *sa);
 
-/* The trunk whose gateway is the host (and port) of a SIP URI we are about
+/* The trunk one of whose gateways is the host (and port) of a SIP URI we are about
  * to call, or NULL: media from that leg follows the trunk's media_sources. */
 const struct trunk_cfg *router_trunk_for_uri(const struct config *cfg, const char *uri);
 

@@ -441,7 +441,7 @@ class Daemon:
     media_max = _Published()
 
     def __init__(self, t, rooms=None, routes=None, trunk_sources=None, gateway=None,
-                 media_ports=40, dns=None, **settings):
+                 media_ports=40, dns=None, trunk_extra="", **settings):
         self.t = t
         self._untracked = True
         # dns="blackhole": the daemon runs in its own mount namespace whose
@@ -455,6 +455,8 @@ class Daemon:
         self.routes = routes or {}
         self.trunk_sources = trunk_sources or ["127.0.0.0/8"]
         self.gateway = gateway
+        # more of the trunk's settings, as config text ("auth = { ... };")
+        self.trunk_extra = trunk_extra
         self.settings = {
             "node": "t",
             "drain_timeout": 5,
@@ -504,8 +506,9 @@ class Daemon:
         if "rooms" not in groups:
             raise TypeError("rooms settings missing")
         gw = ' gateway = %s;' % json.dumps(self.gateway) if self.gateway else ""
-        lines.append("trunks = ( { name = \"carrier\"; sources = %s;%s } );"
-                     % (_cfg_value(self.trunk_sources), gw))
+        extra = " " + self.trunk_extra if self.trunk_extra else ""
+        lines.append("trunks = ( { name = \"carrier\"; sources = %s;%s%s } );"
+                     % (_cfg_value(self.trunk_sources), gw, extra))
         lines.append("routes = ( %s );" % ", ".join(
             "{ user = %s; room = %s; }" % (json.dumps(u), json.dumps(r))
             for u, r in self.routes.items()))

@@ -569,6 +569,151 @@ START_TEST(test_free_null)
 }
 END_TEST
 
+/* SPEC section 10: the whole trunk block, as the SPEC writes it. */
+static const char *const SPEC10_TRUNK =
+    "trunks = (\n"                                                              /* 1 */
+    "  { name = \"carrier\";\n"                                                 /* 2 */
+    "    sources = [ \"198.51.100.0/24\" ];\n"                                  /* 3 */
+    "    media_sources = [ \"203.0.113.0/24\" ];\n"                             /* 4 */
+    "    gateways = [ \"sip:gw1.carrier.example\",\n"                           /* 5 */
+    "                 \"sip:gw2.carrier.example;transport=tcp\" ];\n"           /* 6 */
+    "    auth = { username = \"acct\"; password = \"se cr\\\"et\"; };\n"       /* 7 */
+    "    register = false;\n"                                                   /* 8 */
+    "    prefixes = [ \"+1\", \"+44\" ];\n"                                     /* 9 */
+    "    number_format = \"national\";\n"                                       /* 10 */
+    "    identity = \"pai\";\n"                                                 /* 11 */
+    "    diversion = true;\n"                                                   /* 12 */
+    "    options_interval = 30;\n"                                              /* 13 */
+    "    refer_target = \"tel\";\n"                                             /* 14 */
+    "  },\n"                                                                    /* 15 */
+    "  { name = \"old\"; sources = [ \"10.0.0.0/8\" ]; gateway = \"sip:10.0.0.9\";\n"
+    "    auth = { username = \"u\"; password = \"p\"; realm = \"carrier.example\"; }; }\n"
+    ");\n";
+
+START_TEST(test_trunk_spec10)
+{
+    char err[512];
+    struct config *cfg = unit_load_config(SPEC10_TRUNK, err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    const struct trunk_cfg *t = &cfg->trunks[0];
+    ck_assert_uint_eq(t->ngateways, 2);
+    ck_assert_str_eq(t->gateways[0], "sip:gw1.carrier.example");
+    ck_assert_str_eq(t->gateways[1], "sip:gw2.carrier.example;transport=tcp");
+    ck_assert_ptr_eq(t->gateway, t->gateways[0]);
+    ck_assert_str_eq(t->auth.username, "acct");
+    ck_assert_str_eq(t->auth.password, "se cr\"et"); /* spaces and quotes are fine */
+    ck_assert_ptr_null(t->auth.realm);
+    ck_assert(!t->registration);
+    ck_assert_uint_eq(t->nprefixes, 2);
+    ck_assert_str_eq(t->prefixes[1], "+44");
+    ck_assert_int_eq(t->number_format, NUMBER_NATIONAL);
+    ck_assert_int_eq(t->identity, IDENTITY_PAI);
+    ck_assert(t->diversion);
+    ck_assert_int_eq(t->options_interval, 30);
+    ck_assert_int_eq(t->refer_target, REFER_TARGET_TEL);
+    ck_assert_uint_eq(t->nmedia_sources, 1);
+
+    /* "gateway" is the one-element form */
+    t = &cfg->trunks[1];
+    ck_assert_uint_eq(t->ngateways, 1);
+    ck_assert_str_eq(t->gateway, "sip:10.0.0.9");
+    ck_assert_str_eq(t->auth.realm, "carrier.example");
+    ck_assert_ptr_eq(config_trunk_by_name(cfg, "old"), t);
+    ck_assert_ptr_eq(config_trunk_by_name(cfg, "carrier"), &cfg->trunks[0]);
+    ck_assert_ptr_null(config_trunk_by_name(cfg, "nobody"));
+    ck_assert_ptr_null(config_trunk_by_name(cfg, NULL));
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_trunk_defaults)
+{
+    char err[512];
+    struct config *cfg = unit_load_config(
+        "trunks = ( { name = \"t\"; sources = [ \"10.0.0.0/8\" ]; },\n"
+        "           { name = \"e\"; gateway = \"\"; } );\n",
+        err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    for (int i = 0; i < 2; i++) {
+        const struct trunk_cfg *t = &cfg->trunks[i];
+        ck_assert_uint_eq(t->ngateways, 0);
+        ck_assert_ptr_null(t->gateway);
+        ck_assert_ptr_null(t->auth.username);
+        ck_assert(!t->registration);
+        ck_assert_uint_eq(t->nprefixes, 0);
+        ck_assert_int_eq(t->number_format, NUMBER_E164);
+        ck_assert_int_eq(t->identity, IDENTITY_FROM);
+        ck_assert(!t->diversion);
+        ck_assert_int_eq(t->options_interval, 0);
+        ck_assert_int_eq(t->refer_target, REFER_TARGET_SIP);
+    }
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_trunk_refusals)
+{
+    expect_error("trunks = (\n  { name = \"t\";\n    gateway = \"sip:a\";\n"
+                 "    gateways = [ \"sip:b\" ]; }\n);\n",
+                 4, "both 'gateway' and 'gateways'", NULL);
+    expect_error("trunks = (\n  { name = \"t\";\n    gateways = [ ]; }\n);\n", 3,
+                 "trunks[0].gateways", "empty");
+    expect_error("trunks = (\n  { name = \"t\"; gateways = [ \"sip:a\",\n"
+                 "      \"sip:b;transport=tls\" ]; }\n);\n",
+                 3, "trunks[0].gateways[1]", "udp or tcp");
+    expect_error("trunks = (\n  { name = \"t\"; gateways = [ \"sip:a\",\n"
+                 "      \"http://b\" ]; }\n);\n",
+                 3, "trunks[0].gateways[1]", "sip: URI");
+    expect_error("trunks = (\n  { name = \"t\"; gateways = [ \"sip:a\", \"sip:a\" ]; }\n);\n", 2,
+                 "gateways[1]", "twice");
+    expect_error("trunks = (\n  { name = \"t\"; gateways = \"sip:a\"; }\n);\n", 2,
+                 "trunks[0].gateways", "list of strings");
+    /* auth */
+    expect_error("trunks = (\n  { name = \"t\";\n    auth = { username = \"u\"; }; }\n);\n", 3,
+                 "missing key", "password");
+    expect_error("trunks = (\n  { name = \"t\";\n    auth = { username = \"u\"; password = \"p\";\n"
+                 "             pass = \"x\"; }; }\n);\n",
+                 4, "unknown key", "trunks[0].auth.pass");
+    expect_error("trunks = (\n  { name = \"t\";\n    auth = { username = \"a:b\"; password = \"p\"; }; }\n);\n",
+                 3, "trunks[0].auth.username", "':'");
+    expect_error("trunks = (\n  { name = \"t\"; auth = { username = \"\"; password = \"p\"; }; }\n);\n",
+                 2, "trunks[0].auth.username", NULL);
+    expect_error("trunks = (\n  { name = \"t\"; auth = { username = \"u\"; password = \"p\\n\"; }; }\n);\n",
+                 2, "trunks[0].auth.password", "control");
+    /* sofia would digest "se:cret" as "se" */
+    expect_error("trunks = (\n  { name = \"t\";\n    auth = { username = \"u\"; password = \"se:cret\"; }; }\n);\n",
+                 3, "trunks[0].auth.password", "':'");
+    expect_error("trunks = (\n  { name = \"t\"; auth = { username = \"u\"; password = \"p\";\n"
+                 "    realm = \"a\\\"b\"; }; }\n);\n",
+                 3, "trunks[0].auth.realm", NULL);
+    expect_error("trunks = (\n  { name = \"t\"; auth = \"u:p\"; }\n);\n", 2, "auth", "group");
+    expect_error("trunks = (\n  { name = \"t\"; auth = { username = 7; password = \"p\"; }; }\n);\n",
+                 2, "trunks[0].auth.username", "string");
+    /* the other keys */
+    expect_error("trunks = (\n  { name = \"t\";\n    number_format = \"E164\"; }\n);\n", 3,
+                 "number_format", "\"e164\", \"national\", \"tel\"");
+    expect_error("trunks = (\n  { name = \"t\"; identity = \"ppi\"; }\n);\n", 2, "identity",
+                 "ppi");
+    expect_error("trunks = (\n  { name = \"t\"; refer_target = \"sips\"; }\n);\n", 2,
+                 "refer_target", NULL);
+    expect_error("trunks = (\n  { name = \"t\"; diversion = \"yes\"; }\n);\n", 2, "diversion",
+                 "true or false");
+    expect_error("trunks = (\n  { name = \"t\"; options_interval = -1; }\n);\n", 2,
+                 "options_interval", "out of range");
+    expect_error("trunks = (\n  { name = \"t\";\n    prefixes = [ \"+1\", \"44\" ]; }\n);\n", 3,
+                 "trunks[0].prefixes[1]", "\"44\"");
+    expect_error("trunks = (\n  { name = \"t\"; prefixes = [ \"+\" ]; }\n);\n", 2, "prefixes[0]",
+                 NULL);
+    expect_error("trunks = (\n  { name = \"t\"; gateway = \"sip:a\";\n    register = true; }\n);\n",
+                 3, "register", "no auth");
+    expect_error("trunks = (\n  { name = \"t\"; auth = { username = \"u\"; password = \"p\"; };\n"
+                 "    register = true; }\n);\n",
+                 3, "register", "no gateway");
+    expect_error("trunks = (\n  { name = \"t\"; registr = true; }\n);\n", 2, "unknown key",
+                 "registr");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -598,6 +743,9 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_uri_transport_checked);
     tcase_add_test(tc, test_listen_list_advertise_tls);
     tcase_add_test(tc, test_bad_allow_pattern);
+    tcase_add_test(tc, test_trunk_spec10);
+    tcase_add_test(tc, test_trunk_defaults);
+    tcase_add_test(tc, test_trunk_refusals);
     tcase_add_test(tc, test_missing_file);
     suite_add_tcase(s, tc);
     return s;

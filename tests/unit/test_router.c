@@ -192,7 +192,8 @@ static const char *const ROUTER_CONF =
     "trunks = (\n"
     "  { name = \"carrier\"; sources = [ \"192.0.2.0/24\", \"2001:db8::/32\" ];\n"
     "    gateway = \"sip:192.0.2.10:5090\"; },\n"
-    "  { name = \"backup\"; sources = [ \"198.51.100.0/24\", \"192.0.2.128/25\" ]; }\n"
+    "  { name = \"backup\"; sources = [ \"198.51.100.0/24\", \"192.0.2.128/25\" ];\n"
+    "    gateways = [ \"sip:198.51.100.7\", \"sip:198.51.100.8:5070;transport=tcp\" ]; }\n"
     ");\n"
     "rooms = {\n"
     "  domain = \"rooms.example.test\";\n"
@@ -270,6 +271,14 @@ START_TEST(test_trunk_for_uri)
     ck_assert_ptr_null(router_trunk_for_uri(cfg, "sip:+15550100@192.0.2.10"));
     ck_assert_ptr_null(router_trunk_for_uri(cfg, "sip:+15550100@192.0.2.10:5091"));
     ck_assert_ptr_null(router_trunk_for_uri(cfg, "sip:room-a@127.0.0.1:5070"));
+    /* any gateway of a trunk's list names it */
+    t = router_trunk_for_uri(cfg, "sip:+15550100@198.51.100.8:5070;transport=tcp;user=phone");
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(t->name, "backup");
+    t = router_trunk_for_uri(cfg, "sip:+15550100@198.51.100.7:5060");
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(t->name, "backup");
+    ck_assert_ptr_null(router_trunk_for_uri(cfg, "sip:+15550100@198.51.100.8"));
     ck_assert_ptr_null(router_trunk_for_uri(cfg, "tel:+15550100"));
     ck_assert_ptr_null(router_trunk_for_uri(cfg, "not a uri"));
     ck_assert_ptr_null(router_trunk_for_uri(cfg, NULL));

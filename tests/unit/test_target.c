@@ -226,6 +226,23 @@ static void pstn_through(const char *gateway, const char *want)
     config_free(cfg);
 }
 
+/* SPEC 10: with a gateways list, numbers go to its first entry, kept whole */
+START_TEST(test_pstn_first_of_gateways)
+{
+    struct config *cfg = load(
+        "trunks = ( { name = \"in\"; sources = [ \"10.0.0.0/8\" ]; },\n"
+        "           { name = \"out\"; gateways = [ \"sip:gw1.example.net;transport=tcp\",\n"
+        "                                          \"sip:gw2.example.net\" ]; } );\n"
+        "transfer = { allow = [ \"*\" ]; };\n");
+    struct target t;
+    char err[256];
+    ck_assert_msg(parse(cfg, "+15551234567", &t, err, sizeof err) == TARGET_OK, "err: %s", err);
+    ck_assert_int_eq(t.kind, TARGET_PSTN);
+    ck_assert_str_eq(t.uri, "sip:+15551234567@gw1.example.net;transport=tcp;user=phone");
+    config_free(cfg);
+}
+END_TEST
+
 /* issue 12.9: the gateway's transport and other parameters survive */
 START_TEST(test_pstn_keeps_gateway_params)
 {
@@ -589,6 +606,7 @@ static Suite *target_suite(void)
     tcase_add_test(tc, test_not_sip_invalid);
     tcase_add_test(tc, test_pstn);
     tcase_add_test(tc, test_pstn_keeps_gateway_params);
+    tcase_add_test(tc, test_pstn_first_of_gateways);
     tcase_add_test(tc, test_pstn_uri_limits);
     tcase_add_test(tc, test_name_addr);
     tcase_add_test(tc, test_pstn_bad_numbers);
