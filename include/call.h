@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "identity.h"
 #include "log.h"
 #include "sdp_rewrite.h"
 #include "sofia_types.h"
@@ -91,6 +92,7 @@ struct leg {
     /* Our Contact toward this leg, naming the transport its dialog uses
      * (leg_set_contact()); NULL: sofia's default. Owned. */
     char *contact;
+    char *route; /* a Route for its INVITE ("<gateway;lr>" for a tel: Request-URI), owned */
     bool tls; /* its signalling is TLS (sips: or ;transport=tls) */
     /* Digest (leg.c): the trunk whose credentials answer a 401/407 to a
      * request this leg sends (its name, owned: the trunk is looked up in
@@ -110,6 +112,8 @@ struct call {
     char *room_uri;
     char *from; /* caller's From URI, for the API */
     char *from_hdr; /* the From we put on legs we originate */
+    struct identity ident; /* the caller as its carrier asserts it (identity.h) */
+    char trunk[64];        /* the trunk the call came in on ("" if none) */
     char *to;   /* the caller's Request-URI, for events */
     char *sip_call_id; /* the caller leg's Call-ID, for events */
     char *sip_headers; /* the INVITE's X- headers as JSON text, for the resolver */

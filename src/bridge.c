@@ -23,6 +23,7 @@
 
 #include "app.h"
 #include "events.h"
+#include "identity.h"
 #include "call.h"
 #include "config.h"
 #include "leg.h"
@@ -339,8 +340,11 @@ static void dial_room(struct app *app, struct call *c, const char *room_name, co
             return;
         }
     }
-    char sid_header[160];
-    snprintf(sid_header, sizeof sid_header, "X-Session-Id: %s", c->id);
+    /* our rooms are trusted with the caller's identity, private or not */
+    char sid_header[600], idh[400];
+    identity_headers(&c->ident, IDENTITY_PAI, app->sip_host, idh, sizeof idh);
+    snprintf(sid_header, sizeof sid_header, "X-Session-Id: %s%s%s", c->id, idh[0] ? "\r\n" : "",
+             idh);
     const struct trunk_cfg *trunk = router_trunk_for_uri(app->cfg, room_uri);
     leg_media_from_trunk(c->room, trunk);
     leg_auth_from_trunk(c->room, trunk);
@@ -482,13 +486,13 @@ void bridge_incoming(struct app *app, nua_t *nua, nua_handle_t *nh, const sip_t 
     b->counters.calls_total++;
 
     const sip_from_t *from = sip->sip_from;
+    /* the number its carrier asserts (P-Asserted-Identity, Remote-Party-ID,
+     * From), kept private when Privacy says so */
+    identity_of_invite(sip, &c->ident);
+    if (ar.trunk && ar.trunk->name)
+        snprintf(c->trunk, sizeof c->trunk, "%s", ar.trunk->name);
     char fromtext[512];
-    const char *fuser = from && from->a_url->url_user ? from->a_url->url_user : "anonymous";
-    if (from && from->a_display && *from->a_display)
-        snprintf(fromtext, sizeof fromtext, "%s <sip:%s@%s>", from->a_display, fuser,
-                 app->sip_host);
-    else
-        snprintf(fromtext, sizeof fromtext, "<sip:%s@%s>", fuser, app->sip_host);
+    identity_from(&c->ident, app->sip_host, fromtext, sizeof fromtext);
     char caller_uri[300];
     if (from)
         url_e(caller_uri, sizeof caller_uri, from->a_url);

@@ -73,6 +73,7 @@ void leg_free(struct leg *leg)
     free(leg->sdp_in);
     free(leg->uri);
     free(leg->contact);
+    free(leg->route);
     free(leg->media_nets);
     free(leg->auth_trunk);
     free(leg);
@@ -455,7 +456,8 @@ int leg_invite(struct app *app, struct leg *leg, const char *from, const char *h
     /* the call's hop count, whoever asked for the leg (RFC 7332) */
     char hops[16];
     snprintf(hops, sizeof hops, "%u", leg->call->max_forwards);
-    nua_invite(leg->nh, LEG_CONTACT(leg), TAG_IF(headers, SIPTAG_HEADER_STR(headers)),
+    nua_invite(leg->nh, LEG_CONTACT(leg), TAG_IF(leg->route, SIPTAG_ROUTE_STR(leg->route)),
+               TAG_IF(headers, SIPTAG_HEADER_STR(headers)),
                SIPTAG_MAX_FORWARDS_STR(hops),
                TAG_IF(body, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
                TAG_IF(body, SIPTAG_PAYLOAD_STR(body)), TAG_END());

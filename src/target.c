@@ -392,6 +392,62 @@ int target_pstn_uri(const char *gateway, const char *number, char *out, size_t o
     return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
+const struct trunk_cfg *target_trunk_for_number(const struct config *cfg, const char *number)
+{
+    const struct trunk_cfg *best = NULL;
+    long best_len = -2;
+    for (size_t i = 0; i < cfg->ntrunks; i++) {
+        const struct trunk_cfg *tr = &cfg->trunks[i];
+        if (!tr->gateway || !*tr->gateway)
+            continue;
+        long len = -1; /* no prefixes: any number, below every match */
+        if (tr->nprefixes == 0)
+            len = -1;
+        else {
+            len = -2;
+            for (size_t j = 0; j < tr->nprefixes; j++) {
+                size_t pl = strlen(tr->prefixes[j]);
+                if (strncmp(number, tr->prefixes[j], pl) == 0 && (long)pl > len)
+                    len = (long)pl;
+            }
+        }
+        if (len > best_len) {
+            best = tr;
+            best_len = len;
+        }
+    }
+    return best_len >= -1 ? best : NULL;
+}
+
+int target_number_uri(const struct trunk_cfg *trunk, const char *number, char *out,
+                      size_t outlen, char *route, size_t routelen)
+{
+    if (route && routelen)
+        route[0] = '\0';
+    if (!trunk || !trunk->gateway)
+        return -1;
+    switch (trunk->number_format) {
+    case NUMBER_E164:
+        return target_pstn_uri(trunk->gateway, number, out, outlen);
+    case NUMBER_NATIONAL: {
+        char tmp[600];
+        if (target_pstn_uri(trunk->gateway, number[0] == '+' ? number + 1 : number, tmp,
+                            sizeof tmp) < 0)
+            return -1;
+        /* a number without its + is no global telephone-subscriber */
+        char *up = strstr(tmp, ";user=phone");
+        if (up)
+            memmove(up, up + 11, strlen(up + 11) + 1);
+        return snprintf(out, outlen, "%s", tmp) >= (int)outlen ? -1 : 0;
+    }
+    case NUMBER_TEL:
+        if (!route || snprintf(route, routelen, "<%s;lr>", trunk->gateway) >= (int)routelen)
+            return -1;
+        return snprintf(out, outlen, "tel:%s", number) >= (int)outlen ? -1 : 0;
+    }
+    return -1;
+}
+
 int target_name_addr(const char *uri, char *out, size_t outlen)
 {
     int n = snprintf(out, outlen, "<%s>", uri ? uri : "");
@@ -423,24 +479,24 @@ enum target_result target_parse(const struct config *cfg, const char *text,
             snprintf(err, errlen, "\"%.40s\" is not an E.164 number (+ and 7 to 15 digits)", text);
             return TARGET_INVALID;
         }
-        const char *gw = NULL;
-        for (size_t i = 0; i < cfg->ntrunks && !gw; i++)
-            if (cfg->trunks[i].gateway && *cfg->trunks[i].gateway)
-                gw = cfg->trunks[i].gateway;
+        const struct trunk_cfg *trunk = target_trunk_for_number(cfg, text);
+        const char *gw = trunk ? trunk->gateway : NULL;
         if (!gw) {
-            snprintf(err, errlen, "no trunk has a gateway for E.164 numbers");
+            snprintf(err, errlen, "no trunk has a gateway for %s (trunks[].prefixes)", text);
             return TARGET_INVALID;
         }
         if (!target_allowed(cfg, text)) {
             snprintf(err, errlen, "toEndPoint \"%s\" is not allowed by transfer.allow", text);
             return TARGET_FORBIDDEN;
         }
-        if (target_pstn_uri(gw, text, out->uri, sizeof out->uri) < 0) {
+        if (target_number_uri(trunk, text, out->uri, sizeof out->uri, out->route,
+                              sizeof out->route) < 0) {
             snprintf(err, errlen, "trunk gateway \"%s\" is not usable", gw);
             return TARGET_INVALID;
         }
         out->kind = TARGET_PSTN;
         snprintf(out->number, sizeof out->number, "%s", text);
+        snprintf(out->trunk, sizeof out->trunk, "%s", trunk->name ? trunk->name : "");
         return TARGET_OK;
     }
 

@@ -19,6 +19,7 @@
 #include "call.h"
 #include "config.h"
 #include "dtmf.h"
+#include "identity.h"
 #include "leg.h"
 #include "log.h"
 #include "random.h"
@@ -193,6 +194,33 @@ static int refused_status(enum transfer_error err)
     }
 }
 
+/* sipRefer to a number: the caller's side dials it, through the caller's
+ * own carrier, so the Refer-To is written for the trunk the call came in
+ * on: <tel:+E164> (refer_target "tel"; Twilio refuses sip:+E164@ip) or
+ * <sip:+E164@gateway;user=phone> ("sip"). A call from no trunk keeps the
+ * number's routed trunk. */
+static int refer_number(const struct config *cfg, const struct call *c, struct target *t,
+                        char *info, size_t infolen)
+{
+    const struct trunk_cfg *trunk = c->trunk[0] ? config_trunk_by_name(cfg, c->trunk) : NULL;
+    if (!trunk)
+        trunk = config_trunk_by_name(cfg, t->trunk);
+    if (!trunk)
+        return 0;
+    t->route[0] = '\0';
+    snprintf(t->trunk, sizeof t->trunk, "%s", trunk->name);
+    if (trunk->refer_target == REFER_TARGET_TEL) {
+        snprintf(t->uri, sizeof t->uri, "tel:%s", t->number);
+        return 0;
+    }
+    if (!trunk->gateway || target_pstn_uri(trunk->gateway, t->number, t->uri, sizeof t->uri) < 0) {
+        snprintf(info, infolen, "trunk %s has no gateway to name in a Refer-To for %s",
+                 trunk->name, t->number);
+        return -1;
+    }
+    return 0;
+}
+
 enum transfer_error transfer_start(struct app *app, struct call *c,
                                    const struct transfer_request *req, char *info,
                                    size_t infolen)
@@ -223,6 +251,8 @@ enum transfer_error transfer_start(struct app *app, struct call *c,
                  "sipRefer needs a target outside the room network; use sipCallTransfer for rooms");
         return XFER_E_BAD_TARGET;
     }
+    if (req->mode == XFER_REFER && t.kind == TARGET_PSTN && refer_number(cfg, c, &t, info, infolen) < 0)
+        return XFER_E_BAD_TARGET;
     if (t.kind == TARGET_ROOM && c->room_name && strcmp(t.room, c->room_name) == 0) {
         snprintf(info, infolen, "session is already in room %s", t.room);
         return XFER_E_BAD_TARGET;
@@ -301,20 +331,46 @@ enum transfer_error transfer_begin_call(struct app *app, struct transfer *x, cha
         return XFER_E_BAD_TARGET;
     }
 
-    /* From: the caller's identity, or the given caller id toward PSTN. */
+    /* a trunk gateway's media_sources, its credentials for a 401/407, and
+     * how it wants the caller's identity */
+    const struct trunk_cfg *trunk = t->kind == TARGET_PSTN && t->trunk[0]
+                                        ? config_trunk_by_name(app->cfg, t->trunk)
+                                        : router_trunk_for_uri(app->cfg, t->uri);
+
+    /* From: the caller's identity (callerId toward a trunk when given,
+     * else the caller's number) */
     char from[600];
-    if (t->kind == TARGET_PSTN && x->caller_id[0])
-        snprintf(from, sizeof from, "<sip:%s@%s>", x->caller_id, app->sip_host);
+    struct identity id = c->ident;
+    if (t->kind == TARGET_PSTN && x->caller_id[0]) {
+        snprintf(id.number, sizeof id.number, "%s", x->caller_id);
+        id.display[0] = '\0';
+    }
+    if (trunk)
+        identity_from(&id, app->sip_host, from, sizeof from);
     else
         snprintf(from, sizeof from, "%s", c->from_hdr);
 
-    char headers[TARGET_MAX_HEADERS * 284 + 200];
+    char headers[TARGET_MAX_HEADERS * 284 + 1200];
     int n = snprintf(headers, sizeof headers, "X-Session-Id: %s", c->id);
     for (int i = 0; i < t->nheaders && n < (int)sizeof headers; i++)
         n += snprintf(headers + n, sizeof headers - (size_t)n, "\r\n%s", t->headers[i]);
-
-    /* a trunk gateway's media_sources, and its credentials for a 401/407 */
-    const struct trunk_cfg *trunk = router_trunk_for_uri(app->cfg, t->uri);
+    if (trunk && n < (int)sizeof headers) {
+        char idh[400];
+        identity_headers(&id, trunk->identity, app->sip_host, idh, sizeof idh);
+        if (idh[0])
+            n += snprintf(headers + n, sizeof headers - (size_t)n, "\r\n%s", idh);
+    }
+    if (trunk && trunk->diversion && c->room_name && n < (int)sizeof headers) {
+        /* RFC 5806: the room the call was diverted from, by its public name */
+        const char *domain = app->cfg->rooms_domain && *app->cfg->rooms_domain
+                                 ? app->cfg->rooms_domain
+                                 : app->sip_host;
+        n += snprintf(headers + n, sizeof headers - (size_t)n,
+                      "\r\nDiversion: <sip:%s@%s>;reason=unconditional;counter=1", c->room_name,
+                      domain);
+    }
+    if (t->route[0])
+        tl->route = xstrdup(t->route);
     leg_media_from_trunk(tl, trunk);
     leg_auth_from_trunk(tl, trunk);
     call_log(c, LOG_INFO, "transfer %s: INVITE %s (%s)", x->id, t->uri,

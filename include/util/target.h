@@ -17,6 +17,8 @@ struct target {
     char uri[512];       /* what to INVITE / Refer-To, without ?headers */
     char room[128];      /* TARGET_ROOM: the room's name */
     char number[32];     /* TARGET_PSTN: the E.164 number */
+    char trunk[64];      /* TARGET_PSTN: the trunk it goes out on (longest prefix) */
+    char route[520];     /* TARGET_PSTN with number_format "tel": "<gateway;lr>", else "" */
     int nheaders;
     char headers[TARGET_MAX_HEADERS][280]; /* "X-Name: value" */
 };
@@ -37,6 +39,20 @@ enum target_result target_parse(const struct config *cfg, const char *text,
  * "sip:NUMBER@HOST[:PORT][;gateway params];user=phone". 0, or -1 when the
  * gateway is no SIP URI with a host or the result does not fit. */
 int target_pstn_uri(const char *gateway, const char *number, char *out, size_t outlen);
+
+/* The trunk an E.164 number goes out on: among trunks with a gateway, the
+ * one with the longest `prefixes` entry the number starts with; a trunk
+ * without prefixes takes any number, below every match; ties go to the
+ * first in the file. NULL: no trunk has a gateway for it. */
+const struct trunk_cfg *target_trunk_for_number(const struct config *cfg, const char *number);
+
+/* The Request-URI for number through trunk's first gateway, written in
+ * the trunk's number_format: e164 "sip:+1555...@gw;user=phone", national
+ * "sip:1555...@gw" (no +, no user=phone), tel "tel:+1555..." with route
+ * "<gateway;lr>" (the gateway as the next hop). route may be NULL when
+ * the format is not tel. 0 or -1. */
+int target_number_uri(const struct trunk_cfg *trunk, const char *number, char *out,
+                      size_t outlen, char *route, size_t routelen);
 
 /* "<uri>" for a To/From/Referred-By header: handed over bare, sofia reads
  * the URI's own ;parameters (transport, user=phone) as header parameters.

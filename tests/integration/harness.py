@@ -457,6 +457,8 @@ class Daemon:
         self.gateway = gateway
         # more of the trunk's settings, as config text ("auth = { ... };")
         self.trunk_extra = trunk_extra
+        # the whole trunks list as config text, in place of the one above
+        self.trunks_text = None
         self.settings = {
             "node": "t",
             "drain_timeout": 5,
@@ -507,8 +509,11 @@ class Daemon:
             raise TypeError("rooms settings missing")
         gw = ' gateway = %s;' % json.dumps(self.gateway) if self.gateway else ""
         extra = " " + self.trunk_extra if self.trunk_extra else ""
-        lines.append("trunks = ( { name = \"carrier\"; sources = %s;%s%s } );"
-                     % (_cfg_value(self.trunk_sources), gw, extra))
+        if self.trunks_text:
+            lines.append("trunks = ( %s );" % self.trunks_text)
+        else:
+            lines.append("trunks = ( { name = \"carrier\"; sources = %s;%s%s } );"
+                         % (_cfg_value(self.trunk_sources), gw, extra))
         lines.append("routes = ( %s );" % ", ".join(
             "{ user = %s; room = %s; }" % (json.dumps(u), json.dumps(r))
             for u, r in self.routes.items()))
