@@ -34,6 +34,7 @@
 #include "leg.h"
 #include "log.h"
 #include "looplag.h"
+#include "registration.h"
 #include "sip_guard.h"
 #include "transfer.h"
 #include "xalloc.h"
@@ -186,6 +187,8 @@ static void dispatch(nua_event_t event, int status, char const *phrase, nua_t *n
         log_msg(LOG_DEBUG, leg ? leg->call->id : NULL, "nua event %s %d %s", nua_event_name(event),
                 status, phrase ? phrase : "");
     if (!leg) {
+        if (nh && registration_event(app, nh, event, status, phrase, sip))
+            return;
         stray_event(event, status, nua, app, nh, sip, tags);
         return;
     }

@@ -19,6 +19,7 @@
 
 #include "app.h"
 #include "config.h"
+#include "digest.h"
 #include "dtmf.h"
 #include "log.h"
 #include "looplag.h"
@@ -332,39 +333,6 @@ void leg_auth_from_trunk(struct leg *leg, const struct trunk_cfg *trunk)
     leg->auth_retrying = false;
 }
 
-/* The first Digest challenge of a 401 (WWW-Authenticate) or 407
- * (Proxy-Authenticate), and its realm unquoted into realm. NULL when there
- * is none, or its realm is missing or holds bytes that cannot be put into
- * sofia's "Digest:\"realm\":user:pass" credential string. */
-static const msg_auth_t *digest_challenge(const sip_t *sip, int status, char *realm,
-                                          size_t realmlen)
-{
-    const msg_auth_t *au = !sip ? NULL
-                           : status == 401 ? (const msg_auth_t *)sip->sip_www_authenticate
-                                           : (const msg_auth_t *)sip->sip_proxy_authenticate;
-    for (; au; au = au->au_next) {
-        if (!au->au_scheme || strcasecmp(au->au_scheme, "Digest") != 0)
-            continue;
-        const char *r = msg_params_find(au->au_params, "realm=");
-        if (!r)
-            return NULL;
-        size_t n = strlen(r);
-        if (n >= 2 && r[0] == '"' && r[n - 1] == '"') {
-            r++;
-            n -= 2;
-        }
-        if (n >= realmlen)
-            return NULL;
-        for (size_t i = 0; i < n; i++)
-            if ((unsigned char)r[i] < 0x20 || r[i] == 0x7f || r[i] == '"' || r[i] == '\\')
-                return NULL;
-        memcpy(realm, r, n);
-        realm[n] = '\0';
-        return au;
-    }
-    return NULL;
-}
-
 bool leg_auth_response(struct app *app, struct leg *leg, int status, const sip_t *sip,
                        const char *method)
 {
@@ -411,7 +379,8 @@ bool leg_auth_response(struct app *app, struct leg *leg, int status, const sip_t
     snprintf(cred, len, "Digest:\"%s\":%s:%s", realm, tr->auth.username, tr->auth.password);
     call_log(c, LOG_INFO, "%s: %s challenged (%d, realm \"%s\"): answering as \"%s\" (trunk %s)",
              who, method, status, realm, tr->auth.username, tr->name);
-    su_timer_reset(leg->response_timer); /* a response came back */
+    if (leg->response_timer)
+        su_timer_reset(leg->response_timer); /* a response came back */
     leg->auth_retrying = true;
     nua_authenticate(leg->nh, NUTAG_AUTH(cred), TAG_END());
     memset(cred, 0, len);

@@ -33,6 +33,7 @@
 #include "log_limit.h"
 #include "looplag.h"
 #include "media_watch.h"
+#include "registration.h"
 #include "relay.h"
 #include "resolver.h"
 #include "tcp_guard.h"
@@ -230,6 +231,7 @@ static void reload(struct app *app)
     app->cfg = cfg;
     config_free(old);
     apply_tcp_limits(cfg);
+    registration_reload(app);
     log_info("reloaded %s: %zu trunk(s), %zu room(s), %zu route(s)", cfg->path, cfg->ntrunks,
              cfg->nrooms, cfg->nroutes);
 }

@@ -17,6 +17,7 @@
 #include "http_client.h"
 #include "looplag.h"
 #include "media_watch.h"
+#include "registration.h"
 #include "relay.h"
 #include "tcp_guard.h"
 #include "transfer.h"
@@ -92,6 +93,20 @@ char *metrics_render(struct app *app)
     for (int i = 0; i < REJ_COUNT; i++)
         put(&b, "sipxfer_calls_rejected_total{reason=\"%s\"} %llu\n", reasons[i], bc.rejected[i]);
     metric(&b, "sipxfer_draining", "gauge", "1 while draining after SIGTERM.", app->draining);
+    {
+        const char *trunk;
+        bool up;
+        for (size_t i = 0; registration_get(app, i, &trunk, &up); i++) {
+            if (i == 0)
+                put(&b, "# HELP sipxfer_trunk_registered 1 while the trunk's REGISTER holds.\n"
+                        "# TYPE sipxfer_trunk_registered gauge\n");
+            /* trunk names are config words; escape what Prometheus needs */
+            put(&b, "sipxfer_trunk_registered{trunk=\"");
+            for (const char *p = trunk; *p; p++)
+                put(&b, *p == '"' || *p == '\\' ? "\\%c" : *p == '\n' ? "\\n" : "%c", *p);
+            put(&b, "\"} %d\n", up ? 1 : 0);
+        }
+    }
 
     const unsigned long long (*xc)[XFER_NOUTCOMES] = app->stats.transfers;
     static const char *const modes[2] = {"sipCallTransfer", "sipRefer"};
