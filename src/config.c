@@ -250,7 +250,7 @@ static const char *const sip_keys[] = {"listen",
                                        NULL};
 static const char *const api_keys[] = {"listen", "tokens", "idle_timeout", NULL};
 static const char *const media_keys[] = {"mode",    "address", "port_min", "port_max",
-                                         "timeout", "hold_timeout", NULL};
+                                         "timeout", "hold_timeout", "srtp", NULL};
 static const char *const trunk_keys[] = {"name", "sources", "gateway", "media_sources", NULL};
 static const char *const rooms_keys[] = {"domain", "list", "resolver", "response_timeout", NULL};
 static const char *const room_keys[] = {"name", "uri", NULL};
@@ -487,6 +487,22 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         goto bad;
     }
     free(mode);
+    char *srtp = NULL;
+    if (get_string(&c, media, "srtp", false, "off", &srtp) < 0)
+        goto bad;
+    if (strcmp(srtp, "off") == 0)
+        cfg->media_srtp = SRTP_OFF;
+    else if (strcmp(srtp, "allow") == 0)
+        cfg->media_srtp = SRTP_ALLOW;
+    else if (strcmp(srtp, "require") == 0)
+        cfg->media_srtp = SRTP_REQUIRE;
+    else {
+        fail(&c, member(media, "srtp"),
+             "'media.srtp' must be \"off\", \"allow\" or \"require\", got \"%s\"", srtp);
+        free(srtp);
+        goto bad;
+    }
+    free(srtp);
     if (get_string(&c, media, "address", false, "127.0.0.1", &cfg->media_address) < 0 ||
         get_int(&c, media, "port_min", 20000, 1024, 65534, &cfg->port_min) < 0 ||
         get_int(&c, media, "port_max", 29999, 1025, 65535, &cfg->port_max) < 0 ||
