@@ -90,6 +90,22 @@ struct leg {
     size_t nmedia_nets;
     su_timer_t *response_timer; /* outgoing INVITE with no response yet (leg.c), owned */
     int response_timeout;       /* ... its seconds; 0: none */
+    /* The leg's signalling runs over TLS. SRTP keys are only ever written
+     * into SDP toward a leg with tls set (SPEC 11). Nothing sets it yet:
+     * TLS transport is being added separately; until it sets this flag
+     * (from the sips:/transport=tls of the INVITE or of the URI dialled),
+     * media.srtp "allow" gives no leg SRTP and "require" refuses every
+     * offer (leg_srtp_check, leg_media.c). */
+    bool tls;
+    /* SDES-SRTP terminated in the relay for this leg (media.srtp): per
+     * stream the key it announced (srtp_rx) and ours toward it (srtp_tx);
+     * suite NONE: that stream is plain. */
+    bool srtp;
+    struct sdpx_crypto srtp_rx[SDPX_MAX_STREAMS], srtp_tx[SDPX_MAX_STREAMS];
+    /* ... and what the relay endpoint was last given: contexts are made
+     * again only when a key changes (a new context restarts libsrtp's
+     * rollover counter and replay window) */
+    struct sdpx_crypto srtp_ep_rx[SDPX_MAX_STREAMS], srtp_ep_tx[SDPX_MAX_STREAMS];
 };
 
 struct calls;

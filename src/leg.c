@@ -72,6 +72,11 @@ void leg_free(struct leg *leg)
     free(leg->sdp_in);
     free(leg->uri);
     free(leg->media_nets);
+    /* SRTP keys do not outlive the leg in freed memory */
+    explicit_bzero(leg->srtp_rx, sizeof leg->srtp_rx);
+    explicit_bzero(leg->srtp_tx, sizeof leg->srtp_tx);
+    explicit_bzero(leg->srtp_ep_rx, sizeof leg->srtp_ep_rx);
+    explicit_bzero(leg->srtp_ep_tx, sizeof leg->srtp_ep_tx);
     free(leg);
 }
 
@@ -585,6 +590,12 @@ void leg_i_invite(struct app *app, nua_t *nua, struct leg *leg, const sip_t *sip
         /* Same description (a session refresh): answer here, unchanged. */
         nua_respond(leg->nh, 200, "OK", SIPTAG_CONTENT_TYPE_STR("application/sdp"),
                     SIPTAG_PAYLOAD_STR(leg->sdp_out), TAG_END());
+        return;
+    }
+    char swhy[160];
+    if (leg_srtp_check(app, leg, &sdp.info, swhy, sizeof swhy)) {
+        call_log(c, LOG_INFO, "re-INVITE refused 488: %s", swhy);
+        nua_respond(leg->nh, 488, "Not Acceptable Here", TAG_END());
         return;
     }
     leg_learn_sdp(leg, &sdp.info, sdp.body, sdp.len);
