@@ -664,6 +664,27 @@ void leg_i_update(struct app *app, nua_t *nua, struct leg *leg, const sip_t *sip
         nua_respond(leg->nh, status, phrase, NUTAG_WITH_THIS(nua), TAG_END());
         return;
     }
+    /* Our answer is the SDP the leg already has: an UPDATE may bring a new
+     * key of the leg's, but may not switch SRTP on or off nor change the
+     * suite or tag we answered. */
+    char swhy[160];
+    bool was_srtp = leg->srtp;
+    struct sdpx_crypto was_tx[SDPX_MAX_STREAMS];
+    memcpy(was_tx, leg->srtp_tx, sizeof was_tx);
+    int srtp_refusal = leg_srtp_check(app, leg, &sdp.info, swhy, sizeof swhy);
+    if (!srtp_refusal && (leg->srtp != was_srtp ||
+                          memcmp(was_tx, leg->srtp_tx, sizeof was_tx) != 0)) {
+        leg->srtp = was_srtp;
+        memcpy(leg->srtp_tx, was_tx, sizeof was_tx);
+        snprintf(swhy, sizeof swhy, "an UPDATE may not change SRTP (use a re-INVITE)");
+        srtp_refusal = 488;
+    }
+    explicit_bzero(was_tx, sizeof was_tx);
+    if (srtp_refusal) {
+        call_log(leg->call, LOG_INFO, "UPDATE refused 488: %s", swhy);
+        nua_respond(leg->nh, 488, "Not Acceptable Here", NUTAG_WITH_THIS(nua), TAG_END());
+        return;
+    }
     if (leg->ep)
         leg_learn_sdp(leg, &sdp.info, sdp.body, sdp.len);
     nua_respond(leg->nh, 200, "OK", NUTAG_WITH_THIS(nua),

@@ -991,6 +991,18 @@ START_TEST(srtp_allow_plain_call)
     ck_assert_ptr_nonnull(strstr(c->last_sdp, " RTP/AVP 0 101"));
     ck_assert_ptr_null(strstr(c->last_sdp, "a=crypto"));
     ck_assert_ptr_null(strstr(r->last_sdp, "m=audio 40000")); /* relayed */
+
+    /* a re-INVITE switching to SRTP without TLS: refused, the call stays */
+    char body[] = SAVP_BODY;
+    body[strlen("v=0\r\no=- 4242 ")] = '2'; /* o= version 2 */
+    c->final = 0;
+    nua_invite(c->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(body),
+               TAG_END());
+    run_until(c->final >= 300, 2000);
+    ck_assert_int_eq(c->final, 488);
+    ck_assert_int_eq(r->invites, 1);
+    ck_assert_int_eq(the_call()->caller->state, LEG_CONFIRMED);
+    ck_assert(!the_call()->caller->srtp);
     nua_bye(c->nh, TAG_END());
     run_until(r->byes == 1 && call_count(P.app->calls) == 0, 2000);
     stop();
