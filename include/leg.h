@@ -124,6 +124,15 @@ void leg_learn_sdp(struct leg *leg, const struct sdpx_info *info, const char *bo
 int leg_srtp_check(struct app *app, struct leg *leg, const struct sdpx_info *offer, char *why,
                    size_t whylen);
 
+/* SPEC 11, transfers re-key: fresh keys of ours (same suites and tags)
+ * toward an SRTP leg, for the offer leg_sdp_for() makes next. The relay
+ * takes them when the leg's answer is learnt (leg_learn_sdp); until then it
+ * keeps encrypting with the old ones. leg_srtp_rekey_undo(): the offer was
+ * not made or was refused, back to the keys the relay has. No-ops for a
+ * plain leg. */
+void leg_srtp_rekey(struct leg *leg);
+void leg_srtp_rekey_undo(struct leg *leg);
+
 /* Parse the SDP of sip into out; false when it has none. */
 bool leg_sdp_of(const sip_t *sip, struct leg_sdp *out);
 

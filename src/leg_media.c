@@ -80,10 +80,34 @@ int leg_srtp_check(struct app *app, struct leg *leg, const struct sdpx_info *off
     return 0;
 }
 
+void leg_srtp_rekey(struct leg *leg)
+{
+    if (!leg || !leg->srtp)
+        return;
+    for (int i = 0; i < SDPX_MAX_STREAMS; i++)
+        if (leg->srtp_tx[i].suite != SDPX_SUITE_NONE)
+            sdpx_crypto_new(&leg->srtp_tx[i], leg->srtp_tx[i].suite, leg->srtp_tx[i].tag);
+}
+
+void leg_srtp_rekey_undo(struct leg *leg)
+{
+    if (!leg || !leg->srtp)
+        return;
+    memcpy(leg->srtp_tx, leg->srtp_ep_tx, sizeof leg->srtp_tx);
+}
+
 static enum relay_srtp_suite relay_suite(enum sdpx_suite s)
 {
     return s == SDPX_SUITE_AES_CM_128_HMAC_SHA1_32 ? RELAY_SRTP_AES_CM_128_HMAC_SHA1_32
                                                    : RELAY_SRTP_AES_CM_128_HMAC_SHA1_80;
+}
+
+/* Field by field: struct padding is not part of a key. */
+static bool crypto_same(const struct sdpx_crypto *a, const struct sdpx_crypto *b)
+{
+    if (a->suite == SDPX_SUITE_NONE || b->suite == SDPX_SUITE_NONE)
+        return a->suite == b->suite;
+    return a->suite == b->suite && a->tag == b->tag && memcmp(a->key, b->key, sizeof a->key) == 0;
 }
 
 /* The leg's SRTP keys onto its relay endpoint, stream by stream, when they
@@ -100,8 +124,7 @@ static void srtp_apply(struct leg *leg, const struct sdpx_info *info)
             memset(&leg->srtp_tx[i], 0, sizeof leg->srtp_tx[i]);
         }
         const struct sdpx_crypto *rx = &leg->srtp_rx[i], *tx = &leg->srtp_tx[i];
-        if (memcmp(rx, &leg->srtp_ep_rx[i], sizeof *rx) == 0 &&
-            memcmp(tx, &leg->srtp_ep_tx[i], sizeof *tx) == 0)
+        if (crypto_same(rx, &leg->srtp_ep_rx[i]) && crypto_same(tx, &leg->srtp_ep_tx[i]))
             continue;
         struct relay_srtp_keys krx, ktx;
         if (rx->suite) {

@@ -1068,6 +1068,25 @@ START_TEST(srtp_tls_leg_gets_our_key)
     leg_learn_sdp(caller, &offer, NULL, 0);
     ck_assert_int_eq(caller->srtp_ep_rx[0].key[0], '0' ^ 1);
     ck_assert_int_eq(memcmp(&caller->srtp_tx[0], &ours, sizeof ours), 0);
+    /* a transfer re-keys: a new key of ours in the next offer, which the
+     * relay takes with the leg's answer */
+    ck_assert_int_eq(memcmp(caller->srtp_ep_tx[0].key, ours.key, SDPX_KEY_LEN), 0);
+    leg_srtp_rekey(caller);
+    ck_assert_uint_eq(caller->srtp_tx[0].tag, 3);
+    ck_assert_int_eq(caller->srtp_tx[0].suite, SDPX_SUITE_AES_CM_128_HMAC_SHA1_32);
+    ck_assert_int_ne(memcmp(caller->srtp_tx[0].key, ours.key, SDPX_KEY_LEN), 0);
+    ck_assert_int_eq(memcmp(caller->srtp_ep_tx[0].key, ours.key, SDPX_KEY_LEN), 0);
+    to_caller = leg_sdp_for(P.app, caller, SAVP_BODY, strlen(SAVP_BODY));
+    ck_assert_int_eq(sdpx_parse(to_caller, strlen(to_caller), &ans, err, sizeof err), 0);
+    ck_assert_int_eq(memcmp(ans.s[0].crypto.key, caller->srtp_tx[0].key, SDPX_KEY_LEN), 0);
+    leg_learn_sdp(caller, &offer, NULL, 0); /* the caller's answer */
+    ck_assert_int_eq(memcmp(caller->srtp_ep_tx[0].key, caller->srtp_tx[0].key, SDPX_KEY_LEN), 0);
+    /* a refused re-key: back to what the relay has */
+    memcpy(ours.key, caller->srtp_tx[0].key, SDPX_KEY_LEN);
+    leg_srtp_rekey(caller);
+    leg_srtp_rekey_undo(caller);
+    ck_assert_int_eq(memcmp(caller->srtp_tx[0].key, ours.key, SDPX_KEY_LEN), 0);
+
     /* back to plain RTP under "allow": plain both ways */
     struct sdpx_info plain_offer;
     ck_assert_int_eq(sdpx_parse(plain, strlen(plain), &plain_offer, err, sizeof err), 0);
