@@ -2,8 +2,11 @@
  *
  * Besides memory errors it checks the relay's promise: every stream that
  * survives the rewrite points at our address (or is a 0.0.0.0 hold), and
- * what we print parses again. */
+ * what we print parses again. Every other input is rewritten with SRTP
+ * (sdpx_rewrite_srtp: our key on stream 0, plain elsewhere): the output
+ * then carries no a=crypto but ours. */
 #include <assert.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +39,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const uint16_t ports[SDPX_MAX_STREAMS] = {30000, 30002, 0, 30006};
     int nports = (int)(size % (SDPX_MAX_STREAMS + 1));
     struct sdpx_origin origin = {.id = 42, .version = size};
-    char *out = sdpx_rewrite(body, size, address, ports, nports, &origin, err, sizeof err);
+    struct sdpx_srtp_out sec;
+    memset(&sec, 0, sizeof sec);
+    sec.crypto[0].suite = (size & 4) ? SDPX_SUITE_AES_CM_128_HMAC_SHA1_32
+                                     : SDPX_SUITE_AES_CM_128_HMAC_SHA1_80;
+    sec.crypto[0].tag = (uint32_t)size;
+    memset(sec.crypto[0].key, 0x5a, sizeof sec.crypto[0].key);
+    bool srtp = size & 2;
+    char *out = sdpx_rewrite_srtp(body, size, address, ports, nports, &origin,
+                                  srtp ? &sec : NULL, err, sizeof err);
     if (out) {
         struct sdpx_info again;
         char err2[256];
@@ -49,6 +60,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 continue;
             assert(i < nports && ports[i] == again.s[i].port);
             assert(strcmp(again.s[i].addr, address) == 0 || again.s[i].hold_addr);
+        }
+        for (int i = 0; srtp && rc == 0 && i < again.nstreams; i++) {
+            assert(again.s[i].crypto_bad == 0);
+            const struct sdpx_crypto *c = &again.s[i].crypto;
+            assert(c->suite == SDPX_SUITE_NONE ||
+                   (i == 0 && c->suite == sec.crypto[0].suite && c->tag == sec.crypto[0].tag &&
+                    memcmp(c->key, sec.crypto[0].key, sizeof c->key) == 0));
         }
         assert(rc != 0 || (again.o_id == 42 && again.o_version == size));
         free(out);

@@ -93,7 +93,11 @@ struct leg {
      * (leg_set_contact()); NULL: sofia's default. Owned. */
     char *contact;
     char *route; /* a Route for its INVITE ("<gateway;lr>" for a tel: Request-URI), owned */
-    bool tls; /* its signalling is TLS (sips: or ;transport=tls) */
+    /* its signalling is TLS (the caller's INVITE came over TLS, or the URI
+     * dialled is sips:/;transport=tls; set by leg_set_contact()). SRTP keys
+     * are only ever written into SDP toward a leg with tls set (SPEC 11,
+     * leg_srtp_check() in leg_media.c). */
+    bool tls;
     /* Digest (leg.c): the trunk whose credentials answer a 401/407 to a
      * request this leg sends (its name, owned: the trunk is looked up in
      * app->cfg at each challenge); NULL: challenges are not answered. */
@@ -101,6 +105,15 @@ struct leg {
     bool auth_retrying; /* credentials sent; the next challenge means refused */
     su_timer_t *response_timer; /* outgoing INVITE with no response yet (leg.c), owned */
     int response_timeout;       /* ... its seconds; 0: none */
+    /* SDES-SRTP terminated in the relay for this leg (media.srtp): per
+     * stream the key it announced (srtp_rx) and ours toward it (srtp_tx);
+     * suite NONE: that stream is plain. */
+    bool srtp;
+    struct sdpx_crypto srtp_rx[SDPX_MAX_STREAMS], srtp_tx[SDPX_MAX_STREAMS];
+    /* ... and what the relay endpoint was last given: contexts are made
+     * again only when a key changes (a new context restarts libsrtp's
+     * rollover counter and replay window) */
+    struct sdpx_crypto srtp_ep_rx[SDPX_MAX_STREAMS], srtp_ep_tx[SDPX_MAX_STREAMS];
 };
 
 struct calls;

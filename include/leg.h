@@ -125,6 +125,25 @@ void leg_set_contact_from_request(struct app *app, struct leg *leg, const sip_t 
  * leg's relay endpoint at the addresses it announced. */
 void leg_learn_sdp(struct leg *leg, const struct sdpx_info *info, const char *body, size_t len);
 
+/* media.srtp (SPEC 11) for an offer the leg sent: decides whether the leg
+ * gets SRTP (it offers RTP/SAVP with a usable a=crypto and its signalling
+ * is TLS; our answer then carries our own key) and sets leg->srtp. 0, or
+ * 488 with a reason in why: under "require" a caller's plain offer; under
+ * "allow" or "require" an RTP/SAVP offer we cannot take (no usable crypto,
+ * or no TLS to send our key over). Call before leg_learn_sdp(). media.srtp
+ * "off" and passthrough mode: always 0, SDP passes as it is. */
+int leg_srtp_check(struct app *app, struct leg *leg, const struct sdpx_info *offer, char *why,
+                   size_t whylen);
+
+/* SPEC 11, transfers re-key: fresh keys of ours (same suites and tags)
+ * toward an SRTP leg, for the offer leg_sdp_for() makes next. The relay
+ * takes them when the leg's answer is learnt (leg_learn_sdp); until then it
+ * keeps encrypting with the old ones. leg_srtp_rekey_undo(): the offer was
+ * not made or was refused, back to the keys the relay has. No-ops for a
+ * plain leg. */
+void leg_srtp_rekey(struct leg *leg);
+void leg_srtp_rekey_undo(struct leg *leg);
+
 /* Parse the SDP of sip into out; false when it has none. */
 bool leg_sdp_of(const sip_t *sip, struct leg_sdp *out);
 

@@ -510,6 +510,23 @@ void bridge_incoming(struct app *app, nua_t *nua, nua_handle_t *nh, const sip_t 
     call_log(c, LOG_INFO, "INVITE from %s (%s, Call-ID %s) for '%s' -> %s%s", src, caller_uri,
              callid, user ? user : "", room ? "room " : "the resolver", room ? room->name : "");
 
+    /* media.srtp (SPEC 11): an offer we cannot take; an offerless INVITE
+     * under "require" too (our offer would have to carry a key, and no
+     * leg has TLS yet) */
+    char swhy[160];
+    int srtp_refusal = 0;
+    if (ar.has_sdp) {
+        srtp_refusal = leg_srtp_check(app, c->caller, offer, swhy, sizeof swhy);
+    } else if (cfg->media_srtp == SRTP_REQUIRE && cfg->media_mode == MEDIA_RELAY) {
+        snprintf(swhy, sizeof swhy, "offerless INVITE and media.srtp is \"require\"");
+        srtp_refusal = 488;
+    }
+    if (srtp_refusal) {
+        call_log(c, LOG_INFO, "INVITE refused 488: %s", swhy);
+        call_hangup(c, 488, "Not Acceptable Here");
+        b->counters.rejected[REJ_BAD]++;
+        return;
+    }
     if (ar.has_sdp) {
         if (call_media_setup(app, c, offer->nstreams, why, sizeof why) < 0) {
             call_log(c, LOG_ERROR, "no media ports: %s; refusing 503", why);

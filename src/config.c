@@ -256,7 +256,7 @@ static const char *const sip_keys[] = {"listen", "advertise", "tls",
                                        NULL};
 static const char *const api_keys[] = {"listen", "tokens", "idle_timeout", NULL};
 static const char *const media_keys[] = {"mode",    "address", "advertise", "port_min", "port_max",
-                                         "timeout", "hold_timeout", NULL};
+                                         "timeout", "hold_timeout", "srtp", NULL};
 static const char *const trunk_keys[] = {"name",          "sources",       "gateway",
                                          "gateways",      "media_sources", "auth",
                                          "register",      "prefixes",      "number_format",
@@ -754,6 +754,22 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         goto bad;
     }
     free(mode);
+    char *srtp = NULL;
+    if (get_string(&c, media, "srtp", false, "off", &srtp) < 0)
+        goto bad;
+    if (strcmp(srtp, "off") == 0)
+        cfg->media_srtp = SRTP_OFF;
+    else if (strcmp(srtp, "allow") == 0)
+        cfg->media_srtp = SRTP_ALLOW;
+    else if (strcmp(srtp, "require") == 0)
+        cfg->media_srtp = SRTP_REQUIRE;
+    else {
+        fail(&c, member(media, "srtp"),
+             "'media.srtp' must be \"off\", \"allow\" or \"require\", got \"%s\"", srtp);
+        free(srtp);
+        goto bad;
+    }
+    free(srtp);
     if (get_string(&c, media, "address", false, "127.0.0.1", &cfg->media_address) < 0 ||
         get_string(&c, media, "advertise", false, NULL, &cfg->media_advertise) < 0 ||
         get_int(&c, media, "port_min", 20000, 1024, 65534, &cfg->port_min) < 0 ||

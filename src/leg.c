@@ -77,6 +77,11 @@ void leg_free(struct leg *leg)
     free(leg->route);
     free(leg->media_nets);
     free(leg->auth_trunk);
+    /* SRTP keys do not outlive the leg in freed memory */
+    explicit_bzero(leg->srtp_rx, sizeof leg->srtp_rx);
+    explicit_bzero(leg->srtp_tx, sizeof leg->srtp_tx);
+    explicit_bzero(leg->srtp_ep_rx, sizeof leg->srtp_ep_rx);
+    explicit_bzero(leg->srtp_ep_tx, sizeof leg->srtp_ep_tx);
     free(leg);
 }
 
@@ -739,6 +744,12 @@ void leg_i_invite(struct app *app, nua_t *nua, struct leg *leg, const sip_t *sip
                     SIPTAG_PAYLOAD_STR(leg->sdp_out), TAG_END());
         return;
     }
+    char swhy[160];
+    if (leg_srtp_check(app, leg, &sdp.info, swhy, sizeof swhy)) {
+        call_log(c, LOG_INFO, "re-INVITE refused 488: %s", swhy);
+        nua_respond(leg->nh, 488, "Not Acceptable Here", TAG_END());
+        return;
+    }
     leg_learn_sdp(leg, &sdp.info, sdp.body, sdp.len);
     char *body = leg_sdp_for(app, other, sdp.body, sdp.len);
     if (!body) {
@@ -803,6 +814,27 @@ void leg_i_update(struct app *app, nua_t *nua, struct leg *leg, const sip_t *sip
         const char *phrase;
         int status = sdpx_refusal(rc, &phrase);
         nua_respond(leg->nh, status, phrase, NUTAG_WITH_THIS(nua), TAG_END());
+        return;
+    }
+    /* Our answer is the SDP the leg already has: an UPDATE may bring a new
+     * key of the leg's, but may not switch SRTP on or off nor change the
+     * suite or tag we answered. */
+    char swhy[160];
+    bool was_srtp = leg->srtp;
+    struct sdpx_crypto was_tx[SDPX_MAX_STREAMS];
+    memcpy(was_tx, leg->srtp_tx, sizeof was_tx);
+    int srtp_refusal = leg_srtp_check(app, leg, &sdp.info, swhy, sizeof swhy);
+    if (!srtp_refusal && (leg->srtp != was_srtp ||
+                          memcmp(was_tx, leg->srtp_tx, sizeof was_tx) != 0)) {
+        leg->srtp = was_srtp;
+        memcpy(leg->srtp_tx, was_tx, sizeof was_tx);
+        snprintf(swhy, sizeof swhy, "an UPDATE may not change SRTP (use a re-INVITE)");
+        srtp_refusal = 488;
+    }
+    explicit_bzero(was_tx, sizeof was_tx);
+    if (srtp_refusal) {
+        call_log(leg->call, LOG_INFO, "UPDATE refused 488: %s", swhy);
+        nua_respond(leg->nh, 488, "Not Acceptable Here", NUTAG_WITH_THIS(nua), TAG_END());
         return;
     }
     if (leg->ep)

@@ -26,6 +26,124 @@ bool leg_sdp_of(const sip_t *sip, struct leg_sdp *out)
     return true;
 }
 
+/* SRTP is terminated in the relay: media.srtp on, relay mode. */
+static bool srtp_on(const struct app *app)
+{
+    return app->cfg->media_srtp != SRTP_OFF && app->cfg->media_mode == MEDIA_RELAY;
+}
+
+int leg_srtp_check(struct app *app, struct leg *leg, const struct sdpx_info *offer, char *why,
+                   size_t whylen)
+{
+    if (!srtp_on(app))
+        return 0;
+    bool savp = false;
+    for (int i = 0; i < offer->nstreams; i++) {
+        const struct sdpx_stream *s = &offer->s[i];
+        if (s->port == 0 || !s->savp)
+            continue;
+        savp = true;
+        if (s->crypto.suite == SDPX_SUITE_NONE) {
+            snprintf(why, whylen, "stream %d is RTP/SAVP without a usable a=crypto (%d "
+                     "malformed or unsupported)", i, s->crypto_bad);
+            return 488;
+        }
+    }
+    if (!savp) {
+        /* "require" is about the caller's side; rooms and targets we
+         * dial get plain RTP from us and may answer or re-offer it */
+        if (app->cfg->media_srtp == SRTP_REQUIRE && leg->role == LEG_CALLER) {
+            snprintf(why, whylen, "plain RTP offered and media.srtp is \"require\"");
+            return 488;
+        }
+        leg->srtp = false;
+        return 0;
+    }
+    if (!leg->tls) {
+        snprintf(why, whylen, "SRTP offered over signalling that is not TLS: keys are only "
+                              "sent over TLS");
+        return 488;
+    }
+    leg->srtp = true;
+    for (int i = 0; i < SDPX_MAX_STREAMS; i++) {
+        const struct sdpx_stream *s = i < offer->nstreams ? &offer->s[i] : NULL;
+        struct sdpx_crypto *tx = &leg->srtp_tx[i];
+        if (!s || s->port == 0 || !s->savp) {
+            memset(tx, 0, sizeof *tx);
+            continue;
+        }
+        /* our answer: the offer's suite and tag (RFC 4568 section 7.1.1),
+         * a fresh key of ours unless it already had one for them */
+        if (tx->suite != s->crypto.suite || tx->tag != s->crypto.tag)
+            sdpx_crypto_new(tx, s->crypto.suite, s->crypto.tag);
+    }
+    return 0;
+}
+
+void leg_srtp_rekey(struct leg *leg)
+{
+    if (!leg || !leg->srtp)
+        return;
+    for (int i = 0; i < SDPX_MAX_STREAMS; i++)
+        if (leg->srtp_tx[i].suite != SDPX_SUITE_NONE)
+            sdpx_crypto_new(&leg->srtp_tx[i], leg->srtp_tx[i].suite, leg->srtp_tx[i].tag);
+}
+
+void leg_srtp_rekey_undo(struct leg *leg)
+{
+    if (!leg || !leg->srtp)
+        return;
+    memcpy(leg->srtp_tx, leg->srtp_ep_tx, sizeof leg->srtp_tx);
+}
+
+static enum relay_srtp_suite relay_suite(enum sdpx_suite s)
+{
+    return s == SDPX_SUITE_AES_CM_128_HMAC_SHA1_32 ? RELAY_SRTP_AES_CM_128_HMAC_SHA1_32
+                                                   : RELAY_SRTP_AES_CM_128_HMAC_SHA1_80;
+}
+
+/* Field by field: struct padding is not part of a key. */
+static bool crypto_same(const struct sdpx_crypto *a, const struct sdpx_crypto *b)
+{
+    if (a->suite == SDPX_SUITE_NONE || b->suite == SDPX_SUITE_NONE)
+        return a->suite == b->suite;
+    return a->suite == b->suite && a->tag == b->tag && memcmp(a->key, b->key, sizeof a->key) == 0;
+}
+
+/* The leg's SRTP keys onto its relay endpoint, stream by stream, when they
+ * changed. A stream without a=crypto in this SDP keeps what it had. */
+static void srtp_apply(struct leg *leg, const struct sdpx_info *info)
+{
+    int n = relay_ep_nstreams(leg->ep);
+    for (int i = 0; i < n && i < SDPX_MAX_STREAMS; i++) {
+        if (leg->srtp && i < info->nstreams && info->s[i].savp &&
+            info->s[i].crypto.suite != SDPX_SUITE_NONE)
+            leg->srtp_rx[i] = info->s[i].crypto;
+        if (!leg->srtp) {
+            memset(&leg->srtp_rx[i], 0, sizeof leg->srtp_rx[i]);
+            memset(&leg->srtp_tx[i], 0, sizeof leg->srtp_tx[i]);
+        }
+        const struct sdpx_crypto *rx = &leg->srtp_rx[i], *tx = &leg->srtp_tx[i];
+        if (crypto_same(rx, &leg->srtp_ep_rx[i]) && crypto_same(tx, &leg->srtp_ep_tx[i]))
+            continue;
+        struct relay_srtp_keys krx, ktx;
+        if (rx->suite) {
+            krx.suite = relay_suite(rx->suite);
+            memcpy(krx.key, rx->key, sizeof krx.key);
+        }
+        if (tx->suite) {
+            ktx.suite = relay_suite(tx->suite);
+            memcpy(ktx.key, tx->key, sizeof ktx.key);
+        }
+        if (relay_ep_set_srtp(leg->ep, i, rx->suite ? &krx : NULL, tx->suite ? &ktx : NULL) < 0) {
+            call_log(leg->call, LOG_WARN, "relay refused the SRTP keys of stream %d", i);
+            continue;
+        }
+        leg->srtp_ep_rx[i] = *rx;
+        leg->srtp_ep_tx[i] = *tx;
+    }
+}
+
 void leg_learn_sdp(struct leg *leg, const struct sdpx_info *info, const char *body, size_t len)
 {
     leg->in_o_id = info->o_id;
@@ -43,6 +161,7 @@ void leg_learn_sdp(struct leg *leg, const struct sdpx_info *info, const char *bo
         relay_ep_set_peer(leg->ep, i, info->s[i].addr, info->s[i].port, info->s[i].rtcp_port);
         relay_ep_set_dtmf_pt(leg->ep, i, info->s[i].dtmf_pt);
     }
+    srtp_apply(leg, info);
 }
 
 char *leg_sdp_for(struct app *app, struct leg *to, const char *body, size_t len)
@@ -60,8 +179,19 @@ char *leg_sdp_for(struct app *app, struct leg *to, const char *body, size_t len)
         struct sdpx_origin next = to->origin;
         if (to->sdp_out)
             next.version++;
-        out = sdpx_rewrite(body, len, config_media_public(app->cfg), ports, n, &next, err,
-                           sizeof err);
+        if (srtp_on(app)) {
+            /* our key toward an SRTP leg (never toward one without TLS),
+             * plain RTP toward every other */
+            struct sdpx_srtp_out sec;
+            memset(&sec, 0, sizeof sec);
+            if (to->srtp && to->tls)
+                memcpy(sec.crypto, to->srtp_tx, sizeof sec.crypto);
+            out = sdpx_rewrite_srtp(body, len, config_media_public(app->cfg), ports, n, &next, &sec,
+                                    err, sizeof err);
+        } else {
+            out = sdpx_rewrite(body, len, config_media_public(app->cfg), ports, n, &next, err,
+                               sizeof err);
+        }
         if (!out) {
             call_log(to->call, LOG_WARN, "cannot rewrite SDP for the %s leg: %s",
                      leg_role_name(to->role), err);

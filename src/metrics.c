@@ -134,6 +134,8 @@ char *metrics_render(struct app *app)
         [RELAY_DROP_SEND_FAILED] = "send-failed",
         [RELAY_DROP_FOREIGN] = "foreign-source",
         [RELAY_DROP_NOT_LATCHED] = "not-latched",
+        [RELAY_DROP_SRTP_AUTH] = "srtp-auth",
+        [RELAY_DROP_SRTP] = "srtp",
     };
     put(&b, "# HELP sipxfer_relay_dropped_total Packets dropped by the relay, by reason.\n"
             "# TYPE sipxfer_relay_dropped_total counter\n");
@@ -142,6 +144,12 @@ char *metrics_render(struct app *app)
             (unsigned long long)rs.dropped[i]);
     metric(&b, "sipxfer_relay_bytes_forwarded_total", "counter", "Bytes forwarded.",
            rs.bytes_forwarded);
+    metric(&b, "sipxfer_srtp_decrypted_total", "counter",
+           "SRTP/SRTCP packets from legs authenticated and decrypted by the relay.",
+           rs.srtp_decrypted);
+    metric(&b, "sipxfer_srtp_auth_failures_total", "counter",
+           "SRTP/SRTCP packets from legs that failed authentication (dropped).",
+           rs.srtp_auth_failures);
     struct tcp_guard_stats ts;
     tcp_guard_stats(&ts);
     metric(&b, "sipxfer_sip_tcp_connections", "gauge", "SIP TCP connections accepted and open.",

@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <srtp2/srtp.h>
+
 #include "log.h"
 #include "router.h"
 #include "xalloc.h"
@@ -47,6 +49,9 @@
 /* Addresses a leg's SIP came from (the caller's INVITE, each response of a
  * room or target): a forking proxy or a re-routed dialog may add a few. */
 #define RELAY_MAX_SIP_SOURCES 4
+/* Largest datagram taken in; the worker's buffers have SRTP_MAX_TRAILER_LEN
+ * more, room for the tag srtp_protect() appends. */
+#define RELAY_PKT_MAX 2048
 
 struct relay_sock {
     int fd;
@@ -94,10 +99,14 @@ struct relay_ep {
     /* telephone-event payload type this endpoint's leg uses per stream (its
      * SDP), -1: none; set by the control thread, read per packet */
     _Atomic int dtmf_pt[RELAY_MAX_STREAMS];
+    /* SRTP per stream (NULL: plain), worker-owned: rx decrypts what the
+     * peer sends (its key), tx encrypts what we send it (ours) */
+    srtp_t srtp_rx[RELAY_MAX_STREAMS], srtp_tx[RELAY_MAX_STREAMS];
+    _Atomic uint64_t srtp_decrypted, srtp_auth_failures;
 };
 
 enum cmd_kind { CMD_SET_PEER, CMD_CONNECT, CMD_FREE, CMD_SEND, CMD_STOP, CMD_ALLOW_SIP,
-                CMD_ALLOW_NETS };
+                CMD_ALLOW_NETS, CMD_SET_SRTP };
 
 struct cmd {
     struct cmd *next;
@@ -110,6 +119,7 @@ struct cmd {
     size_t payload_len;
     struct cidr *nets; /* CMD_ALLOW_NETS, handed to the endpoint */
     size_t nnets;
+    srtp_t srtp_rx, srtp_tx; /* CMD_SET_SRTP, handed to the endpoint */
 };
 
 struct relay_worker {
@@ -130,6 +140,7 @@ struct relay {
     struct relay_worker workers[RELAY_MAX_WORKERS];
     _Atomic uint64_t ports_in_use, endpoints, forwarded, bytes;
     _Atomic uint64_t dropped[RELAY_DROP_COUNT];
+    _Atomic uint64_t srtp_decrypted, srtp_auth_failures;
 };
 
 static long long now_ns(void)
@@ -276,6 +287,31 @@ static int bind_udp(const char *address, uint16_t port)
 
 /* ---- worker ------------------------------------------------------------ */
 
+static void srtp_free(srtp_t ctx)
+{
+    if (ctx)
+        srtp_dealloc(ctx);
+}
+
+static void ep_free_srtp(struct relay_ep *ep)
+{
+    for (int s = 0; s < RELAY_MAX_STREAMS; s++) {
+        srtp_free(ep->srtp_rx[s]);
+        srtp_free(ep->srtp_tx[s]);
+        ep->srtp_rx[s] = ep->srtp_tx[s] = NULL;
+    }
+}
+
+/* Encrypt the RTP (or RTCP) packet in buf, len bytes, in place for ctx;
+ * buf has SRTP_MAX_TRAILER_LEN bytes of room after len. The new length, or
+ * 0 if libsrtp refused. */
+static size_t srtp_out(srtp_t ctx, bool rtcp, unsigned char *buf, size_t len)
+{
+    int n = (int)len;
+    srtp_err_status_t st = rtcp ? srtp_protect_rtcp(ctx, buf, &n) : srtp_protect(ctx, buf, &n);
+    return st == srtp_err_status_ok && n > 0 ? (size_t)n : 0;
+}
+
 static void ep_release(struct relay_ep *ep)
 {
     struct relay *r = ep->relay;
@@ -292,6 +328,7 @@ static void ep_release(struct relay_ep *ep)
         pool_give(r, (ep->port[s] - r->base) / 2);
     }
     atomic_fetch_sub(&r->endpoints, 1);
+    ep_free_srtp(ep);
     free(ep->allow.nets);
     free(ep);
 }
@@ -355,11 +392,31 @@ static void run_command(struct relay_worker *w, struct cmd *c)
         struct relay_peer *dst = &ep->peer[c->stream][0];
         const struct sockaddr_storage *to = dst->latched_len ? &dst->latched : &dst->sdp;
         socklen_t tolen = dst->latched_len ? dst->latched_len : dst->sdp_len;
-        if (tolen && sendto(ep->sock[c->stream][0].fd, c->payload, c->payload_len, 0,
+        const unsigned char *pkt = c->payload;
+        size_t len = c->payload_len;
+        unsigned char sbuf[RELAY_PKT_MAX + SRTP_MAX_TRAILER_LEN];
+        if (ep->srtp_tx[c->stream]) {
+            if (len > RELAY_PKT_MAX)
+                break;
+            memcpy(sbuf, c->payload, len);
+            len = srtp_out(ep->srtp_tx[c->stream], false, sbuf, len);
+            if (!len) {
+                atomic_fetch_add(&w->relay->dropped[RELAY_DROP_SRTP], 1);
+                break;
+            }
+            pkt = sbuf;
+        }
+        if (tolen && sendto(ep->sock[c->stream][0].fd, pkt, len, 0,
                             (const struct sockaddr *)to, tolen) >= 0)
             atomic_fetch_add(&ep->tx, 1);
         break;
     }
+    case CMD_SET_SRTP:
+        srtp_free(ep->srtp_rx[c->stream]);
+        srtp_free(ep->srtp_tx[c->stream]);
+        ep->srtp_rx[c->stream] = c->srtp_rx;
+        ep->srtp_tx[c->stream] = c->srtp_tx;
+        break;
     case CMD_STOP:
         break;
     }
@@ -407,29 +464,60 @@ static void warn_foreign(const struct relay_ep *ep, const struct relay_sock *in,
  * allowed host takes over only once the latched one has been quiet. A
  * stranger is never latched, however long the stream has been quiet (hold,
  * silence suppression). False: drop the packet (counted). */
-static bool source_accept(struct relay *r, struct relay_ep *ep, const struct relay_sock *in,
-                          const struct sockaddr_storage *src, socklen_t srclen, long long t)
+static int source_check(struct relay *r, struct relay_ep *ep, const struct relay_sock *in,
+                        const struct sockaddr_storage *src, long long t)
 {
     struct relay_peer *me = &ep->peer[in->stream][in->rtcp];
     if (me->latched_len && same_addr(&me->latched, src))
-        return true;
+        return 0;
     if (!source_allowed(ep, me, src)) {
         atomic_fetch_add(&r->dropped[RELAY_DROP_FOREIGN], 1);
         if (!me->warned) {
             me->warned = true;
             warn_foreign(ep, in, src);
         }
-        return false;
+        return -1;
     }
     if (me->latched_len && !same_ip(&me->latched, src) && t - me->last_ns <= RELATCH_QUIET_NS) {
         atomic_fetch_add(&r->dropped[RELAY_DROP_NOT_LATCHED], 1);
-        return false;
+        return -1;
     }
+    return 1;
+}
+
+/* After source_check() said 1 (and, for SRTP, the packet authenticated:
+ * a forged packet from an allowed host never moves the latch). */
+static void source_latch(struct relay_ep *ep, const struct relay_sock *in,
+                         const struct sockaddr_storage *src, socklen_t srclen)
+{
+    struct relay_peer *me = &ep->peer[in->stream][in->rtcp];
     if (me->latched_len && log_get_level() >= LOG_DEBUG)
         log_msg(LOG_DEBUG, ep->tag, "relay: port %u re-latched", ep->port[in->stream]);
     me->latched = *src;
     me->latched_len = srclen;
-    return true;
+}
+
+/* Authenticate and decrypt, in place, what the leg sent over SRTP/SRTCP.
+ * False: drop it (counted). */
+static bool srtp_in(struct relay *r, struct relay_ep *ep, srtp_t ctx, bool rtcp,
+                    unsigned char *buf, size_t *len)
+{
+    int n = (int)*len;
+    srtp_err_status_t st = rtcp ? srtp_unprotect_rtcp(ctx, buf, &n) : srtp_unprotect(ctx, buf, &n);
+    if (st == srtp_err_status_ok && n > 0) {
+        *len = (size_t)n;
+        atomic_fetch_add_explicit(&ep->srtp_decrypted, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&r->srtp_decrypted, 1, memory_order_relaxed);
+        return true;
+    }
+    if (st == srtp_err_status_auth_fail) {
+        atomic_fetch_add_explicit(&ep->srtp_auth_failures, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&r->srtp_auth_failures, 1, memory_order_relaxed);
+        atomic_fetch_add(&r->dropped[RELAY_DROP_SRTP_AUTH], 1);
+    } else {
+        atomic_fetch_add(&r->dropped[RELAY_DROP_SRTP], 1);
+    }
+    return false;
 }
 
 /* RFC 4733 events keep their meaning between legs that numbered them
@@ -451,6 +539,7 @@ static void map_dtmf_pt(const struct relay_ep *ep, const struct relay_ep *out, i
         buf[1] = (unsigned char)((buf[1] & 0x80) | theirs);
 }
 
+/* buf holds len bytes and has room for RELAY_PKT_MAX + SRTP_MAX_TRAILER_LEN. */
 static void forward(struct relay *r, struct relay_sock *in, unsigned char *buf, size_t len,
                     const struct sockaddr_storage *src, socklen_t srclen)
 {
@@ -458,8 +547,14 @@ static void forward(struct relay *r, struct relay_sock *in, unsigned char *buf, 
     struct relay_peer *me = &ep->peer[in->stream][in->rtcp];
     long long t = now_ns();
 
-    if (!source_accept(r, ep, in, src, srclen, t))
+    int fresh = source_check(r, ep, in, src, t);
+    if (fresh < 0)
         return;
+    srtp_t rx = ep->srtp_rx[in->stream];
+    if (rx && !srtp_in(r, ep, rx, in->rtcp, buf, &len))
+        return;
+    if (fresh)
+        source_latch(ep, in, src, srclen);
     me->last_ns = t;
     atomic_fetch_add(&ep->rx, 1);
     if (!in->rtcp)
@@ -479,6 +574,11 @@ static void forward(struct relay *r, struct relay_sock *in, unsigned char *buf, 
     }
     if (!in->rtcp)
         map_dtmf_pt(ep, out, in->stream, buf, len);
+    srtp_t tx = out->srtp_tx[in->stream];
+    if (tx && !(len = srtp_out(tx, in->rtcp, buf, len))) {
+        atomic_fetch_add(&r->dropped[RELAY_DROP_SRTP], 1);
+        return;
+    }
     if (sendto(out->sock[in->stream][in->rtcp].fd, buf, len, 0, (const struct sockaddr *)to,
                tolen) < 0) {
         atomic_fetch_add(&r->dropped[RELAY_DROP_SEND_FAILED], 1);
@@ -497,12 +597,13 @@ static void *worker_main(void *arg)
     /* recvmmsg: one syscall per ready socket takes whatever is queued (at
      * 50 packets/s per stream that is usually one), where a recvfrom loop
      * pays a second, failing call to learn the socket is empty */
-    unsigned char bufs[BATCH][2048];
+    unsigned char bufs[BATCH][RELAY_PKT_MAX + SRTP_MAX_TRAILER_LEN];
     struct mmsghdr msgs[BATCH];
     struct iovec iov[BATCH];
     struct sockaddr_storage srcs[BATCH];
     for (int k = 0; k < BATCH; k++) {
-        iov[k] = (struct iovec){.iov_base = bufs[k], .iov_len = sizeof bufs[k]};
+        /* the trailer room stays out of what recvmmsg may fill */
+        iov[k] = (struct iovec){.iov_base = bufs[k], .iov_len = RELAY_PKT_MAX};
         msgs[k].msg_hdr = (struct msghdr){.msg_iov = &iov[k], .msg_iovlen = 1};
     }
 
@@ -582,8 +683,20 @@ static void *worker_main(void *arg)
 
 /* ---- public ------------------------------------------------------------ */
 
+static pthread_once_t srtp_once = PTHREAD_ONCE_INIT;
+static bool srtp_ready;
+
+static void srtp_start(void)
+{
+    srtp_err_status_t st = srtp_init();
+    srtp_ready = st == srtp_err_status_ok;
+    if (!srtp_ready)
+        log_error("relay: srtp_init failed (%d): SRTP unavailable", (int)st);
+}
+
 struct relay *relay_create(int port_min, int port_max, int nworkers, char *err, size_t errlen)
 {
+    pthread_once(&srtp_once, srtp_start);
     if (nworkers < 1)
         nworkers = 1;
     if (nworkers > RELAY_MAX_WORKERS)
@@ -633,9 +746,12 @@ void relay_destroy(struct relay *r)
                 for (int s = 0; s < c->ep->nstreams; s++)
                     for (int k = 0; k < 2; k++)
                         close(c->ep->sock[s][k].fd);
+                ep_free_srtp(c->ep);
                 free(c->ep->allow.nets);
                 free(c->ep);
             }
+            srtp_free(c->srtp_rx);
+            srtp_free(c->srtp_tx);
             free(c->payload);
             free(c->nets);
             free(c);
@@ -659,6 +775,8 @@ void relay_stats(struct relay *r, struct relay_stats *out)
         out->packets_dropped += out->dropped[i];
     }
     out->bytes_forwarded = atomic_load(&r->bytes);
+    out->srtp_decrypted = atomic_load(&r->srtp_decrypted);
+    out->srtp_auth_failures = atomic_load(&r->srtp_auth_failures);
 }
 
 struct relay_ep *relay_ep_new(struct relay *r, const char *address, int nstreams,
@@ -841,8 +959,65 @@ void relay_ep_allow_nets(struct relay_ep *ep, const struct cidr *nets, size_t n)
 
 void relay_ep_stats(const struct relay_ep *ep, struct relay_ep_stats *out)
 {
-    out->rx_packets = atomic_load(&((struct relay_ep *)ep)->rx);
-    out->tx_packets = atomic_load(&((struct relay_ep *)ep)->tx);
+    struct relay_ep *e = (struct relay_ep *)ep;
+    out->rx_packets = atomic_load(&e->rx);
+    out->tx_packets = atomic_load(&e->tx);
+    out->srtp_decrypted = atomic_load(&e->srtp_decrypted);
+    out->srtp_auth_failures = atomic_load(&e->srtp_auth_failures);
+}
+
+/* A libsrtp session for keys: every inbound (rx) or outbound SSRC. The
+ * contexts are made here, on the caller's thread (key derivation, no
+ * I/O), and handed to the worker. NULL if libsrtp refuses. */
+static srtp_t srtp_session(const struct relay_srtp_keys *k, bool inbound)
+{
+    srtp_policy_t pol;
+    memset(&pol, 0, sizeof pol);
+    if (k->suite == RELAY_SRTP_AES_CM_128_HMAC_SHA1_80)
+        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&pol.rtp);
+    else if (k->suite == RELAY_SRTP_AES_CM_128_HMAC_SHA1_32)
+        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_32(&pol.rtp);
+    else
+        return NULL;
+    /* SRTCP is HMAC-SHA1-80 for both suites (RFC 4568 section 6.2) */
+    srtp_crypto_policy_set_rtcp_default(&pol.rtcp);
+    pol.ssrc.type = inbound ? ssrc_any_inbound : ssrc_any_outbound;
+    unsigned char key[RELAY_SRTP_KEY_LEN];
+    memcpy(key, k->key, sizeof key);
+    pol.key = key;
+    pol.window_size = 0; /* libsrtp's default replay window (128) */
+    pol.next = NULL;
+    srtp_t ctx = NULL;
+    srtp_err_status_t st = srtp_create(&ctx, &pol);
+    memset(key, 0, sizeof key);
+    if (st != srtp_err_status_ok) {
+        srtp_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+int relay_ep_set_srtp(struct relay_ep *ep, int stream, const struct relay_srtp_keys *rx,
+                      const struct relay_srtp_keys *tx)
+{
+    if (!ep || stream < 0 || stream >= ep->nstreams)
+        return -1;
+    pthread_once(&srtp_once, srtp_start);
+    if ((rx || tx) && !srtp_ready)
+        return -1;
+    srtp_t rctx = rx ? srtp_session(rx, true) : NULL;
+    srtp_t tctx = tx ? srtp_session(tx, false) : NULL;
+    if ((rx && !rctx) || (tx && !tctx)) {
+        srtp_free(rctx);
+        srtp_free(tctx);
+        return -1;
+    }
+    struct cmd *c = cmd_new(CMD_SET_SRTP, ep);
+    c->stream = stream;
+    c->srtp_rx = rctx;
+    c->srtp_tx = tctx;
+    post(ep->w, c);
+    return 0;
 }
 
 int relay_ep_send(struct relay_ep *ep, int stream, const void *buf, size_t len)

@@ -538,6 +538,7 @@ static void caller_answered(struct app *app, struct leg *caller, const struct le
         return;
     }
     if (a->status >= 300) {
+        leg_srtp_rekey_undo(caller); /* the relay still has the old keys */
         if (active)
             transfer_fail(app, x, a->status, "the caller refused the new media");
         if (a->status == 408 || a->status == 481)
@@ -570,8 +571,11 @@ static void target_answered(struct app *app, struct leg *tl, int status, const s
      * when the target chose other codecs than the room did. */
     bool reinvite = !c->caller->ep || !c->room || !same_media(tl->sdp_in, c->room->sdp_in);
     if (reinvite) {
+        /* new media toward the caller: new keys toward it too (SPEC 11) */
+        leg_srtp_rekey(c->caller);
         char *body = leg_sdp_for(app, c->caller, tl->sdp_in, strlen(tl->sdp_in));
         if (!body) {
+            leg_srtp_rekey_undo(c->caller);
             transfer_fail(app, x, 488, "cannot offer the target's media to the caller");
             return;
         }

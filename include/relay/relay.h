@@ -27,6 +27,8 @@ enum relay_drop {
     RELAY_DROP_SEND_FAILED, /* sendto() failed */
     RELAY_DROP_FOREIGN,     /* source IP not the leg's SDP, SIP or media_sources */
     RELAY_DROP_NOT_LATCHED, /* another allowed source while the latched one is live */
+    RELAY_DROP_SRTP_AUTH,   /* SRTP/SRTCP from the leg failed authentication */
+    RELAY_DROP_SRTP,        /* other SRTP failure: replayed or malformed packet, protect failed */
     RELAY_DROP_COUNT
 };
 
@@ -37,11 +39,28 @@ struct relay_stats {
     uint64_t packets_dropped;   /* sum of dropped[] */
     uint64_t dropped[RELAY_DROP_COUNT];
     uint64_t bytes_forwarded;
+    uint64_t srtp_decrypted;     /* SRTP/SRTCP packets authenticated and decrypted */
+    uint64_t srtp_auth_failures; /* of them, failed authentication (also in dropped[]) */
 };
 
 struct relay_ep_stats {
     uint64_t rx_packets; /* received from this endpoint's peer */
     uint64_t tx_packets; /* sent to this endpoint's peer */
+    uint64_t srtp_decrypted;     /* from the peer, authenticated and decrypted */
+    uint64_t srtp_auth_failures; /* from the peer, failed authentication */
+};
+
+/* SDES-SRTP (RFC 4568) suites the relay terminates (SPEC section 11). */
+enum relay_srtp_suite {
+    RELAY_SRTP_AES_CM_128_HMAC_SHA1_80 = 1,
+    RELAY_SRTP_AES_CM_128_HMAC_SHA1_32 = 2, /* 32-bit tag on SRTP; SRTCP keeps 80 (RFC 4568) */
+};
+
+#define RELAY_SRTP_KEY_LEN 30 /* master key (16) + master salt (14) */
+
+struct relay_srtp_keys {
+    enum relay_srtp_suite suite;
+    unsigned char key[RELAY_SRTP_KEY_LEN];
 };
 
 struct relay *relay_create(int port_min, int port_max, int nworkers, char *err, size_t errlen);
@@ -78,6 +97,15 @@ void relay_ep_allow_nets(struct relay_ep *ep, const struct cidr *nets, size_t n)
  * numbered them differently (SPEC 10). */
 void relay_ep_set_dtmf_pt(struct relay_ep *ep, int stream, int pt);
 
+/* SRTP for stream of the endpoint: rx is the key the leg announced (what
+ * it sends us is authenticated and decrypted before anything else; a
+ * packet that fails is dropped and counted), tx ours (what we send it is
+ * encrypted), each NULL for plain RTP/RTCP. The keys are copied; contexts
+ * set before are replaced (their replay state with them). -1 (nothing
+ * changed) for a bad stream or suite or a key libsrtp refuses. */
+int relay_ep_set_srtp(struct relay_ep *ep, int stream, const struct relay_srtp_keys *rx,
+                      const struct relay_srtp_keys *tx);
+
 /* Connect a and b (either may be NULL to disconnect the other). */
 void relay_connect(struct relay_ep *a, struct relay_ep *b);
 
@@ -92,8 +120,9 @@ long long relay_ep_last_rtp(const struct relay_ep *ep);
 void relay_ep_free(struct relay_ep *ep);
 
 /* Send one datagram from the RTP socket of the endpoint's
- * stream to where its peer receives (latched source, else SDP address).
- * For media we originate ourselves (RFC 4733 digits). Thread-safe. */
+ * stream to where its peer receives (latched source, else SDP address),
+ * encrypted if the stream has a tx SRTP context. For media we originate
+ * ourselves (RFC 4733 digits). Thread-safe. */
 int relay_ep_send(struct relay_ep *ep, int stream, const void *buf, size_t len);
 
 #endif

@@ -12,6 +12,10 @@
 #include "router.h"
 
 enum media_mode { MEDIA_RELAY = 0, MEDIA_PASSTHROUGH = 1 };
+/* media.srtp (SPEC 11): SDES-SRTP terminated in the relay. OFF: SDP and
+ * packets pass as they are (default); ALLOW: a leg that offers SRTP gets
+ * it; REQUIRE: a plain offer is refused with 488. */
+enum media_srtp { SRTP_OFF = 0, SRTP_ALLOW = 1, SRTP_REQUIRE = 2 };
 
 /* How an E.164 number is written toward a trunk (SPEC section 10). */
 enum trunk_number_format {
@@ -102,6 +106,7 @@ struct config {
     int port_min, port_max;
     int media_timeout;      /* s without RTP from either side before a call ends; 0 = off */
     int media_hold_timeout; /* the same while the call is on hold; 0 = off */
+    enum media_srtp media_srtp;
 
     struct trunk_cfg *trunks;
     size_t ntrunks;

@@ -260,7 +260,7 @@ static int free_port(void)
     return -1;
 }
 
-static void start(void)
+static void start_media(const char *media)
 {
     memset(&P, 0, sizeof P);
     P.room = (struct answer){.status = 200, .ringing = true};
@@ -277,7 +277,7 @@ static void start(void)
              "node = \"t\";\n"
              "sip = { listen = \"sip:127.0.0.1:%d\"; max_calls = 10; rate_limit = 0; };\n"
              "api = { listen = \"127.0.0.1:1\"; tokens = [ \"t\" ]; };\n"
-             "media = { mode = \"passthrough\"; address = \"127.0.0.1\"; };\n"
+             "media = { %s };\n"
              "trunks = ( { name = \"carrier\"; sources = [ \"127.0.0.0/8\" ];"
              " gateway = \"sip:127.0.0.1:%d\"; } );\n"
              "rooms = { domain = \"rooms.test\"; list = (\n"
@@ -285,7 +285,7 @@ static void start(void)
              "  { name = \"room-b\"; uri = \"sip:room-b@127.0.0.1:%d\"; } ); };\n"
              "webhooks = { url = \"\"; secret = \"\"; };\n"
              "transfer = { ring_timeout = 1; notify_timeout = 2; allow = [ \"sip:*\", \"+*\" ]; };\n",
-             P.sut, P.port, P.port, P.port);
+             P.sut, media, P.port, P.port, P.port);
     char err[512];
     struct config *cfg = unit_load_config(text, err, sizeof err, NULL, 0);
     ck_assert_msg(cfg != NULL, "config: %s", err);
@@ -299,6 +299,20 @@ static void start(void)
                        NUTAG_APPL_METHOD("INVITE"), NUTAG_APPL_METHOD("REFER"),
                        NTATAG_USE_NAPTR(0), NTATAG_USE_SRV(0), TAG_END());
     ck_assert_msg(P.nua != NULL, "peer nua on %s", url);
+}
+
+static void start(void) { start_media("mode = \"passthrough\"; address = \"127.0.0.1\";"); }
+
+/* Relay mode with media.srtp = srtp, on a port range of its own. */
+static void start_relay(const char *srtp)
+{
+    char media[256];
+    int base = 30000 + (int)(getpid() % 1500) * 20;
+    snprintf(media, sizeof media,
+             "mode = \"relay\"; address = \"127.0.0.1\"; port_min = %d; port_max = %d; "
+             "srtp = \"%s\";",
+             base, base + 19, srtp);
+    start_media(media);
 }
 
 static void stop(void)
@@ -359,6 +373,19 @@ static struct ua *dial(bool offerless)
     else
         nua_invite(c->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"),
                    SIPTAG_PAYLOAD_STR(sdp(body, sizeof body, 1, "sendrecv", 40000)), TAG_END());
+    return c;
+}
+
+/* The caller dials room-a offering body. */
+static struct ua *dial_body(const char *body)
+{
+    struct ua *c = ua_new("caller");
+    c->outgoing = true;
+    char to[96];
+    snprintf(to, sizeof to, "sip:room-a@127.0.0.1:%d", P.sut);
+    c->nh = nua_handle(P.nua, (struct leg *)c, SIPTAG_TO_STR(to), TAG_END());
+    nua_invite(c->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(body),
+               TAG_END());
     return c;
 }
 
@@ -929,6 +956,180 @@ START_TEST(instance_teardown_with_calls_up)
 }
 END_TEST
 
+/* ---- SRTP (media.srtp, SPEC 11) ---------------------------------------- */
+
+#define SRTP_KEY "MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0"
+#define SAVP_BODY                                                                                  \
+    "v=0\r\no=- 4242 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"                 \
+    "m=audio 40000 RTP/SAVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"                                     \
+    "a=rtpmap:101 telephone-event/8000\r\n"                                                        \
+    "a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:" SRTP_KEY "\r\na=sendrecv\r\n"
+
+START_TEST(srtp_require_refuses_plain_offer)
+{
+    start_relay("require");
+    struct ua *c = dial(false);
+    run_until(c->final >= 300, 2000);
+    ck_assert_int_eq(c->final, 488);
+    ck_assert_ptr_null(ua_find("room-a")); /* no room was dialled */
+    run_until(call_count(P.app->calls) == 0, 2000);
+    stop();
+}
+END_TEST
+
+START_TEST(srtp_require_refuses_offerless)
+{
+    start_relay("require");
+    struct ua *c = dial(true);
+    run_until(c->final >= 300, 2000);
+    ck_assert_int_eq(c->final, 488);
+    run_until(call_count(P.app->calls) == 0, 2000);
+    stop();
+}
+END_TEST
+
+/* No TLS, no keys: an RTP/SAVP offer cannot be answered with ours. */
+START_TEST(srtp_offer_without_tls_refused)
+{
+    start_relay("allow");
+    struct ua *c = dial_body(SAVP_BODY);
+    run_until(c->final >= 300, 2000);
+    ck_assert_int_eq(c->final, 488);
+    ck_assert_ptr_null(ua_find("room-a"));
+    run_until(call_count(P.app->calls) == 0, 2000);
+    stop();
+}
+END_TEST
+
+/* "allow" and a plain caller: a plain call, as with "off". */
+START_TEST(srtp_allow_plain_call)
+{
+    start_relay("allow");
+    struct ua *c = bridged();
+    struct ua *r = ua_find("room-a");
+    ck_assert_ptr_nonnull(strstr(r->last_sdp, " RTP/AVP 0 101"));
+    ck_assert_ptr_null(strstr(r->last_sdp, "a=crypto"));
+    ck_assert_ptr_nonnull(strstr(c->last_sdp, " RTP/AVP 0 101"));
+    ck_assert_ptr_null(strstr(c->last_sdp, "a=crypto"));
+    ck_assert_ptr_null(strstr(r->last_sdp, "m=audio 40000")); /* relayed */
+
+    /* a re-INVITE switching to SRTP without TLS: refused, the call stays */
+    char body[] = SAVP_BODY;
+    body[strlen("v=0\r\no=- 4242 ")] = '2'; /* o= version 2 */
+    c->final = 0;
+    nua_invite(c->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(body),
+               TAG_END());
+    run_until(c->final >= 300, 2000);
+    ck_assert_int_eq(c->final, 488);
+    ck_assert_int_eq(r->invites, 1);
+    ck_assert_int_eq(the_call()->caller->state, LEG_CONFIRMED);
+    ck_assert(!the_call()->caller->srtp);
+    nua_bye(c->nh, TAG_END());
+    run_until(r->byes == 1 && call_count(P.app->calls) == 0, 2000);
+    stop();
+}
+END_TEST
+
+/* A leg with TLS signalling (set by hand: nothing sets leg->tls yet) that
+ * offers SRTP gets it: our answer toward it has RTP/SAVP and one a=crypto
+ * with its tag and suite and a key of ours; toward the plain room the same
+ * offer goes as RTP/AVP without crypto. The same offer again keeps our key
+ * (no re-key, no new relay contexts); a new key from the leg is learnt. */
+START_TEST(srtp_tls_leg_gets_our_key)
+{
+    start_relay("allow");
+    struct call *c = call_new(P.app->calls, "t");
+    struct leg *caller = leg_new(c, LEG_CALLER, FAR_TRUNK, NULL);
+    struct leg *room = leg_new(c, LEG_ROOM, FAR_ROOM, NULL);
+    c->caller = caller;
+    c->room = room;
+    char err[256];
+    ck_assert_int_eq(leg_media_new(P.app, caller, 1, NULL, err, sizeof err), 0);
+    ck_assert_int_eq(leg_media_new(P.app, room, 1, caller, err, sizeof err), 0);
+    struct sdpx_info offer;
+    ck_assert_int_eq(sdpx_parse(SAVP_BODY, strlen(SAVP_BODY), &offer, err, sizeof err), 0);
+
+    char why[160];
+    ck_assert_int_eq(leg_srtp_check(P.app, caller, &offer, why, sizeof why), 488);
+    ck_assert(!caller->srtp);
+    caller->tls = true;
+    ck_assert_int_eq(leg_srtp_check(P.app, caller, &offer, why, sizeof why), 0);
+    ck_assert(caller->srtp);
+    leg_learn_sdp(caller, &offer, SAVP_BODY, strlen(SAVP_BODY));
+    ck_assert_int_eq(caller->srtp_rx[0].suite, SDPX_SUITE_AES_CM_128_HMAC_SHA1_32);
+    ck_assert_int_eq(memcmp(caller->srtp_ep_rx[0].key, "0123456789abcdefghijklmnopqrst", 30), 0);
+
+    char *to_room = leg_sdp_for(P.app, room, SAVP_BODY, strlen(SAVP_BODY));
+    ck_assert_ptr_nonnull(to_room);
+    ck_assert_ptr_nonnull(strstr(to_room, " RTP/AVP 0 101\r\n"));
+    ck_assert_ptr_null(strstr(to_room, "a=crypto"));
+
+    char plain[512];
+    sdp(plain, sizeof plain, 1, "sendrecv", 41000);
+    char *to_caller = leg_sdp_for(P.app, caller, plain, strlen(plain));
+    ck_assert_ptr_nonnull(to_caller);
+    ck_assert_msg(strstr(to_caller, " RTP/SAVP 0 101\r\n") != NULL, "%s", to_caller);
+    ck_assert_ptr_null(strstr(to_caller, SRTP_KEY)); /* never the leg's own key */
+    struct sdpx_info ans;
+    ck_assert_int_eq(sdpx_parse(to_caller, strlen(to_caller), &ans, err, sizeof err), 0);
+    ck_assert(ans.s[0].savp);
+    ck_assert_int_eq(ans.s[0].crypto.suite, SDPX_SUITE_AES_CM_128_HMAC_SHA1_32);
+    ck_assert_uint_eq(ans.s[0].crypto.tag, 3);
+    ck_assert_int_eq(memcmp(ans.s[0].crypto.key, caller->srtp_tx[0].key, SDPX_KEY_LEN), 0);
+    ck_assert_int_eq(memcmp(&caller->srtp_ep_tx[0], &caller->srtp_tx[0],
+                            sizeof caller->srtp_tx[0]), 0);
+
+    /* the same offer again (a refresh): our key stays */
+    struct sdpx_crypto ours = caller->srtp_tx[0];
+    ck_assert_int_eq(leg_srtp_check(P.app, caller, &offer, why, sizeof why), 0);
+    ck_assert_int_eq(memcmp(&caller->srtp_tx[0], &ours, sizeof ours), 0);
+    /* the leg re-keys: learnt, ours stays for the same suite and tag */
+    offer.s[0].crypto.key[0] ^= 1;
+    ck_assert_int_eq(leg_srtp_check(P.app, caller, &offer, why, sizeof why), 0);
+    leg_learn_sdp(caller, &offer, NULL, 0);
+    ck_assert_int_eq(caller->srtp_ep_rx[0].key[0], '0' ^ 1);
+    ck_assert_int_eq(memcmp(&caller->srtp_tx[0], &ours, sizeof ours), 0);
+    /* a transfer re-keys: a new key of ours in the next offer, which the
+     * relay takes with the leg's answer */
+    ck_assert_int_eq(memcmp(caller->srtp_ep_tx[0].key, ours.key, SDPX_KEY_LEN), 0);
+    leg_srtp_rekey(caller);
+    ck_assert_uint_eq(caller->srtp_tx[0].tag, 3);
+    ck_assert_int_eq(caller->srtp_tx[0].suite, SDPX_SUITE_AES_CM_128_HMAC_SHA1_32);
+    ck_assert_int_ne(memcmp(caller->srtp_tx[0].key, ours.key, SDPX_KEY_LEN), 0);
+    ck_assert_int_eq(memcmp(caller->srtp_ep_tx[0].key, ours.key, SDPX_KEY_LEN), 0);
+    to_caller = leg_sdp_for(P.app, caller, SAVP_BODY, strlen(SAVP_BODY));
+    ck_assert_int_eq(sdpx_parse(to_caller, strlen(to_caller), &ans, err, sizeof err), 0);
+    ck_assert_int_eq(memcmp(ans.s[0].crypto.key, caller->srtp_tx[0].key, SDPX_KEY_LEN), 0);
+    leg_learn_sdp(caller, &offer, NULL, 0); /* the caller's answer */
+    ck_assert_int_eq(memcmp(caller->srtp_ep_tx[0].key, caller->srtp_tx[0].key, SDPX_KEY_LEN), 0);
+    /* a refused re-key: back to what the relay has */
+    memcpy(ours.key, caller->srtp_tx[0].key, SDPX_KEY_LEN);
+    leg_srtp_rekey(caller);
+    leg_srtp_rekey_undo(caller);
+    ck_assert_int_eq(memcmp(caller->srtp_tx[0].key, ours.key, SDPX_KEY_LEN), 0);
+
+    /* back to plain RTP under "allow": plain both ways */
+    struct sdpx_info plain_offer;
+    ck_assert_int_eq(sdpx_parse(plain, strlen(plain), &plain_offer, err, sizeof err), 0);
+    ck_assert_int_eq(leg_srtp_check(P.app, caller, &plain_offer, why, sizeof why), 0);
+    ck_assert(!caller->srtp);
+    leg_learn_sdp(caller, &plain_offer, NULL, 0);
+    ck_assert_int_eq(caller->srtp_ep_rx[0].suite, SDPX_SUITE_NONE);
+    ck_assert_int_eq(caller->srtp_ep_tx[0].suite, SDPX_SUITE_NONE);
+    to_caller = leg_sdp_for(P.app, caller, SAVP_BODY, strlen(SAVP_BODY));
+    ck_assert_ptr_nonnull(strstr(to_caller, " RTP/AVP 0 101\r\n"));
+    ck_assert_ptr_null(strstr(to_caller, "a=crypto"));
+
+    /* an RTP/SAVP offer whose only a=crypto is malformed */
+    struct sdpx_info bad = offer;
+    bad.s[0].crypto.suite = SDPX_SUITE_NONE;
+    bad.s[0].crypto_bad = 1;
+    ck_assert_int_eq(leg_srtp_check(P.app, caller, &bad, why, sizeof why), 488);
+    call_free(c);
+    stop();
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("calls");
@@ -945,6 +1146,15 @@ static Suite *suite(void)
     tcase_add_test(b, room_hangs_up);
     tcase_add_test(b, instance_teardown_with_calls_up);
     suite_add_tcase(s, b);
+
+    TCase *sr = tcase_create("srtp");
+    tcase_set_timeout(sr, 10);
+    tcase_add_test(sr, srtp_require_refuses_plain_offer);
+    tcase_add_test(sr, srtp_require_refuses_offerless);
+    tcase_add_test(sr, srtp_offer_without_tls_refused);
+    tcase_add_test(sr, srtp_allow_plain_call);
+    tcase_add_test(sr, srtp_tls_leg_gets_our_key);
+    suite_add_tcase(s, sr);
 
     TCase *x = tcase_create("sipCallTransfer");
     tcase_set_timeout(x, 10);

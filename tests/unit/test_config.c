@@ -125,6 +125,7 @@ START_TEST(test_defaults)
     ck_assert_str_eq(cfg->api_listen, "127.0.0.1:8080");
     ck_assert_uint_eq(cfg->ntokens, 0);
     ck_assert_int_eq(cfg->media_mode, MEDIA_RELAY);
+    ck_assert_int_eq(cfg->media_srtp, SRTP_OFF);
     ck_assert_str_eq(cfg->media_address, "127.0.0.1");
     ck_assert_int_eq(cfg->port_min, 20000);
     ck_assert_int_eq(cfg->port_max, 29999);
@@ -236,6 +237,28 @@ START_TEST(test_unknown_key_in_list_entry)
                  "  );\n"
                  "};\n",
                  3, "unknown key", "url");
+}
+END_TEST
+
+START_TEST(test_media_srtp)
+{
+    static const char *const names[] = {"off", "allow", "require"};
+    for (int i = 0; i < 3; i++) {
+        char text[128], err[512];
+        snprintf(text, sizeof text, "media = { srtp = \"%s\"; };\n", names[i]);
+        struct config *cfg = unit_load_config(text, err, sizeof err, NULL, 0);
+        ck_assert_msg(cfg != NULL, "%s", err);
+        ck_assert_int_eq(cfg->media_srtp, i);
+        config_free(cfg);
+    }
+    expect_error("media = {\n"
+                 "  srtp = \"mandatory\";\n"
+                 "};\n",
+                 2, "media.srtp", "mandatory");
+    expect_error("media = {\n"
+                 "  srtp = true;\n"
+                 "};\n",
+                 2, "srtp", NULL);
 }
 END_TEST
 
@@ -731,6 +754,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_unknown_nested_key);
     tcase_add_test(tc, test_unknown_key_in_list_entry);
     tcase_add_test(tc, test_bad_media_mode);
+    tcase_add_test(tc, test_media_srtp);
     tcase_add_test(tc, test_port_range);
     tcase_add_test(tc, test_bad_trunk_cidr);
     tcase_add_test(tc, test_trunk_media_sources);

@@ -639,6 +639,267 @@ START_TEST(test_rewrite_drops_many_transport_attributes)
 }
 END_TEST
 
+/* ---- SDES crypto (RFC 4568) -------------------------------------------- */
+
+#define KEY_B64 "MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0" /* "0123456789abcdefghijklmnopqrst" */
+
+#define SAVP_OFFER                                                                                 \
+    "v=0\r\n"                                                                                      \
+    "o=alice 1 1 IN IP4 198.51.100.10\r\n"                                                         \
+    "s=-\r\n"                                                                                      \
+    "c=IN IP4 198.51.100.10\r\n"                                                                   \
+    "t=0 0\r\n"                                                                                    \
+    "m=audio 49170 RTP/SAVP 0 101\r\n"                                                             \
+    "a=rtpmap:0 PCMU/8000\r\n"                                                                     \
+    "a=rtpmap:101 telephone-event/8000\r\n"                                                        \
+    "a=crypto:7 AES_CM_128_HMAC_SHA1_32 inline:" KEY_B64 "|2^31\r\n"                              \
+    "a=crypto:8 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64 "\r\n"                                   \
+    "a=sendrecv\r\n"
+
+static int crypto(const char *v, struct sdpx_crypto *c)
+{
+    char err[128] = "";
+    return sdpx_crypto_parse(v, strlen(v), c, err, sizeof err);
+}
+
+START_TEST(test_crypto_parse_good)
+{
+    struct sdpx_crypto c;
+    ck_assert_int_eq(crypto("1 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64, &c), 0);
+    ck_assert_int_eq(c.suite, SDPX_SUITE_AES_CM_128_HMAC_SHA1_80);
+    ck_assert_uint_eq(c.tag, 1);
+    ck_assert_int_eq(memcmp(c.key, "0123456789abcdefghijklmnopqrst", SDPX_KEY_LEN), 0);
+    ck_assert_int_eq(crypto("999999999 AES_CM_128_HMAC_SHA1_32 inline:" KEY_B64 "|2^20", &c),
+                     0);
+    ck_assert_int_eq(c.suite, SDPX_SUITE_AES_CM_128_HMAC_SHA1_32);
+    ck_assert_uint_eq(c.tag, 999999999);
+    ck_assert_int_eq(crypto("2  AES_CM_128_HMAC_SHA1_80\tinline:" KEY_B64 "|1048576 ", &c), 0);
+    ck_assert_uint_eq(c.tag, 2);
+}
+END_TEST
+
+/* Malformed or unsupported lines are refused with a reason and leave no
+ * key behind. */
+START_TEST(test_crypto_parse_refused)
+{
+    static const char *const bad[] = {
+        "",
+        "1",
+        "1 AES_CM_128_HMAC_SHA1_80",
+        "x AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64,
+        "1234567890 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64,          /* 10-digit tag */
+        "1 AES_CM_128_HMAC_SHA1_81 inline:" KEY_B64,                   /* unknown suite */
+        "1 AES_256_CM_HMAC_SHA1_80 inline:" KEY_B64,                   /* unsupported */
+        "1 F8_128_HMAC_SHA1_80 inline:" KEY_B64,
+        "1 AES_CM_128_HMAC_SHA1_80 uri:" KEY_B64,                      /* not inline */
+        "1 AES_CM_128_HMAC_SHA1_80 inline:",
+        "1 AES_CM_128_HMAC_SHA1_80 inline:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN",  /* 39 */
+        "1 AES_CM_128_HMAC_SHA1_80 inline:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0M", /* 41 */
+        "1 AES_CM_128_HMAC_SHA1_80 inline:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3Bxcn==", /* pad */
+        "1 AES_CM_128_HMAC_SHA1_80 inline:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3Bxc*N0", /* byte */
+        "1 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64 "|1:4",           /* MKI */
+        "1 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64 "|2^20|1:4",      /* MKI */
+        "1 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64 "|",              /* empty lifetime */
+        "1 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64 "|2^",
+        "1 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64 "|2^123",
+        "1 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64 "|20|30",         /* two lifetimes */
+        "1 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64 "|123456789012345678901",
+        "1 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64 ";inline:" KEY_B64, /* two keys */
+        "1 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64 " UNENCRYPTED_SRTP", /* session param */
+        "1 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64 " KDR=1",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct sdpx_crypto c;
+        char err[128] = "";
+        memset(&c, 0x55, sizeof c);
+        ck_assert_msg(sdpx_crypto_parse(bad[i], strlen(bad[i]), &c, err, sizeof err) == -1,
+                      "accepted: %s", bad[i]);
+        ck_assert_msg(err[0] != '\0', "no reason for: %s", bad[i]);
+        ck_assert_int_eq(c.suite, SDPX_SUITE_NONE);
+        static const uint8_t zero[SDPX_KEY_LEN];
+        ck_assert_int_eq(memcmp(c.key, zero, sizeof zero), 0);
+    }
+}
+END_TEST
+
+/* Over SDPX_CRYPTO_MAX bytes is refused unread; a value that is not
+ * NUL-terminated is read only within its length. */
+START_TEST(test_crypto_parse_bounded)
+{
+    char big[SDPX_CRYPTO_MAX + 64];
+    memset(big, '1', sizeof big);
+    struct sdpx_crypto c;
+    char err[128];
+    ck_assert_int_eq(sdpx_crypto_parse(big, sizeof big, &c, err, sizeof err), -1);
+    static const char line[] = "1 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64;
+    char unterminated[sizeof line - 1];
+    memcpy(unterminated, line, sizeof unterminated);
+    ck_assert_int_eq(sdpx_crypto_parse(unterminated, sizeof unterminated, &c, err, sizeof err),
+                     0);
+    /* cut inside the key: refused, nothing read past n */
+    ck_assert_int_eq(sdpx_crypto_parse(unterminated, sizeof unterminated - 5, &c, err,
+                                       sizeof err), -1);
+}
+END_TEST
+
+START_TEST(test_parse_savp_crypto)
+{
+    struct sdpx_info info;
+    char err[256] = "";
+    ck_assert_msg(parse(SAVP_OFFER, &info, err, sizeof err) == 0, "parse: %s", err);
+    ck_assert(info.s[0].savp);
+    /* the first usable line, the offerer's preference */
+    ck_assert_int_eq(info.s[0].crypto.suite, SDPX_SUITE_AES_CM_128_HMAC_SHA1_32);
+    ck_assert_uint_eq(info.s[0].crypto.tag, 7);
+    ck_assert_int_eq(info.s[0].crypto_bad, 0);
+    ck_assert_str_eq(info.s[0].formats, "0 101");
+    ck_assert_int_eq(info.s[0].dtmf_pt, 101);
+
+    ck_assert_int_eq(parse(OFFER, &info, err, sizeof err), 0);
+    ck_assert(!info.s[0].savp);
+    ck_assert_int_eq(info.s[0].crypto.suite, SDPX_SUITE_NONE);
+}
+END_TEST
+
+/* Bad lines are skipped and counted; a good one after them is used. A
+ * SAVP stream with only bad lines has no crypto: the caller refuses it. */
+START_TEST(test_parse_crypto_bad_lines)
+{
+    struct sdpx_info info;
+    char err[256] = "";
+    const char *sdp = HEAD "m=audio 4000 RTP/SAVPF 0\r\n"
+                           "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:short\r\n"
+                           "a=crypto:\r\n"
+                           "a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64 "|1:1\r\n"
+                           "a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64 "\r\n";
+    ck_assert_msg(parse(sdp, &info, err, sizeof err) == 0, "parse: %s", err);
+    ck_assert(info.s[0].savp);
+    ck_assert_int_eq(info.s[0].crypto_bad, 3);
+    ck_assert_uint_eq(info.s[0].crypto.tag, 3);
+
+    sdp = HEAD "m=audio 4000 RTP/SAVP 0\r\n"
+               "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64 "=\r\n";
+    ck_assert_int_eq(parse(sdp, &info, err, sizeof err), 0);
+    ck_assert(info.s[0].savp);
+    ck_assert_int_eq(info.s[0].crypto.suite, SDPX_SUITE_NONE);
+    ck_assert_int_eq(info.s[0].crypto_bad, 1);
+
+    /* a very long value */
+    struct buf b = {0};
+    put(&b, HEAD "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:");
+    for (int i = 0; i < 200; i++)
+        put(&b, KEY_B64);
+    put(&b, "\r\n");
+    ck_assert_int_eq(parse(b.p, &info, err, sizeof err), 0);
+    ck_assert_int_eq(info.s[0].crypto.suite, SDPX_SUITE_NONE);
+    ck_assert_int_eq(info.s[0].crypto_bad, 1);
+    free(b.p);
+}
+END_TEST
+
+/* Toward an SRTP leg: RTP/SAVP with our one a=crypto line, whatever the
+ * source body said; toward a plain leg: RTP/AVP and no a=crypto. */
+START_TEST(test_rewrite_srtp_out)
+{
+    uint16_t ports[] = {30000};
+    struct sdpx_origin o = {.id = 5, .version = 6};
+    char err[256] = "";
+    struct sdpx_srtp_out sec;
+    memset(&sec, 0, sizeof sec);
+    sdpx_crypto_new(&sec.crypto[0], SDPX_SUITE_AES_CM_128_HMAC_SHA1_80, 42);
+    char *out = sdpx_rewrite_srtp(OFFER, strlen(OFFER), "10.0.0.1", ports, 1, &o, &sec, err,
+                                  sizeof err);
+    ck_assert_msg(out != NULL, "rewrite: %s", err);
+    ck_assert_msg(strstr(out, "m=audio 30000 RTP/SAVP 0 8 101\r\n") != NULL, "%s", out);
+    ck_assert_int_eq(count_lines(out, "a=crypto:"), 1);
+    ck_assert_int_eq(count_lines(out, "a=crypto:42 AES_CM_128_HMAC_SHA1_80 inline:"), 1);
+    /* what we wrote parses back to our key */
+    struct sdpx_info info;
+    ck_assert_int_eq(parse(out, &info, err, sizeof err), 0);
+    ck_assert(info.s[0].savp);
+    ck_assert_int_eq(info.s[0].crypto.suite, SDPX_SUITE_AES_CM_128_HMAC_SHA1_80);
+    ck_assert_uint_eq(info.s[0].crypto.tag, 42);
+    ck_assert_int_eq(memcmp(info.s[0].crypto.key, sec.crypto[0].key, SDPX_KEY_LEN), 0);
+    free(out);
+
+    /* the source is SAVP with two lines of its own: replaced by ours */
+    sdpx_crypto_new(&sec.crypto[0], SDPX_SUITE_AES_CM_128_HMAC_SHA1_32, 7);
+    out = sdpx_rewrite_srtp(SAVP_OFFER, strlen(SAVP_OFFER), "10.0.0.1", ports, 1, &o, &sec, err,
+                            sizeof err);
+    ck_assert_msg(out != NULL, "rewrite: %s", err);
+    ck_assert_int_eq(count_lines(out, "a=crypto:"), 1);
+    ck_assert_int_eq(count_lines(out, "a=crypto:7 AES_CM_128_HMAC_SHA1_32 inline:"), 1);
+    ck_assert(strstr(out, KEY_B64) == NULL); /* the offerer's key never goes on */
+    ck_assert(strstr(out, "RTP/SAVP 0 101\r\n") != NULL);
+    free(out);
+
+    /* plain toward the leg */
+    memset(&sec, 0, sizeof sec);
+    out = sdpx_rewrite_srtp(SAVP_OFFER, strlen(SAVP_OFFER), "10.0.0.1", ports, 1, &o, &sec, err,
+                            sizeof err);
+    ck_assert_msg(out != NULL, "rewrite: %s", err);
+    ck_assert_int_eq(count_lines(out, "a=crypto"), 0);
+    ck_assert_msg(strstr(out, "m=audio 30000 RTP/AVP 0 101\r\n") != NULL, "%s", out);
+    ck_assert_int_eq(count_lines(out, "a=rtpmap:101 telephone-event/8000"), 1);
+    free(out);
+
+    /* no srtp: crypto and profile pass as they are */
+    out = rewrite(SAVP_OFFER, "10.0.0.1", ports, 1, 5, 6);
+    ck_assert_int_eq(count_lines(out, "a=crypto:"), 2);
+    ck_assert(strstr(out, "RTP/SAVP") != NULL);
+    free(out);
+}
+END_TEST
+
+/* AVPF <-> SAVPF; a rejected or non-RTP stream gets no crypto. */
+START_TEST(test_rewrite_srtp_profiles)
+{
+    const char *sdp = HEAD "m=audio 4000 RTP/AVPF 0\r\n"
+                           "m=video 0 RTP/AVP 96\r\n"
+                           "m=image 4004 udptl t38\r\n";
+    uint16_t ports[] = {30000, 30002, 30004};
+    struct sdpx_srtp_out sec;
+    for (int i = 0; i < 3; i++)
+        sdpx_crypto_new(&sec.crypto[i], SDPX_SUITE_AES_CM_128_HMAC_SHA1_80, 1);
+    char err[256] = "";
+    char *out = sdpx_rewrite_srtp(sdp, strlen(sdp), "10.0.0.1", ports, 3, NULL, &sec, err,
+                                  sizeof err);
+    ck_assert_msg(out != NULL, "rewrite: %s", err);
+    ck_assert_msg(strstr(out, "m=audio 30000 RTP/SAVPF 0\r\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "m=video 0 RTP/AVP 96\r\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "m=image 30004 udptl t38\r\n") != NULL, "%s", out);
+    ck_assert_int_eq(count_lines(out, "a=crypto:"), 1);
+    struct sdpx_info info;
+    ck_assert_int_eq(parse(out, &info, err, sizeof err), 0);
+    ck_assert(info.s[0].savp);
+    ck_assert(!info.s[2].savp);
+    free(out);
+
+    memset(&sec, 0, sizeof sec);
+    const char *back = HEAD "m=audio 4000 RTP/SAVPF 0\r\n"
+                            "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64 "\r\n";
+    out = sdpx_rewrite_srtp(back, strlen(back), "10.0.0.1", ports, 1, NULL, &sec, err,
+                            sizeof err);
+    ck_assert_msg(out != NULL, "rewrite: %s", err);
+    ck_assert_msg(strstr(out, "m=audio 30000 RTP/AVPF 0\r\n") != NULL, "%s", out);
+    ck_assert_int_eq(count_lines(out, "a=crypto"), 0);
+    free(out);
+}
+END_TEST
+
+/* Two fresh keys differ (random_bytes). */
+START_TEST(test_crypto_new_fresh)
+{
+    struct sdpx_crypto a, b;
+    sdpx_crypto_new(&a, SDPX_SUITE_AES_CM_128_HMAC_SHA1_80, 1);
+    sdpx_crypto_new(&b, SDPX_SUITE_AES_CM_128_HMAC_SHA1_80, 1);
+    ck_assert_int_ne(memcmp(a.key, b.key, SDPX_KEY_LEN), 0);
+    ck_assert_str_eq(sdpx_suite_name(SDPX_SUITE_AES_CM_128_HMAC_SHA1_32),
+                     "AES_CM_128_HMAC_SHA1_32");
+    ck_assert(sdpx_suite_name(SDPX_SUITE_NONE) == NULL);
+}
+END_TEST
+
 static Suite *sdp_suite(void)
 {
     Suite *s = suite_create("sdp");
@@ -674,6 +935,16 @@ static Suite *sdp_suite(void)
     tcase_add_test(tc, test_limit_attributes_exact);
     tcase_add_test(tc, test_limit_lines_exact);
     tcase_add_test(tc, test_limit_media_and_formats_exact);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("crypto");
+    tcase_add_test(tc, test_crypto_parse_good);
+    tcase_add_test(tc, test_crypto_parse_refused);
+    tcase_add_test(tc, test_crypto_parse_bounded);
+    tcase_add_test(tc, test_parse_savp_crypto);
+    tcase_add_test(tc, test_parse_crypto_bad_lines);
+    tcase_add_test(tc, test_rewrite_srtp_out);
+    tcase_add_test(tc, test_rewrite_srtp_profiles);
+    tcase_add_test(tc, test_crypto_new_fresh);
     suite_add_tcase(s, tc);
     return s;
 }
