@@ -18,6 +18,7 @@ struct http_client;
 struct events;
 struct calls;
 struct lookup;
+struct gateways;
 
 struct app {
     su_root_t *root;
@@ -41,6 +42,7 @@ struct app {
     struct calls *calls;     /* the call table (call.c) */
     struct lookup *lookups;  /* room resolver lookups awaiting their answer (resolver.c) */
     su_timer_t *media_timer; /* media_watch.c's tick */
+    struct gateways *gateways; /* trunk gateways up/down, OPTIONS probes (gateway.c) */
     struct app_stats {
         /* [enum xfer_mode][enum xfer_outcome] (transfer.h), by transfer.c */
         unsigned long long transfers[2][3];
