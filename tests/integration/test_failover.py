@@ -24,12 +24,14 @@ def gw_uri(port):
 
 
 def up(port):
-    return 'sipxfer_gateway_up{trunk="carrier",gateway="%s"}' % gw_uri(port)
+    uri = port if isinstance(port, str) else gw_uri(port)
+    return 'sipxfer_gateway_up{trunk="carrier",gateway="%s"}' % uri
 
 
 def trunk_keys(ports, interval):
+    """ports: port numbers (sip:HOST:PORT) or whole gateway URIs."""
     return "gateways = [ %s ]; options_interval = %d;" % (
-        ", ".join(json.dumps(gw_uri(p)) for p in ports), interval)
+        ", ".join(json.dumps(p if isinstance(p, str) else gw_uri(p)) for p in ports), interval)
 
 
 def setup(t, ports, interval=0):
@@ -95,6 +97,25 @@ def test_failover_unreachable_gateway_then_second(t):
 
 
 @case
+def test_failover_tcp_connection_refused_then_second(t):
+    """The first gateway is reached over TCP and nobody listens there
+    (connection refused: sofia's own 503): the second gateway, over UDP,
+    takes the call."""
+    dead = "sip:%s:%d;transport=tcp" % (HOST, free_port())
+    gw2 = t.sipp("target_pstn.xml")
+    d, room, w = setup(t, [dead, gw2.port])
+    gw2.start()
+    c, sid = connected_caller(t, d)
+    st, obj = transfer(d, "room-a", sid, NUMBER, callerId=CALLER_ID)
+    check(st == 200, "transfer: %s %s" % (st, obj))
+    completed_and_released(d, room, w, sid, gw2, c)
+    lines = failover_lines(d)
+    check(len(lines) == 1 and "503" in lines[0], "one failover after a 503: %s" % lines)
+    check(d.metric(up(dead)) == 0, "the refused TCP gateway must be down")
+    d.check_clean_exit()
+
+
+@case
 def test_failover_503_then_second(t):
     """The first gateway answers 100 Trying and 503: the second takes the
     call; the first is marked down."""
@@ -110,6 +131,33 @@ def test_failover_503_then_second(t):
     gw1.check_ok(20, "the first gateway must get its ACK for the 503")
     check(len(failover_lines(d)) == 1, "one failover: %s" % failover_lines(d))
     check(d.metric(up(gw1.port)) == 0, "the gateway that answered 503 must be down")
+    d.check_clean_exit()
+
+
+@case
+def test_every_gateway_503_fails_transfer_caller_kept(t):
+    """Both gateways answer 503: each is tried once, in order, both are
+    marked down, and the transfer fails with the last status (503) while
+    the caller stays on room-a."""
+    gw1 = t.sipp("gateway_503.xml")
+    gw2 = t.sipp("gateway_503.xml")
+    d, room, w = setup(t, [gw1.port, gw2.port])
+    gw1.start()
+    gw2.start()
+    c, sid = connected_caller(t, d)
+    st, obj = transfer(d, "room-a", sid, NUMBER)
+    check(st == 200, "transfer: %s %s" % (st, obj))
+    w.wait_type("calltransfer.failed", 20)
+    p = failed_event(w, sid)
+    check(p.get("sip_status") == 503, "failed payload %s" % p)
+    gw1.check_ok(20)
+    gw2.check_ok(20)
+    still_on_room_a(d, sid)
+    check(len(failover_lines(d)) == 1, "one failover, then the end: %s" % failover_lines(d))
+    check(d.metric(up(gw1.port)) == 0 and d.metric(up(gw2.port)) == 0, "both gateways down")
+    d.api("DELETE", "/v1/sessions/%s" % sid)
+    room.check_ok(20)
+    c.check_ok(20)
     d.check_clean_exit()
 
 
