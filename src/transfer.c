@@ -558,8 +558,6 @@ static bool fail_over(struct app *app, struct transfer *x, struct leg *tl, enum 
         snprintf(reason, sizeof reason, "INVITE answered %d %.60s", status, phrase ? phrase : "");
     gateway_mark(app, x->gw_trunk, gw, false, reason);
     x->sip_status = status; /* the last status, should every gateway fail */
-    if (x->gw_at + 1 >= x->gw_n)
-        return false;
     /* The failed leg ends on its own after its 503. One that never got
      * any answer would wait out its INVITE transaction (64*T1: a CANCEL
      * needs a provisional answer first) and hold the call that long: its

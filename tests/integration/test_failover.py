@@ -247,6 +247,32 @@ def test_failover_silent_gateway_after_response_timeout(t):
 
 
 @case
+def test_only_gateway_silent_fails_408_and_leg_dropped(t):
+    """The trunk's only gateway never answers the INVITE: the transfer
+    fails 408 after the gateway response timeout, the caller stays on
+    room-a, and the silent leg is dropped at once (the daemon then exits on
+    SIGTERM without waiting out the INVITE transaction's 32 s)."""
+    p1 = free_port()
+    silent = SilentGateway(p1)
+    try:
+        d, room, w = setup(t, [p1])
+        c, sid = connected_caller(t, d)
+        st, obj = transfer(d, "room-a", sid, NUMBER)
+        check(st == 200, "transfer: %s %s" % (st, obj))
+        w.wait_type("calltransfer.failed", 20)
+        p = failed_event(w, sid)
+        check(p.get("sip_status") == 408, "failed payload %s" % p)
+        still_on_room_a(d, sid)
+        check(d.metric(up(p1)) == 0, "the silent gateway must be down")
+        d.api("DELETE", "/v1/sessions/%s" % sid)
+        room.check_ok(20)
+        c.check_ok(20)
+        d.check_clean_exit()
+    finally:
+        silent.close()
+
+
+@case
 def test_options_probe_down_and_back_up(t):
     """options_interval 1: the first gateway stops answering (a socket that
     reads OPTIONS and answers nothing): marked down, and the next transfer
