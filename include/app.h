@@ -19,6 +19,7 @@ struct events;
 struct calls;
 struct lookup;
 struct registrations;
+struct gateways;
 
 struct app {
     su_root_t *root;
@@ -43,6 +44,7 @@ struct app {
     struct lookup *lookups;  /* room resolver lookups awaiting their answer (resolver.c) */
     su_timer_t *media_timer; /* media_watch.c's tick */
     struct registrations *registrations; /* trunk REGISTERs (registration.c) */
+    struct gateways *gateways; /* trunk gateways up/down, OPTIONS probes (gateway.c) */
     struct app_stats {
         /* [enum xfer_mode][enum xfer_outcome] (transfer.h), by transfer.c */
         unsigned long long transfers[2][3];

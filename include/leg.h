@@ -181,7 +181,9 @@ bool leg_is_quarantine_sentinel(const struct leg *leg);
 
 /* nua_i_state terminated: destroy the handle (the only place for a leg
  * with a handle), mark the leg GONE and tell its owner (ops->gone; a
- * detached leg is freed). The leg may be freed on return. */
+ * detached leg is freed). The leg may be freed on return. Also how an
+ * owner drops a detached leg whose INVITE never got any response (nua
+ * gives up the transaction instead of waiting it out). */
 void leg_terminated(struct app *app, struct leg *leg);
 
 /* ---- digest authentication (leg.c) ------------------------------ */

@@ -53,6 +53,15 @@ struct transfer {
      * NOTIFY sipfrag on this leg (the old room), under this event. */
     struct leg *notify_leg;
     char notify_event[64];
+
+    /* sipCallTransfer to an E.164 number through a trunk (SPEC section 10):
+     * the trunk's gateways in the order they are tried (up ones first, in
+     * list order, then the ones down), the one dialled now, and whether it
+     * sent a provisional answer (then its final answer is the answer). */
+    char *gw_trunk; /* NULL: no trunk target */
+    char **gw_uris;
+    size_t gw_n, gw_at;
+    bool gw_progress;
 };
 
 struct transfer_request {

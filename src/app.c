@@ -15,6 +15,7 @@
 #include "call.h"
 #include "config.h"
 #include "events.h"
+#include "gateway.h"
 #include "http_client.h"
 #include "media_watch.h"
 #include "registration.h"
@@ -52,6 +53,7 @@ struct app *app_create(struct config *cfg, char *err, size_t errlen)
         goto fail;
     media_watch_start(app);
     registration_start(app);
+    gateways_sync(app);
     return app;
 fail:
     app_destroy(app);
@@ -71,6 +73,7 @@ void app_destroy(struct app *app)
         su_timer_destroy(app->life.trim_timer);
     api_stop(app->api);
     app->api = NULL;
+    gateways_destroy(app); /* its probe handles, before the nua goes */
     registration_stop(app); /* its handles go before nua does */
     /* the SIP stack first: shutting it down may still run call handlers,
      * which post events and use the relay; it frees the calls left */

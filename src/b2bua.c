@@ -31,6 +31,7 @@
 #include "bridge.h"
 #include "call.h"
 #include "config.h"
+#include "gateway.h"
 #include "leg.h"
 #include "log.h"
 #include "looplag.h"
@@ -186,6 +187,8 @@ static void dispatch(nua_event_t event, int status, char const *phrase, nua_t *n
     if (log_get_level() >= LOG_DEBUG)
         log_msg(LOG_DEBUG, leg ? leg->call->id : NULL, "nua event %s %d %s", nua_event_name(event),
                 status, phrase ? phrase : "");
+    if (!leg && gateway_probe_event(app, event, status, phrase, nh))
+        return; /* an OPTIONS probe of ours */
     if (!leg) {
         if (nh && registration_event(app, nh, event, status, phrase, sip))
             return;

@@ -28,6 +28,7 @@
 #include "config.h"
 #include "dns_guard.h"
 #include "events.h"
+#include "gateway.h"
 #include "http_client.h"
 #include "log.h"
 #include "log_limit.h"
@@ -229,6 +230,7 @@ static void reload(struct app *app)
         cfg->api_idle_timeout = old->api_idle_timeout;
     }
     app->cfg = cfg;
+    gateways_sync(app); /* by trunk name and URI: known states kept */
     config_free(old);
     apply_tcp_limits(cfg);
     registration_reload(app);

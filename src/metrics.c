@@ -14,6 +14,7 @@
 #include "call.h"
 #include "dns_guard.h"
 #include "events.h"
+#include "gateway.h"
 #include "http_client.h"
 #include "looplag.h"
 #include "media_watch.h"
@@ -50,6 +51,34 @@ static void metric(struct buf *b, const char *name, const char *type, const char
                    unsigned long long value)
 {
     put(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, value);
+}
+
+/* A label value: backslash, double quote and newline escaped (text format 0.0.4). */
+static void put_label(struct buf *b, const char *v)
+{
+    for (; v && *v; v++) {
+        if (*v == '\\' || *v == '"')
+            put(b, "\\%c", *v);
+        else if (*v == '\n')
+            put(b, "\\n");
+        else
+            put(b, "%c", *v);
+    }
+}
+
+static void gateways(struct buf *b, struct app *app)
+{
+    put(b, "# HELP sipxfer_gateway_up 1 while a trunk gateway is tried in its turn, 0 while it is "
+           "skipped (503, no answer, failed OPTIONS probe).\n# TYPE sipxfer_gateway_up gauge\n");
+    const char *trunk, *uri;
+    bool up;
+    for (size_t i = 0; gateway_get(app, i, &trunk, &uri, &up); i++) {
+        put(b, "sipxfer_gateway_up{trunk=\"");
+        put_label(b, trunk);
+        put(b, "\",gateway=\"");
+        put_label(b, uri);
+        put(b, "\"} %d\n", up ? 1 : 0);
+    }
 }
 
 static void loop_lag(struct buf *b)
@@ -186,5 +215,6 @@ char *metrics_render(struct app *app)
     metric(&b, "sipxfer_dns_blocked_total", "counter",
            "Name lookups refused on the control thread (answered as NXDOMAIN, never sent to DNS).",
            dns_guard_blocked());
+    gateways(&b, app);
     return b.p;
 }

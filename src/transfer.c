@@ -19,6 +19,7 @@
 #include "call.h"
 #include "config.h"
 #include "dtmf.h"
+#include "gateway.h"
 #include "identity.h"
 #include "leg.h"
 #include "log.h"
@@ -75,6 +76,10 @@ void transfer_free(struct transfer *x)
     if (x->timer)
         su_timer_destroy(x->timer);
     free(x->to_endpoint);
+    for (size_t i = 0; i < x->gw_n; i++)
+        free(x->gw_uris[i]);
+    free(x->gw_uris);
+    free(x->gw_trunk);
     free(x);
 }
 
@@ -301,21 +306,58 @@ enum transfer_error transfer_start(struct app *app, struct call *c,
 
 static const struct leg_ops target_ops;
 
-enum transfer_error transfer_begin_call(struct app *app, struct transfer *x, char *info,
-                                        size_t infolen)
+/* A target leg toward a trunk gateway is given up when nothing at all (not
+ * even 100 Trying) came back in this many seconds: the next gateway is
+ * tried while the ring timeout still runs. */
+#define GATEWAY_RESPONSE_TIMEOUT 4
+
+/* The trunk an E.164 target goes out on and its gateways in the order they
+ * are tried: those up first, in list order, then those down (a last resort:
+ * without probes nothing else would bring them back). */
+static void plan_gateways(struct app *app, struct transfer *x)
+{
+    const struct trunk_cfg *trunk = x->target.trunk[0]
+                                        ? config_trunk_by_name(app->cfg, x->target.trunk)
+                                        : router_trunk_for_uri(app->cfg, x->target.uri);
+    if (!trunk || !trunk->ngateways)
+        return;
+    x->gw_trunk = xstrdup(trunk->name);
+    x->gw_uris = xcalloc(trunk->ngateways, sizeof *x->gw_uris);
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < trunk->ngateways; i++) {
+            const char *gw = trunk->gateways[i];
+            if (gw && gateway_is_up(app, trunk->name, gw) == (pass == 0))
+                x->gw_uris[x->gw_n++] = xstrdup(gw);
+        }
+}
+
+/* The Request-URI toward gateway gw: the one target_parse() made when it is
+ * the gateway it made it for (the trunk's first), else the same number
+ * through gw. 0, or -1 if gw is not usable. */
+static int gateway_uri(struct app *app, struct transfer *x, const char *gw, char *out,
+                       size_t outlen, char *route, size_t routelen)
+{
+    const struct trunk_cfg *trunk = config_trunk_by_name(app->cfg, x->gw_trunk);
+    if (!trunk)
+        return target_pstn_uri(gw, x->target.number, out, outlen);
+    /* the trunk's number_format, toward this gateway */
+    struct trunk_cfg via = *trunk;
+    via.gateway = (char *)gw;
+    return target_number_uri(&via, x->target.number, out, outlen, route, routelen);
+}
+
+/* Make the target leg (to uri) and send its INVITE; it becomes c->target. */
+static enum transfer_error dial_target(struct app *app, struct transfer *x, const char *uri,
+                                       const char *route, char *info, size_t infolen)
 {
     struct call *c = x->call;
     struct target *t = &x->target;
-    if (!c->caller->sdp_in) {
-        snprintf(info, infolen, "the caller has no media description yet");
-        return XFER_E_NO_MEDIA;
-    }
     struct leg *tl = leg_new(c, LEG_TARGET,
                              t->kind == TARGET_ROOM   ? FAR_ROOM
                              : t->kind == TARGET_PSTN ? FAR_PSTN
                                                       : FAR_SIP,
                              &target_ops);
-    tl->uri = xstrdup(t->uri);
+    tl->uri = xstrdup(uri);
     char err[160];
     int nstreams = c->caller->ep ? relay_ep_nstreams(c->caller->ep) : 1;
     if (leg_media_new(app, tl, nstreams, c->caller, err, sizeof err) < 0) {
@@ -333,9 +375,8 @@ enum transfer_error transfer_begin_call(struct app *app, struct transfer *x, cha
 
     /* a trunk gateway's media_sources, its credentials for a 401/407, and
      * how it wants the caller's identity */
-    const struct trunk_cfg *trunk = t->kind == TARGET_PSTN && t->trunk[0]
-                                        ? config_trunk_by_name(app->cfg, t->trunk)
-                                        : router_trunk_for_uri(app->cfg, t->uri);
+    const struct trunk_cfg *trunk = x->gw_trunk ? config_trunk_by_name(app->cfg, x->gw_trunk)
+                                                : router_trunk_for_uri(app->cfg, uri);
 
     /* From: the caller's identity (callerId toward a trunk when given,
      * else the caller's number) */
@@ -369,13 +410,19 @@ enum transfer_error transfer_begin_call(struct app *app, struct transfer *x, cha
                       "\r\nDiversion: <sip:%s@%s>;reason=unconditional;counter=1", c->room_name,
                       domain);
     }
-    if (t->route[0])
-        tl->route = xstrdup(t->route);
+    if (route && route[0])
+        tl->route = xstrdup(route);
     leg_media_from_trunk(tl, trunk);
     leg_auth_from_trunk(tl, trunk);
-    call_log(c, LOG_INFO, "transfer %s: INVITE %s (%s)", x->id, t->uri,
+    int timeout = 0;
+    if (x->gw_trunk) {
+        int ring = app->cfg->transfer.ring_timeout;
+        timeout = ring > 2 * GATEWAY_RESPONSE_TIMEOUT ? GATEWAY_RESPONSE_TIMEOUT
+                                                      : (ring / 2 > 0 ? ring / 2 : 1);
+    }
+    call_log(c, LOG_INFO, "transfer %s: INVITE %s (%s)", x->id, uri,
              t->kind == TARGET_ROOM ? "room" : t->kind == TARGET_PSTN ? "PSTN" : "SIP");
-    if (leg_invite(app, tl, from, headers, offer, 0) < 0) {
+    if (leg_invite(app, tl, from, headers, offer, timeout) < 0) {
         leg_free(tl);
         snprintf(info, infolen, "cannot address the target");
         return XFER_E_BAD_TARGET;
@@ -383,6 +430,40 @@ enum transfer_error transfer_begin_call(struct app *app, struct transfer *x, cha
     if (c->target)
         leg_detach(c->target); /* an earlier transfer's target, still ending */
     c->target = tl;
+    x->gw_progress = false;
+    return XFER_OK;
+}
+
+enum transfer_error transfer_begin_call(struct app *app, struct transfer *x, char *info,
+                                        size_t infolen)
+{
+    struct call *c = x->call;
+    struct target *t = &x->target;
+    if (!c->caller->sdp_in) {
+        snprintf(info, infolen, "the caller has no media description yet");
+        return XFER_E_NO_MEDIA;
+    }
+    if (t->kind == TARGET_PSTN && !x->gw_trunk)
+        plan_gateways(app, x);
+    enum transfer_error err = XFER_E_BAD_TARGET;
+    if (!x->gw_trunk) {
+        err = dial_target(app, x, t->uri, t->route, info, infolen);
+    } else {
+        /* the first gateway that takes the INVITE (in plan order) */
+        for (x->gw_at = 0; x->gw_at < x->gw_n; x->gw_at++) {
+            char uri[512], route[520];
+            if (gateway_uri(app, x, x->gw_uris[x->gw_at], uri, sizeof uri, route, sizeof route) < 0) {
+                snprintf(info, infolen, "trunk gateway \"%.200s\" is not usable",
+                         x->gw_uris[x->gw_at]);
+                continue;
+            }
+            err = dial_target(app, x, uri, route, info, infolen);
+            if (err == XFER_OK || err == XFER_E_NO_PORTS)
+                break;
+        }
+    }
+    if (err != XFER_OK)
+        return err;
     x->mode = XFER_CALL;
     transfer_emit(app, x, "calltransfer.initiated");
     transfer_arm_timer(app, x, app->cfg->transfer.ring_timeout);
@@ -494,8 +575,14 @@ static void target_progress(struct app *app, struct leg *tl, int status, const c
                             const struct leg_sdp *early)
 {
     struct transfer *x = running(tl);
-    if (x)
-        transfer_notify_room(x, status, phrase, false);
+    if (!x)
+        return;
+    if (x->gw_trunk && x->gw_at < x->gw_n) {
+        /* it is alive, and from now on its final answer is the answer */
+        x->gw_progress = true;
+        gateway_mark(app, x->gw_trunk, x->gw_uris[x->gw_at], true, "it answered a call");
+    }
+    transfer_notify_room(x, status, phrase, false);
 }
 
 static bool target_wanted(struct leg *tl)
@@ -504,11 +591,63 @@ static bool target_wanted(struct leg *tl)
     return running(tl) && c->caller && c->caller->state != LEG_GONE && !c->caller->hangup_sent;
 }
 
+/* The target leg toward a trunk gateway failed. 503 (sent by the gateway,
+ * or sofia's for a transport error) or no response at all, before any
+ * provisional answer: that gateway is marked down and the next one of the
+ * plan is dialled with a fresh leg (true). Anything else: the gateway is
+ * alive, its answer is the transfer's (false). */
+static bool fail_over(struct app *app, struct transfer *x, struct leg *tl, enum leg_failure why,
+                      int status, const char *phrase)
+{
+    if (!x->gw_trunk || x->gw_at >= x->gw_n)
+        return false;
+    const char *gw = x->gw_uris[x->gw_at];
+    bool unavailable =
+        why == LEG_FAIL_TIMEOUT || (why == LEG_FAIL_STATUS && status == 503);
+    if (!unavailable || x->gw_progress) {
+        if (why == LEG_FAIL_STATUS)
+            gateway_mark(app, x->gw_trunk, gw, true, "it answered a call");
+        return false;
+    }
+    char reason[120];
+    if (why == LEG_FAIL_TIMEOUT)
+        snprintf(reason, sizeof reason, "no response to an INVITE");
+    else
+        snprintf(reason, sizeof reason, "INVITE answered %d %.60s", status, phrase ? phrase : "");
+    gateway_mark(app, x->gw_trunk, gw, false, reason);
+    x->sip_status = status; /* the last status, should every gateway fail */
+    /* The failed leg ends on its own after its 503. One that never got
+     * any answer would wait out its INVITE transaction (64*T1: a CANCEL
+     * needs a provisional answer first) and hold the call that long: its
+     * handle is destroyed now (nua drops the transaction) and it is freed. */
+    bool silent = why == LEG_FAIL_TIMEOUT && tl->state == LEG_EARLY && tl->nh;
+    leg_detach(tl);
+    if (silent)
+        leg_terminated(app, tl); /* freed */
+    while (++x->gw_at < x->gw_n) {
+        char uri[512], route[520], info[160];
+        if (gateway_uri(app, x, x->gw_uris[x->gw_at], uri, sizeof uri, route, sizeof route) < 0)
+            continue;
+        call_log(x->call, LOG_INFO, "transfer %s: gateway %s failed (%s): trying %s", x->id, gw,
+                 reason, x->gw_uris[x->gw_at]);
+        enum transfer_error err = dial_target(app, x, uri, route, info, sizeof info);
+        if (err == XFER_OK)
+            return true;
+        call_log(x->call, LOG_WARN, "transfer %s: gateway %s not dialled: %s", x->id,
+                 x->gw_uris[x->gw_at], info);
+        if (err == XFER_E_NO_PORTS)
+            break;
+    }
+    return false; /* the caller fails the transfer with this status */
+}
+
 static void target_failed(struct app *app, struct leg *tl, enum leg_failure why, int status,
                           const char *phrase)
 {
     struct transfer *x = running(tl);
     if (!x)
+        return;
+    if (fail_over(app, x, tl, why, status, phrase))
         return;
     switch (why) {
     case LEG_FAIL_STATUS:
@@ -538,7 +677,6 @@ static void caller_answered(struct app *app, struct leg *caller, const struct le
         return;
     }
     if (a->status >= 300) {
-        leg_srtp_rekey_undo(caller); /* the relay still has the old keys */
         if (active)
             transfer_fail(app, x, a->status, "the caller refused the new media");
         if (a->status == 408 || a->status == 481)
@@ -558,6 +696,8 @@ static void target_answered(struct app *app, struct leg *tl, int status, const s
         transfer_fail(app, x, 488, "target answered without usable SDP");
         return;
     }
+    if (x->gw_trunk && x->gw_at < x->gw_n)
+        gateway_mark(app, x->gw_trunk, x->gw_uris[x->gw_at], true, "it answered a call");
     x->sip_status = status;
     x->state = XFER_ANSWERED;
     stop_timer(x);
@@ -571,11 +711,8 @@ static void target_answered(struct app *app, struct leg *tl, int status, const s
      * when the target chose other codecs than the room did. */
     bool reinvite = !c->caller->ep || !c->room || !same_media(tl->sdp_in, c->room->sdp_in);
     if (reinvite) {
-        /* new media toward the caller: new keys toward it too (SPEC 11) */
-        leg_srtp_rekey(c->caller);
         char *body = leg_sdp_for(app, c->caller, tl->sdp_in, strlen(tl->sdp_in));
         if (!body) {
-            leg_srtp_rekey_undo(c->caller);
             transfer_fail(app, x, 488, "cannot offer the target's media to the caller");
             return;
         }
