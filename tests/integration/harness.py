@@ -1202,6 +1202,52 @@ class RawCall:
             self.rtcp.close()
 
 
+class UdpResponder(threading.Thread):
+    """A far end in Python on a UDP port of its own: every request whose
+    method is in `methods` is kept (self.requests, text) and answered with
+    the response answer(text, n) returns (status line, extra header lines),
+    n counting the kept requests from 1; its Via, From, To (tagged),
+    Call-ID and CSeq are copied. For gateways and registrars whose answers
+    SIPp cannot vary (by Call-ID, by count)."""
+
+    def __init__(self, methods, answer):
+        super().__init__(daemon=True)
+        self.methods = methods
+        self.answer = answer
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.s.bind((HOST, 0))
+        self.s.settimeout(0.2)
+        self.port = self.s.getsockname()[1]
+        self.requests = []
+        self.stop = False
+
+    def run(self):
+        while not self.stop:
+            try:
+                data, addr = self.s.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            text = data.decode(errors="replace")
+            if text.split(" ", 1)[0] not in self.methods:
+                continue
+            self.requests.append(text)
+            status, extra = self.answer(text, len(self.requests))
+            head = text.split("\r\n\r\n")[0].split("\r\n")
+            keep = [h for h in head[1:] if h.split(":")[0].strip().lower() in
+                    ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")]
+            keep = [h + ";tag=py" if h.lower().startswith(("to:", "t:")) and "tag=" not in h
+                    else h for h in keep]
+            resp = "\r\n".join(["SIP/2.0 " + status] + keep + list(extra) +
+                               ["Content-Length: 0"])
+            self.s.sendto((resp + "\r\n\r\n").encode(), addr)
+
+    def close(self):
+        self.stop = True
+        self.s.close()
+
+
 # ---------------------------------------------------------------- helpers
 
 class Webhooks:

@@ -5,48 +5,17 @@ Diversion; a sipRefer to a number names a tel: URI. Gateways here are a
 Python UDP recorder that answers 486, so each transfer fails (the caller
 staying on its room) once the INVITE has been seen on the wire."""
 import re
-import socket
-import threading
 import time
 
-from harness import HOST, Daemon, RawCall, case, check, wait_for
+from harness import HOST, Daemon, RawCall, UdpResponder, case, check, wait_for
 from test_transfer import session, transfer
 
 
-class Gateway(threading.Thread):
-    """Records the INVITEs it gets and answers each 486 Busy Here."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.s.bind((HOST, 0))
-        self.s.settimeout(0.2)
-        self.port = self.s.getsockname()[1]
-        self.invites = []
-        self.stop = False
-
-    def run(self):
-        while not self.stop:
-            try:
-                data, addr = self.s.recvfrom(65535)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            text = data.decode(errors="replace")
-            if not text.startswith("INVITE "):
-                continue
-            self.invites.append(text)
-            head = text.split("\r\n\r\n")[0].split("\r\n")
-            keep = [h for h in head[1:] if h.split(":")[0].strip().lower() in
-                    ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")]
-            keep = [h + ";tag=gw" if h.lower().startswith(("to:", "t:")) else h for h in keep]
-            resp = "\r\n".join(["SIP/2.0 486 Busy Here"] + keep + ["Content-Length: 0"])
-            self.s.sendto((resp + "\r\n\r\n").encode(), addr)
-
-    def close(self):
-        self.stop = True
-        self.s.close()
+def Gateway():
+    """A gateway that records the INVITEs it gets and answers each 486."""
+    g = UdpResponder(("INVITE",), lambda text, n: ("486 Busy Here", ()))
+    g.invites = g.requests
+    return g
 
 
 def hdr(msg, name):
