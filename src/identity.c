@@ -35,6 +35,16 @@ static bool clean_user(const char *in, size_t n, char *out, size_t len)
     return o > 0;
 }
 
+/* A display name we may put between quotes: printable, no '"' or '\\'. */
+static void clean_display(const char *in, char *out, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; in[i] && o + 1 < len; i++)
+        if ((unsigned char)in[i] >= 0x20 && in[i] != '"' && in[i] != '\\' && in[i] != 0x7f)
+            out[o++] = in[i];
+    out[o] = '\0';
+}
+
 /* name-addr text ("Name" <sip:+1555@host;user=phone>, <tel:+1555>) ->
  * the user part / telephone number, and the display name. */
 static bool parse_name_addr(const char *v, struct identity *out)
@@ -73,12 +83,7 @@ static bool parse_name_addr(const char *v, struct identity *out)
         d[dl - 1] = '\0';
         d++;
     }
-    out->display[0] = '\0';
-    for (size_t i = 0, o = 0; d[i] && o + 1 < sizeof out->display; i++)
-        if ((unsigned char)d[i] >= 0x20 && d[i] != '"' && d[i] != '\\' && d[i] != 0x7f) {
-            out->display[o++] = d[i];
-            out->display[o] = '\0';
-        }
+    clean_display(d, out->display, sizeof out->display);
     return true;
 }
 
@@ -125,14 +130,8 @@ void identity_of_invite(const sip_t *sip, struct identity *out)
     if (f && f->a_url->url_user)
         clean_user(f->a_url->url_user, strlen(f->a_url->url_user), out->number,
                    sizeof out->number);
-    if (f && f->a_display && *f->a_display) {
-        const char *d = f->a_display;
-        size_t o = 0;
-        for (size_t i = 0; d[i] && o + 1 < sizeof out->display; i++)
-            if ((unsigned char)d[i] >= 0x20 && d[i] != '"' && d[i] != '\\' && d[i] != 0x7f)
-                out->display[o++] = d[i];
-        out->display[o] = '\0';
-    }
+    if (f && f->a_display && *f->a_display)
+        clean_display(f->a_display, out->display, sizeof out->display);
 }
 
 void identity_from(const struct identity *id, const char *host, char *out, size_t len)
