@@ -93,6 +93,30 @@ def test_advertised_addresses_on_the_wire(t):
     d.check_clean_exit()
 
 
+def stream_call(d, s, ruri, transport, contact=None):
+    """A call over the stream socket s (TCP or TLS): INVITE with an offer,
+    the final response, then ACK and BYE; returns (final, BYE's status)."""
+    body = RawCall(d, rtp=False).sdp()
+    call_id, tag = "%s-%d@test" % (transport.lower(), random.randrange(1 << 30)), "st1"
+    s.send(build_request("INVITE", ruri, d.uri_host, body=body, ctype="application/sdp",
+                         local=s.local, transport=transport, call_id=call_id, from_tag=tag,
+                         to_user="room-a", contact=contact))
+    final = None
+    deadline = time.time() + 10
+    while final is None and time.time() < deadline:
+        r = parse_response(s.recv(max(0.01, deadline - time.time())) or b"")
+        if r and r[0] >= 200:
+            final = r
+    check(final and final[0] == 200, "INVITE over %s: %s" % (transport, final and final[0]))
+    to_tag = re.search(r";tag=([^;>\s]+)", header(final, "to")).group(1)
+    for method, cseq in (("ACK", 1), ("BYE", 2)):
+        s.send(build_request(method, ruri, d.uri_host, local=s.local, transport=transport,
+                             call_id=call_id, from_tag=tag, to_tag=to_tag, cseq=cseq,
+                             to_user="room-a", contact=contact))
+    r = parse_response(s.recv(5) or b"")
+    return final, r and r[0]
+
+
 @case
 def test_tcp_caller_gets_a_tcp_contact(t):
     """An INVITE over TCP with a Contact that names no transport: our 200's
@@ -101,27 +125,10 @@ def test_tcp_caller_gets_a_tcp_contact(t):
     d.start()
     s = SipSocket("tcp", (HOST, d.sip_port))
     try:
-        body = RawCall(d, rtp=False).sdp()
-        call_id, tag = "tcp-%d@test" % random.randrange(1 << 30), "tt1"
-        s.send(build_request("INVITE", "sip:room-a@%s" % d.uri_host, d.uri_host, body=body,
-                             ctype="application/sdp", local=s.local, transport="TCP",
-                             call_id=call_id, from_tag=tag, to_user="room-a"))
-        final = None
-        deadline = time.time() + 10
-        while final is None and time.time() < deadline:
-            r = parse_response(s.recv(max(0.01, deadline - time.time())) or b"")
-            if r and r[0] >= 200:
-                final = r
-        check(final and final[0] == 200, "INVITE over TCP: %s" % (final and final[0]))
+        final, bye = stream_call(d, s, "sip:room-a@%s" % d.uri_host, "TCP")
         contact = header(final, "contact")
         check(";transport=tcp" in contact, "200 Contact for a TCP dialog: %r" % contact)
-        to_tag = re.search(r";tag=([^;>\s]+)", header(final, "to")).group(1)
-        for method, cseq in (("ACK", 1), ("BYE", 2)):
-            s.send(build_request(method, "sip:room-a@%s" % d.uri_host, d.uri_host,
-                                 local=s.local, transport="TCP", call_id=call_id, from_tag=tag,
-                                 to_tag=to_tag, cseq=cseq, to_user="room-a"))
-        r = parse_response(s.recv(5) or b"")
-        check(r and r[0] == 200, "BYE over TCP: %s" % (r and r[0]))
+        check(bye == 200, "BYE over TCP: %s" % bye)
     finally:
         s.close()
     room.check_ok(20)
@@ -190,29 +197,11 @@ def test_call_over_tls(t):
     room.start()
     s = tls_socket(d)
     try:
-        body = RawCall(d, rtp=False).sdp()
-        call_id, tag = "tls-%d@test" % random.randrange(1 << 30), "tl1"
-        ruri = "sip:room-a@%s:%d;transport=tls" % (HOST, d.tls_port)
-        contact = "<sip:tester@%s:%d;transport=tls>" % s.local
-        s.send(build_request("INVITE", ruri, d.uri_host, body=body, ctype="application/sdp",
-                             local=s.local, transport="TLS", call_id=call_id, from_tag=tag,
-                             to_user="room-a", contact=contact))
-        final = None
-        deadline = time.time() + 10
-        while final is None and time.time() < deadline:
-            r = parse_response(s.recv(max(0.01, deadline - time.time())) or b"")
-            if r and r[0] >= 200:
-                final = r
-        check(final and final[0] == 200, "INVITE over TLS: %s" % (final and final[0]))
+        final, bye = stream_call(d, s, "sip:room-a@%s:%d;transport=tls" % (HOST, d.tls_port),
+                                 "TLS", contact="<sip:tester@%s:%d;transport=tls>" % s.local)
         c = header(final, "contact")
         check(re.search(r"<sips:127\.0\.0\.1:%d>" % d.tls_port, c), "sips Contact: %r" % c)
-        to_tag = re.search(r";tag=([^;>\s]+)", header(final, "to")).group(1)
-        for method, cseq in (("ACK", 1), ("BYE", 2)):
-            s.send(build_request(method, ruri, d.uri_host, local=s.local, transport="TLS",
-                                 call_id=call_id, from_tag=tag, to_tag=to_tag, cseq=cseq,
-                                 to_user="room-a", contact=contact))
-        r = parse_response(s.recv(5) or b"")
-        check(r and r[0] == 200, "BYE over TLS: %s" % (r and r[0]))
+        check(bye == 200, "BYE over TLS: %s" % bye)
     finally:
         s.close()
     room.check_ok(20)
