@@ -33,6 +33,14 @@ from harness import HOST, SHARED, build_request, case, check
 N = int(os.environ.get("SIPXFER_MUTATOR_COUNT", "3000"))
 PROBE_EVERY = 25
 PROBE_MS = 200  # every probe answered within this (issue 10: nothing may stall the loop)
+# Under ASan the latency bound says nothing about the daemon: sofia's parser
+# reallocates a header's parameter array as it grows, and ASan's allocator and
+# memcpy checks turn that into ~165 ms for one 48 KB Via of 12,000 ";x=y"
+# (0.5 ms in the plain build, which keeps the 200 ms bound); a CI run with the
+# abuse test beside it saw 1.4 s. The sanitized run checks memory and liveness:
+# every probe answered within the OPTIONS timeout, which a lookup blocked on
+# the blackhole DNS would not be.
+SANITIZED_PROBE_MS = 2500
 RSS_LIMIT_KB = 20 * 1024
 UDP_MAX = 60000
 
@@ -241,6 +249,7 @@ def test_mutator_bounded(t):
     print("mutator: seed %d (SIPXFER_MUTATOR_SEED=%d to replay), %d messages" % (seed, seed, N),
           flush=True)
     t.note("seed %d" % seed)
+    limit = SANITIZED_PROBE_MS if harness.SANITIZED else PROBE_MS
     r = random.Random(seed)
     room = BusyRoom()
     try:
@@ -288,17 +297,17 @@ def test_mutator_bounded(t):
                         st = d.options()
                         ms = (time.monotonic() - p0) * 1000
                         slowest = max(slowest, ms)
-                        if st != 200 or ms <= PROBE_MS or ms > 1000:
+                        if st != 200 or ms <= limit or ms > 1000:
                             break
                         late += 1
-                    if st != 200 or not d.alive() or ms > PROBE_MS:
+                    if st != 200 or not d.alive() or ms > limit:
                         path = t.path("mutator-crash-inputs.bin")
                         with open(path, "wb") as f:
                             f.write(b"\n=====MSG=====\n".join(last))
                         raise harness.TestFailure(
                             "seed %d: after message %d the daemon %s (OPTIONS -> %s after "
                             "%.0f ms, limit %d); the last %d inputs are in %s" % (
-                                seed, i, "is alive" if d.alive() else "DIED", st, ms, PROBE_MS,
+                                seed, i, "is alive" if d.alive() else "DIED", st, ms, limit,
                                 len(last), path))
                     last = []
         finally:
