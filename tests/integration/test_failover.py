@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import threading
+import time
 
 from harness import HOST, Webhooks, case, check, free_port, wait_for
 from test_transfer import connected_caller, session, transfer, xfer_types
@@ -310,3 +311,77 @@ def test_options_probe_down_and_back_up(t):
     d.api("DELETE", "/v1/sessions/%s" % sid)
     c.check_ok(20)
     d.check_clean_exit()
+
+
+class LateGateway(SilentGateway):
+    """Reads the first INVITE, says nothing for `delay` seconds (past the
+    gateway response timeout), then answers it 200 OK with SDP from the same
+    socket, as a slow carrier would; every request it gets is in .requests."""
+
+    def __init__(self, port, delay=5.0):
+        self.delay = delay
+        self.answered = threading.Event()
+        super().__init__(port)
+
+    def _run(self):
+        self.sock.settimeout(0.1)
+        first = None
+        due = None
+        while not self._stop:
+            if first and due is not None and time.monotonic() >= due:
+                due = None
+                self.sock.sendto(self._ok(first[0]), first[1])
+                self.answered.set()
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.requests.append(data.split(b"\r\n", 1)[0].decode(errors="replace"))
+            if data.startswith(b"INVITE ") and first is None:
+                first = (data, addr)
+                due = time.monotonic() + self.delay
+
+    def _ok(self, inv):
+        head = inv.split(b"\r\n\r\n", 1)[0].decode(errors="replace").split("\r\n")
+        keep = []
+        for h in head[1:]:
+            name = h.split(":", 1)[0].strip().lower()
+            if name in ("via", "v", "from", "f", "call-id", "i", "cseq"):
+                keep.append(h)
+            elif name in ("to", "t"):
+                keep.append(h + ";tag=late")
+        port = self.sock.getsockname()[1]
+        sdp = ("v=0\r\no=gw 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"
+               "m=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n" % (HOST, HOST, free_port()))
+        return ("\r\n".join(["SIP/2.0 200 OK"] + keep +
+                            ["Contact: <sip:gw@%s:%d>" % (HOST, port),
+                             "Content-Type: application/sdp",
+                             "Content-Length: %d" % len(sdp)]) + "\r\n\r\n" + sdp).encode()
+
+
+@case
+def test_late_answer_from_a_gateway_given_up_is_acked_and_ended(t):
+    """The first gateway answers 200 OK only after the gateway response
+    timeout, when the second already has the call: that late dialog must
+    not stay up at the carrier (a billed call with nobody on it). sipxferd
+    ACKs it and ends it with BYE; the transfer still completes on the
+    second gateway."""
+    p1 = free_port()
+    late = LateGateway(p1, delay=5.0)
+    try:
+        gw2 = t.sipp("target_pstn.xml")
+        gw2.start()
+        d, room, w = setup(t, [p1, gw2.port])
+        c, sid = connected_caller(t, d)
+        st, obj = transfer(d, "room-a", sid, NUMBER, callerId=CALLER_ID)
+        check(st == 200, "transfer: %s %s" % (st, obj))
+        check(late.answered.wait(15), "the late gateway never answered")
+        wait_for(lambda: "BYE" in late.methods(), 10,
+                 "the late 200 must be ACKed and ended with BYE: %s" % late.requests)
+        check("ACK" in late.methods(), "ACK for the late 200: %s" % late.requests)
+        completed_and_released(d, room, w, sid, gw2, c)
+        d.check_clean_exit()
+    finally:
+        late.close()

@@ -79,9 +79,11 @@ def test_trunk_401_answered_with_credentials(t):
 
 @case
 def test_trunk_407_digest_response_is_right(t):
-    """A 407 (Proxy-Authenticate, no qop) is answered with a
-    Proxy-Authorization whose response is MD5(HA1:nonce:HA2), computed
-    here from the trace of what the gateway received."""
+    """A 407 (Proxy-Authenticate with qop="auth" and an opaque) is
+    answered with a Proxy-Authorization that echoes the opaque, says
+    qop=auth with a cnonce and nc, and whose response is
+    MD5(HA1:nonce:nc:cnonce:auth:HA2), computed here from the trace of what
+    the gateway received."""
     gw = traced(t, "gateway_auth407.xml")
     d, room, w = trunk_setup(t, gw)
     c, sid = connected_caller(t, d)
@@ -102,8 +104,13 @@ def test_trunk_407_digest_response_is_right(t):
           "credentials: %s" % p)
     ruri = invites[1][1].split(" ")[1]
     check(p.get("uri") == ruri, "digest uri %r is not the Request-URI %r" % (p.get("uri"), ruri))
-    want = md5("%s:%s:%s" % (md5("acct:proxy.carrier.test:secret"), p.get("nonce"),
-                             md5("INVITE:" + p.get("uri", ""))))
+    check(p.get("qop") == "auth" and p.get("cnonce") and re.fullmatch(r"[0-9a-fA-F]{8}",
+                                                                       p.get("nc", "")),
+          "qop=auth needs qop, cnonce and an 8-hex nc: %s" % p)
+    check(p.get("opaque", "").startswith("op"), "the opaque must be echoed: %s" % p)
+    want = md5("%s:%s:%s:%s:auth:%s" % (md5("acct:proxy.carrier.test:secret"), p.get("nonce"),
+                                        p.get("nc"), p.get("cnonce"),
+                                        md5("INVITE:" + p.get("uri", ""))))
     check(p.get("response") == want, "digest response %r, want %r" % (p.get("response"), want))
 
 
