@@ -113,8 +113,10 @@ const char *leg_far_name(enum leg_far far);
  * address others reach us at (sip.advertise or the listen host) with that
  * transport named, so the far end's in-dialog requests come back the way
  * the dialog runs. leg_set_contact_from_request() takes the transport the
- * request arrived on (its top Via); leg_invite() sets it from the URI. */
-void leg_set_contact(struct app *app, struct leg *leg, const char *transport);
+ * request arrived on (its top Via) and sips from its Request-URI;
+ * leg_invite() sets both from the URI dialled. sips: a sips: Contact (on the
+ * TLS port), else a TLS dialog gets sip:...;transport=tls. */
+void leg_set_contact(struct app *app, struct leg *leg, const char *transport, bool sips);
 void leg_set_contact_from_request(struct app *app, struct leg *leg, const sip_t *sip);
 /* The Contact tag for a dialog-forming or target-refresh message to leg. */
 #define LEG_CONTACT(leg) TAG_IF((leg)->contact, SIPTAG_CONTACT_STR((leg)->contact))

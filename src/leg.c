@@ -105,11 +105,11 @@ void leg_detach(struct leg *leg)
     c->zombies = leg;
 }
 
-void leg_set_contact(struct app *app, struct leg *leg, const char *transport)
+void leg_set_contact(struct app *app, struct leg *leg, const char *transport, bool sips)
 {
     free(leg->contact);
     leg->contact = NULL;
-    bool tls = transport && strcasecmp(transport, "tls") == 0;
+    bool tls = sips || (transport && strcasecmp(transport, "tls") == 0);
     leg->tls = tls;
     /* a wildcard listen address is no address to give anyone: sofia then
      * picks an interface's (sip.advertise names the right one) */
@@ -118,8 +118,15 @@ void leg_set_contact(struct app *app, struct leg *leg, const char *transport)
         strcmp(h, "*") == 0)
         return;
     char buf[200];
-    if (tls && app->sips_port)
+    /* The scheme follows the dialog's: a sips: Request-URI needs a sips:
+     * Contact (RFC 3261 8.1.1.8), a sip: one over TLS gets sip: with
+     * ;transport=tls, as the peer wrote its own. libre (baresip 1.0) cannot
+     * send its ACK to a sips: Contact it did not ask for (ENOSYS) and leaves
+     * the call. */
+    if (tls && app->sips_port && sips)
         snprintf(buf, sizeof buf, "<sips:%s:%d>", h, app->sips_port);
+    else if (tls && app->sips_port)
+        snprintf(buf, sizeof buf, "<sip:%s:%d;transport=tls>", h, app->sips_port);
     else if (tls || (transport && strcasecmp(transport, "tcp") == 0))
         snprintf(buf, sizeof buf, "<sip:%s:%d;transport=tcp>", h, app->sip_port);
     else
@@ -131,7 +138,8 @@ void leg_set_contact_from_request(struct app *app, struct leg *leg, const sip_t 
 {
     const char *tp = sip && sip->sip_via ? sip->sip_via->v_protocol : NULL;
     const char *slash = tp ? strrchr(tp, '/') : NULL;
-    leg_set_contact(app, leg, slash ? slash + 1 : "udp");
+    bool sips = sip && sip->sip_request && sip->sip_request->rq_url->url_type == url_sips;
+    leg_set_contact(app, leg, slash ? slash + 1 : "udp", sips);
 }
 
 /* The transport a request to uri takes: sips: or ;transport=tls is TLS. */
@@ -424,7 +432,7 @@ int leg_invite(struct app *app, struct leg *leg, const char *from, const char *h
                          SIPTAG_FROM_STR(from), TAG_END());
     if (!leg->nh)
         return -1;
-    leg_set_contact(app, leg, uri_transport(leg->uri));
+    leg_set_contact(app, leg, uri_transport(leg->uri), strncasecmp(leg->uri, "sips:", 5) == 0);
     leg_set_state(leg, LEG_EARLY);
     leg_set_neg(leg, body ? NEG_OFFER_SENT : NEG_OFFER_WANTED);
     /* the call's hop count, whoever asked for the leg (RFC 7332) */

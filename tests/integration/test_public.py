@@ -46,11 +46,13 @@ def make_certs(t):
     return agent, os.path.join(d, "ca.pem")
 
 
-def tls_daemon(t, scenario="room.xml", **settings):
+def tls_daemon(t, scenario="room.xml", keys=None, **settings):
+    """A daemon listening on UDP/TCP and TLS (d.tls_port, its CA in d.ca)
+    whose room-a is SIPp running scenario (with -key keys), started."""
     from harness import free_port
     agent, ca = make_certs(t)
     tls_port = free_port(udp=False)
-    room = t.sipp(scenario, timeout=60)
+    room = t.sipp(scenario, timeout=60, keys=keys)
     room.start()
     d = Daemon(t, rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)}, **settings)
     d.settings["sip.listen"] = ["sip:%s:%d" % (HOST, d.sip_port), "sips:%s:%d" % (HOST, tls_port)]
@@ -58,6 +60,7 @@ def tls_daemon(t, scenario="room.xml", **settings):
     d.write_config()
     d.tls_port = tls_port
     d.ca = ca
+    d.agent = agent
     return d, room
 
 
@@ -178,10 +181,12 @@ def tls_socket(d):
 
 @case
 def test_call_over_tls(t):
-    """A caller over TLS into a plain-UDP room: 200 with a sips: Contact on
-    our TLS port, BYE over the same connection, the room hung up. A UDP
-    caller of the same daemon gets a plain sip: Contact (sofia's default
-    would be the sips: one)."""
+    """A caller over TLS into a plain-UDP room: 200 with a Contact on our
+    TLS port in the scheme the caller used (sip:...;transport=tls for a
+    sip: Request-URI, as baresip and most carriers write theirs; sips: for
+    a sips: one, RFC 3261 8.1.1.8), BYE over the same connection, the room
+    hung up. A UDP caller of the same daemon gets a plain sip: Contact
+    (sofia's default would be the sips: one)."""
     d, room = tls_daemon(t, scenario="room.xml")
     d.start()
     udp = RawCall(d, rtp=False)
@@ -193,18 +198,22 @@ def test_call_over_tls(t):
     finally:
         udp.close()
     room.check_ok(20)
-    room = t.sipp("room.xml", timeout=60, port=room.port)
-    room.start()
-    s = tls_socket(d)
-    try:
-        final, bye = stream_call(d, s, "sip:room-a@%s:%d;transport=tls" % (HOST, d.tls_port),
-                                 "TLS", contact="<sip:tester@%s:%d;transport=tls>" % s.local)
-        c = header(final, "contact")
-        check(re.search(r"<sips:127\.0\.0\.1:%d>" % d.tls_port, c), "sips Contact: %r" % c)
-        check(bye == 200, "BYE over TLS: %s" % bye)
-    finally:
-        s.close()
-    room.check_ok(20)
+    for ruri, want in (
+            ("sip:room-a@%s:%d;transport=tls" % (HOST, d.tls_port),
+             r"<sip:127\.0\.0\.1:%d;transport=tls>" % d.tls_port),
+            ("sips:room-a@%s:%d" % (HOST, d.tls_port), r"<sips:127\.0\.0\.1:%d>" % d.tls_port)):
+        room = t.sipp("room.xml", timeout=60, port=room.port)
+        room.start()
+        s = tls_socket(d)
+        try:
+            final, bye = stream_call(d, s, ruri, "TLS",
+                                     contact="<sip:tester@%s:%d;transport=tls>" % s.local)
+            c = header(final, "contact")
+            check(re.search(want, c), "Contact for %s: %r" % (ruri, c))
+            check(bye == 200, "BYE over TLS: %s" % bye)
+        finally:
+            s.close()
+        room.check_ok(20)
     d.wait_idle()
     d.check_clean_exit()
 
