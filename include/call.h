@@ -109,6 +109,11 @@ struct leg {
      * stream the key it announced (srtp_rx) and ours toward it (srtp_tx);
      * suite NONE: that stream is plain. */
     bool srtp;
+    /* best effort (RFC 4568 keys in an RTP/AVP m= line, as offered to a
+     * TLS room under media.srtp "allow", or offered so by the leg): the
+     * profile stays RTP/AVP and an answer without keys makes the leg plain */
+    bool srtp_best_effort;
+    bool srtp_offered; /* we offered keys to a leg we dial; its answer decides */
     struct sdpx_crypto srtp_rx[SDPX_MAX_STREAMS], srtp_tx[SDPX_MAX_STREAMS];
     /* ... and what the relay endpoint was last given: contexts are made
      * again only when a key changes (a new context restarts libsrtp's

@@ -137,6 +137,16 @@ void leg_learn_sdp(struct leg *leg, const struct sdpx_info *info, const char *bo
 int leg_srtp_check(struct app *app, struct leg *leg, const struct sdpx_info *offer, char *why,
                    size_t whylen);
 
+/* media.srtp for the answer of a room or target we offered keys to (see
+ * leg_sdp_for): 0 when it named our tag and suite with a key of its own
+ * (SRTP), or when under "allow" it answered plain (the leg becomes plain);
+ * 488 with a reason under "require". Call before leg_learn_sdp(). */
+int leg_srtp_answer(struct app *app, struct leg *leg, const struct sdpx_info *answer, char *why,
+                    size_t whylen);
+
+/* The URI is reached over TLS (sips:, or ;transport=tls). */
+bool leg_uri_is_tls(const char *uri);
+
 /* SPEC 11, transfers re-key: fresh keys of ours (same suites and tags)
  * toward an SRTP leg, for the offer leg_sdp_for() makes next. The relay
  * takes them when the leg's answer is learnt (leg_learn_sdp); until then it

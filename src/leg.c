@@ -143,6 +143,13 @@ void leg_set_contact_from_request(struct app *app, struct leg *leg, const sip_t 
 }
 
 /* The transport a request to uri takes: sips: or ;transport=tls is TLS. */
+static const char *uri_transport(const char *uri);
+
+bool leg_uri_is_tls(const char *uri)
+{
+    return strcmp(uri_transport(uri), "tls") == 0;
+}
+
 static const char *uri_transport(const char *uri)
 {
     if (strncasecmp(uri, "sips:", 5) == 0)
@@ -518,6 +525,13 @@ static void setup_response(struct app *app, struct leg *leg, int status, const c
     bool has = leg_sdp_of(sip, &sdp);
     if (has && sdp.rc < 0) {
         call_log(c, LOG_WARN, "%s answered with SDP it cannot use", ops->name);
+        if (ops->failed)
+            ops->failed(app, leg, LEG_FAIL_SDP, status, phrase);
+        return;
+    }
+    char swhy[160];
+    if (has && leg_srtp_answer(app, leg, &sdp.info, swhy, sizeof swhy)) {
+        call_log(c, LOG_WARN, "%s answer refused: %s", ops->name, swhy);
         if (ops->failed)
             ops->failed(app, leg, LEG_FAIL_SDP, status, phrase);
         return;

@@ -37,11 +37,18 @@ int leg_srtp_check(struct app *app, struct leg *leg, const struct sdpx_info *off
 {
     if (!srtp_on(app))
         return 0;
-    bool savp = false;
+    bool savp = false, best_effort = false;
     for (int i = 0; i < offer->nstreams; i++) {
         const struct sdpx_stream *s = &offer->s[i];
-        if (s->port == 0 || !s->savp)
+        if (s->port == 0)
             continue;
+        if (!s->savp) {
+            /* keys in an RTP/AVP line (best effort SRTP, baresip's
+             * mediaenc=srtp): taken over TLS, else answered plain */
+            if (s->crypto.suite != SDPX_SUITE_NONE && leg->tls)
+                best_effort = true;
+            continue;
+        }
         savp = true;
         if (s->crypto.suite == SDPX_SUITE_NONE) {
             snprintf(why, whylen, "stream %d is RTP/SAVP without a usable a=crypto (%d "
@@ -49,9 +56,9 @@ int leg_srtp_check(struct app *app, struct leg *leg, const struct sdpx_info *off
             return 488;
         }
     }
-    if (!savp) {
+    if (!savp && !best_effort) {
         /* "require" is about the caller's side; rooms and targets we
-         * dial get plain RTP from us and may answer or re-offer it */
+         * dial over UDP/TCP get plain RTP from us and may re-offer it */
         if (app->cfg->media_srtp == SRTP_REQUIRE && leg->role == LEG_CALLER) {
             snprintf(why, whylen, "plain RTP offered and media.srtp is \"require\"");
             return 488;
@@ -65,10 +72,12 @@ int leg_srtp_check(struct app *app, struct leg *leg, const struct sdpx_info *off
         return 488;
     }
     leg->srtp = true;
+    leg->srtp_best_effort = !savp;
     for (int i = 0; i < SDPX_MAX_STREAMS; i++) {
         const struct sdpx_stream *s = i < offer->nstreams ? &offer->s[i] : NULL;
         struct sdpx_crypto *tx = &leg->srtp_tx[i];
-        if (!s || s->port == 0 || !s->savp) {
+        if (!s || s->port == 0 || s->crypto.suite == SDPX_SUITE_NONE ||
+            (!s->savp && !leg->srtp_best_effort)) {
             memset(tx, 0, sizeof *tx);
             continue;
         }
@@ -78,6 +87,58 @@ int leg_srtp_check(struct app *app, struct leg *leg, const struct sdpx_info *off
             sdpx_crypto_new(tx, s->crypto.suite, s->crypto.tag);
     }
     return 0;
+}
+
+/* Keys of ours toward a room or target dialled over TLS, for its first
+ * offer: RTP/SAVP under "require", best effort (RTP/AVP + a=crypto) under
+ * "allow" so a TLS peer without SRTP still answers. */
+static void srtp_offer(struct app *app, struct leg *leg, int nstreams)
+{
+    leg->tls = true;
+    leg->srtp = true;
+    leg->srtp_offered = true;
+    leg->srtp_best_effort = app->cfg->media_srtp != SRTP_REQUIRE;
+    for (int i = 0; i < SDPX_MAX_STREAMS; i++) {
+        if (i < nstreams)
+            sdpx_crypto_new(&leg->srtp_tx[i], SDPX_SUITE_AES_CM_128_HMAC_SHA1_80, 1);
+        else
+            memset(&leg->srtp_tx[i], 0, sizeof leg->srtp_tx[i]);
+    }
+}
+
+int leg_srtp_answer(struct app *app, struct leg *leg, const struct sdpx_info *answer, char *why,
+                    size_t whylen)
+{
+    if (!srtp_on(app) || !leg->srtp_offered)
+        return 0;
+    leg->srtp_offered = false;
+    int bad = -1;
+    for (int i = 0; i < SDPX_MAX_STREAMS; i++) {
+        struct sdpx_crypto *tx = &leg->srtp_tx[i];
+        if (tx->suite == SDPX_SUITE_NONE)
+            continue;
+        const struct sdpx_stream *s = i < answer->nstreams ? &answer->s[i] : NULL;
+        if (!s || s->port == 0) {
+            memset(tx, 0, sizeof *tx); /* a stream refused: nothing to key */
+            continue;
+        }
+        /* RFC 4568 7.1.2: the answer names our tag and suite with its key */
+        if (s->crypto.suite != tx->suite || s->crypto.tag != tx->tag ||
+            (!s->savp && !leg->srtp_best_effort))
+            bad = i;
+    }
+    if (bad < 0)
+        return 0;
+    if (leg->srtp_best_effort) {
+        call_log(leg->call, LOG_INFO, "%s leg answered without SRTP keys: plain RTP toward it",
+                 leg_role_name(leg->role));
+        leg->srtp = false;
+        memset(leg->srtp_tx, 0, sizeof leg->srtp_tx);
+        return 0;
+    }
+    snprintf(why, whylen, "stream %d answered without a usable a=crypto for our offer and "
+                          "media.srtp is \"require\"", bad);
+    return 488;
 }
 
 void leg_srtp_rekey(struct leg *leg)
@@ -116,8 +177,8 @@ static void srtp_apply(struct leg *leg, const struct sdpx_info *info)
 {
     int n = relay_ep_nstreams(leg->ep);
     for (int i = 0; i < n && i < SDPX_MAX_STREAMS; i++) {
-        if (leg->srtp && i < info->nstreams && info->s[i].savp &&
-            info->s[i].crypto.suite != SDPX_SUITE_NONE)
+        if (leg->srtp && i < info->nstreams && (info->s[i].savp || leg->srtp_best_effort) &&
+            info->s[i].crypto.suite != SDPX_SUITE_NONE && leg->srtp_tx[i].suite != SDPX_SUITE_NONE)
             leg->srtp_rx[i] = info->s[i].crypto;
         if (!leg->srtp) {
             memset(&leg->srtp_rx[i], 0, sizeof leg->srtp_rx[i]);
@@ -181,11 +242,17 @@ char *leg_sdp_for(struct app *app, struct leg *to, const char *body, size_t len)
             next.version++;
         if (srtp_on(app)) {
             /* our key toward an SRTP leg (never toward one without TLS),
-             * plain RTP toward every other */
+             * plain RTP toward every other; a room or target dialled over
+             * TLS is offered keys in the first offer it gets */
+            if (to->role != LEG_CALLER && !to->sdp_out && !to->srtp && to->uri &&
+                leg_uri_is_tls(to->uri))
+                srtp_offer(app, to, n);
             struct sdpx_srtp_out sec;
             memset(&sec, 0, sizeof sec);
-            if (to->srtp && to->tls)
+            if (to->srtp && to->tls) {
                 memcpy(sec.crypto, to->srtp_tx, sizeof sec.crypto);
+                sec.keep_profile = to->srtp_best_effort;
+            }
             out = sdpx_rewrite_srtp(body, len, config_media_public(app->cfg), ports, n, &next, &sec,
                                     err, sizeof err);
         } else {

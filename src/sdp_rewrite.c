@@ -529,7 +529,7 @@ char *sdpx_rewrite_srtp(const char *body, size_t len, const char *address,
             const struct sdpx_crypto *c = i < SDPX_MAX_STREAMS ? &srtp->crypto[i] : NULL;
             const char *suite = c ? sdpx_suite_name(c->suite) : NULL;
             bool secure = suite && !m->m_rejected && proto_rtp(m);
-            if (proto_rtp(m))
+            if (proto_rtp(m) && !(secure && srtp->keep_profile))
                 set_profile(m, secure);
             if (secure) {
                 char key[SDPX_KEY_LEN / 3 * 4 + 1];

@@ -107,6 +107,9 @@ char *sdpx_rewrite(const char *body, size_t len, const char *address,
  * SAVPF) with crypto[i] as its only a=crypto line. */
 struct sdpx_srtp_out {
     struct sdpx_crypto crypto[SDPX_MAX_STREAMS];
+    /* best effort SRTP: streams with a key keep their profile (RTP/AVP
+     * with an a=crypto line) */
+    bool keep_profile;
 };
 
 /* sdpx_rewrite() that also sets each stream's SRTP as srtp says; srtp NULL

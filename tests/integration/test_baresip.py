@@ -184,3 +184,126 @@ def test_baresip_srtp_over_tls_to_a_plain_rtp_room(t):
         d.check_clean_exit()
     finally:
         sink.close()
+
+
+def linear_to_ulaw(x):
+    """16-bit sample -> G.711 mu-law byte."""
+    sign = 0x80 if x < 0 else 0
+    x = min(abs(x), 32635) + 0x84
+    exp = 7
+    while exp > 0 and not x & (0x4000 >> (7 - exp)):
+        exp -= 1
+    return ~(sign | (exp << 4) | ((x >> (exp + 3)) & 0x0F)) & 0xFF
+
+
+def send_tone(call, secs, freq=440, amp=8000):
+    """PCMU RTP at real-time pace (20 ms packets) from the RawCall's socket
+    to the media address sipxferd answered with."""
+    import math
+    import struct
+    import time
+    n = int(secs * 50)
+    t0 = time.monotonic()
+    for i in range(n):
+        payload = bytes(linear_to_ulaw(int(amp * math.sin(2 * math.pi * freq * (i * 160 + k) /
+                                                            8000))) for k in range(160))
+        hdr = struct.pack("!BBHII", 0x80, 0, (i + 1) & 0xFFFF, i * 160, 0x5EC0DE)
+        call.rtp.sendto(hdr + payload, call.remote_media)
+        # media pacing (a receiver's jitter buffer expects 20 ms packets),
+        # not a wait for an event
+        delay = t0 + (i + 1) * 0.02 - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def wav_samples(path):
+    """(rate, mono 16-bit samples) of a WAV file baresip's sndfile wrote."""
+    import struct
+    import wave
+    with wave.open(path, "rb") as w:
+        rate, ch, raw = w.getframerate(), w.getnchannels(), w.readframes(w.getnframes())
+    samples = struct.unpack("<%dh" % (len(raw) // 2), raw[:len(raw) // 2 * 2])
+    return rate, list(samples[::ch])
+
+
+@case
+def test_plain_caller_to_an_srtp_room_over_tls(t):
+    """Issue 13 item 3, the other way round: a plain-RTP caller over UDP is
+    bridged to a room reached over TLS (baresip auto-answering with
+    mediaenc=srtp). Under media.srtp = "allow" sipxferd offers the room
+    its key (best effort: RTP/AVP with a=crypto), takes the room's key from
+    the answer and encrypts toward it: baresip decodes the caller's 440 Hz
+    tone (its sndfile dump), and sipxferd decrypts what baresip sends."""
+    import glob
+    from harness import RawCall, Daemon, free_port, wait_for
+    from test_public import make_certs
+    agent, ca = make_certs(t)
+    dumps = t.path("dumps")
+    os.makedirs(dumps)
+    b = start_baresip_room(t, agent, ca, dumps)
+    tls_port = free_port(udp=False)
+    d = Daemon(t, rooms={"room-a": "sip:room@%s:%d;transport=tls" % (HOST, b.tls_port)},
+               **{"media.srtp": "allow"})
+    d.settings["sip.listen"] = ["sip:%s:%d" % (HOST, d.sip_port), "sips:%s:%d" % (HOST, tls_port)]
+    d.settings["sip.tls"] = {"certificate": agent, "ca": ca}
+    d.write_config()
+    d.start()
+    call = RawCall(d)
+    try:
+        st = call.invite(timeout=15)
+        check(st == 200, "the plain caller's INVITE: %s" % st)
+        check(b"a=crypto" not in call.final[3] and b"RTP/AVP" in call.final[3],
+              "plain RTP, no keys toward the UDP caller: %r" % call.final[3])
+        send_tone(call, 2.0)
+        wait_for(lambda: d.metric("sipxfer_srtp_decrypted_total") >= 20, 10,
+                 "SRTP from the room decrypted")
+        check(d.metric("sipxfer_srtp_auth_failures_total") == 0, "authentication failures")
+        check(call.bye() == 200, "BYE")
+    finally:
+        call.close()
+    d.wait_idle()
+    wav = wait_for(lambda: [f for f in glob.glob(os.path.join(dumps, "*dec.wav"))
+                            if os.path.getsize(f) > 8000], 10, "baresip's decoded audio dump")
+    rate, samples = wav_samples(wav[0])
+    check(len(samples) >= rate, "baresip decoded %d samples at %d Hz" % (len(samples), rate))
+    tail = samples[-rate:]  # the last second: past the jitter buffer's start
+    peak = max(abs(x) for x in tail)
+    p440, p1000 = tone_power(tail, 440, rate), tone_power(tail, 1000, rate)
+    t.note("room decoded: %d Hz, peak %d, power at 440 Hz %.2f, at 1 kHz %.3f" % (
+        rate, peak, p440, p1000))
+    check(peak > 1000 and p440 > 0.5 and p1000 < 0.05,
+          "baresip did not hear the caller's tone: peak %d, 440 Hz %.2f, 1 kHz %.2f" % (
+              peak, p440, p1000))
+    b.terminate()
+    d.check_clean_exit()
+
+
+def start_baresip_room(t, agent, ca, dumps):
+    """baresip as a room over TLS: auto-answers, mediaenc=srtp (best
+    effort), its decoded audio dumped into dumps by the sndfile module; its
+    TLS port is .tls_port."""
+    exe = shutil.which("baresip")
+    if not exe:
+        raise Skip("baresip not installed (scripts/setup.sh installs it)")
+    conf = t.path("baresip-room")
+    os.makedirs(conf)
+    for attempt in range(1, START_ATTEMPTS + 1):
+        port = free_port(span=2)
+        rtp = free_port(tcp=False, even=True, span=10)
+        with open(os.path.join(conf, "config"), "w") as f:
+            f.write(BARESIP_CONFIG.format(host=HOST, port=port, rtp=rtp, rtp_end=rtp + 9) +
+                    "module srtp.so\nmodule sndfile.so\nsnd_path %s\nsip_cafile %s\n"
+                    "sip_certificate %s\n" % (dumps, ca, agent))
+        with open(os.path.join(conf, "accounts"), "w") as f:
+            f.write("<sip:room@%s:%d;transport=tls>;regint=0;mediaenc=srtp;answermode=auto\n"
+                    % (HOST, port))
+        ports = [("udp", port), ("tcp", port), ("tcp", port + 1)]
+        try:
+            p = start_process(t, [exe, "-f", conf, "-t", "60"], "baresip-room-%d" % attempt,
+                              lambda p: bound_by(p.pid, ports), what="baresip room on %d" % port)
+            p.tls_port = port + 1
+            return p
+        except StartFailure as e:
+            if not e.address_in_use or attempt == START_ATTEMPTS:
+                raise
+            t.note("baresip room attempt %d lost a port, retried: %s" % (attempt, e.race_line()))

@@ -4,6 +4,7 @@ call, garbage), and a refused start without usable TLS files."""
 import os
 import random
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -96,10 +97,11 @@ def test_advertised_addresses_on_the_wire(t):
     d.check_clean_exit()
 
 
-def stream_call(d, s, ruri, transport, contact=None):
-    """A call over the stream socket s (TCP or TLS): INVITE with an offer,
-    the final response, then ACK and BYE; returns (final, BYE's status)."""
-    body = RawCall(d, rtp=False).sdp()
+def stream_call(d, s, ruri, transport, contact=None, body=None, want=200):
+    """A call over the stream socket s (TCP or TLS): INVITE with an offer
+    (body, else a plain one), the final response (must be want), then ACK
+    and, for a 2xx, BYE; returns (final, BYE's status)."""
+    body = body or RawCall(d, rtp=False).sdp()
     call_id, tag = "%s-%d@test" % (transport.lower(), random.randrange(1 << 30)), "st1"
     s.send(build_request("INVITE", ruri, d.uri_host, body=body, ctype="application/sdp",
                          local=s.local, transport=transport, call_id=call_id, from_tag=tag,
@@ -110,8 +112,14 @@ def stream_call(d, s, ruri, transport, contact=None):
         r = parse_response(s.recv(max(0.01, deadline - time.time())) or b"")
         if r and r[0] >= 200:
             final = r
-    check(final and final[0] == 200, "INVITE over %s: %s" % (transport, final and final[0]))
+    check(final and final[0] == want, "INVITE over %s: %s, want %d" % (
+        transport, final and final[:2], want))
     to_tag = re.search(r";tag=([^;>\s]+)", header(final, "to")).group(1)
+    if want >= 300:
+        s.send(build_request("ACK", ruri, d.uri_host, local=s.local, transport=transport,
+                             call_id=call_id, from_tag=tag, to_tag=to_tag, cseq=1,
+                             to_user="room-a", contact=contact))
+        return final, None
     for method, cseq in (("ACK", 1), ("BYE", 2)):
         s.send(build_request(method, ruri, d.uri_host, local=s.local, transport=transport,
                              call_id=call_id, from_tag=tag, to_tag=to_tag, cseq=cseq,
@@ -416,4 +424,79 @@ def test_ipv6_listen(t):
         finally:
             s.close()
     d.stop()
+    d.check_clean_exit()
+
+
+SAVP_KEY = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz"  # 30 bytes of base64, any
+
+
+def savp_offer(port=40000, avp=False):
+    return ("v=0\r\no=raw 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"
+            "m=audio %d RTP/%s 0\r\na=rtpmap:0 PCMU/8000\r\n"
+            "a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:%s\r\n" % (
+                HOST, HOST, port, "AVP" if avp else "SAVP", SAVP_KEY)).encode()
+
+
+class SavpCall(RawCall):
+    def sdp(self):
+        return savp_offer(self.rtp.getsockname()[1] if self.rtp else 9)
+
+
+@case
+def test_srtp_policy_on_the_wire(t):
+    """media.srtp (SPEC 11) as a caller sees it: under "require" a plain
+    offer gets 488 over UDP and over TLS; an RTP/SAVP offer over UDP gets
+    488 (keys are only sent over TLS); over TLS it is answered RTP/SAVP with
+    our own key under the offer's tag and suite. Under "allow" a UDP
+    caller's RTP/SAVP offer is still 488 and a plain one is bridged."""
+    d, room = tls_daemon(t, **{"media.srtp": "require"})
+    d.start()
+    for cls, what in ((RawCall, "plain offer over UDP"), (SavpCall, "RTP/SAVP over UDP")):
+        c = cls(d, rtp=False)
+        try:
+            check(c.invite() == 488, "%s under require: %s" % (what, c.final and c.final[:2]))
+            check(c.final[1] == "Not Acceptable Here", "reason phrase %r" % c.final[1])
+        finally:
+            c.close()
+    ruri = "sip:room-a@%s:%d;transport=tls" % (HOST, d.tls_port)
+    s = tls_socket(d)
+    try:
+        stream_call(d, s, ruri, "TLS", want=488,
+                    contact="<sip:tester@%s:%d;transport=tls>" % s.local)
+    finally:
+        s.close()
+    s = tls_socket(d)
+    try:
+        final, bye = stream_call(d, s, ruri, "TLS", body=savp_offer(),
+                                 contact="<sip:tester@%s:%d;transport=tls>" % s.local)
+        body = final[3].decode()
+        check(re.search(r"m=audio \d+ RTP/SAVP 0", body), "answer profile: %r" % body)
+        m = re.search(r"a=crypto:(\d+) (\S+) inline:(\S+)", body)
+        check(m and m.group(1) == "3" and m.group(2) == "AES_CM_128_HMAC_SHA1_32" and
+              m.group(3) != SAVP_KEY and len(m.group(3)) == 40,
+              "our key under the offer's tag and suite: %r" % body)
+        check(bye == 200, "BYE over TLS: %s" % bye)
+    finally:
+        s.close()
+    room.check_ok(20)
+    d.settings["media.srtp"] = "allow"
+    d.write_config()
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"reloaded ")
+    c = SavpCall(d, rtp=False)
+    try:
+        check(c.invite() == 488, "RTP/SAVP over UDP under allow: %r" % ((c.final and c.final[:2]),))
+    finally:
+        c.close()
+    room = t.sipp("room.xml", timeout=60, port=room.port)
+    room.start()
+    c = RawCall(d, rtp=False)
+    try:
+        check(c.invite() == 200, "plain over UDP under allow")
+        check(b"a=crypto" not in c.final[3], "no keys toward a UDP caller")
+        check(c.bye() == 200, "BYE")
+    finally:
+        c.close()
+    room.check_ok(20)
+    d.wait_idle()
     d.check_clean_exit()

@@ -804,7 +804,7 @@ START_TEST(test_rewrite_srtp_out)
     uint16_t ports[] = {30000};
     struct sdpx_origin o = {.id = 5, .version = 6};
     char err[256] = "";
-    struct sdpx_srtp_out sec;
+    struct sdpx_srtp_out sec = {0};
     memset(&sec, 0, sizeof sec);
     sdpx_crypto_new(&sec.crypto[0], SDPX_SUITE_AES_CM_128_HMAC_SHA1_80, 42);
     char *out = sdpx_rewrite_srtp(OFFER, strlen(OFFER), "10.0.0.1", ports, 1, &o, &sec, err,
@@ -858,7 +858,7 @@ START_TEST(test_rewrite_srtp_profiles)
                            "m=video 0 RTP/AVP 96\r\n"
                            "m=image 4004 udptl t38\r\n";
     uint16_t ports[] = {30000, 30002, 30004};
-    struct sdpx_srtp_out sec;
+    struct sdpx_srtp_out sec = {0};
     for (int i = 0; i < 3; i++)
         sdpx_crypto_new(&sec.crypto[i], SDPX_SUITE_AES_CM_128_HMAC_SHA1_80, 1);
     char err[256] = "";
@@ -883,6 +883,34 @@ START_TEST(test_rewrite_srtp_profiles)
     ck_assert_msg(out != NULL, "rewrite: %s", err);
     ck_assert_msg(strstr(out, "m=audio 30000 RTP/AVPF 0\r\n") != NULL, "%s", out);
     ck_assert_int_eq(count_lines(out, "a=crypto"), 0);
+    free(out);
+}
+END_TEST
+
+/* keep_profile (best effort SRTP): a stream with a key keeps RTP/AVP and
+ * gets the a=crypto line; one without a key is plain as always. */
+START_TEST(test_rewrite_srtp_best_effort)
+{
+    const char *sdp = HEAD "m=audio 4000 RTP/AVP 0\r\n"
+                           "m=audio 4002 RTP/SAVP 0\r\n"
+                           "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" KEY_B64 "\r\n";
+    uint16_t ports[] = {30000, 30002};
+    struct sdpx_srtp_out sec = {0};
+    sec.keep_profile = true;
+    sdpx_crypto_new(&sec.crypto[0], SDPX_SUITE_AES_CM_128_HMAC_SHA1_32, 7);
+    char err[256] = "";
+    char *out = sdpx_rewrite_srtp(sdp, strlen(sdp), "10.0.0.1", ports, 2, NULL, &sec, err,
+                                  sizeof err);
+    ck_assert_msg(out != NULL, "rewrite: %s", err);
+    ck_assert_msg(strstr(out, "m=audio 30000 RTP/AVP 0\r\n"
+                              "a=crypto:7 AES_CM_128_HMAC_SHA1_32 inline:") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "m=audio 30002 RTP/AVP 0\r\n") != NULL, "%s", out);
+    ck_assert_int_eq(count_lines(out, "a=crypto:"), 1);
+    struct sdpx_info info;
+    ck_assert_int_eq(parse(out, &info, err, sizeof err), 0);
+    ck_assert(!info.s[0].savp);
+    ck_assert_int_eq(info.s[0].crypto.suite, SDPX_SUITE_AES_CM_128_HMAC_SHA1_32);
+    ck_assert_int_eq(info.s[0].crypto.tag, 7);
     free(out);
 }
 END_TEST
@@ -944,6 +972,7 @@ static Suite *sdp_suite(void)
     tcase_add_test(tc, test_parse_crypto_bad_lines);
     tcase_add_test(tc, test_rewrite_srtp_out);
     tcase_add_test(tc, test_rewrite_srtp_profiles);
+    tcase_add_test(tc, test_rewrite_srtp_best_effort);
     tcase_add_test(tc, test_crypto_new_fresh);
     suite_add_tcase(s, tc);
     return s;
