@@ -500,3 +500,48 @@ def test_srtp_policy_on_the_wire(t):
     room.check_ok(20)
     d.wait_idle()
     d.check_clean_exit()
+
+
+@case
+def test_tls_gateway_reached_over_tls(t):
+    """A trunk gateway written "sip:HOST:PORT;transport=tls" (issue 12 item
+    9, issue 13 item 2): a sipCallTransfer to a number goes to it over TLS,
+    the Request-URI keeps ;transport=tls with ;user=phone, our Contact names
+    our TLS port with ;transport=tls, the transfer completes and the
+    gateway gets the BYE over TLS when the call ends."""
+    from harness import Webhooks, free_port
+    from test_transfer import connected_caller, transfer
+    agent, ca = make_certs(t)
+    gw = TlsRoom(agent, ca)
+    gw.start()
+    try:
+        room = t.sipp("room.xml", timeout=60)
+        room.start()
+        w = Webhooks(t)
+        tls_port = free_port(udp=False)
+        d = Daemon(t, rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)},
+                   trunk_extra='gateways = [ "sip:%s:%d;transport=tls" ];' % (HOST, gw.port),
+                   **{"webhooks.url": w.url, "webhooks.secret": w.secret})
+        d.settings["sip.listen"] = ["sip:%s:%d" % (HOST, d.sip_port),
+                                    "sips:%s:%d" % (HOST, tls_port)]
+        d.settings["sip.tls"] = {"certificate": agent, "ca": ca}
+        d.write_config()
+        d.start()
+        c, sid = connected_caller(t, d)
+        st, obj = transfer(d, "room-a", sid, "+15557654321")
+        check(st == 200, "transfer: %s %s" % (st, obj))
+        w.wait_type("calltransfer.completed", 20)
+        invite = next(s for s in gw.seen if s[0].startswith("INVITE"))
+        check(invite[0].startswith("INVITE sip:+15557654321@%s:%d;transport=tls;user=phone " % (
+            HOST, gw.port)), "Request-URI toward the TLS gateway: %r" % invite[0])
+        check(re.search(r"<sip:127\.0\.0\.1:%d;transport=tls>" % tls_port, invite[1]),
+              "our Contact toward the TLS gateway: %r" % invite[1])
+        room.check_ok(20, "room-a must be released after the transfer")
+        d.api("DELETE", "/v1/sessions/%s" % sid)
+        wait_for(lambda: any(s[0].startswith("BYE") for s in gw.seen), 10, "BYE over TLS")
+        c.check_ok(20)
+        check(not gw.errors, "TLS handshakes at the gateway: %s" % gw.errors)
+        d.wait_idle()
+        d.check_clean_exit()
+    finally:
+        gw.close()
