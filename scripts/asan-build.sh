@@ -20,7 +20,11 @@ ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1:quarantine_size_mb
 UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 # scripts/lsan.supp: sofia 1.12.11's leak of closed TLS connections, and
 # nothing else (it says why)
-LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$(cd "$(dirname "$0")" 2>/dev/null && pwd)/lsan.supp}"
+# (sourced with --env, $0 is the shell: bash names the file in BASH_SOURCE,
+# else scripts/ under the current directory is assumed)
+_supp_dir=$(cd "$(dirname "${BASH_SOURCE:-$0}")" 2>/dev/null && pwd)
+[ -f "$_supp_dir/lsan.supp" ] || _supp_dir=$(pwd)/scripts
+LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$_supp_dir/lsan.supp}"
 export ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
 if [ "${1:-}" = "--env" ]; then
     return 0 2>/dev/null || exit 0
