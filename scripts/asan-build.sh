@@ -11,15 +11,13 @@
 
 # halt_on_error: any UBSan finding is fatal (exit != 0 -> the harness sees
 # "sipxferd died"). LeakSanitizer runs at exit (detect_leaks=1); a clean
-# SIGTERM exit after calls reports nothing of ours; scripts/lsan.supp holds
-# the one leak of sofia's that TLS tests trigger.
+# SIGTERM exit after calls reports nothing; scripts/lsan.supp is empty (the
+# TLS leak of Debian's sofia it once held is freed by src/tls_guard.c).
 # quarantine_size_mb=16 (default 256): the suite's memory-growth checks
 # (test_mutator_bounded, test_sipvicious_scan_and_sipsak_flood) otherwise
 # see ASan's quarantine of freed blocks as +60..110 MB of RSS.
 ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1:quarantine_size_mb=16}"
 UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-# scripts/lsan.supp: sofia 1.12.11's leak of closed TLS connections, and
-# nothing else (it says why)
 # (sourced with --env, $0 is the shell: bash names the file in BASH_SOURCE,
 # else scripts/ under the current directory is assumed)
 _supp_dir=$(cd "$(dirname "${BASH_SOURCE:-$0}")" 2>/dev/null && pwd)
