@@ -263,15 +263,14 @@ def test_dialout_session_sip_refer(t):
 @case
 def test_200_dialouts_back_to_back_leave_nothing(t):
     """200 dial-outs one after the other, each answered, bridged and hung
-    up: every one gets dialout.stopped, and afterwards no call, relay port
-    or descriptor is left (descriptors counted in /proc before and after)."""
+    up: afterwards no call, relay port or descriptor is left (descriptors
+    counted in /proc before and after; no webhooks here, so that the HTTP
+    client's kept-alive connections are not counted)."""
     import os
     n = 200
     far = t.sipp("room.xml", calls=n)
     room = t.sipp("room.xml", calls=n)
-    w = Webhooks(t)
-    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)},
-                 **{"webhooks.url": w.url, "webhooks.secret": w.secret})
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)})
     far.start()
     room.start()
     d.start()
@@ -284,12 +283,13 @@ def test_200_dialouts_back_to_back_leave_nothing(t):
                  "dial-out %d connected" % i)
         st, _ = d.api("DELETE", "/v1/sessions/%s" % sid)
         check(st == 200, "DELETE %d: %s" % (i, st))
-    w.wait_type("dialout.stopped", 30, count=n)
     d.wait_idle()
     far.check_ok(30)
     room.check_ok(30)
     check(d.metric("sipxfer_relay_ports_in_use") == 0, "relay ports left")
     fds1 = len(os.listdir("/proc/%d/fd" % d.proc.pid))
-    check(fds1 <= fds0 + 2, "descriptors %d -> %d after %d dial-outs" % (fds0, fds1, n))
+    check(fds1 <= fds0 + 1, "descriptors %d -> %d after %d dial-outs: %s" % (
+        fds0, fds1, n, sorted(os.readlink("/proc/%d/fd/%s" % (d.proc.pid, f))
+                              for f in os.listdir("/proc/%d/fd" % d.proc.pid))))
     t.note("%d dial-outs; descriptors %d -> %d" % (n, fds0, fds1))
     d.check_clean_exit()
