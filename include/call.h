@@ -63,6 +63,9 @@ struct leg {
     struct call *call;
     nua_handle_t *nh;
     enum leg_role role;
+    /* we sent its dialog-forming INVITE (a room, a target, a dial-out's far
+     * end); false: it called us. Set by leg_invite(). */
+    bool dialled;
     enum leg_far far;
     enum leg_state state;
     enum leg_neg neg;
@@ -142,7 +145,13 @@ struct call {
     const struct leg_ops *bridged_ops; /* handlers of a leg bridged to the caller (bridge.c) */
     struct transfer *xfer; /* the transfer in flight or the last one, owned */
     unsigned transfers; /* how many completed */
-    bool connected_event; /* dialin.connected sent */
+    bool connected_event; /* dialin.connected (dialout.answered) sent */
+    /* placed by POST /v1/rooms/{room}/dialOut/start (dialout.c): the caller
+     * leg is the far end we called; events are dialout.* */
+    bool dialout;
+    bool dialout_connected; /* dialout.connected sent (the far end answered) */
+    char *dialout_extension; /* digits for the far end once it answered, owned */
+    int dialout_wait_ext;
     time_t started;
     bool offerless;  /* initial INVITE had no SDP: answer comes in caller's ACK */
     bool ended;      /* both legs asked to hang up */

@@ -23,6 +23,7 @@
 
 #include "app.h"
 #include "call.h"
+#include "dialout.h"
 #include "config.h"
 #include "log.h"
 #include "log_limit.h"
@@ -235,6 +236,68 @@ static enum MHD_Result room_transfer(struct api *api, struct MHD_Connection *con
     return send_json(con, 200, j);
 }
 
+/* ---- dial-out (SPEC 12) ------------------------------------------------ */
+
+static enum MHD_Result dialout_error_reply(struct MHD_Connection *con, enum dialout_error err,
+                                           const char *info)
+{
+    switch (err) {
+    case DIALOUT_E_FORBIDDEN:
+        return send_error(con, 403, "forbidden", info);
+    case DIALOUT_E_NOT_FOUND:
+        return send_error(con, 404, "not-found", info);
+    case DIALOUT_E_BUSY:
+        return send_error(con, 503, "unavailable", info);
+    case DIALOUT_E_CONFLICT:
+        return send_error(con, 409, "conflict", info);
+    case DIALOUT_OK:
+    case DIALOUT_E_BAD:
+        break;
+    }
+    return send_error(con, 400, "invalid-request-error", info);
+}
+
+/* POST /v1/rooms/{room}/dialOut/{start,stop,sendDTMF} */
+static enum MHD_Result room_dialout(struct api *api, struct MHD_Connection *con,
+                                    const char *room, enum dialout_body_kind kind,
+                                    struct request *req)
+{
+    struct dialout_body body;
+    const char *bad = NULL;
+    if (api_parse_dialout_body(req->body, req->len, kind, &body, &bad) < 0)
+        return send_error(con, 400, "invalid-request-error", bad);
+    char info[300] = "", id[128] = "";
+    enum dialout_error err;
+    if (kind == DIALOUT_BODY_START) {
+        struct dialout_request dr = {
+            .room = room,
+            .phone_number = body.phone_number,
+            .sip_uri = body.sip_uri,
+            .caller_id = body.caller_id,
+            .display_name = body.display_name,
+            .extension = body.extension,
+            .wait_ext_sec = body.wait_ext_sec,
+        };
+        err = dialout_start(api->app, &dr, id, sizeof id, info, sizeof info);
+    } else if (kind == DIALOUT_BODY_STOP) {
+        err = dialout_stop(api->app, room, body.session_id, info, sizeof info);
+    } else {
+        err = dialout_send_dtmf(api->app, room, body.session_id, body.tones, body.digit_ms,
+                                body.method == 1   ? DTMF_TELEPHONE_EVENT
+                                : body.method == 2 ? DTMF_SIP_INFO
+                                                   : DTMF_AUTO,
+                                info, sizeof info);
+    }
+    api_dialout_body_free(&body);
+    if (err != DIALOUT_OK)
+        return dialout_error_reply(con, err, info);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddBoolToObject(j, "ok", true);
+    if (id[0])
+        cJSON_AddStringToObject(j, "sessionId", id);
+    return send_json(con, 200, j);
+}
+
 /* ---- routing ----------------------------------------------------------- */
 
 static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const char *url,
@@ -298,6 +361,13 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
             return send_error(con, 404, "not-found", "no such resource");
         snprintf(room, sizeof room, "%.*s", (int)(slash - name), name);
         enum xfer_mode mode;
+        const char *const dialouts[] = {"/dialOut/start", "/dialOut/stop", "/dialOut/sendDTMF"};
+        for (int k = 0; k < 3; k++)
+            if (strcmp(slash, dialouts[k]) == 0) {
+                if (strcmp(method, "POST") != 0)
+                    return send_error(con, 405, "invalid-request-error", "use POST");
+                return room_dialout(api, con, room, (enum dialout_body_kind)k, req);
+            }
         if (strcmp(slash, "/sipCallTransfer") == 0)
             mode = XFER_CALL;
         else if (strcmp(slash, "/sipRefer") == 0)

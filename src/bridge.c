@@ -103,7 +103,7 @@ void bridge_call_over(struct app *app, struct call *c)
         cJSON_AddStringToObject(p, "from", c->from ? c->from : "");
         cJSON_AddNumberToObject(p, "duration", (double)(time(NULL) - c->started));
         cJSON_AddStringToObject(p, "reason", c->end_reason ? c->end_reason : "hangup");
-        events_post(app, "dialin.stopped", p);
+        events_post(app, c->dialout ? "dialout.stopped" : "dialin.stopped", p);
     }
     transfer_free(c->xfer);
     c->xfer = NULL;
@@ -308,6 +308,8 @@ static void bridged_gone(struct app *app, struct leg *leg)
                    leg->role == LEG_CALLER ? "Request Terminated" : "Temporarily Unavailable");
     /* a bridged leg is freed with its call (bridge_call_over) */
 }
+
+const struct leg_ops *bridge_leg_ops(void) { return &bridged_ops; }
 
 static const struct leg_ops bridged_ops = {
     .name = "room",

@@ -99,6 +99,7 @@ void call_free(struct call *c)
     leg_free(c->room);
     leg_free(c->target);
     free(c->room_name);
+    free(c->dialout_extension);
     free(c->room_uri);
     free(c->from);
     free(c->sip_call_id);

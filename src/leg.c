@@ -291,10 +291,10 @@ void leg_hangup(struct leg *leg, int status, const char *phrase)
     struct call *c = leg->call;
     const char *role = leg_role_name(leg->role);
 
-    if (leg->role == LEG_CALLER && leg->state < LEG_ANSWERED) {
+    if (!leg->dialled && leg->state < LEG_ANSWERED) {
         call_log(c, LOG_INFO, "caller leg: answering %d %s", status, phrase);
         nua_respond(leg->nh, status, leg_phrase(leg->nh, phrase), TAG_END());
-    } else if (leg->role != LEG_CALLER && leg->state < LEG_ANSWERED) {
+    } else if (leg->dialled && leg->state < LEG_ANSWERED) {
         call_log(c, LOG_INFO, "%s leg: CANCEL", role);
         nua_cancel(leg->nh, TAG_END());
     } else {
@@ -331,6 +331,7 @@ bool leg_is_quarantine_sentinel(const struct leg *leg) { return leg == &sentinel
 
 void leg_terminated(struct app *app, struct leg *leg)
 {
+    dtmf_cancel(leg->dtmf); /* digits by SIP INFO go through leg->nh */
     if (leg->nh) {
         nua_handle_bind(leg->nh, NULL);
         nua_handle_destroy(leg->nh);
@@ -440,6 +441,7 @@ int leg_invite(struct app *app, struct leg *leg, const char *from, const char *h
     if (!leg->nh)
         return -1;
     leg_set_contact(app, leg, uri_transport(leg->uri), strncasecmp(leg->uri, "sips:", 5) == 0);
+    leg->dialled = true;
     leg_set_state(leg, LEG_EARLY);
     leg_set_neg(leg, body ? NEG_OFFER_SENT : NEG_OFFER_WANTED);
     /* the call's hop count, whoever asked for the leg (RFC 7332) */
@@ -625,10 +627,10 @@ void leg_invite_response(struct app *app, nua_t *nua, struct leg *leg, int statu
 {
     char why[80];
     if (leg_auth_response(app, leg, status, sip,
-                          leg->state == LEG_EARLY && leg->role != LEG_CALLER ? "INVITE"
+                          leg->state == LEG_EARLY && leg->dialled ? "INVITE"
                                                                              : "re-INVITE"))
         return; /* nua sends it again with our credentials */
-    if (status > 100 && status < 300 && leg->role != LEG_CALLER) {
+    if (status > 100 && status < 300 && leg->dialled) {
         /* a room's or target's media may come from where its SIP answers
          * came from (SPEC section 9), as well as from its SDP address */
         char src[80];

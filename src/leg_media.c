@@ -244,7 +244,7 @@ char *leg_sdp_for(struct app *app, struct leg *to, const char *body, size_t len)
             /* our key toward an SRTP leg (never toward one without TLS),
              * plain RTP toward every other; a room or target dialled over
              * TLS is offered keys in the first offer it gets */
-            if (to->role != LEG_CALLER && !to->sdp_out && !to->srtp && to->uri &&
+            if ((to->role != LEG_CALLER || to->dialled) && !to->sdp_out && !to->srtp && to->uri &&
                 leg_uri_is_tls(to->uri))
                 srtp_offer(app, to, n);
             struct sdpx_srtp_out sec;

@@ -525,7 +525,7 @@ static void dial_extension(struct app *app, struct transfer *x, struct leg *tl)
     call_log(x->call, LOG_INFO, "dialling extension \"%s\" in %d s (payload type %d)", x->extension,
              x->wait_ext_sec, info.s[0].dtmf_pt);
     dtmf_start(app, tl->ep, info.s[0].dtmf_pt, x->extension, (unsigned)x->wait_ext_sec * 1000,
-               x->call->id, &tl->dtmf);
+               0, x->call->id, &tl->dtmf);
 }
 
 /* Bridge the caller to the target for good and release the old room. */

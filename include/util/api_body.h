@@ -24,4 +24,23 @@ int api_parse_transfer_body(const char *body, size_t len, struct transfer_body *
                             const char **err);
 void api_transfer_body_free(struct transfer_body *b);
 
+/* POST /v1/rooms/{room}/dialOut/start, .../stop, .../sendDTMF (SPEC 12):
+ * the same contract (0, or -1 with *err for a 400); free with
+ * api_dialout_body_free. Strings point into json. */
+struct dialout_body {
+    const char *phone_number; /* exactly one of phone_number, sip_uri (start) */
+    const char *sip_uri;
+    const char *caller_id, *display_name, *extension, *user_id; /* NULL if absent */
+    int wait_ext_sec;
+    const char *session_id; /* stop, sendDTMF */
+    const char *tones;      /* sendDTMF: 1-20 of 0-9 * # A-D */
+    int digit_ms;           /* sendDTMF: 50-2000, default 500 */
+    int method;             /* sendDTMF: 0 auto, 1 telephone-event, 2 sip-info */
+    struct cJSON *json;
+};
+enum dialout_body_kind { DIALOUT_BODY_START, DIALOUT_BODY_STOP, DIALOUT_BODY_DTMF };
+int api_parse_dialout_body(const char *body, size_t len, enum dialout_body_kind kind,
+                           struct dialout_body *out, const char **err);
+void api_dialout_body_free(struct dialout_body *b);
+
 #endif

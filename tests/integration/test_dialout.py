@@ -1,0 +1,295 @@
+"""Issue 14 (SPEC 12): a room calls out. POST /v1/rooms/{room}/dialOut/start
+INVITEs a number through its trunk (digest answered) or a SIP URI with an
+offer from the relay; when the far end answers, the room is INVITEd with
+X-Session-Id and the session is a call like a dial-in one."""
+import json
+
+from harness import HOST, Webhooks, case, check, wait_for
+from test_transfer import session, transfer
+from test_uri import received, traced
+
+NUMBER = "+15557654321"
+GOOD_AUTH = 'auth = { username = "acct"; password = "secret"; };'
+
+
+def dial(d, room="room-a", **body):
+    return d.api("POST", "/v1/rooms/%s/dialOut/start" % room, body)
+
+
+def events_of(w, sid, prefix="dialout."):
+    return [e for e in w.events() if e.get("type", "").startswith(prefix) and
+            (e.get("payload") or {}).get("session_id") == sid]
+
+
+def setup(t, gw, room_scenario="room.xml", trace_room=False):
+    room = traced(t, room_scenario) if trace_room else t.sipp(room_scenario)
+    w = Webhooks(t)
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)},
+                 gateway="sip:%s:%d" % (HOST, gw.port) if gw else None, trunk_extra=GOOD_AUTH,
+                 **{"webhooks.url": w.url, "webhooks.secret": w.secret})
+    if gw:
+        gw.start()
+    room.start()
+    d.start()
+    return d, room, w
+
+
+@case
+def test_dialout_to_a_number_through_a_challenging_gateway(t):
+    """The gateway challenges with 401 (answered with the trunk's
+    credentials, SIPp verifyauth); once it answers, dialout.connected, the
+    room gets an INVITE with this session's X-Session-Id, dialout.answered;
+    the session reads connected; DELETE ends both legs and dialout.stopped
+    follows."""
+    gw = t.sipp("gateway_auth401.xml")
+    d, room, w = setup(t, gw, trace_room=True)
+    st, obj = dial(d, phoneNumber=NUMBER, callerId="+15550001111")
+    check(st == 200 and obj.get("ok") and obj.get("sessionId"), "dialOut/start: %s %s" % (st, obj))
+    sid = obj["sessionId"]
+    w.wait_type("dialout.answered", 20)
+    types = [e["type"] for e in events_of(w, sid)]
+    check(types == ["dialout.connected", "dialout.answered"], "events: %s" % types)
+    wait_for(lambda: (session(d, sid) or {}).get("state") == "connected", 10, "connected")
+    st, _ = d.api("DELETE", "/v1/sessions/%s" % sid)
+    check(st == 200, "DELETE: %s" % st)
+    w.wait_type("dialout.stopped", 20)
+    gw.check_ok(20, "gateway must be called with credentials, then get the BYE")
+    room.check_ok(20, "room must be called, then get the BYE")
+    invites = received(room, "INVITE")
+    check(invites and invites[0][2].get("x-session-id") == sid,
+          "the room's X-Session-Id: %s, want %s" % (invites and invites[0][2].get("x-session-id"),
+                                                    sid))
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_dialout_busy_far_end_reports_error_and_leaves_nothing(t):
+    """A far end that answers 486: dialout.error with sip_status 486, the
+    room never called, no call or relay port left."""
+    gw = t.sipp("room_busy.xml")
+    d, room, w = setup(t, gw)
+    st, obj = dial(d, sipUri="sip:bob@%s:%d" % (HOST, gw.port))
+    check(st == 200, "dialOut/start: %s %s" % (st, obj))
+    sid = obj["sessionId"]
+    w.wait_type("dialout.error", 20)
+    err = events_of(w, sid)[-1]
+    check(err["type"] == "dialout.error" and err["payload"].get("sip_status") == 486,
+          "dialout.error payload: %s" % err)
+    gw.check_ok(20)
+    d.wait_idle()
+    check(d.metric("sipxfer_relay_ports_in_use") == 0, "relay ports left")
+    d.check_clean_exit()
+
+
+@case
+def test_dialout_api_errors(t):
+    """Every refusal in the error envelope: bad bodies 400, unknown room
+    404, a number nobody routes or allow refuses 400/403, stop/sendDTMF of
+    an unknown session 404."""
+    d, room, w = setup(t, None)
+    cases = [
+        ("start", {}, 400, "exactly one"),
+        ("start", {"phoneNumber": NUMBER, "sipUri": "sip:a@b"}, 400, "exactly one"),
+        ("start", {"phoneNumber": "5551234"}, 400, "E.164"),
+        ("start", {"phoneNumber": "+1555x"}, 400, "E.164"),
+        ("start", {"sipUri": "sip:bob@%s:5999" % HOST, "extension": "12x"}, 400, "extension"),
+        ("start", {"sipUri": "sip:bob@%s:5999" % HOST, "callerId": "a b"}, 400, "callerId"),
+        ("stop", {}, 400, "sessionId"),
+        ("stop", {"sessionId": "nope"}, 404, "No dialout to stop"),
+        ("sendDTMF", {"sessionId": "nope"}, 400, "tones"),
+        ("sendDTMF", {"sessionId": "nope", "tones": "12", "digitDurationMs": 10}, 400,
+         "digitDurationMs"),
+        ("sendDTMF", {"sessionId": "nope", "tones": "12", "method": "x"}, 400, "method"),
+        ("sendDTMF", {"sessionId": "nope", "tones": "12"}, 404, "no such"),
+    ]
+    for what, body, want, text in cases:
+        st, obj = d.api("POST", "/v1/rooms/room-a/dialOut/%s" % what, body)
+        check(st == want and text in json.dumps(obj), "%s %s: %s %s, want %d (%s)" % (
+            what, body, st, obj, want, text))
+        check(obj.get("error") and obj.get("info"), "error envelope: %s" % obj)
+    st, obj = dial(d, room="nosuch", sipUri="sip:bob@%s:5999" % HOST)
+    check(st == 404, "unknown room: %s %s" % (st, obj))
+    st, obj = d.api("GET", "/v1/rooms/room-a/dialOut/start")
+    check(st == 405, "GET: %s" % st)
+    d.check_clean_exit()
+
+
+@case
+def test_dialout_stop_while_ringing_cancels(t):
+    """dialOut/stop while the far end rings: a CANCEL (SIPp room_ring.xml
+    waits for it), dialout.stopped, nothing left; a second stop is 404."""
+    far = t.sipp("room_ring.xml")
+    d, room, w = setup(t, far)
+    st, obj = dial(d, sipUri="sip:bob@%s:%d" % (HOST, far.port))
+    check(st == 200, "dialOut/start: %s %s" % (st, obj))
+    sid = obj["sessionId"]
+    d.wait_log(r"dial-out: far end 180")
+    st, obj = d.api("POST", "/v1/rooms/room-a/dialOut/stop", {"sessionId": sid})
+    check(st == 200 and obj.get("ok"), "dialOut/stop: %s %s" % (st, obj))
+    far.check_ok(20, "the far end must get a CANCEL")
+    w.wait_type("dialout.stopped", 20)
+    d.wait_idle()
+    st, obj = d.api("POST", "/v1/rooms/room-a/dialOut/stop", {"sessionId": sid})
+    check(st == 404 and obj.get("info") == "No dialout to stop", "second stop: %s %s" % (st, obj))
+    check("dialout.error" not in [e["type"] for e in events_of(w, sid)], "no error on a stop")
+    d.check_clean_exit()
+
+
+def answered(t, far, d, w, **body):
+    st, obj = dial(d, sipUri="sip:bob@%s:%d" % (HOST, far.port), **body)
+    check(st == 200, "dialOut/start: %s %s" % (st, obj))
+    sid = obj["sessionId"]
+    w.wait_type("dialout.answered", 20)
+    wait_for(lambda: (session(d, sid) or {}).get("state") == "connected", 10, "connected")
+    return sid
+
+
+@case
+def test_dialout_send_dtmf_as_telephone_events(t):
+    """sendDTMF (auto) to a far end that negotiated telephone-event: RFC
+    4733 events 1, 2, 11 at its media port, each about digitDurationMs long
+    (the end packets' duration field, 8 kHz)."""
+    import socket
+    import time
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind((HOST, 0))
+    far = t.sipp("target_dtmf.xml", keys={"rtp_port": sink.getsockname()[1]})
+    d, room, w = setup(t, far)
+    try:
+        sid = answered(t, far, d, w)
+        st, obj = d.api("POST", "/v1/rooms/room-a/dialOut/sendDTMF",
+                        {"sessionId": sid, "tones": "12#", "digitDurationMs": 200})
+        check(st == 200, "sendDTMF: %s %s" % (st, obj))
+        ended, durations = [], []
+        deadline = time.time() + 10
+        sink.settimeout(0.5)
+        while time.time() < deadline and len(ended) < 3:
+            try:
+                pkt, _ = sink.recvfrom(2048)
+            except OSError:
+                continue
+            if len(pkt) >= 16 and pkt[1] & 0x7f == 101 and pkt[13] & 0x80:
+                if not ended or ended[-1] != pkt[12]:
+                    ended.append(pkt[12])
+                    durations.append(int.from_bytes(pkt[14:16], "big"))
+        check(ended == [1, 2, 11], "telephone-events at the far end: %s" % ended)
+        check(all(d_ == 1600 for d_ in durations), "durations (8 kHz units): %s" % durations)
+        d.api("POST", "/v1/rooms/room-a/dialOut/stop", {"sessionId": sid})
+    finally:
+        sink.close()
+    far.check_ok(20)
+    w.wait_type("dialout.stopped", 20)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_dialout_send_dtmf_by_sip_info(t):
+    """sendDTMF to a far end without telephone-event: auto picks SIP INFO,
+    one application/dtmf-relay request per digit with Signal and Duration;
+    method telephone-event is then refused 409."""
+    far = traced(t, "far_info.xml")
+    d, room, w = setup(t, far)
+    sid = answered(t, far, d, w)
+    st, obj = d.api("POST", "/v1/rooms/room-a/dialOut/sendDTMF",
+                    {"sessionId": sid, "tones": "12#", "method": "telephone-event"})
+    check(st == 409 and "telephone-event" in obj.get("info", ""), "forced RFC 4733: %s %s" % (
+        st, obj))
+    st, obj = d.api("POST", "/v1/rooms/room-a/dialOut/sendDTMF",
+                    {"sessionId": sid, "tones": "9*#", "digitDurationMs": 100})
+    check(st == 200, "sendDTMF: %s %s" % (st, obj))
+    d.wait_log(r'digits "9\*#" sent \(SIP INFO\)')
+    d.api("DELETE", "/v1/sessions/%s" % sid)
+    far.check_ok(20)
+    import re
+    with open(far.messages, errors="replace") as f:
+        text = f.read()
+    signals = re.findall(r"Signal=(\S)\s*\nDuration=(\d+)", text.replace("\r", ""))
+    check(signals == [("9", "100"), ("*", "100"), ("#", "100")], "INFO bodies: %s" % signals)
+    check(text.count("Content-Type: application/dtmf-relay") >= 3, "INFO Content-Type")
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_dialout_session_transferred_to_another_room(t):
+    """A dial-out session moves like a dial-in one: sipCallTransfer to
+    room-b re-INVITEs the far end (it takes the caller's place), room-a is
+    released, calltransfer.completed, and DELETE ends it."""
+    far = t.sipp("room.xml")
+    room_a = t.sipp("room.xml")
+    room_b = t.sipp("room.xml")
+    w = Webhooks(t)
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room_a.port),
+                        "room-b": "sip:room-b@%s:%d" % (HOST, room_b.port)},
+                 **{"webhooks.url": w.url, "webhooks.secret": w.secret})
+    for p in (far, room_a, room_b):
+        p.start()
+    d.start()
+    sid = answered(t, far, d, w)
+    st, obj = transfer(d, "room-a", sid, "sip:room-b@rooms.sipxfer.test")
+    check(st == 200, "sipCallTransfer: %s %s" % (st, obj))
+    w.wait_type("calltransfer.completed", 20)
+    room_a.check_ok(20, "room-a must be released")
+    s = session(d, sid)
+    check(s and s.get("room") == "room-b" and s.get("state") == "connected",
+          "session after the transfer: %s" % s)
+    d.api("DELETE", "/v1/sessions/%s" % sid)
+    room_b.check_ok(20)
+    far.check_ok(20, "the far end must be re-INVITEd, then get the BYE")
+    w.wait_type("dialout.stopped", 20)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_dialout_session_sip_refer(t):
+    """sipRefer of a dial-out session: the REFER goes to the far end (SIPp
+    far_refer.xml answers 202 and NOTIFYs 200), the transfer
+    completes and sipxferd leaves the path."""
+    far = t.sipp("far_refer.xml")
+    d, room, w = setup(t, far)
+    sid = answered(t, far, d, w)
+    st, obj = transfer(d, "room-a", sid, "sip:carol@%s:5999" % HOST, mode="sipRefer")
+    check(st == 200, "sipRefer: %s %s" % (st, obj))
+    w.wait_type("calltransfer.completed", 20)
+    far.check_ok(20)
+    room.check_ok(20, "the room must get BYE")
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_200_dialouts_back_to_back_leave_nothing(t):
+    """200 dial-outs one after the other, each answered, bridged and hung
+    up: afterwards no call, relay port or descriptor is left (descriptors
+    counted in /proc before and after; no webhooks here, so that the HTTP
+    client's kept-alive connections are not counted)."""
+    import os
+    n = 200
+    far = t.sipp("room.xml", calls=n)
+    room = t.sipp("room.xml", calls=n)
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)})
+    far.start()
+    room.start()
+    d.start()
+    fds0 = len(os.listdir("/proc/%d/fd" % d.proc.pid))
+    for i in range(n):
+        st, obj = dial(d, sipUri="sip:bob@%s:%d" % (HOST, far.port))
+        check(st == 200, "dial-out %d: %s %s" % (i, st, obj))
+        sid = obj["sessionId"]
+        wait_for(lambda: (session(d, sid) or {}).get("state") == "connected", 10,
+                 "dial-out %d connected" % i)
+        st, _ = d.api("DELETE", "/v1/sessions/%s" % sid)
+        check(st == 200, "DELETE %d: %s" % (i, st))
+    d.wait_idle()
+    far.check_ok(30)
+    room.check_ok(30)
+    check(d.metric("sipxfer_relay_ports_in_use") == 0, "relay ports left")
+    fds1 = len(os.listdir("/proc/%d/fd" % d.proc.pid))
+    check(fds1 <= fds0 + 1, "descriptors %d -> %d after %d dial-outs: %s" % (
+        fds0, fds1, n, sorted(os.readlink("/proc/%d/fd/%s" % (d.proc.pid, f))
+                              for f in os.listdir("/proc/%d/fd" % d.proc.pid))))
+    t.note("%d dial-outs; descriptors %d -> %d" % (n, fds0, fds1))
+    d.check_clean_exit()
