@@ -293,3 +293,31 @@ def test_200_dialouts_back_to_back_leave_nothing(t):
                               for f in os.listdir("/proc/%d/fd" % d.proc.pid))))
     t.note("%d dial-outs; descriptors %d -> %d" % (n, fds0, fds1))
     d.check_clean_exit()
+
+
+@case
+def test_dialout_to_a_sip_uri_with_x_headers_then_transfer_to_a_number(t):
+    """sipUri with ?X-Foo=bar: the far end's INVITE carries X-Foo and
+    X-Session-Id (SIPp target_sip.xml checks both); once bridged, a
+    sipCallTransfer of the session to a number goes out through the trunk
+    with callerId (target_pstn.xml checks the From user), room-a is
+    released and the far end stays."""
+    far = t.sipp("target_sip.xml")
+    gw = t.sipp("target_pstn.xml")
+    d, room, w = setup(t, gw)
+    far.start()
+    st, obj = dial(d, sipUri="sip:bob@%s:%d?X-Foo=bar" % (HOST, far.port))
+    check(st == 200, "dialOut/start: %s %s" % (st, obj))
+    sid = obj["sessionId"]
+    w.wait_type("dialout.answered", 20)
+    wait_for(lambda: (session(d, sid) or {}).get("state") == "connected", 10, "connected")
+    st, obj = transfer(d, "room-a", sid, NUMBER, callerId="+15550001111")
+    check(st == 200, "sipCallTransfer to a number: %s %s" % (st, obj))
+    w.wait_type("calltransfer.completed", 20)
+    room.check_ok(20, "room-a must be released")
+    d.api("DELETE", "/v1/sessions/%s" % sid)
+    gw.check_ok(20, "the gateway must take the transferred call, then BYE")
+    far.check_ok(20, "the far end must see X-Foo, then get the BYE")
+    w.wait_type("dialout.stopped", 20)
+    d.wait_idle()
+    d.check_clean_exit()
