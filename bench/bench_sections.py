@@ -253,6 +253,75 @@ def relay_row(target, n, r, sut_pids, extra=None):
     return row
 
 
+def make_certs(workdir):
+    """a CA and a certificate for 127.0.0.1 signed by it (openssl): (agent.pem = key + cert, ca.pem)"""
+    d = os.path.join(workdir, "tls")
+    os.makedirs(d, exist_ok=True)
+    agent, ca = os.path.join(d, "agent.pem"), os.path.join(d, "ca.pem")
+    if os.path.exists(agent):
+        return agent, ca
+
+    def ossl(*a):
+        subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True, timeout=60)
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+         "-subj", "/CN=sipxfer bench CA")
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
+    ossl("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+         "srv.pem", "-days", "2")
+    with open(agent, "w") as f:
+        f.write(open(os.path.join(d, "srv.key")).read() + open(os.path.join(d, "srv.pem")).read())
+    return agent, ca
+
+
+def relay_sipxferd(args, workdir, binary, n, secs, warm, srtp=False):
+    """n calls through a fresh sipxferd (relay mode): plain RTP both sides, or (srtp) callers over
+    SIP/TLS offering SDES-SRTP, which the relay terminates (the room side stays plain RTP/AVP)."""
+    target = "sipxferd-srtp" if srtp else "sipxferd"
+    name = f"relay-{'srtp-' if srtp else ''}{n}"
+    tls = None
+    if srtp:
+        agent, ca = make_certs(workdir)
+        tls = (agent, ca, B.TLS_PORT)
+    sut = B.Sipxferd(binary, workdir, name, mode="relay", port_min=30000, port_max=39999,
+                     rooms={"room-a": 25190}, tls=tls, srtp="allow" if srtp else "off")
+    sut.start()
+    agents = None
+    rows = []
+    try:
+        agents = sipua.Agents((B.HOST, B.SIP_PORT), 25170, {"room-a": 25190}, media_base=50000,
+                              tls=((B.HOST, B.TLS_PORT), tls[1]) if srtp else None)
+        calls = sipua.setup_calls(agents, n, srtp=srtp)
+        if len(calls) < n:
+            B.log(f"  !! only {len(calls)} of {n} calls set up through sipxferd{' (SRTP)' if srtp else ''}")
+        if not calls:
+            raise RuntimeError(f"{target}: no call set up (see {workdir}/{name}.log)")
+        fn = os.path.join(workdir, f"calls-{target}-{n}.txt")
+        with open(fn, "w") as f:
+            for c in calls:
+                keys = f" {c.suite[-2:]} {c.tx_key.hex()} {c.rx_key.hex()}" if srtp else ""
+                f.write(f"{c.pa} {c.ra} {c.pb} {c.rb}{keys}\n")
+        for attempt in (1, 2):
+            m0 = sut.metrics()
+            r = run_rtpgen(args, fn, secs, warm, [sut.pid])
+            m1 = sut.metrics()
+            d = lambda k: m1.get(k, 0) - m0.get(k, 0)  # noqa: E731
+            extra = {"relay_fwd": d("sipxfer_relay_packets_forwarded_total"),
+                     "relay_drop": d("sipxfer_relay_packets_dropped_total"), "attempt": attempt}
+            if srtp:
+                extra.update({"srtp_decrypted": d("sipxfer_srtp_decrypted_total"),
+                              "srtp_auth_fail": d("sipxfer_srtp_auth_failures_total"),
+                              "gen_srtp_fail": int(r.get("srtp_fail", 0))})
+            rows.append(relay_row(target, len(calls), r, [sut.pid], extra))
+            B.log(f"  {target:9s} calls={n} {rows[-1]}")
+            if r["other_procs_pct"] < 20:
+                break
+    finally:
+        if agents:
+            agents.close()
+        sut.stop()
+    return rows
+
+
 def run_relay(args, workdir, binary):
     steps = [250] if args.quick else [100, 250, 500, 1000]
     secs, warm = (8, 1) if args.quick else (15, 2)
@@ -268,33 +337,10 @@ def run_relay(args, workdir, binary):
         rows.append(relay_row("direct", n, r, []))
         B.log(f"  direct    calls={n} {rows[-1]}")
 
-        # sipxferd: calls set up over SIP by sipua (caller + room), relay ports from the SDP
-        sut = B.Sipxferd(binary, workdir, f"relay-{n}", mode="relay", port_min=30000, port_max=39999,
-                         rooms={"room-a": 25190})
-        sut.start()
-        agents = sipua.Agents((B.HOST, B.SIP_PORT), 25170, {"room-a": 25190}, media_base=50000)
-        try:
-            calls = sipua.setup_calls(agents, n)
-            if len(calls) < n:
-                B.log(f"  !! only {len(calls)} of {n} calls set up through sipxferd")
-            fn = os.path.join(workdir, f"calls-sipxferd-{n}.txt")
-            with open(fn, "w") as f:
-                for c in calls:
-                    f.write(f"{c.pa} {c.ra} {c.pb} {c.rb}\n")
-            for attempt in (1, 2):
-                m0 = sut.metrics()
-                r = run_rtpgen(args, fn, secs, warm, [sut.pid])
-                m1 = sut.metrics()
-                d = lambda k: m1.get(k, 0) - m0.get(k, 0)  # noqa: E731
-                rows.append(relay_row("sipxferd", len(calls), r, [sut.pid], {
-                    "relay_fwd": d("sipxfer_relay_packets_forwarded_total"),
-                    "relay_drop": d("sipxfer_relay_packets_dropped_total"), "attempt": attempt}))
-                B.log(f"  sipxferd  calls={n} {rows[-1]}")
-                if r["other_procs_pct"] < 20:
-                    break
-        finally:
-            agents.close()
-            sut.stop()
+        # sipxferd: calls set up over SIP by sipua (caller + room), relay ports from the SDP;
+        # then, right after, a daemon of the same build whose callers are SIP/TLS + SDES-SRTP
+        rows += relay_sipxferd(args, workdir, binary, n, secs, warm)
+        rows += relay_sipxferd(args, workdir, binary, n, secs, warm, srtp=True)
 
         # rtpengine userspace (one worker thread, like sipxferd's one relay worker), ng offer/answer
         rtpe = start_rtpengine(workdir)
@@ -324,22 +370,28 @@ def run_relay(args, workdir, binary):
 
     cols = ["target", "calls", "pps_offered", "fwd_pps", "loss_pct", "lat_p50_us", "lat_p99_us", "lat_p999_us",
             "sut_core_pct", "cpu1_busy_pct", "us_cpu_per_pkt", "silent_streams", "relay_fwd", "relay_drop",
-            "other_procs_pct", "attempt"]
+            "srtp_decrypted", "srtp_auth_fail", "gen_srtp_fail", "other_procs_pct", "attempt"]
     md = B.table("RTP relay (G.711, 20 ms, both directions)", cols, rows)
     B.write_csv(os.path.join(args.results, f"relay-{'quick' if args.quick else 'full'}.csv"), cols, rows)
     ratios = []
     for n in steps:
         g = {}
         for r in rows:   # last attempt wins
-            if r["calls"] == n or (r["target"] == "sipxferd" and r["calls"] <= n):
+            if r["calls"] == n or (r["target"].startswith("sipxferd") and r["calls"] <= n):
                 g[r["target"]] = r
-        s, e, dr = g.get("sipxferd"), g.get("rtpengine"), g.get("direct")
+        s, e, dr, ss = g.get("sipxferd"), g.get("rtpengine"), g.get("direct"), g.get("sipxferd-srtp")
         if s and e and dr:
-            ratios.append({"calls": n, "cpu_per_pkt_ratio_vs_rtpengine": s["us_cpu_per_pkt"] / e["us_cpu_per_pkt"],
-                           "sipxferd_added_p50_us": s["lat_p50_us"] - dr["lat_p50_us"],
-                           "sipxferd_added_p99_us": s["lat_p99_us"] - dr["lat_p99_us"],
-                           "rtpengine_added_p50_us": e["lat_p50_us"] - dr["lat_p50_us"],
-                           "rtpengine_added_p99_us": e["lat_p99_us"] - dr["lat_p99_us"]})
+            ratio = {"calls": n, "cpu_per_pkt_ratio_vs_rtpengine": s["us_cpu_per_pkt"] / e["us_cpu_per_pkt"],
+                     "sipxferd_added_p50_us": s["lat_p50_us"] - dr["lat_p50_us"],
+                     "sipxferd_added_p99_us": s["lat_p99_us"] - dr["lat_p99_us"],
+                     "rtpengine_added_p50_us": e["lat_p50_us"] - dr["lat_p50_us"],
+                     "rtpengine_added_p99_us": e["lat_p99_us"] - dr["lat_p99_us"]}
+            if ss:
+                ratio.update({"srtp_cpu_per_pkt_ratio_vs_plain": ss["us_cpu_per_pkt"] / s["us_cpu_per_pkt"],
+                              "srtp_extra_us_per_pkt": ss["us_cpu_per_pkt"] - s["us_cpu_per_pkt"],
+                              "srtp_added_p50_us": ss["lat_p50_us"] - dr["lat_p50_us"],
+                              "srtp_added_p99_us": ss["lat_p99_us"] - dr["lat_p99_us"]})
+            ratios.append(ratio)
     if ratios:
         md += "\n" + B.table("Relay ratios", list(ratios[0].keys()), ratios)
     md += (f"\n{secs} s per run ({warm} s warm-up outside the latency histogram); rtpgen (bench/rtpgen.c) sends "
@@ -347,6 +399,13 @@ def run_relay(args, workdir, binary):
            "latency is one-way generator->relay->generator. `direct` = no relay (the two sides send to each "
            "other). CPU per packet = SUT utime+stime over the run / packets received by the generator. "
            "sipxferd: calls set up over SIP by bench/sipua.py, one relay worker thread (its default). "
+           "`sipxferd-srtp`: right after `sipxferd`, a fresh daemon of the same build "
+           "with media.srtp = \"allow\" and a sips: listen; each caller sends its INVITE over one SIP/TLS "
+           "connection with RTP/SAVP and an AES_CM_128_HMAC_SHA1_80 key, the relay terminates SRTP (the room "
+           "side is plain RTP/AVP): rtpgen encrypts what the caller side sends and decrypts/authenticates what "
+           "it receives (latency of that side taken after decryption), so half of the forwarded packets are "
+           "decrypted and half encrypted by the relay; srtp_decrypted/srtp_auth_fail are the daemon's counters, "
+           "gen_srtp_fail packets rtpgen could not unprotect. "
            "rtpengine: userspace (--table=-1), --num-threads=1, offer/answer over ng. A run during which other "
            "users' processes took >= 20 % of a core (other_procs_pct) is repeated once on the same calls; "
            "both are listed and the ratios use the last.\n")
