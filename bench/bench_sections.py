@@ -216,13 +216,14 @@ def start_rtpengine(workdir):
     return p
 
 
-def run_rtpgen(args, calls_file, secs, warm, sut_pids):
+def run_rtpgen(args, calls_file, secs, warm, sut_pids, first_seq=0):
     c0 = B.cpu_s(sut_pids)
     b0 = B.core_busy_s()
     fr = B.Foreign()
     t0 = time.time()
     with open(calls_file) as f:
-        p = subprocess.Popen(["taskset", "-c", B.GEN_CPU, args.rtpgen, str(secs), str(warm)], stdin=f,
+        p = subprocess.Popen(["taskset", "-c", B.GEN_CPU, args.rtpgen, str(secs), str(warm)] +
+                             ([str(first_seq)] if first_seq else []), stdin=f,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = p.communicate(timeout=secs + 60)
     wall = time.time() - t0
@@ -302,7 +303,8 @@ def relay_sipxferd(args, workdir, binary, n, secs, warm, srtp=False):
                 f.write(f"{c.pa} {c.ra} {c.pb} {c.rb}{keys}\n")
         for attempt in (1, 2):
             m0 = sut.metrics()
-            r = run_rtpgen(args, fn, secs, warm, [sut.pid])
+            # a repeat on the same SRTP calls continues the sequence numbers (replay protection)
+            r = run_rtpgen(args, fn, secs, warm, [sut.pid], first_seq=10000 * (attempt - 1) if srtp else 0)
             m1 = sut.metrics()
             d = lambda k: m1.get(k, 0) - m0.get(k, 0)  # noqa: E731
             extra = {"relay_fwd": d("sipxfer_relay_packets_forwarded_total"),

@@ -9,8 +9,9 @@
  * times are spread evenly over the 20 ms so the load is smooth, not one burst per tick. Each payload
  * carries the send time (CLOCK_MONOTONIC ns); the receiver takes the one-way delay from it.
  *
- * usage: rtpgen SECONDS [WARMUP_SECONDS]   (packets sent in the warm-up are not in the latency
- * histogram). Prints one line of key=value: streams, sent, received, loss_pct, pps_offered,
+ * usage: rtpgen SECONDS [WARMUP_SECONDS [FIRST_SEQ]]   (packets sent in the warm-up are not in the
+ * latency histogram; FIRST_SEQ, default 0, is every stream's first RTP sequence number: a second
+ * run on the same SRTP calls must start above the first, or the relay's replay check drops it). Prints one line of key=value: streams, sent, received, loss_pct, pps_offered,
  * lat_p50_us, lat_p90_us, lat_p99_us, lat_p999_us, lat_max_us, late_streams (streams that received
  * nothing); with any SRTP line also srtp_streams (SRTP sides) and srtp_fail (received packets that
  * failed srtp_unprotect, not counted as received). Latency of an SRTP side is taken after its
@@ -128,6 +129,7 @@ int main(int argc, char **argv)
 {
     double secs = argc > 1 ? atof(argv[1]) : 10;
     double warm = argc > 2 ? atof(argv[2]) : 1;
+    uint16_t first_seq = argc > 3 ? (uint16_t)atoi(argv[3]) : 0;
     struct stream *s = NULL;
     int n = 0, cap = 0, pa, ra, pb, rb, nsrtp = 0;
     char line[512];
@@ -153,6 +155,7 @@ int main(int argc, char **argv)
             s[n].to.sin_port = htons(dst[k]);
             s[n].to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
             s[n].ssrc = 0x5000000u + (uint32_t)n;
+            s[n].seq = first_seq;
             if (got == 7 && k == 0) {
                 if (nsrtp == 0 && srtp_init() != srtp_err_status_ok) {
                     fprintf(stderr, "rtpgen: srtp_init failed\n");
