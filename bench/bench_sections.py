@@ -221,17 +221,37 @@ def run_rtpgen(args, calls_file, secs, warm, sut_pids, first_seq=0):
     b0 = B.core_busy_s()
     fr = B.Foreign()
     t0 = time.time()
+    sched = None   # rtpgen's /proc/PID/schedstat: ns on the CPU, ns runnable but waiting for it
     with open(calls_file) as f:
         p = subprocess.Popen(["taskset", "-c", B.GEN_CPU, args.rtpgen, str(secs), str(warm)] +
                              ([str(first_seq)] if first_seq else []), stdin=f,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        out, err = p.communicate(timeout=secs + 60)
+        while True:   # (one short line of output: the pipes cannot fill)
+            try:
+                p.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                try:
+                    with open(f"/proc/{p.pid}/schedstat") as st:
+                        sched = [int(x) for x in st.read().split()[:2]]
+                except (OSError, ValueError):
+                    pass
+                if time.time() - t0 > secs + 60:
+                    p.kill()
+        out, err = p.communicate()
     wall = time.time() - t0
+    with open(calls_file + ".rtpgen.out", "a") as f:
+        f.write(f"# rtpgen {secs} {warm} {first_seq} rc={p.returncode}\n{out}{err}")
     c1 = B.cpu_s(sut_pids)
     r_busy = B.core_busy_s() - b0
     if p.returncode != 0:
         raise RuntimeError(f"rtpgen failed: {err.strip()}")
-    r = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
+    r = {k: float(v) for k, v in re.findall(r"(\w+)=(-?[\d.]+)", out)}
+    if sched:
+        # the generator's own health: CPU it used, and time it was runnable but not running
+        # (the shared core busy with other work: then latency and loss are the generator's)
+        r["gen_cpu_pct"] = 100.0 * sched[0] / 1e9 / wall
+        r["gen_wait_pct"] = 100.0 * sched[1] / 1e9 / wall
     r["sut_cpu_s"] = c1 - c0
     r["cpu1_busy_pct"] = 100.0 * r_busy / wall
     r["other_procs_pct"] = fr.pct()
@@ -245,7 +265,8 @@ def relay_row(target, n, r, sut_pids, extra=None):
     row = {"target": target, "calls": n, "pps_offered": r["pps_offered"], "fwd_pps": recv / r["secs"],
            "loss_pct": r["loss_pct"], "lat_p50_us": r["lat_p50_us"], "lat_p99_us": r["lat_p99_us"],
            "lat_p999_us": r["lat_p999_us"], "silent_streams": int(r["late_streams"]),
-           "cpu1_busy_pct": r["cpu1_busy_pct"], "other_procs_pct": r["other_procs_pct"]}
+           "cpu1_busy_pct": r["cpu1_busy_pct"], "other_procs_pct": r["other_procs_pct"],
+           "gen_cpu_pct": r.get("gen_cpu_pct"), "gen_wait_pct": r.get("gen_wait_pct")}
     if sut_pids:
         row["sut_core_pct"] = 100.0 * r["sut_cpu_s"] / r["wall"]
         row["us_cpu_per_pkt"] = 1e6 * r["sut_cpu_s"] / max(1, recv)
@@ -302,6 +323,8 @@ def relay_sipxferd(args, workdir, binary, n, secs, warm, srtp=False):
                 keys = f" {c.suite[-2:]} {c.tx_key.hex()} {c.rx_key.hex()}" if srtp else ""
                 f.write(f"{c.pa} {c.ra} {c.pb} {c.rb}{keys}\n")
         for attempt in (1, 2):
+            if attempt > 1:
+                time.sleep(1.0)   # a relay left behind by other load drains the last run's packets first
             m0 = sut.metrics()
             # a repeat on the same SRTP calls continues the sequence numbers (replay protection)
             r = run_rtpgen(args, fn, secs, warm, [sut.pid], first_seq=10000 * (attempt - 1) if srtp else 0)
@@ -372,7 +395,8 @@ def run_relay(args, workdir, binary):
 
     cols = ["target", "calls", "pps_offered", "fwd_pps", "loss_pct", "lat_p50_us", "lat_p99_us", "lat_p999_us",
             "sut_core_pct", "cpu1_busy_pct", "us_cpu_per_pkt", "silent_streams", "relay_fwd", "relay_drop",
-            "srtp_decrypted", "srtp_auth_fail", "gen_srtp_fail", "other_procs_pct", "attempt"]
+            "srtp_decrypted", "srtp_auth_fail", "gen_srtp_fail", "gen_cpu_pct", "gen_wait_pct", "other_procs_pct",
+            "attempt"]
     md = B.table("RTP relay (G.711, 20 ms, both directions)", cols, rows)
     B.write_csv(os.path.join(args.results, f"relay-{'quick' if args.quick else 'full'}.csv"), cols, rows)
     ratios = []
@@ -407,7 +431,9 @@ def run_relay(args, workdir, binary):
            "side is plain RTP/AVP): rtpgen encrypts what the caller side sends and decrypts/authenticates what "
            "it receives (latency of that side taken after decryption), so half of the forwarded packets are "
            "decrypted and half encrypted by the relay; srtp_decrypted/srtp_auth_fail are the daemon's counters, "
-           "gen_srtp_fail packets rtpgen could not unprotect. "
+           "gen_srtp_fail packets rtpgen could not unprotect. gen_cpu_pct / gen_wait_pct: rtpgen's time on CPU 0 "
+           "and its time runnable but waiting for CPU 0 (/proc/PID/schedstat), in % of the run: a high "
+           "gen_wait_pct means the generator, not the relay, made the latency. "
            "rtpengine: userspace (--table=-1), --num-threads=1, offer/answer over ng. A run during which other "
            "users' processes took >= 20 % of a core (other_procs_pct) is repeated once on the same calls; "
            "both are listed and the ratios use the last.\n")
