@@ -335,7 +335,9 @@ def relay_sipxferd(args, workdir, binary, n, secs, warm, srtp=False):
             if srtp:
                 extra.update({"srtp_decrypted": d("sipxfer_srtp_decrypted_total"),
                               "srtp_auth_fail": d("sipxfer_srtp_auth_failures_total"),
-                              "gen_srtp_fail": int(r.get("srtp_fail", 0))})
+                              "gen_srtp_fail": int(r.get("srtp_fail", 0)),
+                              "srtp_rx_p50_us": r.get("srtp_rx_p50_us"), "srtp_rx_p99_us": r.get("srtp_rx_p99_us"),
+                              "plain_rx_p50_us": r.get("plain_rx_p50_us"), "plain_rx_p99_us": r.get("plain_rx_p99_us")})
             rows.append(relay_row(target, len(calls), r, [sut.pid], extra))
             B.log(f"  {target:9s} calls={n} {rows[-1]}")
             if r["other_procs_pct"] < 20:
@@ -395,7 +397,8 @@ def run_relay(args, workdir, binary):
 
     cols = ["target", "calls", "pps_offered", "fwd_pps", "loss_pct", "lat_p50_us", "lat_p99_us", "lat_p999_us",
             "sut_core_pct", "cpu1_busy_pct", "us_cpu_per_pkt", "silent_streams", "relay_fwd", "relay_drop",
-            "srtp_decrypted", "srtp_auth_fail", "gen_srtp_fail", "gen_cpu_pct", "gen_wait_pct", "other_procs_pct",
+            "srtp_decrypted", "srtp_auth_fail", "gen_srtp_fail", "srtp_rx_p50_us", "srtp_rx_p99_us",
+            "plain_rx_p50_us", "plain_rx_p99_us", "gen_cpu_pct", "gen_wait_pct", "other_procs_pct",
             "attempt"]
     md = B.table("RTP relay (G.711, 20 ms, both directions)", cols, rows)
     B.write_csv(os.path.join(args.results, f"relay-{'quick' if args.quick else 'full'}.csv"), cols, rows)
@@ -431,7 +434,8 @@ def run_relay(args, workdir, binary):
            "side is plain RTP/AVP): rtpgen encrypts what the caller side sends and decrypts/authenticates what "
            "it receives (latency of that side taken after decryption), so half of the forwarded packets are "
            "decrypted and half encrypted by the relay; srtp_decrypted/srtp_auth_fail are the daemon's counters, "
-           "gen_srtp_fail packets rtpgen could not unprotect. gen_cpu_pct / gen_wait_pct: rtpgen's time on CPU 0 "
+           "gen_srtp_fail packets rtpgen could not unprotect; srtp_rx_* = latency of what the caller (SRTP) side "
+           "received, encrypted by the relay; plain_rx_* = what the room side received, decrypted by the relay. gen_cpu_pct / gen_wait_pct: rtpgen's time on CPU 0 "
            "and its time runnable but waiting for CPU 0 (/proc/PID/schedstat), in % of the run: a high "
            "gen_wait_pct means the generator, not the relay, made the latency. "
            "rtpengine: userspace (--table=-1), --num-threads=1, offer/answer over ng. A run during which other "

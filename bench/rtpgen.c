@@ -13,8 +13,10 @@
  * latency histogram; FIRST_SEQ, default 0, is every stream's first RTP sequence number: a second
  * run on the same SRTP calls must start above the first, or the relay's replay check drops it). Prints one line of key=value: streams, sent, received, loss_pct, pps_offered,
  * lat_p50_us, lat_p90_us, lat_p99_us, lat_p999_us, lat_max_us, late_streams (streams that received
- * nothing); with any SRTP line also srtp_streams (SRTP sides) and srtp_fail (received packets that
- * failed srtp_unprotect, not counted as received). Latency of an SRTP side is taken after its
+ * nothing); with any SRTP line also srtp_streams (SRTP sides), srtp_fail (received packets that
+ * failed srtp_unprotect, not counted as received) and the latency of each direction apart:
+ * srtp_rx_p50_us/_p99_us (what the SRTP sides received: relay-encrypted) and plain_rx_p50_us/_p99_us
+ * (what the plain sides received: relay-decrypted). Latency of an SRTP side is taken after its
  * decryption. Without SRTP lines no libsrtp call is made. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -111,18 +113,24 @@ static srtp_t srtp_session(int suite, const char *hex, int inbound)
     return ctx;
 }
 
-static uint32_t hist[HIST_US + 1];
-static long nlat;
+static uint32_t hist[HIST_US + 1], hist_srtp[HIST_US + 1]; /* all; what SRTP sides received */
+static long nlat, nlat_srtp;
 
-static double hist_pct(double q)
+/* percentile q of h (n samples); sub, if not NULL, is subtracted from h bucket by bucket */
+static double pct_of(const uint32_t *h, const uint32_t *sub, long n, double q)
 {
-    long want = (long)(q * nlat), acc = 0;
+    long want = (long)(q * n), acc = 0;
     for (int i = 0; i <= HIST_US; i++) {
-        acc += hist[i];
+        acc += h[i] - (sub ? sub[i] : 0);
         if (acc > want)
             return i;
     }
     return HIST_US;
+}
+
+static double hist_pct(double q)
+{
+    return pct_of(hist, NULL, nlat, q);
 }
 
 int main(int argc, char **argv)
@@ -285,6 +293,10 @@ int main(int argc, char **argv)
                         us = 0;
                     hist[us > HIST_US ? HIST_US : us]++;
                     nlat++;
+                    if (st->rx_srtp) {
+                        hist_srtp[us > HIST_US ? HIST_US : us]++;
+                        nlat_srtp++;
+                    }
                 }
                 if (got < BATCH)
                     break;
@@ -305,6 +317,9 @@ int main(int argc, char **argv)
            n, sent, received, sent ? 100.0 * (double)(sent - received) / (double)sent : 0.0, sent / secs,
            hist_pct(0.50), hist_pct(0.90), hist_pct(0.99), hist_pct(0.999), lmax, silent);
     if (nsrtp)
-        printf("srtp_streams=%d srtp_fail=%ld\n", nsrtp, srtp_fail);
+        printf("srtp_streams=%d srtp_fail=%ld srtp_rx_p50_us=%.0f srtp_rx_p99_us=%.0f plain_rx_p50_us=%.0f "
+               "plain_rx_p99_us=%.0f\n", nsrtp, srtp_fail, pct_of(hist_srtp, NULL, nlat_srtp, 0.50),
+               pct_of(hist_srtp, NULL, nlat_srtp, 0.99), pct_of(hist, hist_srtp, nlat - nlat_srtp, 0.50),
+               pct_of(hist, hist_srtp, nlat - nlat_srtp, 0.99));
     return 0;
 }
