@@ -35,6 +35,7 @@ SIP_PORT = 25060          # sipxferd / Kamailio listen here (Kamailio on 25080)
 KAM_PORT = 25080
 UAS_PORT = 25090          # SIPp room
 UAC_PORT = 25070
+TLS_PORT = 25061          # sipxferd's sips: listen in the SRTP relay run
 API_PORT = 28080
 TOKEN = "bench-token"
 
@@ -238,20 +239,25 @@ def port_free(port, proto=socket.SOCK_DGRAM):
 
 class Sipxferd:
     def __init__(self, binary, workdir, name, mode="relay", port_min=30000, port_max=39999,
-                 rooms=None, routes=None):
+                 rooms=None, routes=None, tls=None, srtp="off"):
+        """tls: (certificate PEM with key, CA PEM, port) adds a sips: listen; srtp: media.srtp"""
         self.binary, self.dir, self.name = binary, workdir, name
         self.cfg = os.path.join(workdir, f"{name}.conf")
         rooms = rooms or {"room-a": UAS_PORT}
         room_list = ",\n    ".join(f'{{ name = "{r}"; uri = "sip:{r}@{HOST}:{p}"; }}' for r, p in rooms.items())
         route_list = ",\n  ".join(f'{{ user = "{u}"; room = "{r}"; }}' for u, r in (routes or {}).items())
+        listen, tls_cfg = f'"sip:{HOST}:{SIP_PORT}"', ""
+        if tls:
+            listen = f'[ "sip:{HOST}:{SIP_PORT}", "sips:{HOST}:{tls[2]}" ]'
+            tls_cfg = f' tls = {{ certificate = "{tls[0]}"; ca = "{tls[1]}"; }};'
         with open(self.cfg, "w") as f:
             f.write(f"""# written by bench/bench.py for the {name} run
 node = "bench";
 drain_timeout = 1;
-sip = {{ listen = "sip:{HOST}:{SIP_PORT}"; max_calls = 1000000; rate_limit = 0; }};
+sip = {{ listen = {listen}; max_calls = 1000000; rate_limit = 0;{tls_cfg} }};
 api = {{ listen = "{HOST}:{API_PORT}"; tokens = [ "{TOKEN}" ]; }};
 media = {{ mode = "{mode}"; address = "{HOST}"; port_min = {port_min}; port_max = {port_max};
-          timeout = 0; hold_timeout = 0; }};  # calls are held silent for longer than 60 s
+          timeout = 0; hold_timeout = 0; srtp = "{srtp}"; }};  # calls are held silent for longer than 60 s
 trunks = ( {{ name = "bench"; sources = [ "127.0.0.0/8" ]; gateway = "sip:{HOST}:25099"; }} );
 rooms = {{ domain = "rooms.sipxfer.test"; list = (
     {room_list}

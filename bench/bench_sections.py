@@ -216,21 +216,42 @@ def start_rtpengine(workdir):
     return p
 
 
-def run_rtpgen(args, calls_file, secs, warm, sut_pids):
+def run_rtpgen(args, calls_file, secs, warm, sut_pids, first_seq=0):
     c0 = B.cpu_s(sut_pids)
     b0 = B.core_busy_s()
     fr = B.Foreign()
     t0 = time.time()
+    sched = None   # rtpgen's /proc/PID/schedstat: ns on the CPU, ns runnable but waiting for it
     with open(calls_file) as f:
-        p = subprocess.Popen(["taskset", "-c", B.GEN_CPU, args.rtpgen, str(secs), str(warm)], stdin=f,
+        p = subprocess.Popen(["taskset", "-c", B.GEN_CPU, args.rtpgen, str(secs), str(warm)] +
+                             ([str(first_seq)] if first_seq else []), stdin=f,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        out, err = p.communicate(timeout=secs + 60)
+        while True:   # (one short line of output: the pipes cannot fill)
+            try:
+                p.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                try:
+                    with open(f"/proc/{p.pid}/schedstat") as st:
+                        sched = [int(x) for x in st.read().split()[:2]]
+                except (OSError, ValueError):
+                    pass
+                if time.time() - t0 > secs + 60:
+                    p.kill()
+        out, err = p.communicate()
     wall = time.time() - t0
+    with open(calls_file + ".rtpgen.out", "a") as f:
+        f.write(f"# rtpgen {secs} {warm} {first_seq} rc={p.returncode}\n{out}{err}")
     c1 = B.cpu_s(sut_pids)
     r_busy = B.core_busy_s() - b0
     if p.returncode != 0:
         raise RuntimeError(f"rtpgen failed: {err.strip()}")
-    r = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
+    r = {k: float(v) for k, v in re.findall(r"(\w+)=(-?[\d.]+)", out)}
+    if sched:
+        # the generator's own health: CPU it used, and time it was runnable but not running
+        # (the shared core busy with other work: then latency and loss are the generator's)
+        r["gen_cpu_pct"] = 100.0 * sched[0] / 1e9 / wall
+        r["gen_wait_pct"] = 100.0 * sched[1] / 1e9 / wall
     r["sut_cpu_s"] = c1 - c0
     r["cpu1_busy_pct"] = 100.0 * r_busy / wall
     r["other_procs_pct"] = fr.pct()
@@ -244,13 +265,95 @@ def relay_row(target, n, r, sut_pids, extra=None):
     row = {"target": target, "calls": n, "pps_offered": r["pps_offered"], "fwd_pps": recv / r["secs"],
            "loss_pct": r["loss_pct"], "lat_p50_us": r["lat_p50_us"], "lat_p99_us": r["lat_p99_us"],
            "lat_p999_us": r["lat_p999_us"], "silent_streams": int(r["late_streams"]),
-           "cpu1_busy_pct": r["cpu1_busy_pct"], "other_procs_pct": r["other_procs_pct"]}
+           "cpu1_busy_pct": r["cpu1_busy_pct"], "other_procs_pct": r["other_procs_pct"],
+           "gen_cpu_pct": r.get("gen_cpu_pct"), "gen_wait_pct": r.get("gen_wait_pct")}
     if sut_pids:
         row["sut_core_pct"] = 100.0 * r["sut_cpu_s"] / r["wall"]
         row["us_cpu_per_pkt"] = 1e6 * r["sut_cpu_s"] / max(1, recv)
     if extra:
         row.update(extra)
     return row
+
+
+def make_certs(workdir):
+    """a CA and a certificate for 127.0.0.1 signed by it (openssl): (agent.pem = key + cert, ca.pem)"""
+    d = os.path.join(workdir, "tls")
+    os.makedirs(d, exist_ok=True)
+    agent, ca = os.path.join(d, "agent.pem"), os.path.join(d, "ca.pem")
+    if os.path.exists(agent):
+        return agent, ca
+
+    def ossl(*a):
+        subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True, timeout=60)
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+         "-subj", "/CN=sipxfer bench CA")
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
+    ossl("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+         "srv.pem", "-days", "2")
+    with open(agent, "w") as f:
+        f.write(open(os.path.join(d, "srv.key")).read() + open(os.path.join(d, "srv.pem")).read())
+    return agent, ca
+
+
+def relay_sipxferd(args, workdir, binary, n, secs, warm, srtp=False):
+    """n calls through a fresh sipxferd (relay mode): plain RTP both sides, or (srtp) callers over
+    SIP/TLS offering SDES-SRTP, which the relay terminates (the room side stays plain RTP/AVP)."""
+    target = "sipxferd-srtp" if srtp else "sipxferd"
+    name = f"relay-{'srtp-' if srtp else ''}{n}"
+    tls = None
+    if srtp:
+        agent, ca = make_certs(workdir)
+        tls = (agent, ca, B.TLS_PORT)
+    sut = B.Sipxferd(binary, workdir, name, mode="relay", port_min=30000, port_max=39999,
+                     rooms={"room-a": 25190}, tls=tls, srtp="allow" if srtp else "off")
+    sut.start()
+    agents = None
+    rows = []
+    try:
+        agents = sipua.Agents((B.HOST, B.SIP_PORT), 25170, {"room-a": 25190}, media_base=50000,
+                              tls=((B.HOST, B.TLS_PORT), tls[1]) if srtp else None)
+        calls = sipua.setup_calls(agents, n, srtp=srtp)
+        if len(calls) < n:
+            B.log(f"  !! only {len(calls)} of {n} calls set up through sipxferd{' (SRTP)' if srtp else ''}")
+        if not calls:
+            raise RuntimeError(f"{target}: no call set up (see {workdir}/{name}.log)")
+        fn = os.path.join(workdir, f"calls-{target}-{n}.txt")
+        with open(fn, "w") as f:
+            for c in calls:
+                keys = f" {c.suite[-2:]} {c.tx_key.hex()} {c.rx_key.hex()}" if srtp else ""
+                f.write(f"{c.pa} {c.ra} {c.pb} {c.rb}{keys}\n")
+        for attempt in (1, 2):
+            if attempt > 1:
+                time.sleep(1.0)   # a relay left behind by other load drains the last run's packets first
+            m0 = sut.metrics()
+            # a repeat on the same SRTP calls continues the sequence numbers (replay protection)
+            r = run_rtpgen(args, fn, secs, warm, [sut.pid], first_seq=10000 * (attempt - 1) if srtp else 0)
+            m1 = sut.metrics()
+            d = lambda k: m1.get(k, 0) - m0.get(k, 0)  # noqa: E731
+            extra = {"step": n, "relay_fwd": d("sipxfer_relay_packets_forwarded_total"),
+                     "relay_drop": d("sipxfer_relay_packets_dropped_total"), "attempt": attempt}
+            if srtp:
+                extra.update({"srtp_decrypted": d("sipxfer_srtp_decrypted_total"),
+                              "srtp_auth_fail": d("sipxfer_srtp_auth_failures_total"),
+                              "gen_srtp_fail": int(r.get("srtp_fail", 0)),
+                              "srtp_rx_p50_us": r.get("srtp_rx_p50_us"), "srtp_rx_p99_us": r.get("srtp_rx_p99_us"),
+                              "plain_rx_p50_us": r.get("plain_rx_p50_us"), "plain_rx_p99_us": r.get("plain_rx_p99_us")})
+            rows.append(relay_row(target, len(calls), r, [sut.pid], extra))
+            B.log(f"  {target:9s} calls={n} {rows[-1]}")
+            if r["other_procs_pct"] < 20:
+                break
+    finally:
+        if agents:
+            agents.close()
+        sut.stop()
+    return rows
+
+
+# Debian's libsrtp2 does its crypto through NSS, whose cost per packet grows with the number of
+# live SRTP sessions (bench/srtpcost.c: ~2.4 us with 1, ~5.7 with 250 pairs, ~12.5 with 500,
+# ~25 with 1000, on this machine). rtpgen holds as many sessions as the relay does, so above
+# 250 SRTP calls the generator, not the relay, would be the limit of the sipxferd-srtp row.
+SRTP_MAX_CALLS = 250
 
 
 def run_relay(args, workdir, binary):
@@ -268,33 +371,11 @@ def run_relay(args, workdir, binary):
         rows.append(relay_row("direct", n, r, []))
         B.log(f"  direct    calls={n} {rows[-1]}")
 
-        # sipxferd: calls set up over SIP by sipua (caller + room), relay ports from the SDP
-        sut = B.Sipxferd(binary, workdir, f"relay-{n}", mode="relay", port_min=30000, port_max=39999,
-                         rooms={"room-a": 25190})
-        sut.start()
-        agents = sipua.Agents((B.HOST, B.SIP_PORT), 25170, {"room-a": 25190}, media_base=50000)
-        try:
-            calls = sipua.setup_calls(agents, n)
-            if len(calls) < n:
-                B.log(f"  !! only {len(calls)} of {n} calls set up through sipxferd")
-            fn = os.path.join(workdir, f"calls-sipxferd-{n}.txt")
-            with open(fn, "w") as f:
-                for c in calls:
-                    f.write(f"{c.pa} {c.ra} {c.pb} {c.rb}\n")
-            for attempt in (1, 2):
-                m0 = sut.metrics()
-                r = run_rtpgen(args, fn, secs, warm, [sut.pid])
-                m1 = sut.metrics()
-                d = lambda k: m1.get(k, 0) - m0.get(k, 0)  # noqa: E731
-                rows.append(relay_row("sipxferd", len(calls), r, [sut.pid], {
-                    "relay_fwd": d("sipxfer_relay_packets_forwarded_total"),
-                    "relay_drop": d("sipxfer_relay_packets_dropped_total"), "attempt": attempt}))
-                B.log(f"  sipxferd  calls={n} {rows[-1]}")
-                if r["other_procs_pct"] < 20:
-                    break
-        finally:
-            agents.close()
-            sut.stop()
+        # sipxferd: calls set up over SIP by sipua (caller + room), relay ports from the SDP;
+        # then, right after, a daemon of the same build whose callers are SIP/TLS + SDES-SRTP
+        rows += relay_sipxferd(args, workdir, binary, n, secs, warm)
+        if n <= SRTP_MAX_CALLS:
+            rows += relay_sipxferd(args, workdir, binary, n, secs, warm, srtp=True)
 
         # rtpengine userspace (one worker thread, like sipxferd's one relay worker), ng offer/answer
         rtpe = start_rtpengine(workdir)
@@ -324,22 +405,30 @@ def run_relay(args, workdir, binary):
 
     cols = ["target", "calls", "pps_offered", "fwd_pps", "loss_pct", "lat_p50_us", "lat_p99_us", "lat_p999_us",
             "sut_core_pct", "cpu1_busy_pct", "us_cpu_per_pkt", "silent_streams", "relay_fwd", "relay_drop",
-            "other_procs_pct", "attempt"]
+            "srtp_decrypted", "srtp_auth_fail", "gen_srtp_fail", "srtp_rx_p50_us", "srtp_rx_p99_us",
+            "plain_rx_p50_us", "plain_rx_p99_us", "gen_cpu_pct", "gen_wait_pct", "other_procs_pct",
+            "attempt"]
     md = B.table("RTP relay (G.711, 20 ms, both directions)", cols, rows)
     B.write_csv(os.path.join(args.results, f"relay-{'quick' if args.quick else 'full'}.csv"), cols, rows)
     ratios = []
     for n in steps:
         g = {}
         for r in rows:   # last attempt wins
-            if r["calls"] == n or (r["target"] == "sipxferd" and r["calls"] <= n):
+            if r.get("step", r["calls"]) == n:   # sipxferd rows: the step, even if fewer calls came up
                 g[r["target"]] = r
-        s, e, dr = g.get("sipxferd"), g.get("rtpengine"), g.get("direct")
+        s, e, dr, ss = g.get("sipxferd"), g.get("rtpengine"), g.get("direct"), g.get("sipxferd-srtp")
         if s and e and dr:
-            ratios.append({"calls": n, "cpu_per_pkt_ratio_vs_rtpengine": s["us_cpu_per_pkt"] / e["us_cpu_per_pkt"],
-                           "sipxferd_added_p50_us": s["lat_p50_us"] - dr["lat_p50_us"],
-                           "sipxferd_added_p99_us": s["lat_p99_us"] - dr["lat_p99_us"],
-                           "rtpengine_added_p50_us": e["lat_p50_us"] - dr["lat_p50_us"],
-                           "rtpengine_added_p99_us": e["lat_p99_us"] - dr["lat_p99_us"]})
+            ratio = {"calls": n, "cpu_per_pkt_ratio_vs_rtpengine": s["us_cpu_per_pkt"] / e["us_cpu_per_pkt"],
+                     "sipxferd_added_p50_us": s["lat_p50_us"] - dr["lat_p50_us"],
+                     "sipxferd_added_p99_us": s["lat_p99_us"] - dr["lat_p99_us"],
+                     "rtpengine_added_p50_us": e["lat_p50_us"] - dr["lat_p50_us"],
+                     "rtpengine_added_p99_us": e["lat_p99_us"] - dr["lat_p99_us"]}
+            if ss:
+                ratio.update({"srtp_cpu_per_pkt_ratio_vs_plain": ss["us_cpu_per_pkt"] / s["us_cpu_per_pkt"],
+                              "srtp_extra_us_per_pkt": ss["us_cpu_per_pkt"] - s["us_cpu_per_pkt"],
+                              "srtp_added_p50_us": ss["lat_p50_us"] - dr["lat_p50_us"],
+                              "srtp_added_p99_us": ss["lat_p99_us"] - dr["lat_p99_us"]})
+            ratios.append(ratio)
     if ratios:
         md += "\n" + B.table("Relay ratios", list(ratios[0].keys()), ratios)
     md += (f"\n{secs} s per run ({warm} s warm-up outside the latency histogram); rtpgen (bench/rtpgen.c) sends "
@@ -347,6 +436,16 @@ def run_relay(args, workdir, binary):
            "latency is one-way generator->relay->generator. `direct` = no relay (the two sides send to each "
            "other). CPU per packet = SUT utime+stime over the run / packets received by the generator. "
            "sipxferd: calls set up over SIP by bench/sipua.py, one relay worker thread (its default). "
+           "`sipxferd-srtp`: right after `sipxferd`, a fresh daemon of the same build "
+           "with media.srtp = \"allow\" and a sips: listen; each caller sends its INVITE over one SIP/TLS "
+           "connection with RTP/SAVP and an AES_CM_128_HMAC_SHA1_80 key, the relay terminates SRTP (the room "
+           "side is plain RTP/AVP): rtpgen encrypts what the caller side sends and decrypts/authenticates what "
+           "it receives (latency of that side taken after decryption), so half of the forwarded packets are "
+           "decrypted and half encrypted by the relay; srtp_decrypted/srtp_auth_fail are the daemon's counters, "
+           "gen_srtp_fail packets rtpgen could not unprotect; srtp_rx_* = latency of what the caller (SRTP) side "
+           "received, encrypted by the relay; plain_rx_* = what the room side received, decrypted by the relay. gen_cpu_pct / gen_wait_pct: rtpgen's time on CPU 0 "
+           "and its time runnable but waiting for CPU 0 (/proc/PID/schedstat), in % of the run: a high "
+           "gen_wait_pct means the generator, not the relay, made the latency. "
            "rtpengine: userspace (--table=-1), --num-threads=1, offer/answer over ng. A run during which other "
            "users' processes took >= 20 % of a core (other_procs_pct) is repeated once on the same calls; "
            "both are listed and the ratios use the last.\n")

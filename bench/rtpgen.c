@@ -2,14 +2,22 @@
  *
  * stdin: one call per line, "PA RA PB RB": side A binds 127.0.0.1:PA and sends to the relay's
  * port RA; side B binds PB and sends to RB (give RA=PB, RB=PA for a direct, relay-less baseline).
+ * A line "PA RA PB RB SUITE TXKEY RXKEY" makes side A SDES-SRTP (libsrtp2): SUITE 80 or 32
+ * (AES_CM_128_HMAC_SHA1_80/_32), TXKEY the 30-byte master key+salt (60 hex digits) side A encrypts
+ * with, RXKEY the one it decrypts and authenticates what it receives with; side B stays plain RTP.
  * Every stream sends a 172-byte RTP packet (12 header + 160 PCMU) every 20 ms; the streams' send
  * times are spread evenly over the 20 ms so the load is smooth, not one burst per tick. Each payload
  * carries the send time (CLOCK_MONOTONIC ns); the receiver takes the one-way delay from it.
  *
- * usage: rtpgen SECONDS [WARMUP_SECONDS]   (packets sent in the warm-up are not in the latency
- * histogram). Prints one line of key=value: streams, sent, received, loss_pct, pps_offered,
+ * usage: rtpgen SECONDS [WARMUP_SECONDS [FIRST_SEQ]]   (packets sent in the warm-up are not in the
+ * latency histogram; FIRST_SEQ, default 0, is every stream's first RTP sequence number: a second
+ * run on the same SRTP calls must start above the first, or the relay's replay check drops it). Prints one line of key=value: streams, sent, received, loss_pct, pps_offered,
  * lat_p50_us, lat_p90_us, lat_p99_us, lat_p999_us, lat_max_us, late_streams (streams that received
- * nothing). */
+ * nothing); with any SRTP line also srtp_streams (SRTP sides), srtp_fail (received packets that
+ * failed srtp_unprotect, not counted as received) and the latency of each direction apart:
+ * srtp_rx_p50_us/_p99_us (what the SRTP sides received: relay-encrypted) and plain_rx_p50_us/_p99_us
+ * (what the plain sides received: relay-decrypted). Latency of an SRTP side is taken after its
+ * decryption. Without SRTP lines no libsrtp call is made. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <srtp2/srtp.h>
+
 #define PKT 172
 #define PTIME_NS 20000000LL
 #define HIST_US 200000 /* 1 us buckets up to 200 ms */
@@ -33,6 +43,7 @@ struct stream {
     uint16_t seq;
     uint32_t ts, ssrc;
     long rx;
+    srtp_t tx_srtp, rx_srtp; /* side A of an SRTP call; NULL for plain RTP */
 };
 
 static long long mono_ns(void)
@@ -60,27 +71,86 @@ static int open_port(int port)
     return fd;
 }
 
-static uint32_t hist[HIST_US + 1];
-static long nlat;
-
-static double hist_pct(double q)
+static int hexkey(const char *hex, unsigned char *out, int len)
 {
-    long want = (long)(q * nlat), acc = 0;
+    if ((int)strlen(hex) != 2 * len)
+        return -1;
+    for (int i = 0; i < len; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+/* one libsrtp session: outbound (what we send) or inbound (what we receive) */
+static srtp_t srtp_session(int suite, const char *hex, int inbound)
+{
+    unsigned char key[30];
+    if (hexkey(hex, key, sizeof key) < 0) {
+        fprintf(stderr, "rtpgen: bad SRTP key %s (want 60 hex digits)\n", hex);
+        exit(2);
+    }
+    srtp_policy_t pol;
+    memset(&pol, 0, sizeof pol);
+    if (suite == 80)
+        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&pol.rtp);
+    else if (suite == 32)
+        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_32(&pol.rtp);
+    else {
+        fprintf(stderr, "rtpgen: SRTP suite %d (want 80 or 32)\n", suite);
+        exit(2);
+    }
+    srtp_crypto_policy_set_rtcp_default(&pol.rtcp);
+    pol.ssrc.type = inbound ? ssrc_any_inbound : ssrc_any_outbound;
+    pol.key = key;
+    srtp_t ctx = NULL;
+    if (srtp_create(&ctx, &pol) != srtp_err_status_ok) {
+        fprintf(stderr, "rtpgen: srtp_create failed\n");
+        exit(2);
+    }
+    return ctx;
+}
+
+static uint32_t hist[HIST_US + 1], hist_srtp[HIST_US + 1]; /* all; what SRTP sides received */
+static long nlat, nlat_srtp;
+
+/* percentile q of h (n samples); sub, if not NULL, is subtracted from h bucket by bucket */
+static double pct_of(const uint32_t *h, const uint32_t *sub, long n, double q)
+{
+    long want = (long)(q * n), acc = 0;
     for (int i = 0; i <= HIST_US; i++) {
-        acc += hist[i];
+        acc += h[i] - (sub ? sub[i] : 0);
         if (acc > want)
             return i;
     }
     return HIST_US;
 }
 
+static double hist_pct(double q)
+{
+    return pct_of(hist, NULL, nlat, q);
+}
+
 int main(int argc, char **argv)
 {
     double secs = argc > 1 ? atof(argv[1]) : 10;
     double warm = argc > 2 ? atof(argv[2]) : 1;
+    uint16_t first_seq = argc > 3 ? (uint16_t)atoi(argv[3]) : 0;
     struct stream *s = NULL;
-    int n = 0, cap = 0, pa, ra, pb, rb;
-    while (scanf("%d %d %d %d", &pa, &ra, &pb, &rb) == 4) {
+    int n = 0, cap = 0, pa, ra, pb, rb, nsrtp = 0;
+    char line[512];
+    while (fgets(line, sizeof line, stdin)) {
+        int suite = 0;
+        char txk[128], rxk[128];
+        int got = sscanf(line, "%d %d %d %d %d %127s %127s", &pa, &ra, &pb, &rb, &suite, txk, rxk);
+        if (got < 4)
+            continue;
+        if (got != 4 && got != 7) {
+            fprintf(stderr, "rtpgen: bad line: %s", line);
+            return 2;
+        }
         if (n + 2 > cap) {
             cap = cap ? cap * 2 : 256;
             s = realloc(s, (size_t)cap * sizeof *s);
@@ -93,6 +163,16 @@ int main(int argc, char **argv)
             s[n].to.sin_port = htons(dst[k]);
             s[n].to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
             s[n].ssrc = 0x5000000u + (uint32_t)n;
+            s[n].seq = first_seq;
+            if (got == 7 && k == 0) {
+                if (nsrtp == 0 && srtp_init() != srtp_err_status_ok) {
+                    fprintf(stderr, "rtpgen: srtp_init failed\n");
+                    return 2;
+                }
+                s[n].tx_srtp = srtp_session(suite, txk, 0);
+                s[n].rx_srtp = srtp_session(suite, rxk, 1);
+                nsrtp++;
+            }
         }
     }
     if (n == 0) {
@@ -110,8 +190,9 @@ int main(int argc, char **argv)
     long long gap = PTIME_NS / n; /* spacing between consecutive streams' sends */
     long long round = 0;
     int next = 0; /* next stream to send, in round `round` */
-    long sent = 0, received = 0;
+    long sent = 0, received = 0, srtp_fail = 0;
     unsigned char pkt[PKT];
+    unsigned char spkt[PKT + SRTP_MAX_TRAILER_LEN]; /* pkt encrypted for an SRTP side */
     memset(pkt, 0xff, sizeof pkt); /* PCMU silence */
 
     enum { BATCH = 64 };
@@ -157,7 +238,13 @@ int main(int argc, char **argv)
                 long long stamp = mono_ns();
                 memcpy(pkt + 12, &stamp, sizeof stamp);
                 pkt[20] = due < warm_end; /* warm-up marker */
-                if (sendto(st->fd, pkt, PKT, 0, (struct sockaddr *)&st->to, sizeof st->to) == PKT)
+                if (st->tx_srtp) {
+                    int len = PKT;
+                    memcpy(spkt, pkt, PKT);
+                    if (srtp_protect(st->tx_srtp, spkt, &len) == srtp_err_status_ok &&
+                        sendto(st->fd, spkt, (size_t)len, 0, (struct sockaddr *)&st->to, sizeof st->to) == len)
+                        sent++;
+                } else if (sendto(st->fd, pkt, PKT, 0, (struct sockaddr *)&st->to, sizeof st->to) == PKT)
                     sent++;
                 st->seq++;
                 st->ts += 160;
@@ -185,6 +272,14 @@ int main(int argc, char **argv)
                     break;
                 long long t = mono_ns();
                 for (int k = 0; k < got; k++) {
+                    if (st->rx_srtp) {
+                        int len = (int)msgs[k].msg_len;
+                        if (srtp_unprotect(st->rx_srtp, rbuf[k], &len) != srtp_err_status_ok) {
+                            srtp_fail++;
+                            continue;
+                        }
+                        msgs[k].msg_len = (unsigned)len;
+                    }
                     if (msgs[k].msg_len != PKT)
                         continue;
                     received++;
@@ -198,6 +293,10 @@ int main(int argc, char **argv)
                         us = 0;
                     hist[us > HIST_US ? HIST_US : us]++;
                     nlat++;
+                    if (st->rx_srtp) {
+                        hist_srtp[us > HIST_US ? HIST_US : us]++;
+                        nlat_srtp++;
+                    }
                 }
                 if (got < BATCH)
                     break;
@@ -217,5 +316,10 @@ int main(int argc, char **argv)
            "lat_p99_us=%.0f lat_p999_us=%.0f lat_max_us=%.0f late_streams=%d\n",
            n, sent, received, sent ? 100.0 * (double)(sent - received) / (double)sent : 0.0, sent / secs,
            hist_pct(0.50), hist_pct(0.90), hist_pct(0.99), hist_pct(0.999), lmax, silent);
+    if (nsrtp)
+        printf("srtp_streams=%d srtp_fail=%ld srtp_rx_p50_us=%.0f srtp_rx_p99_us=%.0f plain_rx_p50_us=%.0f "
+               "plain_rx_p99_us=%.0f\n", nsrtp, srtp_fail, pct_of(hist_srtp, NULL, nlat_srtp, 0.50),
+               pct_of(hist_srtp, NULL, nlat_srtp, 0.99), pct_of(hist, hist_srtp, nlat - nlat_srtp, 0.50),
+               pct_of(hist, hist_srtp, nlat - nlat_srtp, 0.99));
     return 0;
 }

@@ -1,13 +1,18 @@
 """Minimal raw-SIP (UDP) user agents for the sipxfer bench: a trunk-side caller and any number of
 rooms, all in one single-threaded loop. Enough SIP for INVITE/200/ACK, BYE, re-INVITE and stray
 in-dialog requests; no auth, no TCP, no forking. Times are time.perf_counter() in seconds.
+With tls=(addr, cafile) the caller can also place calls over one SIP/TLS connection with an
+SDES-SRTP offer (RTP/SAVP, a=crypto AES_CM_128_HMAC_SHA1_80); the rooms stay UDP and plain.
 
 Each caller call i uses From user "c<i>", which sipxferd copies into the room leg's From, so a
 room INVITE is tied to its caller call; the room also records sipxferd's X-Session-Id.
 """
+import base64
+import os
 import re
 import selectors
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -49,6 +54,22 @@ def sdp(port, user="bench"):
             f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
 
 
+def sdp_savp(port, key, suite="AES_CM_128_HMAC_SHA1_80", user="bench"):
+    """an SDES-SRTP offer (RFC 4568): key = the 30-byte master key + salt we encrypt with"""
+    return (f"v=0\r\no={user} 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+            f"a=crypto:1 {suite} inline:{base64.b64encode(key).decode()}\r\n")
+
+
+def sdp_crypto(body):
+    """(suite, 30-byte key) of the first a=crypto of an SDP, or None"""
+    m = re.search(r"a=crypto:\d+ (AES_CM_128_HMAC_SHA1_(?:80|32)) inline:([A-Za-z0-9+/=]+)", body)
+    if not m:
+        return None
+    key = base64.b64decode(m.group(2))
+    return (m.group(1), key) if len(key) == 30 else None
+
+
 def sdp_port(body):
     m = re.search(r"m=audio (\d+)", body)
     return int(m.group(1)) if m else None
@@ -84,6 +105,23 @@ class Call:
         self.t_invite = self.t_200 = None
         self.sid = None
         self.room = None
+        self.tls = False
+        self.tx_key = self.rx_key = None   # SRTP: our key (offer), the answerer's key (its a=crypto)
+        self.suite = None
+
+
+class TlsTx:
+    """The caller's SIP/TLS connection, with the sendto()/getsockname() the UDP code uses
+    (the address is ignored: everything goes over the one connection)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def sendto(self, data, _addr=None):
+        self.sock.sendall(data)
+
+    def getsockname(self):
+        return self.sock.getsockname()
 
 
 class RoomCall:
@@ -96,8 +134,9 @@ class RoomCall:
 
 
 class Agents:
-    def __init__(self, sip_addr, caller_port, rooms, media_base=50000, room_media_base=None):
-        """rooms: {name: port}. Media ports: caller call i uses media_base+4i, room side +2."""
+    def __init__(self, sip_addr, caller_port, rooms, media_base=50000, room_media_base=None, tls=None):
+        """rooms: {name: port}. Media ports: caller call i uses media_base+4i, room side +2.
+        tls: ((host, port) of the daemon's sips: listen, CA file) for invite(..., srtp=True)."""
         self.sip = sip_addr
         self.sel = selectors.DefaultSelector()
         self.caller = self._sock(caller_port, "caller")
@@ -115,6 +154,18 @@ class Agents:
         self.probes = {}          # cid -> (Call, room port to listen on, deadline)
         self.probe_lock = threading.Lock()
         self.probe_seq = 0
+        self.tls = self.tls_tx = None
+        self.tls_buf = b""
+        if tls:
+            addr, cafile = tls
+            ctx = ssl.create_default_context(cafile=cafile)
+            ctx.check_hostname = False   # the bench's certificate names 127.0.0.1 as CN only
+            raw = socket.create_connection(addr, timeout=5)
+            self.tls = ctx.wrap_socket(raw, server_hostname=addr[0])
+            self.tls.settimeout(5)
+            self.tls_addr = addr
+            self.tls_tx = TlsTx(self.tls)
+            self.sel.register(self.tls, selectors.EVENT_READ, "tls")
 
     def _sock(self, port, name):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -125,9 +176,36 @@ class Agents:
         return s
 
     def close(self):
-        for s in [self.caller] + list(self.rooms.values()) + list(self.media.values()):
+        for s in [self.caller] + list(self.rooms.values()) + list(self.media.values()) + \
+                ([self.tls] if self.tls else []):
             self.sel.unregister(s)
             s.close()
+
+    def _tls_read(self, now):
+        """read what the TLS connection has, hand each complete SIP message to the caller code"""
+        try:
+            data = self.tls.recv(65535)
+            while self.tls.pending():
+                data += self.tls.recv(self.tls.pending())
+        except (ssl.SSLWantReadError, socket.timeout):
+            return
+        if not data:
+            raise RuntimeError("sipxferd closed the SIP/TLS connection")
+        self.tls_buf += data
+        while True:
+            end = self.tls_buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            m = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d+)", self.tls_buf[:end])
+            size = end + 4 + (int(m.group(1)) if m else 0)
+            if len(self.tls_buf) < size:
+                return
+            one, self.tls_buf = self.tls_buf[:size], self.tls_buf[size:]
+            try:
+                first, hdrs, body = parse(one)
+            except Exception:
+                continue
+            self._caller_msg(self.tls_tx, self.tls_addr, first, hdrs, body, now)
 
     # ---- media probes
     PROBE_GAP = 0.001
@@ -167,36 +245,55 @@ class Agents:
                 pass
 
     # ---- caller side
-    def invite(self, i, user="room-a"):
+    def _tx(self, c):
+        return self.tls_tx if c.tls else self.caller
+
+    def _me(self, c):
+        """(Via transport, our port, URI parameters) of c's caller side"""
+        if c.tls:
+            return "TLS", self.tls.getsockname()[1], ";transport=tls"
+        return "UDP", self.caller.getsockname()[1], ""
+
+    def invite(self, i, user="room-a", srtp=False):
+        """srtp: over the TLS connection, offering RTP/SAVP with a fresh AES_CM_128_HMAC_SHA1_80 key"""
         c = Call(i)
         c.pa = self.media_base + 4 * i
         self.calls[c.cid] = c
         self.by_i[i] = c
-        port = self.caller.getsockname()[1]
-        c.req_uri = f"sip:{user}@{self.sip[0]}:{self.sip[1]}"
+        if srtp:
+            if not self.tls:
+                raise RuntimeError("invite(srtp=True) needs Agents(tls=...)")
+            c.tls, c.suite, c.tx_key = True, "AES_CM_128_HMAC_SHA1_80", os.urandom(30)
+        via, port, par = self._me(c)
+        if c.tls:
+            c.req_uri = f"sip:{user}@{self.tls_addr[0]}:{self.tls_addr[1]};transport=tls"
+            body = sdp_savp(c.pa, c.tx_key, c.suite)
+        else:
+            c.req_uri = f"sip:{user}@{self.sip[0]}:{self.sip[1]}"
+            body = sdp(c.pa)
         c.branch = "z9hG4bK" + uuid.uuid4().hex[:16]
         c.t_invite = time.perf_counter()
-        self.caller.sendto(msg(f"INVITE {c.req_uri} SIP/2.0", [
-            ("Via", f"SIP/2.0/UDP {HOST}:{port};branch={c.branch};rport"),
+        self._tx(c).sendto(msg(f"INVITE {c.req_uri} SIP/2.0", [
+            ("Via", f"SIP/2.0/{via} {HOST}:{port};branch={c.branch};rport"),
             ("Max-Forwards", "70"),
-            ("From", f"<sip:c{i}@{HOST}:{port}>;tag={c.ftag}"),
+            ("From", f"<sip:c{i}@{HOST}:{port}{par}>;tag={c.ftag}"),
             ("To", f"<{c.req_uri}>"), ("Call-ID", c.cid), ("CSeq", "1 INVITE"),
-            ("Contact", f"<sip:c{i}@{HOST}:{port}>")], sdp(c.pa)), self.sip)
+            ("Contact", f"<sip:c{i}@{HOST}:{port}{par}>")], body), self.sip)
         return c
 
     def _dialog_req(self, c, method, cseq):
-        port = self.caller.getsockname()[1]
+        via, port, par = self._me(c)
         target = c.contact or c.req_uri
         hp = hostport(target) or self.sip
         return hp, msg(f"{method} {target} SIP/2.0", [
-            ("Via", f"SIP/2.0/UDP {HOST}:{port};branch=z9hG4bK{uuid.uuid4().hex[:16]};rport"),
+            ("Via", f"SIP/2.0/{via} {HOST}:{port};branch=z9hG4bK{uuid.uuid4().hex[:16]};rport"),
             ("Max-Forwards", "70"),
-            ("From", f"<sip:c{c.i}@{HOST}:{port}>;tag={c.ftag}"),
+            ("From", f"<sip:c{c.i}@{HOST}:{port}{par}>;tag={c.ftag}"),
             ("To", f"<{c.req_uri}>;tag={c.ttag}"), ("Call-ID", c.cid), ("CSeq", f"{cseq} {method}")])
 
     def bye(self, c):
         hp, data = self._dialog_req(c, "BYE", 2)
-        self.caller.sendto(data, hp)
+        self._tx(c).sendto(data, hp)
 
     # ---- loop
     def pump(self, timeout=0.05):
@@ -205,6 +302,9 @@ class Agents:
             self._probe_tick()
         for key, _ in self.sel.select(timeout):
             s = key.fileobj
+            if key.data == "tls":
+                self._tls_read(time.perf_counter())
+                continue
             while True:
                 try:
                     data, src = s.recvfrom(65535)
@@ -273,6 +373,10 @@ class Agents:
                 c.ttag = m.group(1) if m else ""
                 c.contact = uri_of(hget(hdrs, "contact")) or None
                 c.ra = sdp_port(body)
+                if c.tls:
+                    cr = sdp_crypto(body)
+                    if cr and cr[0] == c.suite and "RTP/SAVP" in body:
+                        c.rx_key = cr[1]
             if cseq.split()[0] == "1":
                 hp, data = self._dialog_req(c, "ACK", 1)
                 s.sendto(data, hp)
@@ -284,7 +388,9 @@ class Agents:
             nra = sdp_port(body)
             if nra:
                 c.ra = nra
-            self._reply(s, src, hdrs, 200, "OK", body=sdp(c.pa), contact=f"<sip:c{c.i}@{HOST}:{port}>")
+            par = ";transport=tls" if c.tls else ""
+            self._reply(s, src, hdrs, 200, "OK", body=sdp_savp(c.pa, c.tx_key, c.suite) if c.tls else sdp(c.pa),
+                        contact=f"<sip:c{c.i}@{HOST}:{port}{par}>")
             return
         if method == "BYE" and c:
             c.status = "bye-in"
@@ -330,15 +436,16 @@ class Agents:
         self._reply(s, src, hdrs, 200 if rc else 481, "OK" if rc else "No call")
 
 
-def setup_calls(agents, n, room="room-a", window=20, timeout=60):
-    """Place n calls (window outstanding at a time); return the Call objects that got a 2xx."""
+def setup_calls(agents, n, room="room-a", window=20, timeout=60, srtp=False):
+    """Place n calls (window outstanding at a time); return the Call objects that got a 2xx
+    (with srtp: over TLS with an SDES offer, and only those whose answer carried a key)."""
     placed = 0
     pending = set()
     end = time.perf_counter() + timeout
     calls = []
     while (placed < n or pending) and time.perf_counter() < end:
         while placed < n and len(pending) < window:
-            c = agents.invite(placed, room)
+            c = agents.invite(placed, room, srtp=srtp)
             calls.append(c)
             pending.add(c.cid)
             placed += 1
@@ -347,4 +454,4 @@ def setup_calls(agents, n, room="room-a", window=20, timeout=60):
             c = agents.calls[cid]
             if c.status is not None and (c.status != 200 or c.rb is not None):
                 pending.discard(cid)
-    return [c for c in calls if c.status == 200 and c.ra and c.rb]
+    return [c for c in calls if c.status == 200 and c.ra and c.rb and (not srtp or c.rx_key)]
