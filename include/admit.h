@@ -80,6 +80,11 @@ struct admit_result {
     unsigned hops; /* Max-Forwards it arrived with (missing: 70, capped at 70) */
     bool has_sdp;
     struct sdpx_info offer; /* when has_sdp */
+    /* A room placing a call (SPEC 12): the source is in rooms.sources and
+     * the Request-URI user an E.164 number, which goes out through trunk
+     * (the one the number routes to; no trunk: ADMIT_ROUTE). */
+    bool outbound;
+    char number[40];
 };
 
 /* Runs the checks on in, in order, stopping at the first that refuses.

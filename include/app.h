@@ -20,6 +20,7 @@ struct calls;
 struct lookup;
 struct registrations;
 struct gateways;
+struct leg_ops;
 
 struct app {
     su_root_t *root;
@@ -27,6 +28,9 @@ struct app {
     struct relay *relay; /* NULL in passthrough mode */
     struct b2bua *b2bua;
     struct bridge *bridge; /* calls and their admission state (bridge.c) */
+    /* the handlers of a leg bridged in a call (bridge.c), for calls other
+     * modules make (dialout.c) to hand their legs over once both are up */
+    const struct leg_ops *bridged_ops;
     struct api *api;
     nua_t *nua;        /* owned by b2bua */
     char sip_host[128]; /* our SIP host and port (from sip.listen) */

@@ -36,8 +36,5 @@ void bridge_incoming(struct app *app, nua_t *nua, nua_handle_t *nh, const sip_t 
 /* After any event of c's legs: once nothing of the call is left, report
  * dialin.stopped and free it (with its transfer). c may be freed. */
 void bridge_call_over(struct app *app, struct call *c);
-/* The handlers of a leg bridged in a call (c->bridged_ops): for calls made
- * elsewhere (dialout.c) once both legs are up. */
-const struct leg_ops *bridge_leg_ops(void);
 
 #endif

@@ -150,6 +150,7 @@ struct call {
      * leg is the far end we called; events are dialout.* */
     bool dialout;
     bool dialout_connected; /* dialout.connected sent (the far end answered) */
+    bool room_originated;   /* ... by a room's own INVITE (rooms.sources): its leg is ours to answer */
     char *dialout_extension; /* digits for the far end once it answered, owned */
     int dialout_wait_ext;
     time_t started;

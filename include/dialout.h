@@ -12,6 +12,10 @@
 
 #include <stddef.h>
 
+#include "sofia_types.h"
+
+#include <sofia-sip/nua.h>
+
 struct app;
 
 enum dialout_error {
@@ -39,6 +43,13 @@ enum dialout_error dialout_start(struct app *app, const struct dialout_request *
 /* Hang the dial-out session up (CANCEL while it rings). */
 enum dialout_error dialout_stop(struct app *app, const char *room, const char *session_id,
                                 char *info, size_t infolen);
+
+/* A room's INVITE to an E.164 number (admit_invite() set ar->outbound):
+ * the number is called through ar->trunk with the room's offer, and the
+ * room answered with the far end's answer; a session like the others. */
+struct admit_result;
+void dialout_incoming(struct app *app, nua_t *nua, nua_handle_t *nh, const sip_t *sip,
+                      const struct admit_result *ar);
 
 enum dialout_dtmf_method { DTMF_AUTO, DTMF_TELEPHONE_EVENT, DTMF_SIP_INFO };
 /* Send tones (0-9 * # A-D) to the far end, each lasting duration_ms. */

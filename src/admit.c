@@ -9,6 +9,7 @@
 #include "ratelimit.h"
 #include "router.h"
 #include "sip_guard.h"
+#include "target.h"
 
 double admit_invite_cost(const sip_t *sip)
 {
@@ -61,6 +62,23 @@ static void admit_body(const sip_t *sip, struct admit_result *out)
     }
 }
 
+/* The source is one of rooms.sources and the Request-URI user "+digits". */
+static bool room_calls_number(const struct config *cfg, const struct sockaddr *source,
+                              const sip_t *sip, char *number, size_t len)
+{
+    const char *user = sip->sip_request->rq_url->url_user;
+    size_t n = user ? strlen(user) : 0;
+    if (!cfg->nroom_sources || n < 2 || n >= len || user[0] != '+' ||
+        strspn(user + 1, "0123456789") != n - 1)
+        return false;
+    for (size_t i = 0; i < cfg->nroom_sources; i++)
+        if (cidr_match(&cfg->room_sources[i], source)) {
+            memcpy(number, user, n + 1);
+            return true;
+        }
+    return false;
+}
+
 void admit_invite(const struct admit_input *in, struct admit_result *out)
 {
     const struct config *cfg = in->cfg;
@@ -80,9 +98,13 @@ void admit_invite(const struct admit_input *in, struct admit_result *out)
         return;
     }
     /* Source check first, before any lookup: the answer must not tell a
-     * scanner whether a number or room exists. */
-    out->trunk = router_trunk_for(cfg, in->source);
-    if (!out->trunk) {
+     * scanner whether a number or room exists. A room (rooms.sources)
+     * calling an E.164 number places an outbound call; anything else it
+     * sends is judged like any source's. */
+    out->outbound = room_calls_number(cfg, in->source, sip, out->number, sizeof out->number);
+    if (!out->outbound)
+        out->trunk = router_trunk_for(cfg, in->source);
+    if (!out->outbound && !out->trunk) {
         admit_refuse(out, ADMIT_SOURCE, 403, "Forbidden", REJ_FORBIDDEN, "untrusted-source", NULL);
         return;
     }
@@ -99,6 +121,15 @@ void admit_invite(const struct admit_input *in, struct admit_result *out)
     }
     if (in->calls >= (size_t)cfg->max_calls) {
         admit_refuse(out, ADMIT_MAX_CALLS, 503, "Too Many Calls", REJ_MAX_CALLS, NULL, "5");
+        return;
+    }
+    if (out->outbound) {
+        out->trunk = target_trunk_for_number(cfg, out->number);
+        if (!out->trunk) {
+            admit_refuse(out, ADMIT_ROUTE, 404, "Not Found", REJ_NOT_FOUND, NULL, NULL);
+            return;
+        }
+        admit_body(sip, out);
         return;
     }
     out->room = router_room_for(cfg, sip->sip_request->rq_url->url_user);

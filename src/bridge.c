@@ -25,6 +25,7 @@
 #include "events.h"
 #include "identity.h"
 #include "call.h"
+#include "dialout.h"
 #include "config.h"
 #include "leg.h"
 #include "log.h"
@@ -50,6 +51,7 @@ struct bridge *bridge_create(struct app *app)
     b->app = app;
     b->rl = ratelimit_create(8192);
     app->bridge = b;
+    app->bridged_ops = &bridged_ops;
     return b;
 }
 
@@ -309,8 +311,6 @@ static void bridged_gone(struct app *app, struct leg *leg)
     /* a bridged leg is freed with its call (bridge_call_over) */
 }
 
-const struct leg_ops *bridge_leg_ops(void) { return &bridged_ops; }
-
 static const struct leg_ops bridged_ops = {
     .name = "room",
     .progress = room_progress,
@@ -466,6 +466,10 @@ void bridge_incoming(struct app *app, nua_t *nua, nua_handle_t *nh, const sip_t 
     if (ar.check != ADMIT_OK) {
         refusal_log(cfg, &ar, src, callid, user);
         refuse(b, nh, ar.status, ar.phrase, ar.kind, ar.retry_after, ar.accept);
+        return;
+    }
+    if (ar.outbound) {
+        dialout_incoming(app, nua, nh, sip, &ar); /* a room placing a call */
         return;
     }
     const struct room_cfg *room = ar.room;

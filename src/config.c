@@ -263,7 +263,8 @@ static const char *const trunk_keys[] = {"name",          "sources",       "gate
                                          "identity",      "diversion",     "options_interval",
                                          "refer_target",  NULL};
 static const char *const trunk_auth_keys[] = {"username", "password", "realm", NULL};
-static const char *const rooms_keys[] = {"domain", "list", "resolver", "response_timeout", NULL};
+static const char *const rooms_keys[] = {"domain", "list", "resolver", "response_timeout",
+                                         "sources", NULL};
 static const char *const room_keys[] = {"name", "uri", NULL};
 static const char *const route_keys[] = {"user", "room", NULL};
 static const char *const webhook_keys[] = {"url", "secret", NULL};
@@ -620,6 +621,21 @@ static int load_rooms(struct ctx *c, const config_setting_t *root, struct config
     if (*cfg->resolver && strncmp(cfg->resolver, "http://", 7) != 0 &&
         strncmp(cfg->resolver, "https://", 8) != 0)
         return fail(c, member(g, "resolver"), "'rooms.resolver' must be an http(s) URL or \"\"");
+    char **src;
+    size_t nsrc;
+    if (get_string_array(c, g, "sources", &src, &nsrc) < 0)
+        return -1;
+    cfg->room_sources = xcalloc(nsrc + 1, sizeof *cfg->room_sources);
+    for (size_t j = 0; j < nsrc; j++) {
+        if (!cidr_parse(src[j], &cfg->room_sources[j])) {
+            int frc = fail(c, member(g, "sources"), "'rooms.sources' has a bad address/prefix \"%s\"",
+                           src[j]);
+            free_strv(src, nsrc);
+            return frc;
+        }
+        cfg->nroom_sources++;
+    }
+    free_strv(src, nsrc);
     const config_setting_t *list = member(g, "list");
     if (!list)
         return 0;
@@ -877,6 +893,7 @@ void config_free(struct config *cfg)
     }
     free(cfg->trunks);
     free(cfg->rooms_domain);
+    free(cfg->room_sources);
     for (size_t i = 0; i < cfg->nrooms; i++) {
         free(cfg->rooms[i].name);
         free(cfg->rooms[i].uri);

@@ -23,7 +23,6 @@
 #include <sofia-sip/sip_tag.h>
 
 #include "app.h"
-#include "bridge.h"
 #include "call.h"
 #include "config.h"
 #include "dtmf.h"
@@ -35,6 +34,10 @@
 #include "router.h"
 #include "sdp_rewrite.h"
 #include "target.h"
+#include "admit.h"
+#include "sip_guard.h"
+
+#include <sofia-sip/url.h>
 
 /* What we offer the far end: the relay's address and port are written in
  * by leg_sdp_for(). */
@@ -69,7 +72,10 @@ static void post(struct app *app, struct call *c, const char *type, int status,
     events_post(app, type, p);
 }
 
-/* Before both legs are up, one failure ends the whole session. */
+/* Before both legs are up, one failure ends the whole session. A room
+ * that placed the call itself hears the far end's status, unless it is
+ * one a carrier's must not be passed on as (a challenge, a redirect, 503
+ * which would make the room stop sending us calls): 502 then. */
 static void fail(struct app *app, struct call *c, int status, const char *reason)
 {
     if (c->ended)
@@ -78,7 +84,22 @@ static void fail(struct app *app, struct call *c, int status, const char *reason
     post(app, c, "dialout.error", status, reason);
     if (!c->end_reason)
         c->end_reason = "dialout-error";
+    if (c->room_originated) {
+        bool pass = status >= 400 && status < 700 && status != 401 && status != 407 &&
+                    status != 503;
+        call_hangup(c, pass ? status : 502, pass ? (reason ? reason : "Failed") : "Bad Gateway");
+        return;
+    }
     call_hangup(c, 487, "Request Terminated");
+}
+
+/* Both legs are up: a bridged call like a dial-in one from now on. */
+static void bridged(struct app *app, struct call *c)
+{
+    c->caller->ops = c->bridged_ops;
+    c->room->ops = c->bridged_ops;
+    c->connected_event = true;
+    post(app, c, "dialout.answered", 0, NULL);
 }
 
 static bool wanted(struct leg *leg) { return !leg->call->ended; }
@@ -118,6 +139,22 @@ static void far_answered(struct app *app, struct leg *far, int status, const str
         return;
     }
     c->dialout_connected = true;
+    if (c->room_originated) {
+        /* the room asked for this call: it gets the far end's answer */
+        call_log(c, LOG_INFO, "dial-out: far end answered %d; answering the room", status);
+        post(app, c, "dialout.connected", 0, NULL);
+        char *ans = leg_sdp_for(app, c->room, far->sdp_in, strlen(far->sdp_in));
+        if (!ans) {
+            fail(app, c, 488, "cannot build the room's answer");
+            return;
+        }
+        leg_set_neg(c->room, NEG_STABLE);
+        leg_set_state(c->room, LEG_ANSWERED);
+        nua_respond(c->room->nh, 200, "OK", LEG_CONTACT(c->room),
+                    SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(ans), TAG_END());
+        bridged(app, c);
+        return;
+    }
     call_log(c, LOG_INFO, "dial-out: far end answered %d; inviting room %s", status,
              c->room_name);
     post(app, c, "dialout.connected", 0, NULL);
@@ -200,12 +237,8 @@ static void room_answered(struct app *app, struct leg *room, int status, const s
         fail(app, c, 502, "the room answered without SDP");
         return;
     }
-    /* a call like any other from now on */
-    c->caller->ops = c->bridged_ops;
-    room->ops = c->bridged_ops;
-    c->connected_event = true;
     call_log(c, LOG_INFO, "dial-out: room answered %d; bridged", status);
-    post(app, c, "dialout.answered", 0, NULL);
+    bridged(app, c);
     if (c->dialout_extension && c->caller->ep) {
         struct sdpx_info info;
         char err[120];
@@ -296,7 +329,7 @@ enum dialout_error dialout_start(struct app *app, const struct dialout_request *
 
     struct call *c = call_new(app->calls, cfg->node);
     c->dialout = true;
-    c->bridged_ops = bridge_leg_ops();
+    c->bridged_ops = app->bridged_ops;
     c->room_name = xstrdup(room->name);
     c->room_uri = xstrdup(room->uri);
     c->to = xstrdup(t.uri);
@@ -357,6 +390,117 @@ enum dialout_error dialout_start(struct app *app, const struct dialout_request *
              trunk ? " via trunk " : "", trunk ? trunk->name : "");
     snprintf(id, idlen, "%s", c->id);
     return DIALOUT_OK;
+}
+
+/* The room's name for the API: the configured room whose URI names the
+ * address the INVITE came from, else the From user. */
+static void name_room(const struct config *cfg, const char *src_host, const sip_t *sip,
+                      char *out, size_t len)
+{
+    for (size_t i = 0; cfg->rooms && cfg->rooms[i].name; i++) {
+        const char *at = strchr(cfg->rooms[i].uri, '@');
+        const char *host = at ? at + 1 : cfg->rooms[i].uri + 4;
+        size_t n = strlen(src_host);
+        if (strncmp(host, src_host, n) == 0 && (host[n] == ':' || host[n] == ';' || !host[n])) {
+            snprintf(out, len, "%s", cfg->rooms[i].name);
+            return;
+        }
+    }
+    const char *user = sip->sip_from && sip->sip_from->a_url->url_user
+                           ? sip->sip_from->a_url->url_user
+                           : "room";
+    snprintf(out, len, "%s", user);
+}
+
+void dialout_incoming(struct app *app, nua_t *nua, nua_handle_t *nh, const sip_t *sip,
+                      const struct admit_result *ar)
+{
+    const struct config *cfg = app->cfg;
+    char src[80];
+    struct sockaddr_storage sa;
+    leg_source(nua, src, sizeof src, &sa);
+    if (!ar->has_sdp || !app->relay) {
+        log_msg(LOG_INFO, NULL, "room INVITE from %s for %s refused 488: %s", src, ar->number,
+                !ar->has_sdp ? "a room placing a call must offer SDP" : "needs media.mode relay");
+        nua_respond(nh, 488, "Not Acceptable Here", TAG_END());
+        nua_handle_destroy(nh);
+        return;
+    }
+    char uri[512], route[520] = "";
+    if (target_number_uri(ar->trunk, ar->number, uri, sizeof uri, route, sizeof route) < 0) {
+        nua_respond(nh, 500, "Trunk Gateway Unusable", TAG_END());
+        nua_handle_destroy(nh);
+        return;
+    }
+    struct call *c = call_new(app->calls, cfg->node);
+    c->dialout = true;
+    c->room_originated = true;
+    c->bridged_ops = app->bridged_ops;
+    struct leg *room = leg_new(c, LEG_ROOM, FAR_ROOM, &room_ops);
+    c->room = room;
+    room->nh = nh;
+    nua_handle_bind(nh, room);
+    leg_set_contact_from_request(app, room, sip);
+    leg_set_state(room, LEG_EARLY);
+    leg_media_from_sip(room, (struct sockaddr *)&sa);
+    c->max_forwards = ar->hops - 1;
+    identity_of_invite(sip, &c->ident);
+    char host[80];
+    snprintf(host, sizeof host, "%s", src);
+    char *colon = strrchr(host, ':');
+    if (colon && !strchr(host, ']'))
+        *colon = '\0';
+    char name[128];
+    name_room(cfg, host, sip, name, sizeof name);
+    c->room_name = xstrdup(name);
+    char ruri[300] = "";
+    if (sip->sip_from)
+        url_e(ruri, sizeof ruri, sip->sip_from->a_url);
+    c->from = xstrdup(ruri);
+    c->room_uri = xstrdup(ruri);
+    room->uri = xstrdup(ruri);
+    c->to = xstrdup(uri);
+    if (sip->sip_call_id)
+        c->sip_call_id = xstrdup(sip->sip_call_id->i_id);
+    char from[600];
+    identity_from(&c->ident, app->sip_host, from, sizeof from);
+    c->from_hdr = xstrdup(from);
+    call_log(c, LOG_INFO, "INVITE from room %s at %s for %s: out through trunk %s", name, src,
+             ar->number, ar->trunk->name);
+
+    char err[200];
+    const struct sdpx_info *offer = &ar->offer;
+    int refusal = leg_srtp_check(app, room, offer, err, sizeof err);
+    if (refusal) {
+        call_log(c, LOG_INFO, "room INVITE refused %d: %s", refusal, err);
+        call_hangup(c, refusal, "Not Acceptable Here");
+        return;
+    }
+    struct leg *far = leg_new(c, LEG_CALLER, FAR_PSTN, &far_ops);
+    c->caller = far;
+    far->uri = xstrdup(uri);
+    far->dialled = true;
+    if (route[0])
+        far->route = xstrdup(route);
+    if (leg_media_new(app, room, offer->nstreams, NULL, err, sizeof err) < 0 ||
+        leg_media_new(app, far, offer->nstreams, room, err, sizeof err) < 0) {
+        call_log(c, LOG_ERROR, "no media ports: %s; refusing 503", err);
+        call_hangup(c, 503, "Media Ports Exhausted");
+        return;
+    }
+    relay_connect(room->ep, far->ep);
+    leg_set_neg(room, NEG_OFFER_RECEIVED);
+    leg_learn_sdp(room, offer, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+    const char *body = leg_sdp_for(app, far, room->sdp_in, strlen(room->sdp_in));
+    char headers[900], idh[400];
+    identity_headers(&c->ident, ar->trunk->identity, app->sip_host, idh, sizeof idh);
+    snprintf(headers, sizeof headers, "X-Session-Id: %s%s%s", c->id, idh[0] ? "\r\n" : "", idh);
+    leg_media_from_trunk(far, ar->trunk);
+    leg_auth_from_trunk(far, ar->trunk);
+    if (!body || leg_invite(app, far, c->from_hdr, headers, body, 0) < 0) {
+        call_log(c, LOG_ERROR, "cannot call %s", uri);
+        call_hangup(c, 500, "Server Internal Error");
+    }
 }
 
 enum dialout_error dialout_stop(struct app *app, const char *room, const char *session_id,

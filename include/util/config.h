@@ -112,6 +112,10 @@ struct config {
     size_t ntrunks;
 
     char *rooms_domain;
+    /* rooms.sources (SPEC 12): addresses of rooms that may place calls by
+     * INVITEing an E.164 number, which goes out through its trunk */
+    struct cidr *room_sources;
+    size_t nroom_sources;
     struct room_cfg *rooms;
     size_t nrooms;
     char *resolver;

@@ -4,7 +4,7 @@ offer from the relay; when the far end answers, the room is INVITEd with
 X-Session-Id and the session is a call like a dial-in one."""
 import json
 
-from harness import HOST, Webhooks, case, check, wait_for
+from harness import HOST, Webhooks, case, check, sipp_status, wait_for
 from test_transfer import session, transfer
 from test_uri import received, traced
 
@@ -319,5 +319,73 @@ def test_dialout_to_a_sip_uri_with_x_headers_then_transfer_to_a_number(t):
     gw.check_ok(20, "the gateway must take the transferred call, then BYE")
     far.check_ok(20, "the far end must see X-Foo, then get the BYE")
     w.wait_type("dialout.stopped", 20)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+def room_calling(t, d, scenario="caller_wait_bye.xml", number=NUMBER, **kw):
+    """SIPp as a room (its address in rooms.sources) INVITing number."""
+    return t.sipp(scenario, remote=d.uri_host, service=number, **kw)
+
+
+def room_source_daemon(t, gw, w):
+    """rooms.sources names 127.0.0.1 (SIPp's address); the trunk's own
+    sources another, so 127.0.0.1 is a room and no trunk."""
+    return t.daemon(rooms={"room-a": "sip:room-a@%s:5999" % HOST},
+                    gateway="sip:%s:%d" % (HOST, gw.port), trunk_extra=GOOD_AUTH,
+                    trunk_sources=["127.0.0.2/32"],
+                    **{"rooms.sources": ["127.0.0.1/32"], "webhooks.url": w.url,
+                       "webhooks.secret": w.secret})
+
+
+@case
+def test_room_placing_a_call_to_a_number(t):
+    """A room's own INVITE to +15557654321 (from rooms.sources) goes out
+    through the trunk that number routes to (the 401 answered with its
+    credentials); the gateway's answer reaches the room as a 200 with
+    the relay's SDP; dialout.connected and dialout.answered name the
+    session, which the API lists as room-a's (the room whose URI names
+    that address); DELETE ends both legs."""
+    gw = t.sipp("gateway_auth401.xml")
+    w = Webhooks(t)
+    d = room_source_daemon(t, gw, w)
+    gw.start()
+    d.start()
+    room = room_calling(t, d)
+    room.start()
+    w.wait_type("dialout.answered", 20)
+    sid = [e for e in w.events() if e["type"] == "dialout.answered"][0]["payload"]["session_id"]
+    s = wait_for(lambda: (lambda x: x if (x or {}).get("state") == "connected" else None)(
+        session(d, sid)), 10, "connected")
+    check(s.get("room") == "room-a", "the session's room: %s" % s)
+    types = [e["type"] for e in events_of(w, sid)]
+    check(types == ["dialout.connected", "dialout.answered"], "events: %s" % types)
+    st, _ = d.api("DELETE", "/v1/sessions/%s" % sid)
+    check(st == 200, "DELETE: %s" % st)
+    gw.check_ok(20, "the gateway must be called with credentials, then get the BYE")
+    room.check_ok(20, "the room must get its 200, then the BYE")
+    w.wait_type("dialout.stopped", 20)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_room_placed_call_refused_by_the_gateway_gets_its_status(t):
+    """The gateway answers the room's call 486: the room gets 486 (SIPp
+    caller_reject.xml), dialout.error says 486, nothing is left."""
+    gw = t.sipp("room_busy.xml")
+    w = Webhooks(t)
+    d = room_source_daemon(t, gw, w)
+    gw.start()
+    d.start()
+    room = room_calling(t, d, "caller_reject.xml")
+    room.start()
+    room.check_ok(20, "the room must get 486")
+    st = sipp_status(room)
+    check(st and st[0] == 486, "the room's final response: %s" % (st,))
+    w.wait_type("dialout.error", 20)
+    err = [e for e in w.events() if e["type"] == "dialout.error"][-1]["payload"]
+    check(err.get("sip_status") == 486, "dialout.error: %s" % err)
+    gw.check_ok(20)
     d.wait_idle()
     d.check_clean_exit()

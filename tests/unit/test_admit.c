@@ -281,6 +281,54 @@ START_TEST(test_untrusted_source)
 }
 END_TEST
 
+/* rooms.sources (SPEC 12): a room INVITing an E.164 number places an
+ * outbound call on the number's trunk; any other user from a room's
+ * address is judged as from any source (403 here); a number no trunk takes
+ * is 404; the same number from a trunk address is an ordinary dial-in. */
+START_TEST(test_room_places_a_call)
+{
+    struct fixture f;
+    fx_init(&f, 0, "");
+    config_free(f.cfg);
+    char err[512];
+    f.cfg = unit_load_config(
+        "trunks = ( { name = \"carrier\"; sources = [ \"192.0.2.0/24\" ];\n"
+        "             gateway = \"sip:198.51.100.1\"; prefixes = [ \"+1\" ]; } );\n"
+        "routes = ( { user = \"+15550100\"; room = \"room-a\"; } );\n"
+        "rooms = { sources = [ \"10.1.0.0/16\" ];\n"
+        "  list = ( { name = \"room-a\"; uri = \"sip:room-a@10.1.0.5\"; } ); };\n",
+        err, sizeof err, NULL, 0);
+    ck_assert_msg(f.cfg != NULL, "config failed: %s", err);
+    struct admit_result r;
+
+    fx_from(&f, "10.1.2.3");
+    f.user = "+15557654321";
+    fx_admit(&f, &r);
+    ck_assert_int_eq(r.check, ADMIT_OK);
+    ck_assert(r.outbound);
+    ck_assert_str_eq(r.number, "+15557654321");
+    ck_assert_ptr_nonnull(r.trunk);
+    ck_assert_str_eq(r.trunk->name, "carrier");
+    ck_assert(r.has_sdp);
+
+    f.user = "+447700900123"; /* no trunk takes +44 */
+    fx_admit(&f, &r);
+    expect(&r, ADMIT_ROUTE, 404, "Not Found", REJ_NOT_FOUND, NULL, NULL);
+
+    f.user = "room-a"; /* not a number: a room address is no trunk */
+    fx_admit(&f, &r);
+    expect(&r, ADMIT_SOURCE, 403, "Forbidden", REJ_FORBIDDEN, "untrusted-source", NULL);
+
+    fx_from(&f, TRUSTED); /* a carrier calling the number: dial-in */
+    f.user = "+15550100";
+    fx_admit(&f, &r);
+    ck_assert_int_eq(r.check, ADMIT_OK);
+    ck_assert(!r.outbound);
+    ck_assert_ptr_nonnull(r.room);
+    fx_free(&f);
+}
+END_TEST
+
 START_TEST(test_bad_contact)
 {
     struct fixture f;
@@ -457,6 +505,7 @@ static Suite *admit_suite(void)
     tcase_add_test(tc, test_rate_limited);
     tcase_add_test(tc, test_rate_cost_of_body);
     tcase_add_test(tc, test_untrusted_source);
+    tcase_add_test(tc, test_room_places_a_call);
     tcase_add_test(tc, test_bad_contact);
     tcase_add_test(tc, test_max_calls);
     tcase_add_test(tc, test_no_route);
