@@ -109,7 +109,14 @@ static bool wanted(struct leg *leg) { return !leg->call->ended; }
 static void far_progress(struct app *app, struct leg *far, int status, const char *phrase,
                          const struct leg_sdp *early)
 {
-    call_log(far->call, LOG_INFO, "dial-out: far end %d %s", status, phrase ? phrase : "");
+    struct call *c = far->call;
+    call_log(c, LOG_INFO, "dial-out: far end %d %s", status, phrase ? phrase : "");
+    /* a room that placed the call hears it ring (no early media: the
+     * relay's answer to it is the far end's final one) */
+    struct leg *room = c->room;
+    if (c->room_originated && room && room->nh && room->state == LEG_EARLY && !room->hangup_sent)
+        nua_respond(room->nh, status == 183 ? 180 : status,
+                    leg_phrase(room->nh, status == 183 ? "Ringing" : phrase), TAG_END());
 }
 
 static void far_failed(struct app *app, struct leg *far, enum leg_failure why, int status,

@@ -3,8 +3,9 @@ INVITEs a number through its trunk (digest answered) or a SIP URI with an
 offer from the relay; when the far end answers, the room is INVITEd with
 X-Session-Id and the session is a call like a dial-in one."""
 import json
+import re
 
-from harness import HOST, Webhooks, case, check, sipp_status, wait_for
+from harness import HOST, Webhooks, case, check, free_port, sipp_status, wait_for
 from test_transfer import session, transfer
 from test_uri import received, traced
 
@@ -371,18 +372,26 @@ def test_room_placing_a_call_to_a_number(t):
 
 @case
 def test_room_placed_call_refused_by_the_gateway_gets_its_status(t):
-    """The gateway answers the room's call 486: the room gets 486 (SIPp
-    caller_reject.xml), dialout.error says 486, nothing is left."""
-    gw = t.sipp("room_busy.xml")
+    """The gateway rings (180), then answers the room's call 486: the
+    room hears the 180, then gets 486 (SIPp caller_reject.xml, its
+    message trace read), dialout.error says 486, nothing is left."""
+    gw = t.sipp("gateway_ring_busy.xml")
     w = Webhooks(t)
     d = room_source_daemon(t, gw, w)
     gw.start()
     d.start()
-    room = room_calling(t, d, "caller_reject.xml")
+    port = free_port()
+    trace = t.path("room-msgs-%d.log" % port)
+    room = room_calling(t, d, "caller_reject.xml", port=port,
+                        extra=["-trace_msg", "-message_file", trace])
     room.start()
     room.check_ok(20, "the room must get 486")
     st = sipp_status(room)
     check(st and st[0] == 486, "the room's final response: %s" % (st,))
+    with open(trace, errors="replace") as f:
+        starts = re.findall(r"message received \[\d+\] bytes :\n\n(SIP/2.0 \d+)", f.read())
+    check("SIP/2.0 180" in starts and starts.index("SIP/2.0 180") < starts.index("SIP/2.0 486"),
+          "the room must hear the gateway's 180 before 486: %s" % starts)
     w.wait_type("dialout.error", 20)
     err = [e for e in w.events() if e["type"] == "dialout.error"][-1]["payload"]
     check(err.get("sip_status") == 486, "dialout.error: %s" % err)
