@@ -17,6 +17,7 @@ struct api;
 struct http_client;
 struct events;
 struct calls;
+struct call;
 struct lookup;
 struct registrations;
 struct gateways;
@@ -31,6 +32,9 @@ struct app {
     /* the handlers of a leg bridged in a call (bridge.c), for calls other
      * modules make (dialout.c) to hand their legs over once both are up */
     const struct leg_ops *bridged_ops;
+    /* frees a call once every leg is gone (bridge_call_over, set by the
+     * bridge): for modules below it that end a call outside a SIP event */
+    void (*call_over)(struct app *app, struct call *c);
     struct api *api;
     nua_t *nua;        /* owned by b2bua */
     char sip_host[128]; /* our SIP host and port (from sip.listen) */

@@ -153,6 +153,7 @@ struct call {
     bool room_originated;   /* ... by a room's own INVITE (rooms.sources): its leg is ours to answer */
     char *dialout_extension; /* digits for the far end once it answered, owned */
     int dialout_wait_ext;
+    struct dialout_plan *dialout_plan; /* the far end's gateways and ring timer, owned */
     time_t started;
     bool offerless;  /* initial INVITE had no SDP: answer comes in caller's ACK */
     bool ended;      /* both legs asked to hang up */
@@ -163,6 +164,22 @@ struct call {
 
     struct call *next, *prev; /* all calls, for iteration */
     struct call *hnext;       /* hash chain by id */
+};
+
+/* How dialout.c reaches the far end: the INVITE's extra headers and, for
+ * a number, its trunk's gateways in the order tried (those up first); at
+ * is the one being dialled, progress whether it sent a provisional (from
+ * then on its final answer is the answer). ring bounds the ringing.
+ * Freed by call_free(). */
+struct dialout_plan {
+    char *headers;
+    const char *offer; /* the SDP the far end is offered (before leg_sdp_for), owned */
+    int nstreams;
+    char *trunk, *number;
+    char **gws;
+    size_t n, at;
+    bool progress;
+    su_timer_t *ring;
 };
 
 /* One instance's call table (app->calls): a hash by session id and a

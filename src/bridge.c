@@ -52,6 +52,7 @@ struct bridge *bridge_create(struct app *app)
     b->rl = ratelimit_create(8192);
     app->bridge = b;
     app->bridged_ops = &bridged_ops;
+    app->call_over = bridge_call_over;
     return b;
 }
 

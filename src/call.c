@@ -14,6 +14,8 @@
 #include "random.h"
 #include "xalloc.h"
 
+#include <sofia-sip/su_wait.h>
+
 #define BUCKETS 8192
 
 /* The call table of one instance (app->calls). */
@@ -100,6 +102,18 @@ void call_free(struct call *c)
     leg_free(c->target);
     free(c->room_name);
     free(c->dialout_extension);
+    if (c->dialout_plan) {
+        struct dialout_plan *p = c->dialout_plan;
+        su_timer_destroy(p->ring);
+        for (size_t i = 0; i < p->n; i++)
+            free(p->gws[i]);
+        free(p->gws);
+        free(p->headers);
+        free((char *)p->offer);
+        free(p->trunk);
+        free(p->number);
+        free(p);
+    }
     free(c->room_uri);
     free(c->from);
     free(c->sip_call_id);

@@ -21,15 +21,18 @@
 #include <cjson/cJSON.h>
 #include <sofia-sip/nua.h>
 #include <sofia-sip/sip_tag.h>
+#include <sofia-sip/su_wait.h>
 
 #include "app.h"
 #include "call.h"
 #include "config.h"
 #include "dtmf.h"
 #include "events.h"
+#include "gateway.h"
 #include "identity.h"
 #include "leg.h"
 #include "log.h"
+#include "looplag.h"
 #include "relay.h"
 #include "router.h"
 #include "sdp_rewrite.h"
@@ -104,6 +107,157 @@ static void bridged(struct app *app, struct call *c)
 
 static bool wanted(struct leg *leg) { return !leg->call->ended; }
 
+/* ---- reaching the far end: gateways, failover, ring bound ------------- */
+
+/* A gateway that sends nothing at all (not even 100 Trying) in this many
+ * seconds is given up and the next one of the trunk is tried, as for a
+ * transfer (transfer.c). */
+#define GATEWAY_RESPONSE_TIMEOUT 4
+
+static void ring_expired(struct app *app, su_timer_t *t, void *arg)
+{
+    struct call *c = arg;
+    (void)t;
+    if (c->ended || c->dialout_connected)
+        return;
+    struct looplag_mark m;
+    looplag_begin(&m, "timer", "dial-out ring", c->id);
+    char reason[80];
+    snprintf(reason, sizeof reason, "no answer in %d s (transfer.ring_timeout)",
+             app->cfg->transfer.ring_timeout);
+    fail(app, c, 408, reason);
+    looplag_end(&m);
+}
+
+/* The plan of call c: how its far end is reached. A number with a trunk
+ * of several gateways gets them in the order tried: those up first (list
+ * order), then those down, a last resort as for transfers. */
+static struct dialout_plan *plan_new(struct app *app, struct call *c, const char *offer,
+                                     int nstreams, const char *headers,
+                                     const struct trunk_cfg *trunk, const char *number)
+{
+    struct dialout_plan *p = xcalloc(1, sizeof *p);
+    c->dialout_plan = p;
+    p->offer = xstrdup(offer);
+    p->nstreams = nstreams;
+    p->headers = xstrdup(headers);
+    if (trunk && number && trunk->ngateways) {
+        p->trunk = xstrdup(trunk->name);
+        p->number = xstrdup(number);
+        p->gws = xcalloc(trunk->ngateways, sizeof *p->gws);
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t i = 0; i < trunk->ngateways; i++) {
+                const char *gw = trunk->gateways[i];
+                if (gw && gateway_is_up(app, trunk->name, gw) == (pass == 0))
+                    p->gws[p->n++] = xstrdup(gw);
+            }
+    }
+    p->ring = su_timer_create(su_root_task(app->root), 0);
+    if (p->ring)
+        su_timer_set_interval(p->ring, ring_expired, c,
+                              (su_duration_t)app->cfg->transfer.ring_timeout * 1000);
+    return p;
+}
+
+/* The Request-URI (and Route) of the number toward the plan's gateway at
+ * index i, in its trunk's number_format; -1 if that gateway is unusable. */
+static int plan_uri(struct app *app, const struct dialout_plan *p, size_t i, char *uri,
+                    size_t urilen, char *route, size_t routelen)
+{
+    const struct trunk_cfg *trunk = config_trunk_by_name(app->cfg, p->trunk);
+    if (!trunk)
+        return target_pstn_uri(p->gws[i], p->number, uri, urilen);
+    struct trunk_cfg via = *trunk;
+    via.gateway = p->gws[i];
+    route[0] = '\0';
+    return target_number_uri(&via, p->number, uri, urilen, route, routelen);
+}
+
+/* A new far-end leg toward uri, INVITEd with the plan's offer and headers;
+ * NULL (err says why) if it could not be made. The caller makes it
+ * c->caller. */
+static struct leg *far_dial(struct app *app, struct call *c, enum leg_far kind, const char *uri,
+                            const char *route, char *err, size_t errlen, bool *no_ports)
+{
+    struct dialout_plan *p = c->dialout_plan;
+    const struct trunk_cfg *trunk = p->trunk ? config_trunk_by_name(app->cfg, p->trunk)
+                                             : router_trunk_for_uri(app->cfg, uri);
+    struct leg *far = leg_new(c, LEG_CALLER, kind, &far_ops);
+    far->uri = xstrdup(uri);
+    far->dialled = true; /* for leg_sdp_for(): our offer, not an answer */
+    if (route && route[0])
+        far->route = xstrdup(route);
+    if (leg_media_new(app, far, p->nstreams, c->room, err, errlen) < 0) {
+        *no_ports = true;
+        leg_free(far);
+        return NULL;
+    }
+    if (c->room && c->room->ep)
+        relay_connect(far->ep, c->room->ep);
+    leg_media_from_trunk(far, trunk);
+    leg_auth_from_trunk(far, trunk);
+    const char *offer = leg_sdp_for(app, far, p->offer, strlen(p->offer));
+    if (!offer || leg_invite(app, far, c->from_hdr, p->headers, offer,
+                             p->n ? GATEWAY_RESPONSE_TIMEOUT : 0) < 0) {
+        snprintf(err, errlen, "cannot address %.180s", uri);
+        leg_free(far);
+        return NULL;
+    }
+    return far;
+}
+
+/* The far end's INVITE toward a trunk gateway failed: 503 (the gateway's
+ * or sofia's for a transport error) or nothing at all, before any
+ * provisional answer, marks that gateway down and dials the next one with
+ * a fresh leg (true). Anything else is the far end's answer (false). */
+static bool fail_over(struct app *app, struct leg *far, enum leg_failure why, int status,
+                      const char *phrase)
+{
+    struct call *c = far->call;
+    struct dialout_plan *p = c->dialout_plan;
+    if (!p || !p->n || p->at >= p->n || c->ended || far != c->caller)
+        return false;
+    const char *gw = p->gws[p->at];
+    bool unavailable = why == LEG_FAIL_TIMEOUT || (why == LEG_FAIL_STATUS && status == 503);
+    if (!unavailable || p->progress) {
+        if (why == LEG_FAIL_STATUS)
+            gateway_mark(app, p->trunk, gw, true, "it answered a call");
+        return false;
+    }
+    char reason[120];
+    if (why == LEG_FAIL_TIMEOUT)
+        snprintf(reason, sizeof reason, "no response to an INVITE");
+    else
+        snprintf(reason, sizeof reason, "INVITE answered %d %.60s", status, phrase ? phrase : "");
+    gateway_mark(app, p->trunk, gw, false, reason);
+    while (++p->at < p->n) {
+        char uri[512], route[520], err[200];
+        if (plan_uri(app, p, p->at, uri, sizeof uri, route, sizeof route) < 0)
+            continue;
+        call_log(c, LOG_INFO, "dial-out: gateway %s failed (%s): trying %s", gw, reason,
+                 p->gws[p->at]);
+        bool no_ports = false;
+        struct leg *next = far_dial(app, c, far->far, uri, route, err, sizeof err, &no_ports);
+        if (!next) {
+            call_log(c, LOG_WARN, "dial-out: gateway %s not dialled: %s", p->gws[p->at], err);
+            if (no_ports)
+                break;
+            continue;
+        }
+        /* The failed leg ends on its own after its 503. One that never got
+         * any answer would wait out its INVITE transaction (a CANCEL needs
+         * a provisional first) and hold the call: its handle is destroyed
+         * now and it is freed. */
+        bool silent = why == LEG_FAIL_TIMEOUT && far->state == LEG_EARLY && far->nh;
+        leg_detach(far);
+        c->caller = next;
+        if (silent)
+            leg_terminated(app, far); /* freed */
+        return true;
+    }
+    return false;
+}
+
 /* ---- the far end ------------------------------------------------------- */
 
 static void far_progress(struct app *app, struct leg *far, int status, const char *phrase,
@@ -111,6 +265,12 @@ static void far_progress(struct app *app, struct leg *far, int status, const cha
 {
     struct call *c = far->call;
     call_log(c, LOG_INFO, "dial-out: far end %d %s", status, phrase ? phrase : "");
+    struct dialout_plan *p = c->dialout_plan;
+    if (p && p->at < p->n && !p->progress) {
+        /* it is alive, and from now on its final answer is the answer */
+        p->progress = true;
+        gateway_mark(app, p->trunk, p->gws[p->at], true, "it answered a call");
+    }
     /* a room that placed the call hears it ring (no early media: the
      * relay's answer to it is the far end's final one) */
     struct leg *room = c->room;
@@ -122,6 +282,13 @@ static void far_progress(struct app *app, struct leg *far, int status, const cha
 static void far_failed(struct app *app, struct leg *far, enum leg_failure why, int status,
                        const char *phrase)
 {
+    if (fail_over(app, far, why, status, phrase))
+        return;
+    /* nothing at all came back: its INVITE transaction would hold the
+     * call for 32 s (a CANCEL needs a provisional first), so its handle is
+     * destroyed once the session is failed */
+    bool silent = why == LEG_FAIL_TIMEOUT && far->state == LEG_EARLY && far->nh;
+    struct call *c = far->call;
     switch (why) {
     case LEG_FAIL_STATUS:
         fail(app, far->call, status, phrase ? phrase : "refused");
@@ -136,6 +303,11 @@ static void far_failed(struct app *app, struct leg *far, enum leg_failure why, i
         fail(app, far->call, 408, "no response from the far end");
         break;
     }
+    if (silent && far->nh && c->caller == far) {
+        leg_terminated(app, far);
+        if (app->call_over)
+            app->call_over(app, c);
+    }
 }
 
 static void far_answered(struct app *app, struct leg *far, int status, const struct leg_sdp *sdp)
@@ -146,6 +318,12 @@ static void far_answered(struct app *app, struct leg *far, int status, const str
         return;
     }
     c->dialout_connected = true;
+    struct dialout_plan *p = c->dialout_plan;
+    if (p) {
+        su_timer_reset(p->ring);
+        if (p->at < p->n)
+            gateway_mark(app, p->trunk, p->gws[p->at], true, "it answered a call");
+    }
     if (c->room_originated) {
         /* the room asked for this call: it gets the far end's answer */
         call_log(c, LOG_INFO, "dial-out: far end answered %d; answering the room", status);
@@ -359,23 +537,14 @@ enum dialout_error dialout_start(struct app *app, const struct dialout_request *
         c->dialout_wait_ext = req->wait_ext_sec;
     }
 
-    struct leg *far = leg_new(c, LEG_CALLER, t.kind == TARGET_PSTN ? FAR_PSTN : FAR_SIP, &far_ops);
-    c->caller = far;
     c->room = leg_new(c, LEG_ROOM, FAR_ROOM, &room_ops);
-    far->uri = xstrdup(t.uri);
-    far->dialled = true; /* for leg_sdp_for(): our offer, not an answer */
     c->room->uri = xstrdup(room->uri);
-    if (t.route[0])
-        far->route = xstrdup(t.route);
-    if (leg_media_new(app, far, 1, NULL, err, sizeof err) < 0 ||
-        leg_media_new(app, c->room, 1, far, err, sizeof err) < 0) {
+    if (leg_media_new(app, c->room, 1, NULL, err, sizeof err) < 0) {
         call_log(c, LOG_ERROR, "dial-out refused: %s", err);
         snprintf(info, infolen, "no media ports left");
         call_free(c);
         return DIALOUT_E_BUSY;
     }
-    relay_connect(far->ep, c->room->ep);
-    const char *offer = leg_sdp_for(app, far, OFFER, sizeof OFFER - 1);
     char headers[TARGET_MAX_HEADERS * 284 + 600];
     int n = snprintf(headers, sizeof headers, "X-Session-Id: %s", c->id);
     for (int i = 0; i < t.nheaders && n < (int)sizeof headers; i++)
@@ -386,14 +555,29 @@ enum dialout_error dialout_start(struct app *app, const struct dialout_request *
         if (idh[0])
             snprintf(headers + n, sizeof headers - (size_t)n, "\r\n%s", idh);
     }
-    leg_media_from_trunk(far, trunk);
-    leg_auth_from_trunk(far, trunk);
-    if (!offer || leg_invite(app, far, c->from_hdr, headers, offer, 0) < 0) {
-        snprintf(info, infolen, "cannot address %s", t.uri);
-        call_free(c);
-        return DIALOUT_E_BAD;
+    bool pstn = t.kind == TARGET_PSTN;
+    struct dialout_plan *p = plan_new(app, c, OFFER, 1, headers, pstn ? trunk : NULL,
+                                      pstn ? t.number : NULL);
+    enum leg_far kind = pstn ? FAR_PSTN : FAR_SIP;
+    struct leg *far = NULL;
+    bool no_ports = false;
+    if (!p->n)
+        far = far_dial(app, c, kind, t.uri, t.route, err, sizeof err, &no_ports);
+    for (p->at = 0; !far && !no_ports && p->at < p->n; p->at++) {
+        char uri[512], route[520];
+        if (plan_uri(app, p, p->at, uri, sizeof uri, route, sizeof route) == 0)
+            far = far_dial(app, c, kind, uri, route, err, sizeof err, &no_ports);
+        if (far)
+            break;
     }
-    call_log(c, LOG_INFO, "dial-out from room %s: INVITE %s%s%s", room->name, t.uri,
+    if (!far) {
+        call_log(c, LOG_ERROR, "dial-out refused: %s", err);
+        snprintf(info, infolen, "%s", no_ports ? "no media ports left" : err);
+        call_free(c);
+        return no_ports ? DIALOUT_E_BUSY : DIALOUT_E_BAD;
+    }
+    c->caller = far;
+    call_log(c, LOG_INFO, "dial-out from room %s: INVITE %s%s%s", room->name, far->uri,
              trunk ? " via trunk " : "", trunk ? trunk->name : "");
     snprintf(id, idlen, "%s", c->id);
     return DIALOUT_OK;
@@ -433,12 +617,6 @@ void dialout_incoming(struct app *app, nua_t *nua, nua_handle_t *nh, const sip_t
         nua_handle_destroy(nh);
         return;
     }
-    char uri[512], route[520] = "";
-    if (target_number_uri(ar->trunk, ar->number, uri, sizeof uri, route, sizeof route) < 0) {
-        nua_respond(nh, 500, "Trunk Gateway Unusable", TAG_END());
-        nua_handle_destroy(nh);
-        return;
-    }
     struct call *c = call_new(app->calls, cfg->node);
     c->dialout = true;
     c->room_originated = true;
@@ -466,7 +644,7 @@ void dialout_incoming(struct app *app, nua_t *nua, nua_handle_t *nh, const sip_t
     c->from = xstrdup(ruri);
     c->room_uri = xstrdup(ruri);
     room->uri = xstrdup(ruri);
-    c->to = xstrdup(uri);
+    c->to = xstrdup(ar->number);
     if (sip->sip_call_id)
         c->sip_call_id = xstrdup(sip->sip_call_id->i_id);
     char from[600];
@@ -483,31 +661,38 @@ void dialout_incoming(struct app *app, nua_t *nua, nua_handle_t *nh, const sip_t
         call_hangup(c, refusal, "Not Acceptable Here");
         return;
     }
-    struct leg *far = leg_new(c, LEG_CALLER, FAR_PSTN, &far_ops);
-    c->caller = far;
-    far->uri = xstrdup(uri);
-    far->dialled = true;
-    if (route[0])
-        far->route = xstrdup(route);
-    if (leg_media_new(app, room, offer->nstreams, NULL, err, sizeof err) < 0 ||
-        leg_media_new(app, far, offer->nstreams, room, err, sizeof err) < 0) {
+    if (leg_media_new(app, room, offer->nstreams, NULL, err, sizeof err) < 0) {
         call_log(c, LOG_ERROR, "no media ports: %s; refusing 503", err);
         call_hangup(c, 503, "Media Ports Exhausted");
         return;
     }
-    relay_connect(room->ep, far->ep);
     leg_set_neg(room, NEG_OFFER_RECEIVED);
     leg_learn_sdp(room, offer, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
-    const char *body = leg_sdp_for(app, far, room->sdp_in, strlen(room->sdp_in));
     char headers[900], idh[400];
     identity_headers(&c->ident, ar->trunk->identity, app->sip_host, idh, sizeof idh);
     snprintf(headers, sizeof headers, "X-Session-Id: %s%s%s", c->id, idh[0] ? "\r\n" : "", idh);
-    leg_media_from_trunk(far, ar->trunk);
-    leg_auth_from_trunk(far, ar->trunk);
-    if (!body || leg_invite(app, far, c->from_hdr, headers, body, 0) < 0) {
-        call_log(c, LOG_ERROR, "cannot call %s", uri);
-        call_hangup(c, 500, "Server Internal Error");
+    struct dialout_plan *p =
+        plan_new(app, c, room->sdp_in, offer->nstreams, headers, ar->trunk, ar->number);
+    struct leg *far = NULL;
+    bool no_ports = false;
+    for (p->at = 0; !far && !no_ports && p->at < p->n; p->at++) {
+        char uri[512], route[520];
+        if (plan_uri(app, p, p->at, uri, sizeof uri, route, sizeof route) == 0)
+            far = far_dial(app, c, FAR_PSTN, uri, route, err, sizeof err, &no_ports);
+        if (far)
+            break;
     }
+    if (!far) {
+        call_log(c, LOG_ERROR, "cannot call %s: %s", ar->number, p->n ? err : "no gateway");
+        if (no_ports)
+            call_hangup(c, 503, "Media Ports Exhausted");
+        else
+            call_hangup(c, 500, "Trunk Gateway Unusable");
+        return;
+    }
+    c->caller = far;
+    free(c->to);
+    c->to = xstrdup(far->uri);
 }
 
 enum dialout_error dialout_stop(struct app *app, const char *room, const char *session_id,

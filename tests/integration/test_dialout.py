@@ -398,3 +398,171 @@ def test_room_placed_call_refused_by_the_gateway_gets_its_status(t):
     gw.check_ok(20)
     d.wait_idle()
     d.check_clean_exit()
+
+
+def failover_daemon(t, ports, room_port, w, **settings):
+    """A daemon whose trunk has the gateways on ports (in that order, with
+    GOOD_AUTH) and room-a at room_port."""
+    from test_failover import trunk_keys
+    return t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room_port)},
+                    trunk_extra=trunk_keys(ports, 0) + " " + GOOD_AUTH,
+                    **dict({"webhooks.url": w.url, "webhooks.secret": w.secret}, **settings))
+
+
+def dialout_failovers(d):
+    return re.findall(r"dial-out: gateway \S+ failed \(.*\): trying \S+", d.log_text())
+
+
+@case
+def test_dialout_fails_over_503_then_silent_then_third_gateway(t):
+    """The trunk's first gateway answers 503, the second reads the INVITE
+    and sends nothing back (given up after the 4 s gateway response
+    timeout, its handle dropped), the third challenges and answers: the
+    room joins, dialout.connected and dialout.answered (no error), the two
+    that failed are marked down and the third up; DELETE leaves nothing."""
+    from test_failover import SilentGateway, up
+    gw1 = t.sipp("gateway_503.xml")
+    gw3 = t.sipp("gateway_auth401.xml")
+    p2 = free_port()
+    silent = SilentGateway(p2)
+    try:
+        room = t.sipp("room.xml")
+        w = Webhooks(t)
+        d = failover_daemon(t, [gw1.port, p2, gw3.port], room.port, w)
+        gw1.start()
+        gw3.start()
+        room.start()
+        d.start()
+        st, obj = dial(d, phoneNumber=NUMBER)
+        check(st == 200, "dialOut/start: %s %s" % (st, obj))
+        sid = obj["sessionId"]
+        w.wait_type("dialout.answered", 30)
+        types = [e["type"] for e in events_of(w, sid)]
+        check(types == ["dialout.connected", "dialout.answered"], "events: %s" % types)
+        lines = dialout_failovers(d)
+        check(len(lines) == 2 and "503" in lines[0] and "no response to an INVITE" in lines[1],
+              "a failover after the 503, one after the silence: %s" % lines)
+        check("INVITE" in silent.methods(), "the silent gateway got no INVITE: %s"
+              % silent.requests)
+        m = d.metrics()
+        check(m.get(up(gw1.port)) == 0 and m.get(up(p2)) == 0 and m.get(up(gw3.port)) == 1,
+              "gateway states: %s" % {k: v for k, v in m.items() if "gateway_up" in k})
+        st, _ = d.api("DELETE", "/v1/sessions/%s" % sid)
+        check(st == 200, "DELETE: %s" % st)
+        gw1.check_ok(20, "the first gateway must get its ACK for the 503")
+        gw3.check_ok(20, "the third gateway must take the call, then the BYE")
+        room.check_ok(20)
+        w.wait_type("dialout.stopped", 20)
+        d.wait_idle()
+        d.check_clean_exit()
+    finally:
+        silent.close()
+
+
+@case
+def test_dialout_every_gateway_503_reports_503(t):
+    """Both gateways answer 503: each is tried once, dialout.error carries
+    503, the room is never called, nothing is left."""
+    gw1 = t.sipp("gateway_503.xml")
+    gw2 = t.sipp("gateway_503.xml")
+    room = t.sipp("room.xml")
+    w = Webhooks(t)
+    d = failover_daemon(t, [gw1.port, gw2.port], room.port, w)
+    gw1.start()
+    gw2.start()
+    d.start()
+    st, obj = dial(d, phoneNumber=NUMBER)
+    check(st == 200, "dialOut/start: %s %s" % (st, obj))
+    sid = obj["sessionId"]
+    w.wait_type("dialout.error", 20)
+    err = events_of(w, sid)[-1]["payload"]
+    check(err.get("sip_status") == 503, "dialout.error: %s" % err)
+    check(len(dialout_failovers(d)) == 1, "one failover: %s" % dialout_failovers(d))
+    gw1.check_ok(20)
+    gw2.check_ok(20)
+    d.wait_idle()
+    check("inviting room" not in d.log_text(), "the room must not be called")
+    d.check_clean_exit()
+
+
+@case
+def test_dialout_only_gateway_silent_fails_408_at_once(t):
+    """The only gateway never answers: dialout.error 408 after the gateway
+    response timeout and the session is gone at once (not after the
+    INVITE transaction's 32 s)."""
+    from test_failover import SilentGateway
+    p1 = free_port()
+    silent = SilentGateway(p1)
+    try:
+        room = t.sipp("room.xml")
+        w = Webhooks(t)
+        d = failover_daemon(t, [p1], room.port, w)
+        d.start()
+        st, obj = dial(d, phoneNumber=NUMBER)
+        check(st == 200, "dialOut/start: %s %s" % (st, obj))
+        sid = obj["sessionId"]
+        w.wait_type("dialout.error", 20)
+        err = events_of(w, sid)[-1]["payload"]
+        check(err.get("sip_status") == 408, "dialout.error: %s" % err)
+        wait_for(lambda: session(d, sid) is None, 5, "the session to be gone at once")
+        d.wait_idle()
+        d.check_clean_exit()
+    finally:
+        silent.close()
+
+
+@case
+def test_dialout_ring_timeout_cancels(t):
+    """A far end that rings and never answers is CANCELled after
+    transfer.ring_timeout (2 s here; SIPp room_ring.xml waits for the
+    CANCEL): dialout.error 408 naming the timeout, nothing left."""
+    far = t.sipp("room_ring.xml")
+    room = t.sipp("room.xml")
+    w = Webhooks(t)
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)},
+                 **{"webhooks.url": w.url, "webhooks.secret": w.secret,
+                    "transfer.ring_timeout": 2})
+    far.start()
+    d.start()
+    st, obj = dial(d, sipUri="sip:bob@%s:%d" % (HOST, far.port))
+    check(st == 200, "dialOut/start: %s %s" % (st, obj))
+    sid = obj["sessionId"]
+    far.check_ok(20, "the far end must get a CANCEL")
+    w.wait_type("dialout.error", 20)
+    err = events_of(w, sid)[-1]["payload"]
+    check(err.get("sip_status") == 408 and "ring_timeout" in err.get("reason", ""),
+          "dialout.error: %s" % err)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_room_placed_call_fails_over_to_the_second_gateway(t):
+    """A room's own INVITE to a number whose trunk's first gateway answers
+    503: the second gateway (challenging) takes it, the room gets its 200;
+    the first is marked down."""
+    from test_failover import trunk_keys, up
+    gw1 = t.sipp("gateway_503.xml")
+    gw2 = t.sipp("gateway_auth401.xml")
+    w = Webhooks(t)
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:5999" % HOST},
+                 trunk_extra=trunk_keys([gw1.port, gw2.port], 0) + " " + GOOD_AUTH,
+                 trunk_sources=["127.0.0.2/32"],
+                 **{"rooms.sources": ["127.0.0.1/32"], "webhooks.url": w.url,
+                    "webhooks.secret": w.secret})
+    gw1.start()
+    gw2.start()
+    d.start()
+    room = room_calling(t, d)
+    room.start()
+    w.wait_type("dialout.answered", 20)
+    sid = [e for e in w.events() if e["type"] == "dialout.answered"][0]["payload"]["session_id"]
+    check(len(dialout_failovers(d)) == 1, "one failover: %s" % dialout_failovers(d))
+    check(d.metric(up(gw1.port)) == 0, "the 503 gateway must be down")
+    st, _ = d.api("DELETE", "/v1/sessions/%s" % sid)
+    check(st == 200, "DELETE: %s" % st)
+    gw1.check_ok(20)
+    gw2.check_ok(20, "the second gateway must take the call, then the BYE")
+    room.check_ok(20, "the room must get its 200, then the BYE")
+    d.wait_idle()
+    d.check_clean_exit()
