@@ -43,11 +43,13 @@
 #include <sofia-sip/url.h>
 
 /* What we offer the far end: the relay's address and port are written in
- * by leg_sdp_for(). */
+ * by leg_sdp_for(). The placeholder address must not be 0.0.0.0, which
+ * the rewrite keeps as it is (RFC 2543 hold): the far end would have
+ * nowhere to send its media. */
 static const char OFFER[] = "v=0\r\n"
-                            "o=sipxfer 1 1 IN IP4 0.0.0.0\r\n"
+                            "o=sipxfer 1 1 IN IP4 192.0.2.1\r\n"
                             "s=-\r\n"
-                            "c=IN IP4 0.0.0.0\r\n"
+                            "c=IN IP4 192.0.2.1\r\n"
                             "t=0 0\r\n"
                             "m=audio 9 RTP/AVP 0 8 101\r\n"
                             "a=rtpmap:0 PCMU/8000\r\n"

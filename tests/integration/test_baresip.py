@@ -307,3 +307,53 @@ def start_baresip_room(t, agent, ca, dumps):
             if not e.address_in_use or attempt == START_ATTEMPTS:
                 raise
             t.note("baresip room attempt %d lost a port, retried: %s" % (attempt, e.race_line()))
+
+
+@case
+def test_dialout_to_an_srtp_far_end_over_tls(t):
+    """Issue 14 with 13: dialOut/start to a SIP URI with ;transport=tls
+    (baresip auto-answering, mediaenc=srtp, its 440 Hz ausine tone) under
+    media.srtp = "allow": the far end is offered our key over TLS, its SRTP
+    is decrypted in the relay and reaches the plain room as PCMU carrying
+    the tone; no authentication failure; DELETE ends both legs."""
+    from harness import Webhooks, wait_for
+    from test_public import tls_daemon
+    sink = RtpSink()
+    b = None
+    try:
+        w = Webhooks(t)
+        d, room = tls_daemon(t, "room_sink.xml", keys={"sink_port": sink.port},
+                             **{"media.srtp": "allow", "webhooks.url": w.url,
+                                "webhooks.secret": w.secret})
+        d.start()
+        dumps = t.path("dumps")
+        os.makedirs(dumps)
+        b = start_baresip_room(t, d.agent, d.ca, dumps)
+        st, obj = d.api("POST", "/v1/rooms/room-a/dialOut/start",
+                        {"sipUri": "sip:room@%s:%d;transport=tls" % (HOST, b.tls_port)})
+        check(st == 200, "dialOut/start: %s %s" % (st, obj))
+        sid = obj["sessionId"]
+        w.wait_type("dialout.answered", 20)
+        wait_for(lambda: len(sink.pcmu()) >= 8000, 15,
+                 "one second of PCMU at the room (got %d packets)" % len(sink.packets))
+        samples = sink.pcmu()[-8000:]
+        peak = max(abs(x) for x in samples)
+        p440, p1000 = tone_power(samples, 440), tone_power(samples, 1000)
+        t.note("room audio from the SRTP far end: peak %d, 440 Hz %.2f, 1 kHz %.3f" % (
+            peak, p440, p1000))
+        check(peak > 1000 and p440 > 0.5 and p1000 < 0.05,
+              "the room did not get the far end's tone: peak %d, 440 Hz %.2f, 1 kHz %.2f" % (
+                  peak, p440, p1000))
+        check(d.metric("sipxfer_srtp_decrypted_total") >= 50, "decrypted packets: %s" %
+              d.metric("sipxfer_srtp_decrypted_total"))
+        check(d.metric("sipxfer_srtp_auth_failures_total") == 0, "authentication failures")
+        st, _ = d.api("DELETE", "/v1/sessions/%s" % sid)
+        check(st == 200, "DELETE: %s" % st)
+        room.check_ok(20, "room must get BYE")
+        w.wait_type("dialout.stopped", 20)
+        d.wait_idle()
+        d.check_clean_exit()
+    finally:
+        if b:
+            b.terminate()
+        sink.close()

@@ -209,6 +209,13 @@ def test_dialout_send_dtmf_by_sip_info(t):
     signals = re.findall(r"Signal=(\S)\s*\nDuration=(\d+)", text.replace("\r", ""))
     check(signals == [("9", "100"), ("*", "100"), ("#", "100")], "INFO bodies: %s" % signals)
     check(text.count("Content-Type: application/dtmf-relay") >= 3, "INFO Content-Type")
+    # our offer names the relay's address: a 0.0.0.0 there (hold) would
+    # leave the far end nowhere to send its media
+    offer = re.search(r"message received \[\d+\] bytes :\n\nINVITE .*?\n\n(.*?)(?=\n-{10,})",
+                      text.replace("\r", ""), re.S)
+    check(offer and re.search(r"^c=IN IP4 127\.0\.0\.1$", offer.group(1), re.M) and
+          re.search(r"^m=audio [1-9]\d* RTP/AVP 0 8 101$", offer.group(1), re.M),
+          "the far end's offer must name the relay: %r" % (offer and offer.group(1)))
     d.wait_idle()
     d.check_clean_exit()
 
