@@ -185,6 +185,61 @@ def test_dialout_send_dtmf_as_telephone_events(t):
     d.check_clean_exit()
 
 
+def telephone_events(sink, want, secs=10):
+    """[(event, ms after the first packet)] of the RFC 4733 end packets
+    (payload type 101) arriving at sink, until want of them or secs."""
+    import time
+    ended, first = [], None
+    deadline = time.time() + secs
+    sink.settimeout(0.5)
+    while time.time() < deadline and len(ended) < want:
+        try:
+            pkt, _ = sink.recvfrom(2048)
+        except OSError:
+            continue
+        now = time.monotonic()
+        if first is None:
+            first = now
+        if len(pkt) >= 16 and pkt[1] & 0x7f == 101 and pkt[13] & 0x80:
+            if not ended or ended[-1][0] != pkt[12]:
+                ended.append((pkt[12], now))
+    return ended, first
+
+
+@case
+def test_dialout_extension_digits_after_the_wait(t):
+    """extension "47" with waitBeforeExtensionDialSec 1: once the room
+    joined, the far end (telephone-event negotiated) gets RFC 4733 events
+    4 and 7, the first no sooner than the wait after dialout.answered."""
+    import socket
+    import time
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind((HOST, 0))
+    far = t.sipp("target_dtmf.xml", keys={"rtp_port": sink.getsockname()[1]})
+    d, room, w = setup(t, far)
+    try:
+        st, obj = dial(d, sipUri="sip:bob@%s:%d" % (HOST, far.port), extension="47",
+                       waitBeforeExtensionDialSec=1)
+        check(st == 200, "dialOut/start: %s %s" % (st, obj))
+        sid = obj["sessionId"]
+        w.wait_type("dialout.answered", 20)
+        answered_at = time.monotonic()
+        ended, _ = telephone_events(sink, 2)
+        check([e for e, _ in ended] == [4, 7], "extension digits at the far end: %s" % ended)
+        first_end = ended[0][1] - answered_at
+        # its end packet comes after the 1 s wait plus the digit's 500 ms
+        # (1.5 s after the join; 0.5 s without the wait): 0.9 leaves room
+        # for the webhook's delivery lag
+        check(first_end >= 0.9, "the first digit ended %.2f s after the room joined" % first_end)
+        d.api("POST", "/v1/rooms/room-a/dialOut/stop", {"sessionId": sid})
+    finally:
+        sink.close()
+    far.check_ok(20)
+    w.wait_type("dialout.stopped", 20)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
 @case
 def test_dialout_send_dtmf_by_sip_info(t):
     """sendDTMF to a far end without telephone-event: auto picks SIP INFO,
