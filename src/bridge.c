@@ -271,7 +271,9 @@ static void bridged_bye(struct app *app, struct leg *leg, bool cancel)
     if (leg == c->room && transfer_active(c))
         return;
     if (!c->end_reason && (leg == c->caller || leg == c->room))
-        c->end_reason = leg == c->caller ? "caller-hangup" : "room-hangup";
+        c->end_reason = leg == c->room     ? "room-hangup"
+                        : c->dialout        ? "far-end-hangup" /* the leg we called */
+                                            : "caller-hangup";
     leg_hangup(leg_peer(leg), 200, "OK");
 }
 

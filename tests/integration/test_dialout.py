@@ -628,3 +628,22 @@ def test_room_placed_call_fails_over_to_the_second_gateway(t):
     room.check_ok(20, "the room must get its 200, then the BYE")
     d.wait_idle()
     d.check_clean_exit()
+
+
+@case
+def test_dialout_far_end_hanging_up_ends_the_session(t):
+    """The far end answers, then hangs up with BYE (SIPp room_hangup.xml,
+    -d 1000): the room gets a BYE, dialout.stopped says far-end-hangup."""
+    far = t.sipp("room_hangup.xml", extra=["-d", "1000"])
+    d, room, w = setup(t, far, room_scenario="room.xml")
+    st, obj = dial(d, sipUri="sip:bob@%s:%d" % (HOST, far.port))
+    check(st == 200, "dialOut/start: %s %s" % (st, obj))
+    sid = obj["sessionId"]
+    w.wait_type("dialout.stopped", 20)
+    stopped = events_of(w, sid)[-1]
+    check(stopped["type"] == "dialout.stopped" and
+          stopped["payload"].get("reason") == "far-end-hangup", "dialout.stopped: %s" % stopped)
+    far.check_ok(20)
+    room.check_ok(20, "the room must get the BYE")
+    d.wait_idle()
+    d.check_clean_exit()
