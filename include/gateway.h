@@ -33,6 +33,17 @@ bool gateway_is_up(struct app *app, const char *trunk, const char *uri);
  * (down). why goes into the log line when the state changes. */
 void gateway_mark(struct app *app, const char *trunk, const char *uri, bool up, const char *why);
 
+/* A call's INVITE toward gateway uri of trunk failed. With status 503
+ * (the gateway's, or sofia's for a transport error) or no response at all
+ * (timed_out), before any provisional answer (provisional false), the
+ * gateway is marked down, reason says why for the log, and true says:
+ * try the next one. Any other final status (status > 0) is the far end's
+ * answer: the gateway is marked up. status 0: an answer we could not use
+ * (no state change). */
+bool gateway_failed(struct app *app, const char *trunk, const char *uri, bool timed_out,
+                    int status, const char *phrase, bool provisional, char *reason,
+                    size_t reasonlen);
+
 /* The i-th gateway (0..n-1): false past the end. For /metrics. */
 bool gateway_get(struct app *app, size_t i, const char **trunk, const char **uri, bool *up);
 

@@ -208,6 +208,24 @@ static struct leg *far_dial(struct app *app, struct call *c, enum leg_far kind, 
     return far;
 }
 
+/* The far end through the first of the plan's gateways that takes the
+ * INVITE (p->at is then its index); NULL if none did. */
+static struct leg *dial_first(struct app *app, struct call *c, enum leg_far kind, char *err,
+                              size_t errlen, bool *no_ports)
+{
+    struct dialout_plan *p = c->dialout_plan;
+    snprintf(err, errlen, "no usable gateway");
+    for (p->at = 0; p->at < p->n && !*no_ports; p->at++) {
+        char uri[512], route[520];
+        if (plan_uri(app, p, p->at, uri, sizeof uri, route, sizeof route) < 0)
+            continue;
+        struct leg *far = far_dial(app, c, kind, uri, route, err, errlen, no_ports);
+        if (far)
+            return far;
+    }
+    return NULL;
+}
+
 /* The far end's INVITE toward a trunk gateway failed: 503 (the gateway's
  * or sofia's for a transport error) or nothing at all, before any
  * provisional answer, marks that gateway down and dials the next one with
@@ -220,18 +238,11 @@ static bool fail_over(struct app *app, struct leg *far, enum leg_failure why, in
     if (!p || !p->n || p->at >= p->n || c->ended || far != c->caller)
         return false;
     const char *gw = p->gws[p->at];
-    bool unavailable = why == LEG_FAIL_TIMEOUT || (why == LEG_FAIL_STATUS && status == 503);
-    if (!unavailable || p->progress) {
-        if (why == LEG_FAIL_STATUS)
-            gateway_mark(app, p->trunk, gw, true, "it answered a call");
-        return false;
-    }
     char reason[120];
-    if (why == LEG_FAIL_TIMEOUT)
-        snprintf(reason, sizeof reason, "no response to an INVITE");
-    else
-        snprintf(reason, sizeof reason, "INVITE answered %d %.60s", status, phrase ? phrase : "");
-    gateway_mark(app, p->trunk, gw, false, reason);
+    if (!gateway_failed(app, p->trunk, gw, why == LEG_FAIL_TIMEOUT,
+                        why == LEG_FAIL_STATUS ? status : 0, phrase, p->progress, reason,
+                        sizeof reason))
+        return false;
     while (++p->at < p->n) {
         char uri[512], route[520], err[200];
         if (plan_uri(app, p, p->at, uri, sizeof uri, route, sizeof route) < 0)
@@ -561,17 +572,9 @@ enum dialout_error dialout_start(struct app *app, const struct dialout_request *
     struct dialout_plan *p = plan_new(app, c, OFFER, 1, headers, pstn ? trunk : NULL,
                                       pstn ? t.number : NULL);
     enum leg_far kind = pstn ? FAR_PSTN : FAR_SIP;
-    struct leg *far = NULL;
     bool no_ports = false;
-    if (!p->n)
-        far = far_dial(app, c, kind, t.uri, t.route, err, sizeof err, &no_ports);
-    for (p->at = 0; !far && !no_ports && p->at < p->n; p->at++) {
-        char uri[512], route[520];
-        if (plan_uri(app, p, p->at, uri, sizeof uri, route, sizeof route) == 0)
-            far = far_dial(app, c, kind, uri, route, err, sizeof err, &no_ports);
-        if (far)
-            break;
-    }
+    struct leg *far = p->n ? dial_first(app, c, kind, err, sizeof err, &no_ports)
+                           : far_dial(app, c, kind, t.uri, t.route, err, sizeof err, &no_ports);
     if (!far) {
         call_log(c, LOG_ERROR, "dial-out refused: %s", err);
         snprintf(info, infolen, "%s", no_ports ? "no media ports left" : err);
@@ -673,19 +676,11 @@ void dialout_incoming(struct app *app, nua_t *nua, nua_handle_t *nh, const sip_t
     char headers[900], idh[400];
     identity_headers(&c->ident, ar->trunk->identity, app->sip_host, idh, sizeof idh);
     snprintf(headers, sizeof headers, "X-Session-Id: %s%s%s", c->id, idh[0] ? "\r\n" : "", idh);
-    struct dialout_plan *p =
-        plan_new(app, c, room->sdp_in, offer->nstreams, headers, ar->trunk, ar->number);
-    struct leg *far = NULL;
+    plan_new(app, c, room->sdp_in, offer->nstreams, headers, ar->trunk, ar->number);
     bool no_ports = false;
-    for (p->at = 0; !far && !no_ports && p->at < p->n; p->at++) {
-        char uri[512], route[520];
-        if (plan_uri(app, p, p->at, uri, sizeof uri, route, sizeof route) == 0)
-            far = far_dial(app, c, FAR_PSTN, uri, route, err, sizeof err, &no_ports);
-        if (far)
-            break;
-    }
+    struct leg *far = dial_first(app, c, FAR_PSTN, err, sizeof err, &no_ports);
     if (!far) {
-        call_log(c, LOG_ERROR, "cannot call %s: %s", ar->number, p->n ? err : "no gateway");
+        call_log(c, LOG_ERROR, "cannot call %s: %s", ar->number, err);
         if (no_ports)
             call_hangup(c, 503, "Media Ports Exhausted");
         else

@@ -204,6 +204,24 @@ void gateway_mark(struct app *app, const char *trunk, const char *uri, bool up, 
         set_state(e, up, why);
 }
 
+bool gateway_failed(struct app *app, const char *trunk, const char *uri, bool timed_out,
+                    int status, const char *phrase, bool provisional, char *reason,
+                    size_t reasonlen)
+{
+    bool unavailable = timed_out || status == 503;
+    if (!unavailable || provisional) {
+        if (status > 0 && !timed_out)
+            gateway_mark(app, trunk, uri, true, "it answered a call");
+        return false;
+    }
+    if (timed_out)
+        snprintf(reason, reasonlen, "no response to an INVITE");
+    else
+        snprintf(reason, reasonlen, "INVITE answered %d %.60s", status, phrase ? phrase : "");
+    gateway_mark(app, trunk, uri, false, reason);
+    return true;
+}
+
 bool gateway_get(struct app *app, size_t i, const char **trunk, const char **uri, bool *up)
 {
     struct gateways *g = app->gateways;

@@ -602,19 +602,11 @@ static bool fail_over(struct app *app, struct transfer *x, struct leg *tl, enum 
     if (!x->gw_trunk || x->gw_at >= x->gw_n)
         return false;
     const char *gw = x->gw_uris[x->gw_at];
-    bool unavailable =
-        why == LEG_FAIL_TIMEOUT || (why == LEG_FAIL_STATUS && status == 503);
-    if (!unavailable || x->gw_progress) {
-        if (why == LEG_FAIL_STATUS)
-            gateway_mark(app, x->gw_trunk, gw, true, "it answered a call");
-        return false;
-    }
     char reason[120];
-    if (why == LEG_FAIL_TIMEOUT)
-        snprintf(reason, sizeof reason, "no response to an INVITE");
-    else
-        snprintf(reason, sizeof reason, "INVITE answered %d %.60s", status, phrase ? phrase : "");
-    gateway_mark(app, x->gw_trunk, gw, false, reason);
+    if (!gateway_failed(app, x->gw_trunk, gw, why == LEG_FAIL_TIMEOUT,
+                        why == LEG_FAIL_STATUS ? status : 0, phrase, x->gw_progress, reason,
+                        sizeof reason))
+        return false;
     x->sip_status = status; /* the last status, should every gateway fail */
     /* The failed leg ends on its own after its 503. One that never got
      * any answer would wait out its INVITE transaction (64*T1: a CANCEL

@@ -162,20 +162,11 @@ def test_dialout_send_dtmf_as_telephone_events(t):
         st, obj = d.api("POST", "/v1/rooms/room-a/dialOut/sendDTMF",
                         {"sessionId": sid, "tones": "12#", "digitDurationMs": 200})
         check(st == 200, "sendDTMF: %s %s" % (st, obj))
-        ended, durations = [], []
-        deadline = time.time() + 10
-        sink.settimeout(0.5)
-        while time.time() < deadline and len(ended) < 3:
-            try:
-                pkt, _ = sink.recvfrom(2048)
-            except OSError:
-                continue
-            if len(pkt) >= 16 and pkt[1] & 0x7f == 101 and pkt[13] & 0x80:
-                if not ended or ended[-1] != pkt[12]:
-                    ended.append(pkt[12])
-                    durations.append(int.from_bytes(pkt[14:16], "big"))
-        check(ended == [1, 2, 11], "telephone-events at the far end: %s" % ended)
-        check(all(d_ == 1600 for d_ in durations), "durations (8 kHz units): %s" % durations)
+        ended = telephone_events(sink, 3)
+        check([e for e, _, _ in ended] == [1, 2, 11], "telephone-events at the far end: %s"
+              % ended)
+        durations = [n for _, _, n in ended]
+        check(all(n == 1600 for n in durations), "durations (8 kHz units): %s" % durations)
         d.api("POST", "/v1/rooms/room-a/dialOut/stop", {"sessionId": sid})
     finally:
         sink.close()
@@ -186,10 +177,11 @@ def test_dialout_send_dtmf_as_telephone_events(t):
 
 
 def telephone_events(sink, want, secs=10):
-    """[(event, ms after the first packet)] of the RFC 4733 end packets
-    (payload type 101) arriving at sink, until want of them or secs."""
+    """[(event, time.monotonic() of arrival, duration in 8 kHz units)] of
+    the RFC 4733 end packets (payload type 101) arriving at sink, one per
+    event, until want of them or secs."""
     import time
-    ended, first = [], None
+    ended = []
     deadline = time.time() + secs
     sink.settimeout(0.5)
     while time.time() < deadline and len(ended) < want:
@@ -197,13 +189,10 @@ def telephone_events(sink, want, secs=10):
             pkt, _ = sink.recvfrom(2048)
         except OSError:
             continue
-        now = time.monotonic()
-        if first is None:
-            first = now
         if len(pkt) >= 16 and pkt[1] & 0x7f == 101 and pkt[13] & 0x80:
             if not ended or ended[-1][0] != pkt[12]:
-                ended.append((pkt[12], now))
-    return ended, first
+                ended.append((pkt[12], time.monotonic(), int.from_bytes(pkt[14:16], "big")))
+    return ended
 
 
 @case
@@ -224,8 +213,8 @@ def test_dialout_extension_digits_after_the_wait(t):
         sid = obj["sessionId"]
         w.wait_type("dialout.answered", 20)
         answered_at = time.monotonic()
-        ended, _ = telephone_events(sink, 2)
-        check([e for e, _ in ended] == [4, 7], "extension digits at the far end: %s" % ended)
+        ended = telephone_events(sink, 2)
+        check([e for e, _, _ in ended] == [4, 7], "extension digits at the far end: %s" % ended)
         first_end = ended[0][1] - answered_at
         # its end packet comes after the 1 s wait plus the digit's 500 ms
         # (1.5 s after the join; 0.5 s without the wait): 0.9 leaves room
