@@ -6,6 +6,7 @@ Sections (each prints a table and writes results/<section>.csv; all go to result
   conc     concurrent calls held by sipxferd: RSS / fds per step, slope per call, after-end vs idle
   relay    RTP relay: N G.711 calls through sipxferd's relay vs rtpengine (userspace) vs direct
   xfer     sipCallTransfer latency: target's 200 OK -> BYE to the old room, under background calls
+  cluster  the sig load through Kamailio's dispatcher to 1, then 2 sipxferd nodes (bench_cluster.py)
 
 Layout on the 2-core box: the system under test (sipxferd, Kamailio, rtpengine) is pinned to
 CPU 1, the load generators (SIPp, rtpgen, this script) to CPU 0.
@@ -239,23 +240,26 @@ def port_free(port, proto=socket.SOCK_DGRAM):
 
 class Sipxferd:
     def __init__(self, binary, workdir, name, mode="relay", port_min=30000, port_max=39999,
-                 rooms=None, routes=None, tls=None, srtp="off"):
-        """tls: (certificate PEM with key, CA PEM, port) adds a sips: listen; srtp: media.srtp"""
+                 rooms=None, routes=None, tls=None, srtp="off", sip_port=SIP_PORT, api_port=API_PORT,
+                 cpu=SUT_CPU):
+        """tls: (certificate PEM with key, CA PEM, port) adds a sips: listen; srtp: media.srtp;
+        sip_port/api_port/cpu: another node beside the first (the cluster section)"""
         self.binary, self.dir, self.name = binary, workdir, name
+        self.sip_port, self.api_port, self.cpu = sip_port, api_port, cpu
         self.cfg = os.path.join(workdir, f"{name}.conf")
         rooms = rooms or {"room-a": UAS_PORT}
         room_list = ",\n    ".join(f'{{ name = "{r}"; uri = "sip:{r}@{HOST}:{p}"; }}' for r, p in rooms.items())
         route_list = ",\n  ".join(f'{{ user = "{u}"; room = "{r}"; }}' for u, r in (routes or {}).items())
-        listen, tls_cfg = f'"sip:{HOST}:{SIP_PORT}"', ""
+        listen, tls_cfg = f'"sip:{HOST}:{sip_port}"', ""
         if tls:
-            listen = f'[ "sip:{HOST}:{SIP_PORT}", "sips:{HOST}:{tls[2]}" ]'
+            listen = f'[ "sip:{HOST}:{sip_port}", "sips:{HOST}:{tls[2]}" ]'
             tls_cfg = f' tls = {{ certificate = "{tls[0]}"; ca = "{tls[1]}"; }};'
         with open(self.cfg, "w") as f:
             f.write(f"""# written by bench/bench.py for the {name} run
 node = "bench";
 drain_timeout = 1;
 sip = {{ listen = {listen}; max_calls = 1000000; rate_limit = 0;{tls_cfg} }};
-api = {{ listen = "{HOST}:{API_PORT}"; tokens = [ "{TOKEN}" ]; }};
+api = {{ listen = "{HOST}:{api_port}"; tokens = [ "{TOKEN}" ]; }};
 media = {{ mode = "{mode}"; address = "{HOST}"; port_min = {port_min}; port_max = {port_max};
           timeout = 0; hold_timeout = 0; srtp = "{srtp}"; }};  # calls are held silent for longer than 60 s
 trunks = ( {{ name = "bench"; sources = [ "127.0.0.0/8" ]; gateway = "sip:{HOST}:25099"; }} );
@@ -272,10 +276,10 @@ transfer = {{ ring_timeout = 30; notify_timeout = 32; allow = [ "sip:*" ]; refer
         self.p = None
 
     def start(self):
-        for port in (SIP_PORT,):
+        for port in (self.sip_port,):
             if not port_free(port):
                 raise RuntimeError(f"UDP port {port} is busy: another sipxferd/kamailio left running?")
-        self.p = spawn([self.binary, "-c", self.cfg], SUT_CPU, os.path.join(self.dir, f"{self.name}.log"))
+        self.p = spawn([self.binary, "-c", self.cfg], self.cpu, os.path.join(self.dir, f"{self.name}.log"))
         for _ in range(100):
             try:
                 self.api("GET", "/v1/health")
@@ -291,7 +295,7 @@ transfer = {{ ring_timeout = 30; notify_timeout = 32; allow = [ "sip:*" ]; refer
         return self.p.pid
 
     def api(self, method, path, body=None, timeout=5):
-        req = urllib.request.Request(f"http://{HOST}:{API_PORT}{path}", method=method,
+        req = urllib.request.Request(f"http://{HOST}:{self.api_port}{path}", method=method,
                                      data=json.dumps(body).encode() if body is not None else None,
                                      headers={"Authorization": f"Bearer {TOKEN}",
                                               "Content-Type": "application/json"})
@@ -657,7 +661,7 @@ def run_sig(args, workdir, binary):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="sig,conc,relay,xfer")
+    ap.add_argument("--only", default="sig,conc,relay,xfer,cluster")
     ap.add_argument("--sig-targets", help="subset of sipxferd,sipxferd-passthrough,sipp-direct,kamailio")
     ap.add_argument("--rates", help="signalling steps, e.g. 500,1000 (default by mode)")
     ap.add_argument("--sipxferd", required=True)
@@ -677,11 +681,16 @@ def main():
     mode = "quick" if args.quick else "full"
     log(f"bench: {mode} run, raw data in {workdir}")
     sections = args.only.split(",")
+    # a run of some sections only does not overwrite the whole run's summary
+    default = ap.get_default("only").split(",")
+    name = mode if sections == default else f"{mode}-{'-'.join(sections)}"
     md = [f"# sipxfer bench results ({mode}, {time.strftime('%Y-%m-%d %H:%M:%S %Z')})", "",
           machine_info(args.sipxferd), ""]
     data = {}
     import bench_sections as bs  # noqa: E402  (conc, relay, xfer)
-    runners = {"sig": run_sig, "conc": bs.run_conc, "relay": bs.run_relay, "xfer": bs.run_xfer}
+    import bench_cluster as bc  # noqa: E402
+    runners = {"sig": run_sig, "conc": bs.run_conc, "relay": bs.run_relay, "xfer": bs.run_xfer,
+               "cluster": bc.run_cluster}
     for s in sections:
         t0 = time.time()
         log(f"\n##### section {s}")
@@ -694,12 +703,12 @@ def main():
             traceback.print_exc()
             md.append(f"## {s}\n\nFAILED: {e!r}\n")
             data[s] = {"error": repr(e)}
-        with open(os.path.join(args.results, f"summary-{mode}.md"), "w") as f:
+        with open(os.path.join(args.results, f"summary-{name}.md"), "w") as f:
             f.write("\n".join(md))
-        with open(os.path.join(args.results, f"summary-{mode}.json"), "w") as f:
+        with open(os.path.join(args.results, f"summary-{name}.json"), "w") as f:
             json.dump(data, f, indent=1, default=str)
     plots(args, mode)
-    log(f"\nwritten: {args.results}/summary-{mode}.md, *.csv, *.png; raw: {workdir}")
+    log(f"\nwritten: {args.results}/summary-{name}.md, *.csv, *.png; raw: {workdir}")
 
 
 def plots(args, mode):
