@@ -87,6 +87,17 @@ def core_busy_s(cpu=None):
     return 0.0
 
 
+def machine_busy_s():
+    """busy (non-idle, non-iowait) seconds of all CPUs together so far: the whole machine's CPU,
+    softirq and other processes' included (the relay section's kernel-path figure)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu "):
+                v = [int(x) for x in line.split()[1:]]
+                return (sum(v[:8]) - v[3] - v[4]) / HZ
+    return 0.0
+
+
 def all_ticks():
     """{pid: (starttime, ticks)} for every process on the machine."""
     out = {}
@@ -241,7 +252,7 @@ def port_free(port, proto=socket.SOCK_DGRAM):
 class Sipxferd:
     def __init__(self, binary, workdir, name, mode="relay", port_min=30000, port_max=39999,
                  rooms=None, routes=None, tls=None, srtp="off", sip_port=SIP_PORT, api_port=API_PORT,
-                 cpu=SUT_CPU):
+                 cpu=SUT_CPU, kernel=None):
         """tls: (certificate PEM with key, CA PEM, port) adds a sips: listen; srtp: media.srtp;
         sip_port/api_port/cpu: another node beside the first (the cluster section)"""
         self.binary, self.dir, self.name = binary, workdir, name
@@ -254,6 +265,7 @@ class Sipxferd:
         if tls:
             listen = f'[ "sip:{HOST}:{sip_port}", "sips:{HOST}:{tls[2]}" ]'
             tls_cfg = f' tls = {{ certificate = "{tls[0]}"; ca = "{tls[1]}"; }};'
+        kernel_cfg = f' kernel = "{kernel}";' if kernel else ""
         with open(self.cfg, "w") as f:
             f.write(f"""# written by bench/bench.py for the {name} run
 node = "bench";
@@ -261,7 +273,7 @@ drain_timeout = 1;
 sip = {{ listen = {listen}; max_calls = 1000000; rate_limit = 0;{tls_cfg} }};
 api = {{ listen = "{HOST}:{api_port}"; tokens = [ "{TOKEN}" ]; }};
 media = {{ mode = "{mode}"; address = "{HOST}"; port_min = {port_min}; port_max = {port_max};
-          timeout = 0; hold_timeout = 0; srtp = "{srtp}"; }};  # calls are held silent for longer than 60 s
+          timeout = 0; hold_timeout = 0; srtp = "{srtp}";{kernel_cfg} }};  # calls are held silent for longer than 60 s
 trunks = ( {{ name = "bench"; sources = [ "127.0.0.0/8" ]; gateway = "sip:{HOST}:25099"; }} );
 rooms = {{ domain = "rooms.sipxfer.test"; list = (
     {room_list}

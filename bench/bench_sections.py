@@ -1,6 +1,7 @@
 """bench sections 2-4: concurrency/memory, RTP relay, transfer latency (driven by bench.py)."""
 import os
 import random
+import resource
 import re
 import socket
 import subprocess
@@ -219,6 +220,7 @@ def start_rtpengine(workdir):
 def run_rtpgen(args, calls_file, secs, warm, sut_pids, first_seq=0):
     c0 = B.cpu_s(sut_pids)
     b0 = B.core_busy_s()
+    mb0 = B.machine_busy_s()
     fr = B.Foreign()
     t0 = time.time()
     sched = None   # rtpgen's /proc/PID/schedstat: ns on the CPU, ns runnable but waiting for it
@@ -244,6 +246,7 @@ def run_rtpgen(args, calls_file, secs, warm, sut_pids, first_seq=0):
         f.write(f"# rtpgen {secs} {warm} {first_seq} rc={p.returncode}\n{out}{err}")
     c1 = B.cpu_s(sut_pids)
     r_busy = B.core_busy_s() - b0
+    machine = B.machine_busy_s() - mb0
     if p.returncode != 0:
         raise RuntimeError(f"rtpgen failed: {err.strip()}")
     r = {k: float(v) for k, v in re.findall(r"(\w+)=(-?[\d.]+)", out)}
@@ -252,7 +255,9 @@ def run_rtpgen(args, calls_file, secs, warm, sut_pids, first_seq=0):
         # (the shared core busy with other work: then latency and loss are the generator's)
         r["gen_cpu_pct"] = 100.0 * sched[0] / 1e9 / wall
         r["gen_wait_pct"] = 100.0 * sched[1] / 1e9 / wall
+        r["gen_cpu_s"] = sched[0] / 1e9
     r["sut_cpu_s"] = c1 - c0
+    r["machine_cpu_s"] = machine
     r["cpu1_busy_pct"] = 100.0 * r_busy / wall
     r["other_procs_pct"] = fr.pct()
     r["wall"] = wall
@@ -270,6 +275,10 @@ def relay_row(target, n, r, sut_pids, extra=None):
     if sut_pids:
         row["sut_core_pct"] = 100.0 * r["sut_cpu_s"] / r["wall"]
         row["us_cpu_per_pkt"] = 1e6 * r["sut_cpu_s"] / max(1, recv)
+    # the whole machine (all cores, softirq included) and the generator's own part of it
+    row["machine_us_per_pkt"] = 1e6 * r["machine_cpu_s"] / max(1, recv)
+    if r.get("gen_cpu_s") is not None:
+        row["gen_us_per_pkt"] = 1e6 * r["gen_cpu_s"] / max(1, recv)
     if extra:
         row.update(extra)
     return row
@@ -295,17 +304,31 @@ def make_certs(workdir):
     return agent, ca
 
 
-def relay_sipxferd(args, workdir, binary, n, secs, warm, srtp=False):
+def kernel_path_built(binary, workdir):
+    """Whether this sipxferd knows media.kernel (the eBPF fast path, SPEC 14): its --check-config
+    takes a config that names it."""
+    try:
+        B.Sipxferd(binary, workdir, "kernel-probe", mode="relay", kernel="off")
+        return True
+    except RuntimeError:
+        return False
+
+
+def relay_sipxferd(args, workdir, binary, n, secs, warm, srtp=False, kernel=None):
     """n calls through a fresh sipxferd (relay mode): plain RTP both sides, or (srtp) callers over
-    SIP/TLS offering SDES-SRTP, which the relay terminates (the room side stays plain RTP/AVP)."""
-    target = "sipxferd-srtp" if srtp else "sipxferd"
-    name = f"relay-{'srtp-' if srtp else ''}{n}"
+    SIP/TLS offering SDES-SRTP, which the relay terminates (the room side stays plain RTP/AVP).
+    kernel: media.kernel ("off": sipxferd-user, "auto": sipxferd-kernel; None: not set)."""
+    target = ("sipxferd-srtp" if srtp else
+              {"off": "sipxferd-user", "auto": "sipxferd-kernel"}.get(kernel, "sipxferd"))
+    name = f"relay-{'srtp-' if srtp else ''}{kernel + '-' if kernel else ''}{n}"
     tls = None
     if srtp:
         agent, ca = make_certs(workdir)
         tls = (agent, ca, B.TLS_PORT)
-    sut = B.Sipxferd(binary, workdir, name, mode="relay", port_min=30000, port_max=39999,
-                     rooms={"room-a": 25190}, tls=tls, srtp="allow" if srtp else "off")
+    # 4 relay ports per call: 30000-39999 holds 2,500 calls, the wider range the 5,000-call step
+    hi = 39999 if n <= 2400 else 59999
+    sut = B.Sipxferd(binary, workdir, name, mode="relay", port_min=30000, port_max=hi,
+                     rooms={"room-a": 25190}, tls=tls, srtp="allow" if srtp else "off", kernel=kernel)
     sut.start()
     agents = None
     rows = []
@@ -330,7 +353,11 @@ def relay_sipxferd(args, workdir, binary, n, secs, warm, srtp=False):
             r = run_rtpgen(args, fn, secs, warm, [sut.pid], first_seq=10000 * (attempt - 1) if srtp else 0)
             m1 = sut.metrics()
             d = lambda k: m1.get(k, 0) - m0.get(k, 0)  # noqa: E731
-            extra = {"step": n, "relay_fwd": d("sipxfer_relay_packets_forwarded_total"),
+            fwd = d("sipxfer_relay_packets_forwarded_total")
+            kern = d('sipxfer_relay_packets_forwarded_total{path="kernel"}')
+            user = d('sipxfer_relay_packets_forwarded_total{path="user"}')
+            extra = {"step": n, "relay_fwd": fwd or kern + user, "relay_fwd_kernel": kern,
+                     "kernel_streams": m1.get("sipxfer_relay_kernel_streams"),
                      "relay_drop": d("sipxfer_relay_packets_dropped_total"), "attempt": attempt}
             if srtp:
                 extra.update({"srtp_decrypted": d("sipxfer_srtp_decrypted_total"),
@@ -357,8 +384,24 @@ SRTP_MAX_CALLS = 250
 
 
 def run_relay(args, workdir, binary):
-    steps = [250] if args.quick else [100, 250, 500, 1000]
+    steps = [250] if args.quick else [100, 250, 500, 1000, 5000]
     secs, warm = (8, 1) if args.quick else (15, 2)
+    notes = []
+    # 5,000 calls hold 20,000 relay sockets in sipxferd (4 per call) besides rtpgen's 10,000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for n in [x for x in steps if x > 1000]:
+        why = []
+        if hard < 4 * n + 1024:
+            why.append(f"it needs {4 * n + 1024} descriptors in sipxferd and the container caps "
+                       f"RLIMIT_NOFILE at {hard}")
+        if 50000 + 4 * n > 65536:
+            why.append(f"rtpgen's ports (50000 + 4 per call) hold {(65536 - 50000) // 4} calls")
+        if why:
+            steps.remove(n)
+            notes.append(f"the {n}-call step was skipped: " + "; ".join(why))
+    kernel = kernel_path_built(binary, workdir)
+    if not kernel:
+        notes.append("this build has no media.kernel: the relay rows are the userspace relay only")
     rows = []
     for n in steps:
         # direct: the two sides send to each other, no relay (generator + loopback baseline)
@@ -373,7 +416,11 @@ def run_relay(args, workdir, binary):
 
         # sipxferd: calls set up over SIP by sipua (caller + room), relay ports from the SDP;
         # then, right after, a daemon of the same build whose callers are SIP/TLS + SDES-SRTP
-        rows += relay_sipxferd(args, workdir, binary, n, secs, warm)
+        if kernel:
+            rows += relay_sipxferd(args, workdir, binary, n, secs, warm, kernel="off")
+            rows += relay_sipxferd(args, workdir, binary, n, secs, warm, kernel="auto")
+        else:
+            rows += relay_sipxferd(args, workdir, binary, n, secs, warm)
         if n <= SRTP_MAX_CALLS:
             rows += relay_sipxferd(args, workdir, binary, n, secs, warm, srtp=True)
 
@@ -407,16 +454,37 @@ def run_relay(args, workdir, binary):
             "sut_core_pct", "cpu1_busy_pct", "us_cpu_per_pkt", "silent_streams", "relay_fwd", "relay_drop",
             "srtp_decrypted", "srtp_auth_fail", "gen_srtp_fail", "srtp_rx_p50_us", "srtp_rx_p99_us",
             "plain_rx_p50_us", "plain_rx_p99_us", "gen_cpu_pct", "gen_wait_pct", "other_procs_pct",
-            "attempt"]
+            "machine_us_per_pkt", "gen_us_per_pkt", "relay_fwd_kernel", "kernel_streams", "attempt"]
     md = B.table("RTP relay (G.711, 20 ms, both directions)", cols, rows)
     B.write_csv(os.path.join(args.results, f"relay-{'quick' if args.quick else 'full'}.csv"), cols, rows)
-    ratios = []
+    ratios, machine_rows = [], []
     for n in steps:
         g = {}
         for r in rows:   # last attempt wins
             if r.get("step", r["calls"]) == n:   # sipxferd rows: the step, even if fewer calls came up
                 g[r["target"]] = r
-        s, e, dr, ss = g.get("sipxferd"), g.get("rtpengine"), g.get("direct"), g.get("sipxferd-srtp")
+        s, e, dr, ss = (g.get("sipxferd-user") or g.get("sipxferd")), g.get("rtpengine"), g.get("direct"), \
+            g.get("sipxferd-srtp")
+        k = g.get("sipxferd-kernel")
+        if dr:
+            # The whole machine's CPU per forwarded packet (all cores, softirq included). On
+            # loopback the kernel delivers a datagram in the sender's context, so the direct run's
+            # figure is the generator's own share (its sends, receives and timing): the floor.
+            # <x>_added_us is what forwarding adds to it; <x>_vs_direct the whole figure over it.
+            floor = dr["machine_us_per_pkt"]
+            m = {"calls": n, "direct_floor_us": floor}
+            for name, row in (("user", s), ("kernel", k), ("rtpengine", e)):
+                if row:
+                    m[f"{name}_us"] = row["machine_us_per_pkt"]
+                    m[f"{name}_added_us"] = row["machine_us_per_pkt"] - floor
+                    if floor > 0:
+                        m[f"{name}_vs_direct"] = row["machine_us_per_pkt"] / floor
+            if k and e and m["rtpengine_added_us"] > 0:
+                m["kernel_added_vs_rtpengine_added"] = m["kernel_added_us"] / m["rtpengine_added_us"]
+            if k:
+                m["kernel_added_p99_us"] = k["lat_p99_us"] - dr["lat_p99_us"]
+                m["kernel_loss_pct"] = k["loss_pct"]
+            machine_rows.append(m)
         if s and e and dr:
             ratio = {"calls": n, "cpu_per_pkt_ratio_vs_rtpengine": s["us_cpu_per_pkt"] / e["us_cpu_per_pkt"],
                      "sipxferd_added_p50_us": s["lat_p50_us"] - dr["lat_p50_us"],
@@ -431,6 +499,12 @@ def run_relay(args, workdir, binary):
             ratios.append(ratio)
     if ratios:
         md += "\n" + B.table("Relay ratios", list(ratios[0].keys()), ratios)
+    if machine_rows:
+        cols_m = list(dict.fromkeys(k_ for r in machine_rows for k_ in r))
+        md += "\n" + B.table("Whole machine per forwarded packet (us, all cores; direct = the floor)",
+                              cols_m, machine_rows)
+    for note in notes:
+        md += f"\n- {note}\n"
     md += (f"\n{secs} s per run ({warm} s warm-up outside the latency histogram); rtpgen (bench/rtpgen.c) sends "
            "172-byte RTP every 20 ms per stream, streams spread evenly over the 20 ms, send time in the payload; "
            "latency is one-way generator->relay->generator. `direct` = no relay (the two sides send to each "
@@ -448,8 +522,11 @@ def run_relay(args, workdir, binary):
            "gen_wait_pct means the generator, not the relay, made the latency. "
            "rtpengine: userspace (--table=-1), --num-threads=1, offer/answer over ng. A run during which other "
            "users' processes took >= 20 % of a core (other_procs_pct) is repeated once on the same calls; "
-           "both are listed and the ratios use the last.\n")
-    return md, {"rows": rows, "ratios": ratios}
+           "both are listed and the ratios use the last. machine_us_per_pkt = busy time of all CPUs "
+           "(/proc/stat, softirq included) over the run / packets received: kernel forwarding runs in "
+           "softirq and sender context, which no process's CPU time shows; gen_us_per_pkt = rtpgen's own "
+           "CPU. sipxferd-user / sipxferd-kernel: media.kernel = \"off\" / \"auto\" (builds that have it).\n")
+    return md, {"rows": rows, "ratios": ratios, "machine": machine_rows}
 
 
 # ---------------------------------------------------------------- 4. transfer latency
