@@ -17,6 +17,7 @@
 #include "events.h"
 #include "gateway.h"
 #include "http_client.h"
+#include "log.h"
 #include "media_watch.h"
 #include "registration.h"
 #include "relay.h"
@@ -42,6 +43,10 @@ struct app *app_create(struct config *cfg, char *err, size_t errlen)
         app->relay = relay_create(cfg->port_min, cfg->port_max, 1, err, errlen);
         if (!app->relay)
             goto fail;
+        int warm = relay_warm(app->relay, cfg->media_address, cfg->media_warm_pairs);
+        if (cfg->media_warm_pairs > 0)
+            log_info("relay: %d port pair(s) warm on %s (media.warm_pairs = %d)", warm,
+                     cfg->media_address, cfg->media_warm_pairs);
     }
     app->http = http_client_create(app);
     if (!app->http) {

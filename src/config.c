@@ -256,7 +256,7 @@ static const char *const sip_keys[] = {"listen", "advertise", "tls",
                                        NULL};
 static const char *const api_keys[] = {"listen", "tokens", "idle_timeout", NULL};
 static const char *const media_keys[] = {"mode",    "address", "advertise", "port_min", "port_max",
-                                         "timeout", "hold_timeout", "srtp", NULL};
+                                         "timeout", "hold_timeout", "srtp", "warm_pairs", NULL};
 static const char *const trunk_keys[] = {"name",          "sources",       "gateway",
                                          "gateways",      "media_sources", "auth",
                                          "register",      "prefixes",      "number_format",
@@ -791,7 +791,8 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         get_int(&c, media, "port_min", 20000, 1024, 65534, &cfg->port_min) < 0 ||
         get_int(&c, media, "port_max", 29999, 1025, 65535, &cfg->port_max) < 0 ||
         get_int(&c, media, "timeout", 60, 0, 86400, &cfg->media_timeout) < 0 ||
-        get_int(&c, media, "hold_timeout", 3600, 0, 604800, &cfg->media_hold_timeout) < 0)
+        get_int(&c, media, "hold_timeout", 3600, 0, 604800, &cfg->media_hold_timeout) < 0 ||
+        get_int(&c, media, "warm_pairs", 64, 0, 16384, &cfg->media_warm_pairs) < 0)
         goto bad;
     {
         struct cidr tmp;

@@ -217,6 +217,11 @@ static void reload(struct app *app)
     keep_optional(&cfg->tls.ca, old->tls.ca, "sip.tls.ca");
     cfg->tls.verify_peer = old->tls.verify_peer;
     keep_string(&cfg->node, old->node, "node");
+    if (cfg->media_warm_pairs != old->media_warm_pairs) {
+        log_warn("reload: media.warm_pairs changed: needs a restart, keeping %d",
+                 old->media_warm_pairs);
+        cfg->media_warm_pairs = old->media_warm_pairs;
+    }
     if (cfg->media_mode != old->media_mode || cfg->port_min != old->port_min ||
         cfg->port_max != old->port_max) {
         log_warn("reload: media.mode/port_min/port_max changed: needs a restart, keeping the old "

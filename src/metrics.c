@@ -150,8 +150,15 @@ char *metrics_render(struct app *app)
     struct relay_stats rs = {0};
     if (app->relay)
         relay_stats(app->relay, &rs);
-    metric(&b, "sipxfer_relay_ports_in_use", "gauge", "UDP ports bound by the relay (RTP+RTCP).",
+    metric(&b, "sipxfer_relay_ports_in_use", "gauge",
+           "UDP ports of live relay endpoints (RTP+RTCP), warm ones not included.",
            rs.ports_in_use);
+    metric(&b, "sipxfer_relay_ports_warm", "gauge",
+           "UDP ports bound ahead of demand (media.warm_pairs), not in a call yet.",
+           rs.ports_warm);
+    metric(&b, "sipxfer_relay_warm_misses_total", "counter",
+           "Media streams that found the warm pool empty and bound their ports on the call path.",
+           rs.warm_misses);
     metric(&b, "sipxfer_relay_endpoints", "gauge", "Relay endpoints (one per media leg).",
            rs.endpoints);
     metric(&b, "sipxfer_relay_packets_forwarded_total", "counter", "RTP/RTCP packets forwarded.",

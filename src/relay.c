@@ -53,11 +53,22 @@
  * more, room for the tag srtp_protect() appends. */
 #define RELAY_PKT_MAX 2048
 
+/* One bound UDP socket, registered in a worker's epoll set with itself as
+ * the event's data. A warm socket (bound ahead of demand) has no endpoint
+ * yet: ep is published by the control thread when a call takes it, after
+ * stream and rtcp are set and the endpoint is ready, so the worker either
+ * sees NULL (and discards what arrived) or a complete endpoint. */
 struct relay_sock {
     int fd;
-    struct relay_ep *ep;
+    _Atomic(struct relay_ep *) ep;
     int stream;
     int rtcp; /* 0 = RTP, 1 = RTCP */
+};
+
+/* A warm RTP/RTCP pair, bound and registered by the worker. */
+struct relay_warm_pair {
+    uint16_t port;
+    struct relay_sock *sock[2];
 };
 
 struct relay_peer {
@@ -89,7 +100,7 @@ struct relay_ep {
     int nstreams;
     char tag[64];
     uint16_t port[RELAY_MAX_STREAMS];
-    struct relay_sock sock[RELAY_MAX_STREAMS][2];
+    struct relay_sock *sock[RELAY_MAX_STREAMS][2];
     /* worker-owned from here */
     struct relay_peer peer[RELAY_MAX_STREAMS][2];
     struct relay_allow allow;
@@ -106,7 +117,7 @@ struct relay_ep {
 };
 
 enum cmd_kind { CMD_SET_PEER, CMD_CONNECT, CMD_FREE, CMD_SEND, CMD_STOP, CMD_ALLOW_SIP,
-                CMD_ALLOW_NETS, CMD_SET_SRTP };
+                CMD_ALLOW_NETS, CMD_SET_SRTP, CMD_REFILL };
 
 struct cmd {
     struct cmd *next;
@@ -129,6 +140,10 @@ struct relay_worker {
     pthread_mutex_t lock;
     struct cmd *head, *tail;
     bool sleeping; /* blocked with no timeout: the next command must wake it */
+    /* Warm pairs, under lock: the worker pushes, relay_ep_new() pops. */
+    struct relay_warm_pair *warm;
+    int nwarm, warm_target;
+    bool refill_posted; /* a CMD_REFILL is queued or running */
 };
 
 struct relay {
@@ -141,6 +156,8 @@ struct relay {
     _Atomic uint64_t ports_in_use, endpoints, forwarded, bytes;
     _Atomic uint64_t dropped[RELAY_DROP_COUNT];
     _Atomic uint64_t srtp_decrypted, srtp_auth_failures;
+    _Atomic uint64_t ports_warm, warm_misses;
+    char *warm_address; /* media.address, where warm pairs are bound */
 };
 
 static long long now_ns(void)
@@ -194,7 +211,10 @@ static bool same_ip(const struct sockaddr_storage *a, const struct sockaddr_stor
 static void post(struct relay_worker *w, struct cmd *c)
 {
     c->next = NULL;
-    bool urgent = c->kind == CMD_SEND || c->kind == CMD_STOP;
+    /* a refill is posted when the warm pool runs low: it must not wait for
+     * the linger timeout while calls keep taking pairs */
+    bool urgent = c->kind == CMD_SEND || c->kind == CMD_STOP ||
+                  (c->kind == CMD_REFILL && c->stream);
     pthread_mutex_lock(&w->lock);
     /* The worker takes the whole list under the lock, so one wake-up per
      * burst is enough: only the command that finds the worker asleep for
@@ -312,16 +332,41 @@ static size_t srtp_out(srtp_t ctx, bool rtcp, unsigned char *buf, size_t len)
     return st == srtp_err_status_ok && n > 0 ? (size_t)n : 0;
 }
 
+/* A socket registered in w's epoll set; ep stays NULL until published.
+ * NULL if epoll refuses it (the caller still owns fd). */
+static struct relay_sock *sock_new(struct relay_worker *w, int fd, int stream, int rtcp)
+{
+    struct relay_sock *so = xcalloc(1, sizeof *so);
+    so->fd = fd;
+    so->stream = stream;
+    so->rtcp = rtcp;
+    atomic_init(&so->ep, NULL);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = so};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        free(so);
+        return NULL;
+    }
+    return so;
+}
+
+/* close() also takes it out of the epoll set (the fd is never dup'ed). */
+static void sock_close(struct relay_sock *so)
+{
+    if (so) {
+        close(so->fd);
+        free(so);
+    }
+}
+
+/* Worker only: FREE runs after the round's events are handled, so no
+ * fetched event points at these sockets any more. */
 static void ep_release(struct relay_ep *ep)
 {
     struct relay *r = ep->relay;
     for (int s = 0; s < ep->nstreams; s++) {
         for (int k = 0; k < 2; k++) {
-            if (ep->sock[s][k].fd >= 0) {
-                /* close() also takes it out of the epoll set (the fd is
-                 * never dup'ed); FREE runs only after the round's events
-                 * are handled, so no fetched event points at this ep */
-                close(ep->sock[s][k].fd);
+            if (ep->sock[s][k]) {
+                sock_close(ep->sock[s][k]);
                 atomic_fetch_sub(&r->ports_in_use, 1);
             }
         }
@@ -331,6 +376,109 @@ static void ep_release(struct relay_ep *ep)
     ep_free_srtp(ep);
     free(ep->allow.nets);
     free(ep);
+}
+
+/* ---- warm pool --------------------------------------------------------- */
+
+/* Pairs bound per round of the worker loop: packets never wait behind more
+ * than this many bind() calls. */
+#define WARM_BATCH 64
+
+/* Bind and register warm pairs on the worker (or at start-up) until its
+ * pool holds its target. True if there is more to do. */
+static bool warm_fill(struct relay_worker *w)
+{
+    struct relay *r = w->relay;
+    pthread_mutex_lock(&w->lock);
+    int want = w->warm_target - w->nwarm;
+    pthread_mutex_unlock(&w->lock);
+    int made = 0, tries = r->npairs;
+    bool stuck = false;
+    while (want > 0 && made < WARM_BATCH && tries-- > 0) {
+        int pair = pool_take(r);
+        if (pair < 0) {
+            stuck = true; /* every pair is in a call: the next FREE makes room */
+            break;
+        }
+        uint16_t port = (uint16_t)(r->base + pair * 2);
+        int fd[2] = {bind_udp(r->warm_address, port), -1};
+        if (fd[0] >= 0)
+            fd[1] = bind_udp(r->warm_address, (uint16_t)(port + 1));
+        if (fd[0] < 0 || fd[1] < 0) {
+            bool fatal = fd[0] == -2 || fd[0] == -3 || fd[1] == -3;
+            if (fd[0] >= 0)
+                close(fd[0]);
+            pool_give(r, pair); /* taken by another program: try the next */
+            if (fatal) {
+                stuck = true;
+                break;
+            }
+            continue;
+        }
+        struct relay_warm_pair wp = {.port = port};
+        wp.sock[0] = sock_new(w, fd[0], 0, 0);
+        wp.sock[1] = wp.sock[0] ? sock_new(w, fd[1], 0, 1) : NULL;
+        if (!wp.sock[1]) {
+            /* nothing was published on them: no event can name them yet
+             * except one already fetched by this very thread, and this
+             * runs outside the event round */
+            sock_close(wp.sock[0]);
+            if (!wp.sock[0])
+                close(fd[0]);
+            close(fd[1]);
+            pool_give(r, pair);
+            stuck = true;
+            break;
+        }
+        pthread_mutex_lock(&w->lock);
+        w->warm[w->nwarm++] = wp;
+        pthread_mutex_unlock(&w->lock);
+        atomic_fetch_add(&r->ports_warm, 2);
+        want--;
+        made++;
+    }
+    bool more = want > 0 && !stuck && made == WARM_BATCH;
+    if (!more) {
+        pthread_mutex_lock(&w->lock);
+        w->refill_posted = false;
+        pthread_mutex_unlock(&w->lock);
+    }
+    return more;
+}
+
+static struct cmd *cmd_new(enum cmd_kind kind, struct relay_ep *ep);
+static void post(struct relay_worker *w, struct cmd *c);
+
+/* Control thread: take a warm pair bound on address, if there is one, and
+ * ask the worker to top the pool up: at its next turn, or at once (waking
+ * it) when the pool is half empty. */
+static bool warm_take(struct relay_worker *w, const char *address, struct relay_warm_pair *out)
+{
+    struct relay *r = w->relay;
+    if (!w->warm_target || !r->warm_address || strcmp(address, r->warm_address) != 0)
+        return false;
+    bool got = false, refill = false, low = false;
+    pthread_mutex_lock(&w->lock);
+    if (w->nwarm > 0) {
+        *out = w->warm[--w->nwarm];
+        got = true;
+    }
+    low = w->nwarm < (w->warm_target + 1) / 2;
+    if (!w->refill_posted) {
+        w->refill_posted = true;
+        refill = true;
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (got)
+        atomic_fetch_sub(&r->ports_warm, 2);
+    else
+        atomic_fetch_add(&r->warm_misses, 1);
+    if (refill) {
+        struct cmd *c = cmd_new(CMD_REFILL, NULL);
+        c->stream = low; /* urgent */
+        post(w, c);
+    }
+    return got;
 }
 
 static void run_command(struct relay_worker *w, struct cmd *c)
@@ -406,7 +554,7 @@ static void run_command(struct relay_worker *w, struct cmd *c)
             }
             pkt = sbuf;
         }
-        if (tolen && sendto(ep->sock[c->stream][0].fd, pkt, len, 0,
+        if (tolen && sendto(ep->sock[c->stream][0]->fd, pkt, len, 0,
                             (const struct sockaddr *)to, tolen) >= 0)
             atomic_fetch_add(&ep->tx, 1);
         break;
@@ -418,6 +566,7 @@ static void run_command(struct relay_worker *w, struct cmd *c)
         ep->srtp_tx[c->stream] = c->srtp_tx;
         break;
     case CMD_STOP:
+    case CMD_REFILL: /* worker_main looks at the kind */
         break;
     }
     free(c->payload);
@@ -540,10 +689,10 @@ static void map_dtmf_pt(const struct relay_ep *ep, const struct relay_ep *out, i
 }
 
 /* buf holds len bytes and has room for RELAY_PKT_MAX + SRTP_MAX_TRAILER_LEN. */
-static void forward(struct relay *r, struct relay_sock *in, unsigned char *buf, size_t len,
-                    const struct sockaddr_storage *src, socklen_t srclen)
+static void forward(struct relay *r, struct relay_ep *ep, struct relay_sock *in,
+                    unsigned char *buf, size_t len, const struct sockaddr_storage *src,
+                    socklen_t srclen)
 {
-    struct relay_ep *ep = in->ep;
     struct relay_peer *me = &ep->peer[in->stream][in->rtcp];
     long long t = now_ns();
 
@@ -579,7 +728,7 @@ static void forward(struct relay *r, struct relay_sock *in, unsigned char *buf, 
         atomic_fetch_add(&r->dropped[RELAY_DROP_SRTP], 1);
         return;
     }
-    if (sendto(out->sock[in->stream][in->rtcp].fd, buf, len, 0, (const struct sockaddr *)to,
+    if (sendto(out->sock[in->stream][in->rtcp]->fd, buf, len, 0, (const struct sockaddr *)to,
                tolen) < 0) {
         atomic_fetch_add(&r->dropped[RELAY_DROP_SEND_FAILED], 1);
         return;
@@ -607,11 +756,13 @@ static void *worker_main(void *arg)
         msgs[k].msg_hdr = (struct msghdr){.msg_iov = &iov[k], .msg_iovlen = 1};
     }
 
-    bool ran_commands = false;
+    bool ran_commands = false, fill = false;
     for (;;) {
+        if (fill)
+            fill = warm_fill(w);
         pthread_mutex_lock(&w->lock);
-        w->sleeping = w->head == NULL && !ran_commands;
-        int timeout = w->sleeping ? -1 : w->head ? 0 : CMD_LINGER_MS;
+        w->sleeping = w->head == NULL && !ran_commands && !fill;
+        int timeout = w->sleeping ? -1 : w->head || fill ? 0 : CMD_LINGER_MS;
         pthread_mutex_unlock(&w->lock);
 
         int n = epoll_wait(w->epfd, evs, 64, timeout);
@@ -644,6 +795,8 @@ static void *worker_main(void *arg)
             } else {
                 if (c->kind == CMD_STOP)
                     stop = true;
+                else if (c->kind == CMD_REFILL)
+                    fill = true;
                 else
                     run_command(w, c);
                 free(c);
@@ -659,6 +812,9 @@ static void *worker_main(void *arg)
                 continue;
             }
             struct relay_sock *s = evs[i].data.ptr;
+            /* acquire: pairs with the release in relay_ep_new(), so a
+             * published endpoint is seen whole, stream and rtcp included */
+            struct relay_ep *owner = atomic_load_explicit(&s->ep, memory_order_acquire);
             for (int k = 0; k < BATCH; k++) {
                 msgs[k].msg_hdr.msg_name = &srcs[k];
                 msgs[k].msg_hdr.msg_namelen = sizeof srcs[k];
@@ -666,8 +822,15 @@ static void *worker_main(void *arg)
             /* level-triggered: anything left beyond BATCH comes back in the
              * next epoll_wait */
             int got = recvmmsg(s->fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+            if (!owner) {
+                /* a warm port no SDP has named yet: nobody may send to it */
+                if (got > 0)
+                    atomic_fetch_add(&r->dropped[RELAY_DROP_FOREIGN], (uint64_t)got);
+                continue;
+            }
             for (int k = 0; k < got; k++)
-                forward(r, s, bufs[k], msgs[k].msg_len, &srcs[k], msgs[k].msg_hdr.msg_namelen);
+                forward(r, owner, s, bufs[k], msgs[k].msg_len, &srcs[k],
+                        msgs[k].msg_hdr.msg_namelen);
         }
 
         while (frees) {
@@ -745,7 +908,7 @@ void relay_destroy(struct relay *r)
             if (c->kind == CMD_FREE) {
                 for (int s = 0; s < c->ep->nstreams; s++)
                     for (int k = 0; k < 2; k++)
-                        close(c->ep->sock[s][k].fd);
+                        sock_close(c->ep->sock[s][k]);
                 ep_free_srtp(c->ep);
                 free(c->ep->allow.nets);
                 free(c->ep);
@@ -757,8 +920,14 @@ void relay_destroy(struct relay *r)
             free(c);
             c = next;
         }
+        for (int k = 0; k < r->workers[i].nwarm; k++) {
+            sock_close(r->workers[i].warm[k].sock[0]);
+            sock_close(r->workers[i].warm[k].sock[1]);
+        }
+        free(r->workers[i].warm);
         pthread_mutex_destroy(&r->workers[i].lock);
     }
+    free(r->warm_address);
     pthread_mutex_destroy(&r->pool_lock);
     free(r->pair_used);
     free(r);
@@ -777,6 +946,40 @@ void relay_stats(struct relay *r, struct relay_stats *out)
     out->bytes_forwarded = atomic_load(&r->bytes);
     out->srtp_decrypted = atomic_load(&r->srtp_decrypted);
     out->srtp_auth_failures = atomic_load(&r->srtp_auth_failures);
+    out->ports_warm = atomic_load(&r->ports_warm);
+    out->warm_misses = atomic_load(&r->warm_misses);
+}
+
+int relay_warm(struct relay *r, const char *address, int pairs)
+{
+    if (pairs <= 0 || !address)
+        return 0;
+    /* a small range stays mostly for calls: a quarter of it at most */
+    int cap = r->npairs / 4 / r->nworkers;
+    int per = (pairs + r->nworkers - 1) / r->nworkers;
+    if (per > cap)
+        per = cap;
+    if (per <= 0)
+        return 0;
+    free(r->warm_address);
+    r->warm_address = xstrdup(address);
+    int total = 0;
+    for (int i = 0; i < r->nworkers; i++) {
+        struct relay_worker *w = &r->workers[i];
+        pthread_mutex_lock(&w->lock);
+        w->warm = xcalloc((size_t)per, sizeof *w->warm);
+        w->warm_target = per;
+        w->refill_posted = true;
+        pthread_mutex_unlock(&w->lock);
+        /* at start-up, before any call: bound here so the daemon is warm
+         * the moment it listens */
+        while (warm_fill(w))
+            ;
+        pthread_mutex_lock(&w->lock);
+        total += w->nwarm;
+        pthread_mutex_unlock(&w->lock);
+    }
+    return total;
 }
 
 struct relay_ep *relay_ep_new(struct relay *r, const char *address, int nstreams,
@@ -801,8 +1004,20 @@ struct relay_ep *relay_ep_new(struct relay *r, const char *address, int nstreams
     }
 
     for (int s = 0; s < nstreams; s++) {
-        /* A pair whose ports are taken by another program is skipped, not
-         * fatal; give up after one sweep of the range. */
+        struct relay_warm_pair wp;
+        if (warm_take(ep->w, address, &wp)) {
+            ep->port[s] = wp.port;
+            for (int k = 0; k < 2; k++) {
+                wp.sock[k]->stream = s;
+                ep->sock[s][k] = wp.sock[k];
+            }
+            ep->nstreams++;
+            atomic_fetch_add(&r->ports_in_use, 2);
+            continue;
+        }
+        /* Cold: bound here, on the caller's thread. A pair whose ports are
+         * taken by another program is skipped, not fatal; give up after one
+         * sweep of the range. */
         int tries = r->npairs;
         for (;;) {
             int pair = tries-- > 0 ? pool_take(r) : -1;
@@ -830,44 +1045,53 @@ struct relay_ep *relay_ep_new(struct relay *r, const char *address, int nstreams
             if (rtp < 0 || rtcp < 0) {
                 if (rtp >= 0)
                     close(rtp);
-                /* leave the pair marked used for now? no: give it back, the
-                 * cursor has moved past it so the next sweep tries others. */
+                /* the cursor has moved past it: the next try is another */
                 pool_give(r, pair);
                 continue;
             }
+            struct relay_sock *a = sock_new(ep->w, rtp, s, 0);
+            struct relay_sock *b = a ? sock_new(ep->w, rtcp, s, 1) : NULL;
+            if (!b) {
+                snprintf(err, errlen, "relay: epoll add: %s", strerror(errno));
+                if (!a) {
+                    close(rtp);
+                    close(rtcp);
+                    pool_give(r, pair);
+                    goto fail;
+                }
+                close(rtcp);
+                /* a is in the epoll set: only the worker may free it */
+                ep->port[s] = port;
+                ep->sock[s][0] = a;
+                ep->nstreams++;
+                atomic_fetch_add(&r->ports_in_use, 1);
+                goto fail;
+            }
             ep->port[s] = port;
-            ep->sock[s][0] = (struct relay_sock){.fd = rtp, .ep = ep, .stream = s, .rtcp = 0};
-            ep->sock[s][1] = (struct relay_sock){.fd = rtcp, .ep = ep, .stream = s, .rtcp = 1};
+            ep->sock[s][0] = a;
+            ep->sock[s][1] = b;
             ep->nstreams++;
             atomic_fetch_add(&r->ports_in_use, 2);
             break;
         }
     }
-    /* Registered here rather than by a command: epoll_ctl is thread-safe,
-     * the ep is fully set up before its first event can be fetched, and the
-     * worker need not be woken for a call set-up. */
     atomic_fetch_add(&r->endpoints, 1);
+    /* Publish: from here the worker forwards what arrives on them. */
     for (int s = 0; s < ep->nstreams; s++)
-        for (int k = 0; k < 2; k++) {
-            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &ep->sock[s][k]};
-            if (epoll_ctl(ep->w->epfd, EPOLL_CTL_ADD, ep->sock[s][k].fd, &ev) < 0) {
-                snprintf(err, errlen, "relay: epoll add: %s", strerror(errno));
-                /* the worker may already hold an event for a socket added
-                 * above: let it free the ep after its round, as for a call */
-                post(ep->w, cmd_new(CMD_FREE, ep));
-                return NULL;
-            }
-        }
+        for (int k = 0; k < 2; k++)
+            atomic_store_explicit(&ep->sock[s][k]->ep, ep, memory_order_release);
     return ep;
 
 fail:
-    for (int s = 0; s < ep->nstreams; s++) {
-        close(ep->sock[s][0].fd);
-        close(ep->sock[s][1].fd);
-        pool_give(r, (ep->port[s] - r->base) / 2);
-        atomic_fetch_sub(&r->ports_in_use, 2);
+    if (ep->nstreams == 0) {
+        free(ep);
+        return NULL;
     }
-    free(ep);
+    /* Registered sockets (warm ones, or a cold pair) may be named by an
+     * event the worker has already fetched: it frees them after its round,
+     * as for a call that ended. */
+    atomic_fetch_add(&r->endpoints, 1);
+    post(ep->w, cmd_new(CMD_FREE, ep));
     return NULL;
 }
 

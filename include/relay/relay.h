@@ -41,6 +41,8 @@ struct relay_stats {
     uint64_t bytes_forwarded;
     uint64_t srtp_decrypted;     /* SRTP/SRTCP packets authenticated and decrypted */
     uint64_t srtp_auth_failures; /* of them, failed authentication (also in dropped[]) */
+    uint64_t ports_warm;         /* bound ahead of demand, not in a call yet (not in ports_in_use) */
+    uint64_t warm_misses;        /* endpoint streams that found the warm pool empty */
 };
 
 struct relay_ep_stats {
@@ -64,6 +66,12 @@ struct relay_srtp_keys {
 };
 
 struct relay *relay_create(int port_min, int port_max, int nworkers, char *err, size_t errlen);
+/* Keep about pairs RTP/RTCP port pairs on address bound and registered
+ * ahead of demand (at most a quarter of the range), so relay_ep_new() on
+ * that address makes no socket, bind or epoll_ctl call: the workers refill
+ * the pool as calls take pairs, and close what calls release. Binds the
+ * first batch before returning (start-up). Returns the pairs bound. */
+int relay_warm(struct relay *relay, const char *address, int pairs);
 /* Stops the workers and closes every socket. */
 void relay_destroy(struct relay *relay);
 void relay_stats(struct relay *relay, struct relay_stats *out);

@@ -107,6 +107,7 @@ struct config {
     int media_timeout;      /* s without RTP from either side before a call ends; 0 = off */
     int media_hold_timeout; /* the same while the call is on hold; 0 = off */
     enum media_srtp media_srtp;
+    int media_warm_pairs; /* relay port pairs bound ahead of demand; 0 = bind per call */
 
     struct trunk_cfg *trunks;
     size_t ntrunks;
