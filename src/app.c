@@ -43,6 +43,15 @@ struct app *app_create(struct config *cfg, char *err, size_t errlen)
         app->relay = relay_create(cfg->port_min, cfg->port_max, 1, err, errlen);
         if (!app->relay)
             goto fail;
+        char kdesc[256];
+        if (!cfg->media_kernel)
+            log_info("relay: kernel fast path off (media.kernel = \"off\"): the relay thread "
+                     "carries every packet");
+        else if (relay_kernel_start(app->relay, cfg->media_address, kdesc, sizeof kdesc) == 0)
+            log_info("relay: kernel fast path on: %s", kdesc);
+        else
+            log_warn("relay: kernel fast path unavailable, the relay thread carries every "
+                     "packet: %s", kdesc);
         int warm = relay_warm(app->relay, cfg->media_address, cfg->media_warm_pairs);
         if (cfg->media_warm_pairs > 0)
             log_info("relay: %d port pair(s) warm on %s (media.warm_pairs = %d)", warm,

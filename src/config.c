@@ -256,7 +256,7 @@ static const char *const sip_keys[] = {"listen", "advertise", "tls",
                                        NULL};
 static const char *const api_keys[] = {"listen", "tokens", "idle_timeout", NULL};
 static const char *const media_keys[] = {"mode",    "address", "advertise", "port_min", "port_max",
-                                         "timeout", "hold_timeout", "srtp", "warm_pairs", NULL};
+                                         "timeout", "hold_timeout", "srtp", "warm_pairs", "kernel", NULL};
 static const char *const trunk_keys[] = {"name",          "sources",       "gateway",
                                          "gateways",      "media_sources", "auth",
                                          "register",      "prefixes",      "number_format",
@@ -786,6 +786,20 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         goto bad;
     }
     free(srtp);
+    char *kernel = NULL;
+    if (get_string(&c, media, "kernel", false, "auto", &kernel) < 0)
+        goto bad;
+    if (strcmp(kernel, "auto") == 0)
+        cfg->media_kernel = true;
+    else if (strcmp(kernel, "off") == 0)
+        cfg->media_kernel = false;
+    else {
+        fail(&c, member(media, "kernel"), "'media.kernel' must be \"auto\" or \"off\", got \"%s\"",
+             kernel);
+        free(kernel);
+        goto bad;
+    }
+    free(kernel);
     if (get_string(&c, media, "address", false, "127.0.0.1", &cfg->media_address) < 0 ||
         get_string(&c, media, "advertise", false, NULL, &cfg->media_advertise) < 0 ||
         get_int(&c, media, "port_min", 20000, 1024, 65534, &cfg->port_min) < 0 ||

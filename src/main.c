@@ -217,6 +217,10 @@ static void reload(struct app *app)
     keep_optional(&cfg->tls.ca, old->tls.ca, "sip.tls.ca");
     cfg->tls.verify_peer = old->tls.verify_peer;
     keep_string(&cfg->node, old->node, "node");
+    if (cfg->media_kernel != old->media_kernel) {
+        log_warn("reload: media.kernel changed: needs a restart, keeping the old value");
+        cfg->media_kernel = old->media_kernel;
+    }
     if (cfg->media_warm_pairs != old->media_warm_pairs) {
         log_warn("reload: media.warm_pairs changed: needs a restart, keeping %d",
                  old->media_warm_pairs);

@@ -156,6 +156,21 @@ char *metrics_render(struct app *app)
     metric(&b, "sipxfer_relay_ports_warm", "gauge",
            "UDP ports bound ahead of demand (media.warm_pairs), not in a call yet.",
            rs.ports_warm);
+    metric(&b, "sipxfer_relay_kernel", "gauge",
+           "1 while the eBPF kernel fast path is attached (media.kernel).", rs.kernel_on);
+    metric(&b, "sipxfer_relay_kernel_streams", "gauge",
+           "Latched stream directions (RTP and RTCP each) forwarded in the kernel now.",
+           rs.kernel_streams);
+    put(&b, "# HELP sipxfer_relay_packets_total Packets forwarded by the relay, by path.\n"
+            "# TYPE sipxfer_relay_packets_total counter\n"
+            "sipxfer_relay_packets_total{path=\"kernel\"} %llu\n"
+            "sipxfer_relay_packets_total{path=\"user\"} %llu\n",
+        (unsigned long long)rs.kernel_packets, (unsigned long long)rs.packets_forwarded);
+    put(&b, "# HELP sipxfer_relay_bytes_total Payload bytes forwarded by the relay, by path.\n"
+            "# TYPE sipxfer_relay_bytes_total counter\n"
+            "sipxfer_relay_bytes_total{path=\"kernel\"} %llu\n"
+            "sipxfer_relay_bytes_total{path=\"user\"} %llu\n",
+        (unsigned long long)rs.kernel_bytes, (unsigned long long)rs.bytes_forwarded);
     metric(&b, "sipxfer_relay_warm_misses_total", "counter",
            "Media streams that found the warm pool empty and bound their ports on the call path.",
            rs.warm_misses);

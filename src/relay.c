@@ -37,6 +37,7 @@
 #include <srtp2/srtp.h>
 
 #include "log.h"
+#include "relay_kernel.h"
 #include "router.h"
 #include "xalloc.h"
 
@@ -63,6 +64,10 @@ struct relay_sock {
     _Atomic(struct relay_ep *) ep;
     int stream;
     int rtcp; /* 0 = RTP, 1 = RTCP */
+    /* kernel path, worker-owned: kfwd = an rk_fwd entry (kval) forwards
+     * what arrives here; kcount = the socket has rk_count counters */
+    bool kfwd, kcount;
+    struct rk_fwd kval;
 };
 
 /* A warm RTP/RTCP pair, bound and registered by the worker. */
@@ -158,6 +163,8 @@ struct relay {
     _Atomic uint64_t srtp_decrypted, srtp_auth_failures;
     _Atomic uint64_t ports_warm, warm_misses;
     char *warm_address; /* media.address, where warm pairs are bound */
+    struct relay_kernel *kernel; /* NULL: userspace only */
+    _Atomic uint64_t kernel_streams;
 };
 
 static long long now_ns(void)
@@ -481,6 +488,139 @@ static bool warm_take(struct relay_worker *w, const char *address, struct relay_
     return got;
 }
 
+/* ---- kernel path (worker) ---------------------------------------------- */
+
+static struct rk_key kernel_key(const struct relay *r, const struct relay_ep *ep, int s, int k)
+{
+    return (struct rk_key){.addr = relay_kernel_addr(r->kernel),
+                           .port = htons((uint16_t)(ep->port[s] + k))};
+}
+
+/* What the kernel should do with what arrives on ep's socket (s, k): false
+ * when the relay thread must see it - not latched yet, no partner or no
+ * address to send to (hold), SRTP terminated on either side, IPv6. */
+static bool kernel_entry(const struct relay *r, const struct relay_ep *ep, int s, int k,
+                         struct rk_fwd *f)
+{
+    const struct relay_peer *me = &ep->peer[s][k];
+    const struct relay_ep *out = ep->partner;
+    if (!me->latched_len || me->latched.ss_family != AF_INET || ep->srtp_rx[s] || !out ||
+        s >= out->nstreams || out->srtp_tx[s] || !out->sock[s][k])
+        return false;
+    const struct relay_peer *dst = &out->peer[s][k];
+    const struct sockaddr_storage *to = dst->latched_len ? &dst->latched : &dst->sdp;
+    socklen_t tolen = dst->latched_len ? dst->latched_len : dst->sdp_len;
+    if (!tolen || to->ss_family != AF_INET)
+        return false;
+    const struct sockaddr_in *src4 = (const void *)&me->latched, *to4 = (const void *)to;
+    memset(f, 0, sizeof *f);
+    f->src_addr = src4->sin_addr.s_addr;
+    f->src_port = src4->sin_port;
+    f->out_addr = relay_kernel_addr(r->kernel);
+    f->out_port = htons((uint16_t)(out->port[s] + k));
+    f->dst_addr = to4->sin_addr.s_addr;
+    f->dst_port = to4->sin_port;
+    f->pt_from = f->pt_to = 0xff;
+    if (relay_kernel_is_local(r->kernel, f->dst_addr))
+        f->flags = RK_LOCAL;
+    if (!k) {
+        int mine = atomic_load_explicit(&((struct relay_ep *)ep)->dtmf_pt[s], memory_order_relaxed);
+        int theirs =
+            atomic_load_explicit(&((struct relay_ep *)out)->dtmf_pt[s], memory_order_relaxed);
+        if (mine >= 0 && theirs >= 0 && theirs != mine) {
+            f->pt_from = (uint8_t)mine;
+            f->pt_to = (uint8_t)theirs;
+        }
+    }
+    return true;
+}
+
+/* Bring the kernel's entry for ep's socket (s, k) in line with the
+ * worker's state: installed, replaced (atomically, one map update) or
+ * removed. */
+static void kernel_sync(struct relay *r, struct relay_ep *ep, int s, int k)
+{
+    if (!r->kernel || !ep || s >= ep->nstreams || !ep->sock[s][k])
+        return;
+    struct relay_sock *in = ep->sock[s][k];
+    struct rk_key key = kernel_key(r, ep, s, k);
+    struct rk_fwd f;
+    if (kernel_entry(r, ep, s, k, &f)) {
+        if (in->kfwd && memcmp(&in->kval, &f, sizeof f) == 0)
+            return;
+        int err = relay_kernel_set(r->kernel, &key, &f);
+        if (err) {
+            /* the relay thread keeps carrying it; not worth a line per packet */
+            if (in->kfwd) {
+                relay_kernel_unset(r->kernel, &key);
+                in->kfwd = false;
+                atomic_fetch_sub(&r->kernel_streams, 1);
+            }
+            log_msg(LOG_DEBUG, ep->tag, "relay: kernel entry for port %u refused: %s",
+                    ep->port[s] + k, strerror(-err));
+            return;
+        }
+        if (!in->kfwd)
+            atomic_fetch_add(&r->kernel_streams, 1);
+        in->kfwd = in->kcount = true;
+        in->kval = f;
+        ep->partner->sock[s][k]->kcount = true;
+        if (log_get_level() >= LOG_DEBUG)
+            log_msg(LOG_DEBUG, ep->tag, "relay: port %u forwarded in the kernel", ep->port[s] + k);
+    } else if (in->kfwd) {
+        relay_kernel_unset(r->kernel, &key);
+        in->kfwd = false;
+        atomic_fetch_sub(&r->kernel_streams, 1);
+    }
+}
+
+/* Every entry that depends on ep's state: its own sockets' and its
+ * partner's (which send toward ep's peer). */
+static void kernel_sync_ep(struct relay *r, struct relay_ep *ep)
+{
+    if (!r->kernel || !ep)
+        return;
+    for (int s = 0; s < ep->nstreams; s++)
+        for (int k = 0; k < 2; k++) {
+            kernel_sync(r, ep, s, k);
+            kernel_sync(r, ep->partner, s, k);
+        }
+}
+
+/* ep's sockets are about to close: no entry of theirs may outlive them. */
+static void kernel_forget_ep(struct relay *r, struct relay_ep *ep)
+{
+    if (!r->kernel)
+        return;
+    for (int s = 0; s < ep->nstreams; s++)
+        for (int k = 0; k < 2; k++) {
+            struct relay_sock *so = ep->sock[s][k];
+            if (!so)
+                continue;
+            struct rk_key key = kernel_key(r, ep, s, k);
+            if (so->kfwd) {
+                relay_kernel_unset(r->kernel, &key);
+                so->kfwd = false;
+                atomic_fetch_sub(&r->kernel_streams, 1);
+            }
+            if (so->kcount) {
+                relay_kernel_forget(r->kernel, &key);
+                so->kcount = false;
+            }
+        }
+}
+
+/* When the kernel last forwarded a packet that arrived on ep's socket
+ * (s, k): CLOCK_MONOTONIC ns, 0 if never. */
+static long long kernel_last_rx(struct relay *r, const struct relay_ep *ep, int s, int k)
+{
+    struct rk_count c;
+    if (!r->kernel)
+        return 0;
+    struct rk_key key = kernel_key(r, ep, s, k);
+    return relay_kernel_count(r->kernel, &key, &c) == 0 ? (long long)c.last_rx_ns : 0;
+}
+
 static void run_command(struct relay_worker *w, struct cmd *c)
 {
     struct relay_ep *ep = c->ep;
@@ -496,6 +636,7 @@ static void run_command(struct relay_worker *w, struct cmd *c)
             p[0].sdp_ip = p[1].sdp_ip = c->rtp;
             p[0].sdp_ip_len = p[1].sdp_ip_len = c->len;
         }
+        kernel_sync_ep(w->relay, ep);
         break;
     }
     case CMD_ALLOW_SIP: {
@@ -519,7 +660,10 @@ static void run_command(struct relay_worker *w, struct cmd *c)
         ep->allow.nnets = c->nnets;
         c->nets = NULL;
         break;
-    case CMD_CONNECT:
+    case CMD_CONNECT: {
+        /* the old partners lose their link: their entries go too */
+        struct relay_ep *old_a = ep ? ep->partner : NULL;
+        struct relay_ep *old_b = c->other ? c->other->partner : NULL;
         if (ep) {
             if (ep->partner && ep->partner->partner == ep)
                 ep->partner->partner = NULL;
@@ -530,12 +674,24 @@ static void run_command(struct relay_worker *w, struct cmd *c)
                 c->other->partner->partner = NULL;
             c->other->partner = ep;
         }
+        kernel_sync_ep(w->relay, old_a);
+        kernel_sync_ep(w->relay, old_b);
+        kernel_sync_ep(w->relay, ep);
+        kernel_sync_ep(w->relay, c->other);
         break;
-    case CMD_FREE:
-        if (ep->partner && ep->partner->partner == ep)
-            ep->partner->partner = NULL;
+    }
+    case CMD_FREE: {
+        struct relay_ep *p = ep->partner;
+        if (p && p->partner == ep)
+            p->partner = NULL;
+        ep->partner = NULL;
+        /* the partner's entries send out of ep's sockets: they go first */
+        if (p)
+            kernel_sync_ep(w->relay, p);
+        kernel_forget_ep(w->relay, ep);
         ep_release(ep);
         break;
+    }
     case CMD_SEND: {
         struct relay_peer *dst = &ep->peer[c->stream][0];
         const struct sockaddr_storage *to = dst->latched_len ? &dst->latched : &dst->sdp;
@@ -564,6 +720,7 @@ static void run_command(struct relay_worker *w, struct cmd *c)
         srtp_free(ep->srtp_tx[c->stream]);
         ep->srtp_rx[c->stream] = c->srtp_rx;
         ep->srtp_tx[c->stream] = c->srtp_tx;
+        kernel_sync_ep(w->relay, ep);
         break;
     case CMD_STOP:
     case CMD_REFILL: /* worker_main looks at the kind */
@@ -626,6 +783,13 @@ static int source_check(struct relay *r, struct relay_ep *ep, const struct relay
             warn_foreign(ep, in, src);
         }
         return -1;
+    }
+    if (me->latched_len && !same_ip(&me->latched, src) && in->kfwd) {
+        /* the latched source's packets go by in the kernel: its counters
+         * say when it last sent */
+        long long k = kernel_last_rx(r, ep, in->stream, in->rtcp);
+        if (k > me->last_ns)
+            me->last_ns = k;
     }
     if (me->latched_len && !same_ip(&me->latched, src) && t - me->last_ns <= RELATCH_QUIET_NS) {
         atomic_fetch_add(&r->dropped[RELAY_DROP_NOT_LATCHED], 1);
@@ -702,8 +866,13 @@ static void forward(struct relay *r, struct relay_ep *ep, struct relay_sock *in,
     srtp_t rx = ep->srtp_rx[in->stream];
     if (rx && !srtp_in(r, ep, rx, in->rtcp, buf, &len))
         return;
-    if (fresh)
+    if (fresh) {
         source_latch(ep, in, src, srclen);
+        /* from the next packet on, the kernel forwards this direction (and
+         * the partner's entry now sends to the latched address) */
+        kernel_sync(r, ep, in->stream, in->rtcp);
+        kernel_sync(r, ep->partner, in->stream, in->rtcp);
+    }
     me->last_ns = t;
     atomic_fetch_add(&ep->rx, 1);
     if (!in->rtcp)
@@ -928,6 +1097,8 @@ void relay_destroy(struct relay *r)
         pthread_mutex_destroy(&r->workers[i].lock);
     }
     free(r->warm_address);
+    /* after the workers: detaching the program drops its maps */
+    relay_kernel_close(r->kernel);
     pthread_mutex_destroy(&r->pool_lock);
     free(r->pair_used);
     free(r);
@@ -948,6 +1119,20 @@ void relay_stats(struct relay *r, struct relay_stats *out)
     out->srtp_auth_failures = atomic_load(&r->srtp_auth_failures);
     out->ports_warm = atomic_load(&r->ports_warm);
     out->warm_misses = atomic_load(&r->warm_misses);
+    out->kernel_on = r->kernel != NULL;
+    out->kernel_streams = atomic_load(&r->kernel_streams);
+    out->kernel_packets = out->kernel_bytes = 0;
+    if (r->kernel)
+        relay_kernel_totals(r->kernel, &out->kernel_packets, &out->kernel_bytes);
+}
+
+int relay_kernel_start(struct relay *r, const char *address, char *desc, size_t desclen)
+{
+    r->kernel = relay_kernel_open(address, desc, desclen);
+    if (!r->kernel)
+        return -1;
+    relay_kernel_describe(r->kernel, desc, desclen);
+    return 0;
 }
 
 int relay_warm(struct relay *r, const char *address, int pairs)
@@ -1099,7 +1284,13 @@ int relay_ep_nstreams(const struct relay_ep *ep) { return ep->nstreams; }
 
 long long relay_ep_last_rtp(const struct relay_ep *ep)
 {
-    return atomic_load_explicit(&((struct relay_ep *)ep)->last_rtp_ns, memory_order_relaxed);
+    long long t = atomic_load_explicit(&((struct relay_ep *)ep)->last_rtp_ns, memory_order_relaxed);
+    for (int s = 0; s < ep->nstreams; s++) {
+        long long k = kernel_last_rx(ep->relay, ep, s, 0);
+        if (k > t)
+            t = k;
+    }
+    return t;
 }
 
 uint16_t relay_ep_port(const struct relay_ep *ep, int stream)
@@ -1186,6 +1377,18 @@ void relay_ep_stats(const struct relay_ep *ep, struct relay_ep_stats *out)
     struct relay_ep *e = (struct relay_ep *)ep;
     out->rx_packets = atomic_load(&e->rx);
     out->tx_packets = atomic_load(&e->tx);
+    /* what the kernel forwarded for this endpoint, read from its counters
+     * (ports never change once the endpoint is made) */
+    struct relay *r = e->relay;
+    for (int s = 0; r->kernel && s < e->nstreams; s++)
+        for (int k = 0; k < 2; k++) {
+            struct rk_count c;
+            struct rk_key key = kernel_key(r, e, s, k);
+            if (relay_kernel_count(r->kernel, &key, &c) == 0) {
+                out->rx_packets += c.rx_packets;
+                out->tx_packets += c.tx_packets;
+            }
+        }
     out->srtp_decrypted = atomic_load(&e->srtp_decrypted);
     out->srtp_auth_failures = atomic_load(&e->srtp_auth_failures);
 }

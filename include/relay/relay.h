@@ -43,6 +43,10 @@ struct relay_stats {
     uint64_t srtp_auth_failures; /* of them, failed authentication (also in dropped[]) */
     uint64_t ports_warm;         /* bound ahead of demand, not in a call yet (not in ports_in_use) */
     uint64_t warm_misses;        /* endpoint streams that found the warm pool empty */
+    int kernel_on;               /* the eBPF fast path is attached */
+    uint64_t kernel_streams;     /* stream directions forwarded in the kernel now */
+    uint64_t kernel_packets;     /* forwarded by the kernel path (packets_forwarded: user path) */
+    uint64_t kernel_bytes;
 };
 
 struct relay_ep_stats {
@@ -72,6 +76,13 @@ struct relay *relay_create(int port_min, int port_max, int nworkers, char *err, 
  * the pool as calls take pairs, and close what calls release. Binds the
  * first batch before returning (start-up). Returns the pairs bound. */
 int relay_warm(struct relay *relay, const char *address, int pairs);
+/* The eBPF fast path (SPEC section 14) for sockets bound on address: once
+ * a stream is latched and neither side is SRTP the relay terminates, its
+ * packets are forwarded in the kernel; the worker keeps the entries in
+ * step with peers, partners and latches. 0 with desc naming the program
+ * and interfaces, or -1 with desc saying why not (the userspace relay then
+ * carries everything). Call once, before the first endpoint. */
+int relay_kernel_start(struct relay *relay, const char *address, char *desc, size_t desclen);
 /* Stops the workers and closes every socket. */
 void relay_destroy(struct relay *relay);
 void relay_stats(struct relay *relay, struct relay_stats *out);

@@ -108,6 +108,7 @@ struct config {
     int media_hold_timeout; /* the same while the call is on hold; 0 = off */
     enum media_srtp media_srtp;
     int media_warm_pairs; /* relay port pairs bound ahead of demand; 0 = bind per call */
+    bool media_kernel;    /* media.kernel = "auto": the eBPF fast path where BPF allows */
 
     struct trunk_cfg *trunks;
     size_t ntrunks;

@@ -484,6 +484,7 @@ class Daemon:
         self.conf = t.path("sipxferd.conf")
         self.log = t.path("sipxferd.log")
         self.proc = None
+        self.wrap = None
         self._conf_extra = self._conf_text = None
         self.write_config()
         self._untracked = False
@@ -552,6 +553,8 @@ class Daemon:
             args = [SIPXFERD, "-c", self.conf]
             if self.dns:
                 args = self.dns.wrap(args)
+            if self.wrap:  # a command prefix (setpriv: a daemon without capabilities)
+                args = list(self.wrap) + args
             self.proc = subprocess.Popen(args, stdout=self.logf,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=env)

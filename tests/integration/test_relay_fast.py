@@ -91,3 +91,287 @@ def test_warm_pool_refills_past_its_size(t):
     t.note("%d calls with an 8-pair pool: %s warm misses" % (
         n, d.metric("sipxfer_relay_warm_misses_total")))
     d.check_clean_exit()
+
+
+# ---- the kernel fast path ---------------------------------------------------
+
+import ctypes  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import struct  # noqa: E402
+
+from harness import RawCall  # noqa: E402
+from test_bleed import echoed, leg_media, reinvite  # noqa: E402
+from test_transfer import ROOM_B, session, setup, transfer  # noqa: E402
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_NR_BPF = 321  # x86_64
+BPF_MAP_GET_NEXT_KEY, BPF_PROG_GET_FD_BY_ID, BPF_MAP_GET_FD_BY_ID = 4, 13, 14
+KERNEL = 'sipxfer_relay_packets_total{path="kernel"}'
+USER = 'sipxfer_relay_packets_total{path="user"}'
+
+
+def _bpf(cmd, attr):
+    buf = ctypes.create_string_buffer(attr.ljust(128, b"\0"), 128)
+    r = _libc.syscall(_NR_BPF, cmd, buf, 128)
+    return r, ctypes.get_errno()
+
+
+def bpf_object_exists(cmd, obj_id):
+    """Whether the kernel still holds the program or map obj_id (the bpf()
+    syscall itself, no tool in between)."""
+    fd, err = _bpf(cmd, struct.pack("I", obj_id))
+    if fd >= 0:
+        os.close(fd)
+        return True
+    check(err == 2, "bpf(GET_FD_BY_ID %d): errno %d" % (obj_id, err))  # ENOENT
+    return False
+
+
+def map_entries(map_id, key_size=8):
+    """How many keys the map holds now, read from the kernel."""
+    fd, err = _bpf(BPF_MAP_GET_FD_BY_ID, struct.pack("I", map_id))
+    check(fd >= 0, "map %d: errno %d" % (map_id, err))
+    try:
+        n = 0
+        key = ctypes.create_string_buffer(key_size)
+        nxt = ctypes.create_string_buffer(key_size)
+        first = True
+        while n < 100000:
+            attr = struct.pack("IIQQ", fd, 0, 0 if first else ctypes.addressof(key),
+                               ctypes.addressof(nxt))
+            r, err = _bpf(BPF_MAP_GET_NEXT_KEY, attr)
+            if r < 0:
+                check(err == 2, "GET_NEXT_KEY errno %d" % err)
+                return n
+            n += 1
+            ctypes.memmove(key, nxt, key_size)
+            first = False
+        return n
+    finally:
+        os.close(fd)
+
+
+def kernel_ids(d):
+    """(prog id, rk_fwd map id, rk_count map id) from the start-up line."""
+    r = re.compile(r"relay: kernel fast path on: prog id (\d+), maps rk_fwd id (\d+) "
+                   r"rk_count id (\d+)")
+    # this start's line: a daemon started again in the same test appends to the same log
+    m = wait_for(lambda: r.search(d.log_text()[d._log_start:]), 10, "kernel fast path on")
+    return tuple(int(x) for x in m.groups())
+
+
+def kernel_daemon(t, **kw):
+    d, room = room_daemon(t, echo=True, **kw)
+    return d, room, kernel_ids(d)
+
+
+def wait_kernel_packets(d, at_least, what):
+    wait_for(lambda: d.metric(KERNEL) >= at_least, 10, what)
+
+
+@case
+def test_kernel_path_forwards_latched_media_both_ways(t):
+    """After the first packets latch each side, RTP goes caller -> room and
+    back (echo) in the kernel: the map counters feed the call's counters and
+    /metrics, one entry per direction; the call's end leaves no entry."""
+    d, room, (prog, fwd, count) = kernel_daemon(t)
+    check(d.metric("sipxfer_relay_kernel") == 1, "kernel path not on")
+    call = RawCall(d)
+    try:
+        check(call.invite() == 200, "INVITE")
+        sid = d.wait_session()[0]
+        n = echoed(call, 200)
+        check(n >= 195, "only %d of 200 echoed" % n)
+        kernel = d.metric(KERNEL)
+        user = d.metric(USER)
+        # first packet each way latches in userspace; a few more may pass
+        # there before the entry is in
+        check(kernel >= 350 and user <= 50, "kernel %s, user %s packets" % (kernel, user))
+        check(d.metric("sipxfer_relay_kernel_streams") == 2,
+              "kernel streams %s" % d.metric("sipxfer_relay_kernel_streams"))
+        check(map_entries(fwd) == 2, "rk_fwd entries in the kernel: %d" % map_entries(fwd))
+        media = leg_media(d, sid)
+        check(media["caller"]["rxPackets"] == 200, "caller rx %s" % media["caller"])
+        check(media["caller"]["txPackets"] == n, "caller tx %s for %d echoed" % (
+            media["caller"], n))
+        check(media["room"]["txPackets"] == 200, "room tx %s" % media["room"])
+        t.note("200 packets each way: %d in the kernel, %d in userspace" % (kernel, user))
+    finally:
+        check(call.bye() == 200, "BYE")
+    call.close()
+    room.check_ok(30)
+    d.wait_idle()
+    check(d.metric("sipxfer_relay_kernel_streams") == 0, "kernel streams left")
+    check(map_entries(fwd) == 0 and map_entries(count) == 0,
+          "entries left: rk_fwd %d rk_count %d" % (map_entries(fwd), map_entries(count)))
+    d.check_clean_exit()
+    wait_for(lambda: not bpf_object_exists(BPF_PROG_GET_FD_BY_ID, prog), 10,
+             "the program to go with the daemon")
+
+
+@case
+def test_kernel_path_hold_and_unhold(t):
+    """Hold (c=0.0.0.0) takes the streams off the kernel path (nowhere to
+    send); unhold puts them back once they latch again."""
+    d, room, (prog, fwd, count) = kernel_daemon(t)
+    call = RawCall(d)
+    check(call.invite() == 200, "INVITE")
+    check(echoed(call, 50) >= 48, "no echo before hold")
+    check(map_entries(fwd) == 2, "entries before hold: %d" % map_entries(fwd))
+    hold = call.sdp().replace(b"c=IN IP4 %s" % HOST.encode(), b"c=IN IP4 0.0.0.0") \
+        .replace(b"o=raw 1 1", b"o=raw 1 2") + b"a=sendonly\r\n"
+    check(reinvite(call, hold) == 200, "hold re-INVITE")
+    d.wait_log("re-INVITE from the caller leg forwarded")
+    wait_for(lambda: map_entries(fwd) == 0, 10, "entries removed on hold")
+    check(reinvite(call, call.sdp().replace(b"o=raw 1 1", b"o=raw 1 3")) == 200, "unhold")
+    call.drain_rtp()
+    before = d.metric(KERNEL)
+    n = echoed(call, 50)
+    check(n >= 48, "after unhold only %d of 50 echoed" % n)
+    check(map_entries(fwd) == 2, "entries after unhold: %d" % map_entries(fwd))
+    check(d.metric(KERNEL) - before >= 80, "kernel packets after unhold: %s" % (
+        d.metric(KERNEL) - before))
+    check(call.bye() == 200, "BYE")
+    call.close()
+    room.check_ok(30)
+    d.wait_idle()
+    check(map_entries(fwd) == 0 and map_entries(count) == 0, "entries left after the call")
+    d.check_clean_exit()
+
+
+@case
+def test_kernel_path_follows_a_transfer(t):
+    """sipCallTransfer moves the caller's stream: after it, the kernel
+    entries point at room-b (its echo comes back), none at room-a."""
+    d, rooms, w = setup(t, echo=("room-b",))
+    ids = kernel_ids(d)
+    call = RawCall(d)
+    try:
+        check(call.invite() == 200, "call to room-a")
+        sid = d.wait_session()[0]
+        call.send_rtp(20)
+        check(call.count_rtp(0.5, 1) == 0, "echo from room-a?")
+        st, obj = transfer(d, "room-a", sid, ROOM_B)
+        check(st == 200, "transfer: %s %s" % (st, obj))
+        rooms["room-a"].check_ok(20, "old room must get BYE")
+        w.wait_type("calltransfer.completed")
+        check(session(d, sid)["room"] == "room-b", "room after transfer")
+        call.drain_rtp()
+        before = d.metric(KERNEL)
+        call.send_rtp(100, start_seq=100)
+        got = call.count_rtp(5, 100)
+        # SIPp's echo drops what comes in before it answers: the bound of the
+        # userspace test of the same transfer (test_room_to_room_media_follows)
+        check(got >= 90, "only %d of 100 echoed by room-b" % got)
+        check(d.metric(KERNEL) - before >= 150, "kernel packets after the transfer: %s" % (
+            d.metric(KERNEL) - before))
+        check(map_entries(ids[1]) == 2, "entries: %d" % map_entries(ids[1]))
+        check(call.bye() == 200, "BYE")
+    finally:
+        call.close()
+    rooms["room-b"].check_ok(20)
+    d.wait_idle()
+    check(map_entries(ids[1]) == 0 and map_entries(ids[2]) == 0, "entries left")
+    d.check_clean_exit()
+
+
+@case(slow=True)
+def test_kernel_path_200_calls_leave_no_entry(t):
+    """200 relayed calls with media both ways (SIPp's RTP, echoed): no
+    forwarding entry or counter left afterwards, and the program goes with
+    the daemon."""
+    n = 200
+    room = t.sipp("room.xml", calls=n, echo=True)
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)}, media_ports=400)
+    room.start()
+    d.start()
+    prog, fwd, count = kernel_ids(d)
+    pcap = "/usr/share/sip-tester/g711a.pcap"  # package sip-tester, like SIPp itself
+    # 1.5 s calls: long enough for each to latch both ways and go to the kernel
+    c = caller(t, d, "caller_media.xml", calls=n, rate=50, limit=80, duration=1500,
+               keys={"pcap": pcap}).start()
+    c.check_ok(120)
+    room.check_ok(60)
+    d.wait_idle(30)
+    check(d.metric(KERNEL) > 0, "no packet took the kernel path")
+    check(map_entries(fwd) == 0 and map_entries(count) == 0,
+          "after %d calls: rk_fwd %d rk_count %d entries" % (n, map_entries(fwd),
+                                                            map_entries(count)))
+    t.note("%d calls: %d packets in the kernel, %d in userspace" % (
+        n, d.metric(KERNEL), d.metric(USER)))
+    d.check_clean_exit()
+    wait_for(lambda: not bpf_object_exists(BPF_PROG_GET_FD_BY_ID, prog)
+             and not bpf_object_exists(BPF_MAP_GET_FD_BY_ID, fwd), 10,
+             "program and maps to go with the daemon")
+
+
+@case
+def test_kernel_path_sigkill_leaves_nothing_forwarding(t):
+    """SIGKILL mid-call: the kernel detaches the program with the process's
+    last descriptor (a bpf_link, never pinned), so the latched caller's
+    packets to the dead relay port go nowhere; a restart works afresh."""
+    d, room, (prog, fwd, count) = kernel_daemon(t)
+    call = RawCall(d)
+    check(call.invite() == 200, "INVITE")
+    check(echoed(call, 50) >= 48, "no echo")
+    check(map_entries(fwd) == 2, "entries before the kill")
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait(10)
+    d.proc = None  # reaped: its death is the point, not a failure
+    wait_for(lambda: not bpf_object_exists(BPF_PROG_GET_FD_BY_ID, prog)
+             and not bpf_object_exists(BPF_MAP_GET_FD_BY_ID, fwd), 10,
+             "program and maps gone after SIGKILL")
+    call.drain_rtp()
+    call.send_rtp(20)
+    check(call.count_rtp(0.5, 1) == 0, "packets still forwarded after the daemon died")
+    call.close()
+    room.proc.kill()
+    # a new daemon on this host: its own program, nothing of the dead one's in the way
+    d, room2, (prog2, fwd2, count2) = kernel_daemon(t)
+    check(prog2 != prog, "the same program id after a restart")
+    call = RawCall(d)
+    check(call.invite() == 200, "INVITE after the restart")
+    check(echoed(call, 50) >= 48, "no echo after the restart")
+    check(d.metric(KERNEL) > 0, "kernel path not used after the restart")
+    check(call.bye() == 200, "BYE")
+    call.close()
+    room2.check_ok(30)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+def userspace_only(t, d, room, why):
+    d.wait_log(why)
+    check(d.metric("sipxfer_relay_kernel") == 0, "kernel path on")
+    call = RawCall(d)
+    check(call.invite() == 200, "INVITE")
+    n = echoed(call, 50)
+    check(n >= 48, "only %d of 50 echoed in userspace" % n)
+    check(d.metric(KERNEL) == 0 and d.metric(USER) >= 96, "kernel %s user %s" % (
+        d.metric(KERNEL), d.metric(USER)))
+    check(call.bye() == 200, "BYE")
+    call.close()
+    room.check_ok(30)
+    d.wait_idle()
+    d.check_clean_exit()
+
+
+@case
+def test_kernel_off_carries_media_in_userspace(t):
+    d, room = room_daemon(t, echo=True, **{"media.kernel": "off"})
+    userspace_only(t, d, room, r"kernel fast path off \(media\.kernel = \"off\"\)")
+
+
+@case
+def test_kernel_refused_falls_back_to_userspace(t):
+    """A daemon without CAP_BPF/CAP_NET_ADMIN (every capability dropped
+    with setpriv): BPF is refused, one line says why, media still flows."""
+    room = t.sipp("room.xml", echo=True)
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)})
+    d.wrap = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]
+    room.start()
+    d.start()
+    userspace_only(t, d, room, r"kernel fast path unavailable, the relay thread carries every "
+                               r"packet: the kernel refused the tc program: Operation not "
+                               r"permitted")
