@@ -353,9 +353,10 @@ def relay_sipxferd(args, workdir, binary, n, secs, warm, srtp=False, kernel=None
             r = run_rtpgen(args, fn, secs, warm, [sut.pid], first_seq=10000 * (attempt - 1) if srtp else 0)
             m1 = sut.metrics()
             d = lambda k: m1.get(k, 0) - m0.get(k, 0)  # noqa: E731
+            # by path: the relay thread's and the kernel program's own counter
             fwd = d("sipxfer_relay_packets_forwarded_total")
-            kern = d('sipxfer_relay_packets_forwarded_total{path="kernel"}')
-            user = d('sipxfer_relay_packets_forwarded_total{path="user"}')
+            kern = d('sipxfer_relay_packets_total{path="kernel"}')
+            user = d('sipxfer_relay_packets_total{path="user"}')
             extra = {"step": n, "relay_fwd": fwd or kern + user, "relay_fwd_kernel": kern,
                      "kernel_streams": m1.get("sipxfer_relay_kernel_streams"),
                      "relay_drop": d("sipxfer_relay_packets_dropped_total"), "attempt": attempt}

@@ -176,8 +176,9 @@ char *metrics_render(struct app *app)
            rs.warm_misses);
     metric(&b, "sipxfer_relay_endpoints", "gauge", "Relay endpoints (one per media leg).",
            rs.endpoints);
-    metric(&b, "sipxfer_relay_packets_forwarded_total", "counter", "RTP/RTCP packets forwarded.",
-           rs.packets_forwarded);
+    metric(&b, "sipxfer_relay_packets_forwarded_total", "counter",
+           "RTP/RTCP packets forwarded, both paths (see sipxfer_relay_packets_total).",
+           rs.packets_forwarded + rs.kernel_packets);
     metric(&b, "sipxfer_relay_packets_dropped_total", "counter",
            "Packets dropped, all reasons (see sipxfer_relay_dropped_total).", rs.packets_dropped);
     static const char *const drops[RELAY_DROP_COUNT] = {
@@ -193,8 +194,8 @@ char *metrics_render(struct app *app)
     for (int i = 0; i < RELAY_DROP_COUNT; i++)
         put(&b, "sipxfer_relay_dropped_total{reason=\"%s\"} %llu\n", drops[i],
             (unsigned long long)rs.dropped[i]);
-    metric(&b, "sipxfer_relay_bytes_forwarded_total", "counter", "Bytes forwarded.",
-           rs.bytes_forwarded);
+    metric(&b, "sipxfer_relay_bytes_forwarded_total", "counter", "Bytes forwarded, both paths.",
+           rs.bytes_forwarded + rs.kernel_bytes);
     metric(&b, "sipxfer_srtp_decrypted_total", "counter",
            "SRTP/SRTCP packets from legs authenticated and decrypted by the relay.",
            rs.srtp_decrypted);

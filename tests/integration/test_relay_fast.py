@@ -375,3 +375,34 @@ def test_kernel_refused_falls_back_to_userspace(t):
     userspace_only(t, d, room, r"kernel fast path unavailable, the relay thread carries every "
                                r"packet: the kernel refused the tc program: Operation not "
                                r"permitted")
+
+
+@case
+def test_kernel_path_carries_rtcp(t):
+    """RTCP (RTP port + 1) latches and takes the kernel path like RTP: one
+    more entry, and what the caller sends after the first goes by it."""
+    d, room, (prog, fwd, count) = kernel_daemon(t)
+    call = RawCall(d, rtcp=True)
+    check(call.invite() == 200, "INVITE")
+    check(echoed(call, 20) >= 19, "no echo")
+    check(map_entries(fwd) == 2, "RTP entries: %d" % map_entries(fwd))
+    before_k, before_u = d.metric(KERNEL), d.metric(USER)
+    dst = (call.remote_media[0], call.remote_media[1] + 1)
+    rr = bytes([0x80, 201, 0, 1]) + (0x1234abcd).to_bytes(4, "big")  # minimal receiver report
+    # the first latches, in userspace; once the relay has taken it the rest may go by the kernel
+    call.rtcp.sendto(rr, dst)
+    wait_for(lambda: d.metric(USER) >= before_u + 1, 10, "the first RTCP packet relayed")
+    wait_for(lambda: map_entries(fwd) == 3, 10, "the RTCP entry")
+    for i in range(19):
+        call.rtcp.sendto(rr, dst)
+    wait_for(lambda: d.metric(KERNEL) + d.metric(USER) >= before_k + before_u + 20, 10,
+             "the relay to take 20 RTCP packets")
+    check(map_entries(fwd) == 3, "entries with RTCP: %d" % map_entries(fwd))
+    check(d.metric(KERNEL) - before_k >= 15, "RTCP in the kernel: %s of 20" % (
+        d.metric(KERNEL) - before_k))
+    check(call.bye() == 200, "BYE")
+    call.close()
+    room.check_ok(30)
+    d.wait_idle()
+    check(map_entries(fwd) == 0 and map_entries(count) == 0, "entries left")
+    d.check_clean_exit()

@@ -2,6 +2,7 @@
 import http.server
 import json
 import os
+import re
 import threading
 import time
 
@@ -632,8 +633,22 @@ def test_leak_run_calls_and_transfers(t):
     # MHD's schedule, not ours: they are left out of both snapshots
     api_conn = "tcp %d->" % d.api_port
 
+    def warm_port(x):
+        # the warm relay pool (media.warm_pairs) is refilled with other ports of
+        # the range as calls take pairs: counted against its metric instead
+        m = re.match(r"udp (\d+)$", x)
+        return m and d.media_min <= int(m.group(1)) <= d.media_max
+
     def daemon_fds():
-        return [x for x in open_fds(d.proc.pid) if not x.startswith(api_conn)]
+        return [x for x in open_fds(d.proc.pid) if not x.startswith(api_conn)
+                and not warm_port(x)]
+
+    def wait_warm_full():
+        want = d.metric("sipxfer_relay_ports_warm")
+        wait_for(lambda: len([x for x in open_fds(d.proc.pid) if warm_port(x)]) == want
+                 and d.metric("sipxfer_relay_ports_warm") == want, 10, "warm pool settled")
+    wait_warm_full()
+    warm_idle = d.metric("sipxfer_relay_ports_warm")
     idle_fds = daemon_fds()
 
     c = caller(t, d, calls=plain, rate=50, limit=20, duration=50).start()
@@ -673,6 +688,8 @@ def test_leak_run_calls_and_transfers(t):
     # other descriptor must be one the idle daemon had
     fds = [x for x in daemon_fds() if not x.endswith("->%d" % w.port)]
     check(sorted(fds) == sorted(idle_fds), "descriptors after the run %s, idle %s" % (fds, idle_fds))
+    wait_for(lambda: d.metric("sipxfer_relay_ports_warm") == warm_idle, 10, "warm pool refilled")
+    wait_warm_full()
     d.check_clean_exit()
 
 
