@@ -458,7 +458,7 @@ def run_relay(args, workdir, binary):
             "machine_us_per_pkt", "gen_us_per_pkt", "relay_fwd_kernel", "kernel_streams", "attempt"]
     md = B.table("RTP relay (G.711, 20 ms, both directions)", cols, rows)
     B.write_csv(os.path.join(args.results, f"relay-{'quick' if args.quick else 'full'}.csv"), cols, rows)
-    ratios, machine_rows = [], []
+    ratios, machine_rows, path_rows = [], [], []
     for n in steps:
         g = {}
         for r in rows:   # last attempt wins
@@ -486,6 +486,24 @@ def run_relay(args, workdir, binary):
                 m["kernel_added_p99_us"] = k["lat_p99_us"] - dr["lat_p99_us"]
                 m["kernel_loss_pct"] = k["loss_pct"]
             machine_rows.append(m)
+        if dr and dr.get("gen_us_per_pkt") is not None:
+            # The same from process accounting (exact, where /proc/stat samples ticks): on
+            # loopback the receive softirq mostly runs in the sending process (local_bh_enable
+            # after the send), so rtpgen's CPU carries the kernel's delivery and, for the kernel
+            # path, the tc program; the relay process adds its own. direct = rtpgen alone.
+            pfloor = dr["gen_us_per_pkt"]
+            pm = {"calls": n, "direct_us": pfloor}
+            for name, row in (("user", s), ("kernel", k), ("rtpengine", e)):
+                if row and row.get("gen_us_per_pkt") is not None:
+                    v = row["gen_us_per_pkt"] + (row.get("us_cpu_per_pkt") or 0)
+                    pm[f"{name}_us"] = v
+                    pm[f"{name}_added_us"] = v - pfloor
+                    pm[f"{name}_vs_direct"] = v / pfloor if pfloor > 0 else None
+            if k and e and pm.get("rtpengine_added_us", 0) > 0:
+                pm["kernel_added_vs_rtpengine_added"] = pm["kernel_added_us"] / pm["rtpengine_added_us"]
+            if k and e and pm.get("rtpengine_us", 0) > 0:
+                pm["kernel_vs_rtpengine"] = pm["kernel_us"] / pm["rtpengine_us"]
+            path_rows.append(pm)
         if s and e and dr:
             ratio = {"calls": n, "cpu_per_pkt_ratio_vs_rtpengine": s["us_cpu_per_pkt"] / e["us_cpu_per_pkt"],
                      "sipxferd_added_p50_us": s["lat_p50_us"] - dr["lat_p50_us"],
@@ -500,6 +518,10 @@ def run_relay(args, workdir, binary):
             ratios.append(ratio)
     if ratios:
         md += "\n" + B.table("Relay ratios", list(ratios[0].keys()), ratios)
+    if path_rows:
+        cols_p = list(dict.fromkeys(k_ for r in path_rows for k_ in r))
+        md += "\n" + B.table("Forwarding path per packet (us, rtpgen + relay process CPU; direct = rtpgen alone)",
+                              cols_p, path_rows)
     if machine_rows:
         cols_m = list(dict.fromkeys(k_ for r in machine_rows for k_ in r))
         md += "\n" + B.table("Whole machine per forwarded packet (us, all cores; direct = the floor)",
@@ -527,7 +549,7 @@ def run_relay(args, workdir, binary):
            "(/proc/stat, softirq included) over the run / packets received: kernel forwarding runs in "
            "softirq and sender context, which no process's CPU time shows; gen_us_per_pkt = rtpgen's own "
            "CPU. sipxferd-user / sipxferd-kernel: media.kernel = \"off\" / \"auto\" (builds that have it).\n")
-    return md, {"rows": rows, "ratios": ratios, "machine": machine_rows}
+    return md, {"rows": rows, "ratios": ratios, "machine": machine_rows, "path": path_rows}
 
 
 # ---------------------------------------------------------------- 4. transfer latency
