@@ -97,7 +97,6 @@ def test_warm_pool_refills_past_its_size(t):
 
 import ctypes  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import struct  # noqa: E402
 
 from harness import RawCall  # noqa: E402
@@ -166,8 +165,18 @@ def kernel_daemon(t, **kw):
     return d, room, kernel_ids(d)
 
 
-def wait_kernel_packets(d, at_least, what):
-    wait_for(lambda: d.metric(KERNEL) >= at_least, 10, what)
+def end_call(call, room, d, maps=None):
+    """BYE, the room's SIPp done, the daemon idle; with maps (rk_fwd id,
+    rk_count id), neither holds an entry any more; then a clean exit."""
+    check(call.bye() == 200, "BYE")
+    call.close()
+    room.check_ok(30)
+    d.wait_idle()
+    if maps:
+        check(map_entries(maps[0]) == 0 and map_entries(maps[1]) == 0,
+              "entries left after the call: rk_fwd %d rk_count %d" % (
+                  map_entries(maps[0]), map_entries(maps[1])))
+    d.check_clean_exit()
 
 
 @case
@@ -232,12 +241,7 @@ def test_kernel_path_hold_and_unhold(t):
     check(map_entries(fwd) == 2, "entries after unhold: %d" % map_entries(fwd))
     check(d.metric(KERNEL) - before >= 80, "kernel packets after unhold: %s" % (
         d.metric(KERNEL) - before))
-    check(call.bye() == 200, "BYE")
-    call.close()
-    room.check_ok(30)
-    d.wait_idle()
-    check(map_entries(fwd) == 0 and map_entries(count) == 0, "entries left after the call")
-    d.check_clean_exit()
+    end_call(call, room, d, (fwd, count))
 
 
 @case
@@ -334,11 +338,7 @@ def test_kernel_path_sigkill_leaves_nothing_forwarding(t):
     check(call.invite() == 200, "INVITE after the restart")
     check(echoed(call, 50) >= 48, "no echo after the restart")
     check(d.metric(KERNEL) > 0, "kernel path not used after the restart")
-    check(call.bye() == 200, "BYE")
-    call.close()
-    room2.check_ok(30)
-    d.wait_idle()
-    d.check_clean_exit()
+    end_call(call, room2, d, (fwd2, count2))
 
 
 def userspace_only(t, d, room, why):
@@ -350,11 +350,7 @@ def userspace_only(t, d, room, why):
     check(n >= 48, "only %d of 50 echoed in userspace" % n)
     check(d.metric(KERNEL) == 0 and d.metric(USER) >= 96, "kernel %s user %s" % (
         d.metric(KERNEL), d.metric(USER)))
-    check(call.bye() == 200, "BYE")
-    call.close()
-    room.check_ok(30)
-    d.wait_idle()
-    d.check_clean_exit()
+    end_call(call, room, d)
 
 
 @case
@@ -400,9 +396,4 @@ def test_kernel_path_carries_rtcp(t):
     check(map_entries(fwd) == 3, "entries with RTCP: %d" % map_entries(fwd))
     check(d.metric(KERNEL) - before_k >= 15, "RTCP in the kernel: %s of 20" % (
         d.metric(KERNEL) - before_k))
-    check(call.bye() == 200, "BYE")
-    call.close()
-    room.check_ok(30)
-    d.wait_idle()
-    check(map_entries(fwd) == 0 and map_entries(count) == 0, "entries left")
-    d.check_clean_exit()
+    end_call(call, room, d, (fwd, count))
