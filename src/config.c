@@ -245,7 +245,9 @@ static bool hostport_ok(const char *text)
 }
 
 static const char *const top_keys[] = {"node", "drain_timeout", "sip", "api", "media", "trunks",
-                                       "rooms", "routes", "webhooks", "transfer", NULL};
+                                       "rooms", "routes", "webhooks", "transfer", "cluster", NULL};
+static const char *const cluster_keys[] = {"redis", "lease", "peers", NULL};
+static const char *const peer_keys[] = {"node", "api", NULL};
 static const char *const tls_keys[] = {"certificate", "ca", "verify_peer", NULL};
 static const char *const sip_keys[] = {"listen", "advertise", "tls",
                                        "max_calls",
@@ -253,6 +255,7 @@ static const char *const sip_keys[] = {"listen", "advertise", "tls",
                                        "tcp_max_connections",
                                        "tcp_max_per_source",
                                        "tcp_idle_timeout",
+                                       "trusted_proxies",
                                        NULL};
 static const char *const api_keys[] = {"listen", "tokens", "idle_timeout", NULL};
 static const char *const media_keys[] = {"mode",    "address", "advertise", "port_min", "port_max",
@@ -673,6 +676,53 @@ static int load_rooms(struct ctx *c, const config_setting_t *root, struct config
     return 0;
 }
 
+/* cluster { redis, lease, peers } (SPEC 13): absent or redis = "" is a
+ * single node. Peers are nodes other than this one; their API addresses
+ * are literal host:port so forwarding never resolves a name. */
+static int load_cluster(struct ctx *c, const config_setting_t *root, struct config *cfg)
+{
+    int rc = 0;
+    const config_setting_t *g = get_group(c, root, "cluster", cluster_keys, &rc);
+    if (rc < 0 || get_string(c, g, "redis", false, "", &cfg->cluster.redis) < 0 ||
+        get_int(c, g, "lease", 15, 3, 3600, &cfg->cluster.lease) < 0)
+        return -1;
+    if (*cfg->cluster.redis && !hostport_ok(cfg->cluster.redis))
+        return fail(c, member(g, "redis"), "'cluster.redis' must be \"HOST:PORT\" or \"\", got \"%s\"",
+                    cfg->cluster.redis);
+    const config_setting_t *list = member(g, "peers");
+    if (!list)
+        return 0;
+    if (config_setting_type(list) != CONFIG_TYPE_LIST)
+        return fail(c, list, "'cluster.peers' must be a list ( { node = ...; api = ...; }, ... )");
+    int n = config_setting_length(list);
+    cfg->cluster.peers = xcalloc((size_t)n + 1, sizeof *cfg->cluster.peers);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+        struct peer_cfg *p = &cfg->cluster.peers[i];
+        cfg->cluster.npeers++;
+        if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+            return fail(c, e, "'cluster.peers[%d]' must be a group { ... }", i);
+        if (check_members(c, e, peer_keys) < 0 || get_string(c, e, "node", true, NULL, &p->node) < 0 ||
+            get_string(c, e, "api", true, NULL, &p->api) < 0)
+            return -1;
+        if (!*p->node || strpbrk(p->node, " \t\r\n\"/"))
+            return fail(c, member(e, "node"), "'cluster.peers[%d].node' must be a non-empty word", i);
+        struct cidr tmp;
+        char host[128];
+        const char *colon = strrchr(p->api, ':');
+        if (!hostport_ok(p->api) || (size_t)(colon - p->api) >= sizeof host)
+            return fail(c, member(e, "api"), "'cluster.peers[%d].api' must be \"ADDRESS:PORT\", got \"%s\"",
+                        i, p->api);
+        memcpy(host, p->api, (size_t)(colon - p->api));
+        host[colon - p->api] = '\0';
+        if (!cidr_parse(host, &tmp) || strchr(host, '/'))
+            return fail(c, member(e, "api"),
+                        "'cluster.peers[%d].api' must name an IP address (no DNS on the control "
+                        "loop), got \"%s\"", i, p->api);
+    }
+    return 0;
+}
+
 static int load_routes(struct ctx *c, const config_setting_t *root, struct config *cfg)
 {
     const config_setting_t *list = member(root, "routes");
@@ -738,6 +788,23 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         get_int(&c, sip, "tcp_max_per_source", 32, 1, 1000000, &cfg->tcp_max_per_source) < 0 ||
         get_int(&c, sip, "tcp_idle_timeout", 30, 1, 3600, &cfg->tcp_idle_timeout) < 0)
         goto bad;
+    {
+        char **v;
+        size_t n;
+        if (get_string_array(&c, sip, "trusted_proxies", &v, &n) < 0)
+            goto bad;
+        cfg->trusted_proxies = xcalloc(n + 1, sizeof *cfg->trusted_proxies);
+        for (size_t j = 0; j < n; j++) {
+            if (!cidr_parse(v[j], &cfg->trusted_proxies[j])) {
+                fail(&c, member(sip, "trusted_proxies"),
+                     "'sip.trusted_proxies' has a bad address/prefix \"%s\"", v[j]);
+                free_strv(v, n);
+                goto bad;
+            }
+            cfg->ntrusted_proxies++;
+        }
+        free_strv(v, n);
+    }
 
     const config_setting_t *api = get_group(&c, root, "api", api_keys, &rc);
     if (rc < 0 || get_string(&c, api, "listen", false, "127.0.0.1:8080", &cfg->api_listen) < 0 ||
@@ -830,7 +897,7 @@ struct config *config_load(const char *path, char *err, size_t errlen)
     }
 
     if (load_trunks(&c, root, cfg) < 0 || load_rooms(&c, root, cfg) < 0 ||
-        load_routes(&c, root, cfg) < 0)
+        load_routes(&c, root, cfg) < 0 || load_cluster(&c, root, cfg) < 0)
         goto bad;
 
     const config_setting_t *wh = get_group(&c, root, "webhooks", webhook_keys, &rc);
@@ -923,6 +990,13 @@ void config_free(struct config *cfg)
     free(cfg->webhook_url);
     free(cfg->webhook_secret);
     free_strv(cfg->transfer.allow, cfg->transfer.nallow);
+    free(cfg->trusted_proxies);
+    free(cfg->cluster.redis);
+    for (size_t i = 0; i < cfg->cluster.npeers; i++) {
+        free(cfg->cluster.peers[i].node);
+        free(cfg->cluster.peers[i].api);
+    }
+    free(cfg->cluster.peers);
     free(cfg);
 }
 

@@ -76,6 +76,19 @@ struct transfer_cfg {
     bool refer_fallback;
 };
 
+/* cluster.peers[i] (SPEC 13): where a node's API is when Redis cannot say */
+struct peer_cfg {
+    char *node;
+    char *api; /* "host:port" */
+};
+
+struct cluster_cfg {
+    char *redis;  /* "host:port" of Redis; "" (the default): a single node */
+    int lease;    /* seconds a node's registration lives without refresh */
+    struct peer_cfg *peers;
+    size_t npeers;
+};
+
 struct config {
     char *path;
     char *node;
@@ -94,6 +107,12 @@ struct config {
     int tcp_max_connections; /* accepted SIP TCP connections open at once */
     int tcp_max_per_source;  /* of those, from one source address */
     int tcp_idle_timeout;    /* seconds a silent SIP TCP connection may stay */
+    /* sip.trusted_proxies: a SIP proxy in front (Kamailio, SPEC 13). A
+     * request from one of these is taken as coming from the address its
+     * proxy's Via names below its own (received=, else the sent-by host),
+     * for trunk sources and rate limits. */
+    struct cidr *trusted_proxies;
+    size_t ntrusted_proxies;
 
     char *api_listen; /* "host:port" */
     char **tokens;
@@ -130,6 +149,7 @@ struct config {
     char *webhook_secret;
 
     struct transfer_cfg transfer;
+    struct cluster_cfg cluster;
 };
 
 /* Load and validate FILE. On failure returns NULL and writes a message of the
