@@ -309,11 +309,14 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
     if (strcmp(url, "/v1/health") == 0) {
         if (!get)
             return send_error(con, 405, "invalid-request-error", "use GET");
+        /* 503 while draining, so a load balancer probing it takes the
+         * node out (SPEC 13); the body says why */
         cJSON *j = cJSON_CreateObject();
-        cJSON_AddBoolToObject(j, "ok", true);
+        cJSON_AddBoolToObject(j, "ok", !app->draining);
+        cJSON_AddStringToObject(j, "state", app->draining ? "draining" : "active");
         cJSON_AddNumberToObject(j, "calls", (double)call_count(app->calls));
         cJSON_AddBoolToObject(j, "draining", app->draining);
-        return send_json(con, 200, j);
+        return send_json(con, app->draining ? 503 : 200, j);
     }
     if (strcmp(url, "/metrics") == 0) {
         if (!get)

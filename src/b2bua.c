@@ -54,6 +54,21 @@ struct b2bua {
 #define SIP_MAX_MESSAGE (128 * 1024)
 #define ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY, REFER, UPDATE"
 
+/* OPTIONS is ours to answer (NUTAG_APPL_METHOD), so that a draining node
+ * can tell the proxy in front to send new calls elsewhere (SPEC 13): 503
+ * with Retry-After out of dialog; a dialog's keepalive is still 200. */
+static void answer_options(nua_t *nua, nua_handle_t *nh, bool draining)
+{
+    if (!nh)
+        return;
+    if (draining)
+        nua_respond(nh, 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR("30"),
+                    NUTAG_WITH_THIS(nua), TAG_END());
+    else
+        nua_respond(nh, 200, "OK", SIPTAG_ALLOW_STR(ALLOW), SIPTAG_ACCEPT_STR("application/sdp"),
+                    SIPTAG_SUPPORTED_STR("timer"), NUTAG_WITH_THIS(nua), TAG_END());
+}
+
 /* An event of one of our legs. */
 static void leg_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
                       struct app *app, struct leg *leg, sip_t const *sip, tagi_t tags[])
@@ -84,6 +99,10 @@ static void leg_event(nua_event_t event, int status, char const *phrase, nua_t *
         return;
     case nua_i_refer:
         leg_i_refer(app, nua, leg, sip, tags);
+        return;
+    case nua_i_options:
+        /* in a dialog (a keepalive): the call is ours, draining or not */
+        answer_options(nua, leg->nh, false);
         return;
     case nua_r_bye:
         /* a BYE challenged: answered once with the leg's trunk credentials */
@@ -145,6 +164,11 @@ static void stray_event(nua_event_t event, int status, nua_t *nua, struct app *a
             b->shut_down = true;
         if (status >= 200 && b->shutdown_done)
             b->shutdown_done(app);
+        return;
+    case nua_i_options:
+        answer_options(nua, nh, app->draining);
+        if (nh)
+            nua_handle_destroy(nh);
         return;
     case nua_i_register:
     case nua_i_subscribe:
@@ -363,7 +387,8 @@ struct b2bua *b2bua_create(struct app *app, char *err, size_t errlen)
                         NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOALERT(0),
                         NUTAG_AUTOACK(0), NUTAG_AUTO302(0), NUTAG_AUTO100(1),
                         NUTAG_APPL_METHOD("INVITE"), NUTAG_APPL_METHOD("UPDATE"),
-                        NUTAG_APPL_METHOD("REFER"), SIPTAG_SUPPORTED_STR("timer"),
+                        NUTAG_APPL_METHOD("REFER"), NUTAG_APPL_METHOD("OPTIONS"),
+                        SIPTAG_SUPPORTED_STR("timer"),
                         SIPTAG_ALLOW_STR(ALLOW), SIPTAG_USER_AGENT_STR("sipxfer/" SIPXFER_VERSION),
                         NUTAG_SESSION_TIMER(1800), NUTAG_MIN_SE(90), NUTAG_UPDATE_REFRESH(1),
                         NTATAG_UDP_MTU(65535), NTATAG_SERVER_RPORT(1), NTATAG_CLIENT_RPORT(1),

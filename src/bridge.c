@@ -11,6 +11,7 @@
 
 #include "bridge.h"
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -443,13 +444,60 @@ static void refusal_log(const struct config *cfg, const struct admit_result *r, 
     }
 }
 
+/* Behind a proxy in sip.trusted_proxies (Kamailio, SPEC 13) every INVITE
+ * comes from the proxy: the carrier is the hop the proxy's Via sits on,
+ * which the proxy stamped with received= (RFC 3261 18.2.1) when the sent-by
+ * was not where the request came from. Trunk sources and rate limits then
+ * apply per carrier. Only from a trusted proxy: anyone else could write a
+ * Via naming a trunk. */
+static void carrier_source(const struct config *cfg, const sip_t *sip, char *src, size_t len,
+                           struct sockaddr_storage *sa)
+{
+    bool trusted = false;
+    for (size_t i = 0; i < cfg->ntrusted_proxies && !trusted; i++)
+        trusted = cidr_match(&cfg->trusted_proxies[i], (struct sockaddr *)sa);
+    const sip_via_t *v = trusted && sip && sip->sip_via ? sip->sip_via->v_next : NULL;
+    if (!v)
+        return;
+    const char *host = v->v_received ? v->v_received : v->v_host;
+    const char *port = v->v_rport && *v->v_rport ? v->v_rport : v->v_port;
+    char h[INET6_ADDRSTRLEN + 2];
+    if (!host || strlen(host) >= sizeof h)
+        return;
+    snprintf(h, sizeof h, "%s", host[0] == '[' ? host + 1 : host);
+    char *rb = strchr(h, ']');
+    if (rb)
+        *rb = '\0';
+    long p = port ? strtol(port, NULL, 10) : 5060;
+    if (p <= 0 || p > 65535)
+        p = 5060;
+    struct sockaddr_storage out;
+    memset(&out, 0, sizeof out);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&out;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out;
+    if (inet_pton(AF_INET, h, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)p);
+    } else if (inet_pton(AF_INET6, h, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)p);
+    } else {
+        return; /* a name: the proxy did not say where it came from */
+    }
+    char proxy[64];
+    snprintf(proxy, sizeof proxy, "%.63s", src);
+    snprintf(src, len, "%.48s:%ld via %s", h, p, proxy);
+    *sa = out;
+}
+
 void bridge_incoming(struct app *app, nua_t *nua, nua_handle_t *nh, const sip_t *sip)
 {
     struct bridge *b = app->bridge;
     struct config *cfg = app->cfg;
-    char src[80];
+    char src[128];
     struct sockaddr_storage sa;
     leg_source(nua, src, sizeof src, &sa);
+    carrier_source(cfg, sip, src, sizeof src, &sa);
     const char *callid = sip && sip->sip_call_id ? sip->sip_call_id->i_id : "?";
 
     struct timespec now;

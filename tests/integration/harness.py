@@ -342,6 +342,7 @@ class T:
         self.daemons = []
         self.notes = []
         self.ports = []
+        self.finalizers = []  # run first at cleanup (at_end)
         _current.t = self
 
     def path(self, name):
@@ -350,7 +351,17 @@ class T:
     def note(self, msg):
         self.notes.append(msg)
 
+    def at_end(self, fn):
+        """fn() when the test ends, pass or fail, before its processes are
+        killed (e.g. to stop a process group that kill alone would leave)."""
+        self.finalizers.append(fn)
+
     def cleanup(self, ok):
+        for fn in reversed(self.finalizers):
+            try:
+                fn()
+            except Exception:
+                pass
         for p in self.procs:
             if p.poll() is None:
                 try:
@@ -481,8 +492,10 @@ class Daemon:
             "transfer.refer_fallback": False,
         }
         self.settings.update(settings)
-        self.conf = t.path("sipxferd.conf")
-        self.log = t.path("sipxferd.log")
+        # a test's second daemon (a cluster's node) gets files of its own
+        sfx = "-%d" % (len(t.daemons) + 1) if t.daemons else ""
+        self.conf = t.path("sipxferd%s.conf" % sfx)
+        self.log = t.path("sipxferd%s.log" % sfx)
         self.proc = None
         self.wrap = None
         self._conf_extra = self._conf_text = None

@@ -1,0 +1,243 @@
+"""Issue 15: several sipxferd nodes behind the shipped Kamailio config
+(config/kamailio/kamailio.cfg, dispatcher in front, SPEC section 13): calls
+spread over the nodes, a stopped node is passed over, a draining node
+(SIGUSR1) answers OPTIONS and new INVITEs 503 + Retry-After while its calls
+go on through Record-Route, and with every node refusing the caller sees
+503 with Retry-After, not Kamailio's 500."""
+import os
+import shutil
+import signal
+import time
+
+from harness import (HOST, ROOT, SipSocket, Skip, build_request, case, check, free_port,
+                     parse_response, wait_bound, wait_for)
+from test_core import caller
+from test_loop import kamailio_modules, stop_group
+
+KAMAILIO_CFG = os.path.join(ROOT, "config", "kamailio", "kamailio.cfg")
+
+
+class Kamailio:
+    """The shipped Kamailio config in front of `nodes` (Daemons), on a free
+    port of HOST, probing every `ping` seconds."""
+
+    def __init__(self, t, nodes, ping=1):
+        binary = shutil.which("kamailio") or "/usr/sbin/kamailio"
+        mpath = kamailio_modules()
+        if not os.path.exists(binary) or not mpath:
+            raise Skip("kamailio (with dispatcher.so) is not installed: run scripts/setup.sh")
+        self.port = free_port()
+        lst = t.path("sipxfer-nodes.list")
+        with open(lst, "w") as f:
+            for d in nodes:
+                f.write("1 sip:%s:%d 0 0\n" % (HOST, d.sip_port))
+        rundir = t.path("kamailio-run")
+        os.makedirs(rundir, exist_ok=True)
+        args = ["kamailio", "-f", KAMAILIO_CFG, "-DD", "-E", "-m", "32", "-M", "8", "-Y", rundir,
+                "-P", os.path.join(rundir, "kamailio.pid"),
+                "-A", "SIPXFER_LISTEN=udp:%s:%d" % (HOST, self.port),
+                "-A", 'SIPXFER_NODES="%s"' % lst, "-A", 'SIPXFER_MPATH="%s/"' % mpath,
+                "-A", "SIPXFER_PING_INTERVAL=%d" % ping]
+        args[0] = binary
+        # its own process group: Kamailio forks, and all of it goes at the end
+        self.proc = t.popen(args, "kamailio", start_new_session=True)
+        t.at_end(lambda: stop_group(self.proc))
+        wait_bound(self.port, proc=self.proc, what="kamailio")
+
+    @property
+    def uri_host(self):
+        return "%s:%d" % (HOST, self.port)
+
+
+def nodes(t, n, room_calls, **kw):
+    """n nodes (node names n1..) sharing one SIPp room, taking carrier calls
+    from behind the proxy on HOST."""
+    room = t.sipp("room.xml", calls=room_calls)
+    ds = []
+    for i in range(n):
+        settings = {"node": "n%d" % (i + 1), "sip.trusted_proxies": [HOST]}
+        settings.update(kw)
+        ds.append(t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)},
+                           **settings))
+    room.start()
+    for d in ds:
+        d.start()
+    return ds, room
+
+
+def via_proxy(t, k, scenario="caller.xml", **kw):
+    return t.sipp(scenario, remote=k.uri_host, service="room-a", **kw)
+
+
+def calls_of(d):
+    return d.metric("sipxfer_calls_total") or 0
+
+
+def final_response(remote, method="INVITE", ruri_user="room-a", timeout=10):
+    """A raw request to remote; the final response parsed, or None."""
+    s = SipSocket("udp", remote)
+    try:
+        host = "%s:%d" % remote
+        sdp = (b"v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+               b"m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+        msg = build_request(method, "sip:%s@%s" % (ruri_user, host) if ruri_user else
+                            "sip:%s" % host, host, local=s.local, to_user=ruri_user,
+                            body=sdp if method == "INVITE" else b"",
+                            ctype="application/sdp" if method == "INVITE" else None)
+        s.send(msg, remote)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            data = s.recv(max(0.01, deadline - time.time()))
+            if data is None:
+                return None
+            r = parse_response(data)
+            if r and r[0] >= 200:
+                return r
+        return None
+    finally:
+        s.close()
+
+
+@case
+def test_calls_spread_over_nodes_through_kamailio(t):
+    """Calls through the dispatcher land on every node; their ACKs and BYEs
+    follow Record-Route to the node that took them; each node sees the
+    carrier's own address, not the proxy's (sip.trusted_proxies)."""
+    n = 8
+    ds, room = nodes(t, 2, room_calls=n)
+    k = Kamailio(t, ds)
+    c = via_proxy(t, k, calls=n, rate=20, limit=4, duration=200).start()
+    c.check_ok(60)
+    room.check_ok(30)
+    for d in ds:
+        d.wait_idle(15)
+    got = [calls_of(d) for d in ds]
+    check(sum(got) == n and min(got) >= n // 4, "calls per node: %s" % got)
+    # the INVITE's log line names the carrier (the SIPp caller's port), then the proxy
+    check(ds[0].wait_log(r"INVITE from 127\.0\.0\.1:%d via 127\.0\.0\.1:%d" % (c.port, k.port)),
+          "node log does not name the carrier behind the proxy")
+    t.note("%d calls through Kamailio: %s per node" % (n, got))
+    for d in ds:
+        d.check_clean_exit()
+
+
+@case
+def test_trunk_sources_apply_to_the_carrier_behind_the_proxy(t):
+    """A trunk's sources name the carrier: behind a trusted proxy its INVITEs
+    are admitted by the carrier's address; a proxy that is not trusted is
+    the source itself and is refused 403."""
+    room = t.sipp("room.xml", calls=1)
+    rooms = {"room-a": "sip:room-a@%s:%d" % (HOST, room.port)}
+    # the carrier on 127.0.0.10; the proxy on HOST
+    trusted = t.daemon(rooms=rooms, trunk_sources=["127.0.0.10"], node="n1",
+                       **{"sip.trusted_proxies": [HOST]})
+    untrusted = t.daemon(rooms=rooms, trunk_sources=["127.0.0.10"], node="n2")
+    room.start()
+    trusted.start()
+    untrusted.start()
+    for d, want in ((trusted, 200), (untrusted, 403)):
+        k = Kamailio(t, [d])
+        c = via_proxy(t, k, "caller.xml" if want == 200 else "caller_reject.xml",
+                      duration=100)
+        c._arg("-i", "127.0.0.10")
+        c.start()
+        c.check_ok(30, "carrier behind %s proxy" % ("a trusted" if want == 200 else "an untrusted"))
+        stop_group(k.proc)
+    room.check_ok(30)
+    check(calls_of(trusted) == 1, "trusted proxy: %s calls" % calls_of(trusted))
+    check(untrusted.metric('sipxfer_calls_rejected_total{reason="forbidden"}') == 1,
+          "untrusted proxy not refused by source")
+    trusted.check_clean_exit()
+    untrusted.check_clean_exit()
+
+
+@case
+def test_stopped_node_is_passed_over(t):
+    """kill -STOP of one node: the next INVITE sent there times out at the
+    proxy (tm fr_timer, 2 s) and goes to the other node; the calls after it
+    go straight to the other node. New calls are served within 3 s."""
+    ds, room = nodes(t, 2, room_calls=6)
+    k = Kamailio(t, ds)
+    c = via_proxy(t, k, calls=2, rate=10, duration=100).start()
+    c.check_ok(30)
+    check(min(calls_of(d) for d in ds) == 1, "first calls not spread")
+    ds[0].proc.send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.time()
+        c = via_proxy(t, k, calls=4, rate=10, limit=1, duration=100).start()
+        c.check_ok(40, "calls with one node stopped")
+        took = time.time() - t0
+        check(calls_of(ds[1]) == 5, "the running node took %s calls, not 5" % calls_of(ds[1]))
+        check(took < 12, "4 calls with a stopped node took %.1fs" % took)
+        t.note("4 calls with one node stopped: %.1fs (the first waits out fr_timer, 2 s)" % took)
+    finally:
+        ds[0].proc.send_signal(signal.SIGCONT)
+    room.check_ok(30)
+    for d in ds:
+        d.check_clean_exit()
+
+
+@case
+def test_drain_sends_new_calls_elsewhere_and_keeps_live_ones(t):
+    """SIGUSR1: /v1/health 503 {"state": "draining"}, OPTIONS and a new
+    INVITE straight to the node 503 + Retry-After; new calls through the
+    proxy land on the other node; the live call's BYE still reaches the
+    draining node through Record-Route; then the node exits 0."""
+    ds, room = nodes(t, 2, room_calls=4, drain_timeout=60)
+    a, b = ds
+    k = Kamailio(t, ds)
+    # one call on each node, held up until the caller hangs up
+    live = via_proxy(t, k, calls=2, rate=10, duration=4000).start()
+    wait_for(lambda: calls_of(a) == 1 and calls_of(b) == 1, 15, "a call on each node")
+    a.signal(signal.SIGUSR1)
+    a.wait_metric("sipxfer_draining", 1)
+    st, body = a.api("GET", "/v1/health")
+    check(st == 503 and body.get("state") == "draining", "health while draining: %s %s"
+          % (st, body))
+    r = final_response((HOST, a.sip_port), "OPTIONS", ruri_user=None)
+    check(r and r[0] == 503 and r[2].get("retry-after"), "OPTIONS while draining: %s"
+          % (r and r[:3],))
+    r = final_response((HOST, a.sip_port))
+    check(r and r[0] == 503 and r[2].get("retry-after"), "INVITE while draining: %s"
+          % (r and r[:3],))
+    st, _ = b.api("GET", "/v1/health")
+    check(st == 200, "the other node's health: %s" % st)
+    # new calls through the proxy all go to b
+    more = via_proxy(t, k, calls=2, rate=10, duration=100).start()
+    more.check_ok(30)
+    check(calls_of(b) == 3 and calls_of(a) == 1, "calls after the drain: a %s, b %s"
+          % (calls_of(a), calls_of(b)))
+    # the live calls end with the caller's BYE, a's through Record-Route
+    live.check_ok(30)
+    room.check_ok(30)
+    rc = a.proc.wait(20)
+    check(rc == 0, "drained node exit status %s" % rc)
+    check(a.wait_log(r"BYE from the caller leg"), "the draining node got no BYE")
+    b.check_clean_exit()
+
+
+@case
+def test_every_node_refusing_gives_503_with_retry_after(t):
+    """With every node draining, the proxy answers the caller 503 with
+    Retry-After (the shipped failure_route), not Kamailio's 500."""
+    ds, room = nodes(t, 2, room_calls=2, drain_timeout=60)
+    # a probe interval far longer than the test, so the proxy still sends
+    # the INVITE to both nodes and takes their 503s
+    k = Kamailio(t, ds, ping=60)
+    # a live call on each node keeps it up while it drains
+    live = via_proxy(t, k, calls=2, rate=10, duration=3000).start()
+    wait_for(lambda: all(calls_of(d) == 1 for d in ds), 15, "a call on each node")
+    for d in ds:
+        d.signal(signal.SIGUSR1)
+        d.wait_metric("sipxfer_draining", 1)
+    r = final_response((HOST, k.port))
+    check(r is not None, "no final response through the proxy")
+    check(r[0] == 503 and r[2].get("retry-after"), "through the proxy: %s %s %s"
+          % (r[0], r[1], r[2].get("retry-after")))
+    for d in ds:
+        check(d.metric('sipxfer_calls_rejected_total{reason="draining"}') == 1,
+              "node %s was not tried" % d.settings["node"])
+    live.check_ok(30)
+    room.check_ok(30)
+    for d in ds:
+        check(d.proc.wait(20) == 0, "drained node exit")
