@@ -241,3 +241,28 @@ def test_every_node_refusing_gives_503_with_retry_after(t):
     room.check_ok(30)
     for d in ds:
         check(d.proc.wait(20) == 0, "drained node exit")
+
+
+@case
+def test_cluster_script_as_shipped(t):
+    """scripts/cluster.sh 2, as the README starts it, in a network namespace
+    of its own (it takes the fixed loopback addresses and ports it
+    documents): both nodes come up, one call through Kamailio lands on
+    each, SIGTERM stops everything with status 0 and nothing left bound."""
+    if not shutil.which("unshare") or os.geteuid() != 0:
+        raise Skip("needs root and unshare(1) for a network namespace")
+    import subprocess
+    r = subprocess.run(["unshare", "-n", "sh", os.path.join(ROOT, "tests", "tools",
+                                                            "cluster_smoke.sh"), t.dir],
+                       capture_output=True, text=True, timeout=120)
+    out = r.stdout
+    lines = dict(ln.split(" ", 1) for ln in out.splitlines() if " " in ln)
+    check(r.returncode == 0 and "cluster did not come up" not in out,
+          "cluster.sh: %s %s" % (out, r.stderr[-2000:]))
+    check(lines.get("caller") == "0" and lines.get("room") == "0",
+          "calls through the script's cluster failed:\n%s" % out)
+    per_node = [ln.split()[2] for ln in out.splitlines() if ln.startswith("calls ")]
+    check(per_node == ["1", "1"], "calls per node: %s" % per_node)
+    check(lines.get("exit") == "0", "cluster.sh exit after SIGTERM: %s" % lines.get("exit"))
+    check(lines.get("bound") == "0", "sockets left bound after cluster.sh stopped: %s"
+          % lines.get("bound"))
