@@ -58,6 +58,12 @@ int http_post(struct http_client *c, const char *url, const char *content_type, 
               size_t len, const char *const *headers, long timeout_ms, http_done_f done,
               void *arg);
 
+/* The same with method "GET", "POST" or "DELETE" (body sent with POST
+ * only); -1 for any other method. */
+int http_request(struct http_client *c, const char *method, const char *url,
+                 const char *content_type, const char *body, size_t len,
+                 const char *const *headers, long timeout_ms, http_done_f done, void *arg);
+
 /* Abort every in-flight request started with this (done, arg) pair; their
  * callbacks never run. Returns how many were aborted. */
 unsigned http_cancel(struct http_client *c, http_done_f done, void *arg);

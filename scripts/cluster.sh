@@ -11,7 +11,8 @@
 # API (token "change-me") serves any session. Configs and logs go to a
 # fresh directory under ${TMPDIR:-/tmp}, printed at start.
 # SIPXFER_CLUSTER_REDIS_PORT (default 6380, apart from a system Redis on
-# 6379) and SIPXFER_CLUSTER_LEASE (default 15) change the obvious.
+# 6379), SIPXFER_CLUSTER_LEASE (default 15) and SIPXFER_CLUSTER_KAMAILIO_CHILDREN
+# (Kamailio's UDP workers, default 4) change the obvious.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,7 @@ if [ "$n" -lt 1 ] || [ "$n" -gt 50 ]; then
 fi
 rport="${SIPXFER_CLUSTER_REDIS_PORT:-6380}"
 lease="${SIPXFER_CLUSTER_LEASE:-15}"
+children="${SIPXFER_CLUSTER_KAMAILIO_CHILDREN:-4}"
 
 ./scripts/setup.sh
 dir="$(mktemp -d "${TMPDIR:-/tmp}/sipxfer-cluster.XXXXXX")"
@@ -94,6 +96,7 @@ done
 
 kamailio -f config/kamailio/kamailio.cfg -DD -E -m 64 -M 8 -Y "$dir" -P "$dir/kamailio.pid" \
     -A SIPXFER_LISTEN=udp:127.0.0.1:5060 -A "SIPXFER_NODES=\"$dir/sipxfer-nodes.list\"" \
+    -A "SIPXFER_CHILDREN=$children" \
     > "$dir/kamailio.log" 2>&1 &
 kam_pid=$!
 pids="$node_pids $kam_pid $redis_pid"

@@ -24,6 +24,7 @@
 #include "app.h"
 #include "call.h"
 #include "dialout.h"
+#include "http_client.h"
 #include "config.h"
 #include "log.h"
 #include "log_limit.h"
@@ -40,7 +41,12 @@ struct api {
     int wait_index;
     su_timer_t *timer;
     bool closed; /* a connection closed during the last MHD_run() */
+    struct forward *forwards; /* waiting for their owner's answer */
 };
+
+/* the hop header: a forwarded request is never forwarded again */
+#define FORWARDED_BY "X-Sipxfer-Forwarded-By"
+#define FORWARD_TIMEOUT_MS 5000
 
 /* Total and per-address connection caps. 64 per address leaves three
  * quarters of the total to other clients when one address holds its
@@ -52,6 +58,23 @@ struct request {
     char *body;
     size_t len;
     bool too_big;
+    /* A request for a session another node owns (SPEC 13): forwarded to
+     * the owner with its connection suspended until the answer comes. */
+    struct forward *fwd;
+};
+
+/* One forwarded request. The connection stays suspended (MHD neither reads
+ * nor times it out) until http_client answers, which its timeout bounds;
+ * then the owner's status and body are queued as ours. */
+struct forward {
+    struct api *api;
+    struct MHD_Connection *con;
+    struct request *req;
+    bool done;
+    long status;  /* the owner's status; 0: no answer */
+    char *body;   /* the owner's body (status != 0), or the error text */
+    char node[64];
+    struct forward *next; /* api->forwards */
 };
 
 /* ---- responses --------------------------------------------------------- */
@@ -298,6 +321,136 @@ static enum MHD_Result room_dialout(struct api *api, struct MHD_Connection *con,
     return send_json(con, 200, j);
 }
 
+/* ---- forwarding to a session's owner (SPEC 13) ----------------------- */
+
+/* The node a session id names: ids are "<node>-<uuid>" (call.c), the uuid
+ * 36 characters. */
+static bool session_node(const char *id, char *node, size_t len)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n < 38 || id[n - 37] != '-' || n - 37 >= len)
+        return false;
+    memcpy(node, id, n - 37);
+    node[n - 37] = '\0';
+    return true;
+}
+
+static bool in_cluster(const struct config *cfg)
+{
+    return *cfg->cluster.redis || cfg->cluster.npeers > 0;
+}
+
+static const char *peer_api(const struct config *cfg, const char *node)
+{
+    for (size_t i = 0; i < cfg->cluster.npeers; i++)
+        if (strcmp(cfg->cluster.peers[i].node, node) == 0)
+            return cfg->cluster.peers[i].api;
+    return NULL;
+}
+
+static void on_timer(struct app *app, su_timer_t *t, void *arg);
+
+static void forward_unlink(struct api *api, struct forward *f)
+{
+    for (struct forward **pp = &api->forwards; *pp; pp = &(*pp)->next)
+        if (*pp == f) {
+            *pp = f->next;
+            return;
+        }
+}
+
+static void forward_done(void *arg, long status, const char *body, size_t len, const char *error)
+{
+    struct forward *f = arg;
+    log_msg(LOG_DEBUG, NULL, "API forward to node %s answered %ld", f->node, status);
+    forward_unlink(f->api, f);
+    f->done = true;
+    f->status = status;
+    f->body = status ? xstrdup(body) : xstrdup(error ? error : "no answer");
+    (void)len;
+    MHD_resume_connection(f->con);
+    /* MHD calls on_request again for this connection from its next run,
+     * and nothing on its epoll fd says a run is due: run it now */
+    su_timer_set_interval(f->api->timer, on_timer, f->api, 0);
+}
+
+/* The owner's answer (or why there is none) as this request's response. */
+static enum MHD_Result forward_reply(struct MHD_Connection *con, struct forward *f)
+{
+    if (f->status == 0) {
+        char info[300];
+        snprintf(info, sizeof info, "session belongs to node %s, which did not answer (%s): gone",
+                 f->node, f->body);
+        return send_error(con, 404, "not-found", info);
+    }
+    char *text = f->body;
+    f->body = NULL;
+    return send_text(con, (unsigned)f->status, "application/json", text);
+}
+
+/* A session not found here: forwarded to the node its id names, when this
+ * node is in a cluster and that node is another one with a known API
+ * address; else the 404 a single node gives. */
+static enum MHD_Result forward_or_404(struct api *api, struct MHD_Connection *con,
+                                      struct request *req, const char *url, const char *method,
+                                      const char *id, const char *info404)
+{
+    const struct config *cfg = api->app->cfg;
+    char node[64];
+    if (!in_cluster(cfg) || !session_node(id, node, sizeof node) || strcmp(node, cfg->node) == 0)
+        return send_error(con, 404, "not-found", info404);
+    const char *by = MHD_lookup_connection_value(con, MHD_HEADER_KIND, FORWARDED_BY);
+    char info[300];
+    if (by) {
+        /* the owner forwarded it back, or a peer thinks this node owns it */
+        snprintf(info, sizeof info, "%s (forwarded by node %.64s; node %s does not have it)",
+                 info404, by, cfg->node);
+        return send_error(con, 404, "not-found", info);
+    }
+    const char *addr = peer_api(cfg, node);
+    if (!addr) {
+        snprintf(info, sizeof info, "session belongs to node %s, which is not in this cluster",
+                 node);
+        return send_error(con, 404, "not-found", info);
+    }
+    char target[256];
+    snprintf(target, sizeof target, "http://%s%s", addr, url);
+    const char *auth = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Authorization");
+    char auth_h[600], hop_h[128];
+    snprintf(auth_h, sizeof auth_h, "Authorization: %.580s", auth ? auth : "");
+    snprintf(hop_h, sizeof hop_h, "%s: %s", FORWARDED_BY, cfg->node);
+    const char *headers[] = {auth_h, hop_h, NULL};
+    struct forward *f = xcalloc(1, sizeof *f);
+    f->api = api;
+    f->con = con;
+    f->req = req;
+    snprintf(f->node, sizeof f->node, "%s", node);
+    if (http_request(api->app->http, method, target, req->len ? "application/json" : NULL,
+                     req->body, req->len, headers, FORWARD_TIMEOUT_MS, forward_done, f) < 0) {
+        free(f);
+        snprintf(info, sizeof info, "cannot forward to node %s at %s", node, addr);
+        return send_error(con, 503, "service-unavailable", info);
+    }
+    log_msg(LOG_DEBUG, id, "API %s %s forwarded to node %s at %s", method, url, node, addr);
+    req->fwd = f;
+    f->next = api->forwards;
+    api->forwards = f;
+    MHD_suspend_connection(con);
+    return MHD_YES;
+}
+
+/* The sessionId of a JSON body, for routes that name the session there. */
+static bool body_session_id(const struct request *req, char *out, size_t len)
+{
+    cJSON *j = req->body ? cJSON_ParseWithLength(req->body, req->len) : NULL;
+    const cJSON *sid = j ? cJSON_GetObjectItemCaseSensitive(j, "sessionId") : NULL;
+    bool ok = cJSON_IsString(sid) && sid->valuestring[0] && strlen(sid->valuestring) < len;
+    if (ok)
+        snprintf(out, len, "%s", sid->valuestring);
+    cJSON_Delete(j);
+    return ok;
+}
+
 /* ---- routing ----------------------------------------------------------- */
 
 static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const char *url,
@@ -365,10 +518,14 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
         snprintf(room, sizeof room, "%.*s", (int)(slash - name), name);
         enum xfer_mode mode;
         const char *const dialouts[] = {"/dialOut/start", "/dialOut/stop", "/dialOut/sendDTMF"};
+        char sid[128];
+        bool elsewhere = body_session_id(req, sid, sizeof sid) && !call_find(app->calls, sid);
         for (int k = 0; k < 3; k++)
             if (strcmp(slash, dialouts[k]) == 0) {
                 if (strcmp(method, "POST") != 0)
                     return send_error(con, 405, "invalid-request-error", "use POST");
+                if (k > 0 && elsewhere)
+                    return forward_or_404(api, con, req, url, method, sid, "no such session");
                 return room_dialout(api, con, room, (enum dialout_body_kind)k, req);
             }
         if (strcmp(slash, "/sipCallTransfer") == 0)
@@ -379,6 +536,8 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
             return send_error(con, 404, "not-found", "no such resource");
         if (strcmp(method, "POST") != 0)
             return send_error(con, 405, "invalid-request-error", "use POST");
+        if (elsewhere)
+            return forward_or_404(api, con, req, url, method, sid, "invalid sessionId");
         return room_transfer(api, con, room, mode, req);
     }
 
@@ -393,7 +552,7 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
         snprintf(id, sizeof id, "%.*s", (int)idlen, rest);
         struct call *c = call_find(app->calls, id);
         if (!c)
-            return send_error(con, 404, "not-found", "no such session");
+            return forward_or_404(api, con, req, url, method, id, "no such session");
         if (slash) {
             if (strcmp(method, "DELETE") != 0)
                 return send_error(con, 405, "invalid-request-error", "use DELETE");
@@ -463,6 +622,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (req->fwd) {
+        /* resumed: the owner has answered (or could not) */
+        struct forward *f = req->fwd;
+        if (!f->done)
+            return MHD_YES;
+        enum MHD_Result r = forward_reply(con, f);
+        req->fwd = NULL;
+        free(f->body);
+        free(f);
+        return r;
+    }
     struct looplag_mark m;
     looplag_begin(&m, "API", http_method_name(method), url);
     enum MHD_Result r = route(api, con, url, method, req);
@@ -475,6 +645,15 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 {
     struct request *req = *con_cls;
     if (req) {
+        if (req->fwd) {
+            struct api *api = cls;
+            if (!req->fwd->done) {
+                http_cancel(api->app->http, forward_done, req->fwd);
+                forward_unlink(api, req->fwd);
+            }
+            free(req->fwd->body);
+            free(req->fwd);
+        }
         free(req->body);
         free(req);
         *con_cls = NULL;
@@ -565,7 +744,8 @@ struct api *api_start(struct app *app, char *err, size_t errlen)
 
     struct api *api = xcalloc(1, sizeof *api);
     api->app = app;
-    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    /* suspend/resume: a request forwarded to another node waits (SPEC 13) */
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     api->mhd = MHD_start_daemon(
@@ -600,6 +780,17 @@ void api_stop(struct api *api)
 {
     if (!api)
         return;
+    /* Forwards still waiting get no answer: their connections are resumed
+     * so MHD_stop_daemon closes them (it will not stop over suspended ones). */
+    while (api->forwards) {
+        struct forward *f = api->forwards;
+        api->forwards = f->next;
+        http_cancel(api->app->http, forward_done, f);
+        f->done = true;
+        f->status = 0;
+        f->body = xstrdup("the node is stopping");
+        MHD_resume_connection(f->con);
+    }
     /* Deregister before MHD closes the fd (su's epoll would see EBADF). */
     su_root_deregister(api->app->root, api->wait_index);
     su_timer_destroy(api->timer);

@@ -390,6 +390,16 @@ int http_post(struct http_client *c, const char *url, const char *content_type, 
               size_t len, const char *const *headers, long timeout_ms, http_done_f done,
               void *arg)
 {
+    return http_request(c, "POST", url, content_type, body, len, headers, timeout_ms, done, arg);
+}
+
+int http_request(struct http_client *c, const char *method, const char *url,
+                 const char *content_type, const char *body, size_t len,
+                 const char *const *headers, long timeout_ms, http_done_f done, void *arg)
+{
+    bool post = strcmp(method, "POST") == 0;
+    if (!post && strcmp(method, "GET") != 0 && strcmp(method, "DELETE") != 0)
+        return -1;
     if (!c || c->dead || c->closing || !url || !done)
         return -1;
     struct request *r = xcalloc(1, sizeof *r);
@@ -425,9 +435,13 @@ int http_post(struct http_client *c, const char *url, const char *content_type, 
     ok &= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK;
     ok &= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS) ==
           CURLE_OK;
-    ok &= curl_easy_setopt(e, CURLOPT_POST, 1L) == CURLE_OK;
-    ok &= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len) == CURLE_OK;
-    ok &= curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body ? body : "") == CURLE_OK;
+    if (post) {
+        ok &= curl_easy_setopt(e, CURLOPT_POST, 1L) == CURLE_OK;
+        ok &= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len) == CURLE_OK;
+        ok &= curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body ? body : "") == CURLE_OK;
+    } else if (strcmp(method, "DELETE") == 0) {
+        ok &= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE") == CURLE_OK;
+    }
     ok &= curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers) == CURLE_OK;
     ok &= curl_easy_setopt(e, CURLOPT_USERAGENT, "sipxferd/" SIPXFER_VERSION) == CURLE_OK;
     ok &= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write) == CURLE_OK;

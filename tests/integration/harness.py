@@ -407,6 +407,8 @@ def _cfg_value(v):
     if isinstance(v, str):
         return json.dumps(v)
     if isinstance(v, list):
+        if v and all(isinstance(x, dict) for x in v):  # a list of groups
+            return "( " + ", ".join(_cfg_value(x) for x in v) + " )"
         return "[ " + ", ".join(_cfg_value(x) for x in v) + " ]"
     if isinstance(v, dict):  # a group: {"certificate": "...", ...}
         return "{ " + " ".join("%s = %s;" % (k, _cfg_value(x)) for k, x in v.items()) + " }"

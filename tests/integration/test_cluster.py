@@ -37,7 +37,10 @@ class Kamailio:
                 "-P", os.path.join(rundir, "kamailio.pid"),
                 "-A", "SIPXFER_LISTEN=udp:%s:%d" % (HOST, self.port),
                 "-A", 'SIPXFER_NODES="%s"' % lst, "-A", 'SIPXFER_MPATH="%s/"' % mpath,
-                "-A", "SIPXFER_PING_INTERVAL=%d" % ping]
+                "-A", "SIPXFER_PING_INTERVAL=%d" % ping,
+                # one worker: responses relayed in the order they came (SIPp
+                # aborts on a 180 after its 200, which workers can reorder)
+                "-A", "SIPXFER_CHILDREN=1"]
         args[0] = binary
         # its own process group: Kamailio forks, and all of it goes at the end
         self.proc = t.popen(args, "kamailio", start_new_session=True)
@@ -266,3 +269,89 @@ def test_cluster_script_as_shipped(t):
     check(lines.get("exit") == "0", "cluster.sh exit after SIGTERM: %s" % lines.get("exit"))
     check(lines.get("bound") == "0", "sockets left bound after cluster.sh stopped: %s"
           % lines.get("bound"))
+
+
+# ---- any node's API serves any session (SPEC 13) ---------------------------
+
+def peer_pair(t, rooms, **kw):
+    """Nodes na and nb, each naming the other in cluster.peers (no Redis:
+    forwarding by the session id's node), with the same rooms."""
+    a = t.daemon(rooms=rooms, node="na", **kw)
+    b = t.daemon(rooms=rooms, node="nb", **kw)
+    a.settings["cluster.peers"] = [{"node": "nb", "api": "%s:%d" % (HOST, b.api_port)}]
+    b.settings["cluster.peers"] = [{"node": "na", "api": "%s:%d" % (HOST, a.api_port)}]
+    a.write_config()
+    b.write_config()
+    a.start()
+    b.start()
+    return a, b
+
+
+@case
+def test_api_requests_forwarded_to_the_owner(t):
+    """GET, sipCallTransfer and DELETE of a session sent to the node that
+    does not own it are forwarded to the owner and answered with its answer;
+    a forwarded request is never forwarded again; a session id naming a
+    node outside the cluster is 404 naming that node."""
+    from test_transfer import session, transfer, wait_transfer_done
+    room_a = t.sipp("room.xml")
+    room_b = t.sipp("room.xml")
+    rooms = {"room-a": "sip:room-a@%s:%d" % (HOST, room_a.port),
+             "room-b": "sip:room-b@%s:%d" % (HOST, room_b.port)}
+    room_a.start()
+    room_b.start()
+    a, b = peer_pair(t, rooms)
+    c = caller(t, a, "caller_wait_bye.xml").start()
+    sid = a.wait_session()[0]
+    check(sid.startswith("na-"), "session id %s does not name its node" % sid)
+    wait_for(lambda: (session(b, sid) or {}).get("state") == "connected", 10,
+             "the session, read through node nb")
+    check(b.sessions() == [], "nb lists na's session as its own")
+    st, obj = transfer(b, "room-a", sid, "sip:room-b@rooms.sipxfer.test")
+    check(st == 200 and obj.get("sessionId") == sid, "transfer through nb: %s %s" % (st, obj))
+    wait_transfer_done(b, sid, "completed")
+    room_a.check_ok(20, "the old room gets its BYE")
+    # the hop header: nb does not forward what another node forwarded
+    st, obj = b.api("GET", "/v1/sessions/%s" % sid, headers={"X-Sipxfer-Forwarded-By": "na"})
+    check(st == 404 and "na" in obj.get("info", ""), "forwarded twice: %s %s" % (st, obj))
+    # an id of a node nobody knows
+    st, obj = b.api("GET", "/v1/sessions/nz-%s" % sid[3:])
+    check(st == 404 and "nz" in obj.get("info", ""), "unknown node: %s %s" % (st, obj))
+    # a refused request comes back as the owner refused it: the session
+    # is in room-b now
+    st, obj = transfer(b, "room-a", sid, "sip:room-a@rooms.sipxfer.test")
+    check(st == 404 and obj.get("info") == "session is not in this room",
+          "owner's refusal: %s %s" % (st, obj))
+    st, obj = b.api("DELETE", "/v1/sessions/%s" % sid)
+    check(st == 200, "DELETE through nb: %s %s" % (st, obj))
+    c.check_ok(20, "the caller gets its BYE")
+    room_b.check_ok(20)
+    a.wait_idle()
+    check(b.metric("sipxfer_calls_total") == 0, "nb took a call")
+    a.check_clean_exit()
+    b.check_clean_exit()
+
+
+@case
+def test_api_for_a_dead_owner_is_404_naming_it(t):
+    """The owner is gone (kill -9): a request for its session through the
+    other node is 404 not-found naming the node, within the forward's
+    bound, and the node that answered is unharmed."""
+    room = t.sipp("room.xml")
+    room.start()
+    a, b = peer_pair(t, {"room-a": "sip:room-a@%s:%d" % (HOST, room.port)})
+    c = caller(t, a, "caller_wait_bye.xml").start()
+    sid = a.wait_session()[0]
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(10)
+    a.proc = None  # reaped: its death is the point, not a failure
+    t0 = time.time()
+    st, obj = b.api("GET", "/v1/sessions/%s" % sid)
+    took = time.time() - t0
+    check(st == 404 and obj.get("error") == "not-found" and "na" in obj.get("info", ""),
+          "dead owner: %s %s" % (st, obj))
+    check(took < 7, "the answer took %.1fs" % took)
+    t.note("dead owner: 404 in %.2fs: %s" % (took, obj.get("info")))
+    check(b.options() == 200, "nb after the failed forward")
+    c.proc.kill()
+    b.check_clean_exit()
