@@ -1275,7 +1275,13 @@ class Webhooks:
     def __init__(self, t, secret=None, fail_first=0, fail_status=None, delay=0):
         self.t = t
         self.secret = secret or base64.b64encode(os.urandom(24)).decode()
-        self.out = t.path("webhooks.jsonl")
+        # a test's second receiver (one per cluster node) gets files of its own
+        n = 1
+        while os.path.exists(t.path("webhooks%s.jsonl" % ("-%d" % n if n > 1 else ""))):
+            n += 1
+        sfx = "-%d" % n if n > 1 else ""
+        self.out = t.path("webhooks%s.jsonl" % sfx)
+        open(self.out, "a").close()
         args = ["python3", os.path.join(TOOLS_DIR, "webhook_receiver.py"), "--port", "0",
                 "--secret", self.secret, "--out", self.out]
         if fail_first:
@@ -1285,7 +1291,7 @@ class Webhooks:
         if delay:
             args += ["--delay", str(delay)]
         # --port 0: the kernel picks the port as it binds, so no race to lose
-        self.err_path = t.path("webhooks.err")
+        self.err_path = t.path("webhooks%s.err" % sfx)
         with open(self.err_path, "w") as err:
             self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err,
                                          stdin=subprocess.DEVNULL)

@@ -355,3 +355,39 @@ def test_api_for_a_dead_owner_is_404_naming_it(t):
     check(b.options() == 200, "nb after the failed forward")
     c.proc.kill()
     b.check_clean_exit()
+
+
+@case
+def test_sip_refer_through_another_node(t):
+    """sipRefer sent to the node that does not own the call: the owner sends
+    the REFER, the caller's NOTIFY 200 takes it out of the path, and the
+    owner, not the node that was asked, sends the webhooks."""
+    from harness import Webhooks
+    from test_transfer import session, transfer, xfer_types
+    room = t.sipp("room.xml")
+    room.start()
+    wa, wb = Webhooks(t), Webhooks(t)
+    rooms = {"room-a": "sip:room-a@%s:%d" % (HOST, room.port)}
+    a = t.daemon(rooms=rooms, node="na", **{"webhooks.url": wa.url, "webhooks.secret": wa.secret})
+    b = t.daemon(rooms=rooms, node="nb", **{"webhooks.url": wb.url, "webhooks.secret": wb.secret})
+    a.settings["cluster.peers"] = [{"node": "nb", "api": "%s:%d" % (HOST, b.api_port)}]
+    b.settings["cluster.peers"] = [{"node": "na", "api": "%s:%d" % (HOST, a.api_port)}]
+    a.write_config()
+    b.write_config()
+    a.start()
+    b.start()
+    c = caller(t, a, "refer_transferee.xml",
+               keys={"notify1": "100 Trying", "notify2": "200 OK"}).start()
+    sid = a.wait_session()[0]
+    wait_for(lambda: (session(a, sid) or {}).get("state") == "connected", 10, "connected")
+    st, obj = transfer(b, "room-a", sid, "sip:bob@%s:9" % HOST, mode="sipRefer")
+    check(st == 200 and obj.get("transferId"), "sipRefer through nb: %s %s" % (st, obj))
+    c.check_ok(20, "the caller gets the REFER, then BYE")
+    room.check_ok(20, "the room gets BYE")
+    wa.wait_type("calltransfer.completed", 20)
+    check(xfer_types(wa, sid)[-1] == "calltransfer.completed", "owner's events: %s"
+          % xfer_types(wa, sid))
+    check(wb.types() == [], "the node that was asked sent webhooks: %s" % wb.types())
+    a.wait_idle()
+    a.check_clean_exit()
+    b.check_clean_exit()
