@@ -950,12 +950,12 @@ def parse_response(data):
 class SipSocket:
     """A UDP (or TCP) SIP endpoint for raw exchanges."""
 
-    def __init__(self, transport="udp", remote=None):
+    def __init__(self, transport="udp", remote=None, host=HOST):
         self.transport = transport
         self.remote = remote
         if transport == "udp":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.sock.bind((HOST, 0))
+            self.sock.bind((host, 0))  # any 127.0.0.x: a second source address
         else:
             self.sock = socket.create_connection(remote, timeout=5)
         self.local = self.sock.getsockname()

@@ -76,9 +76,10 @@ def calls_of(d):
     return d.metric("sipxfer_calls_total") or 0
 
 
-def final_response(remote, method="INVITE", ruri_user="room-a", timeout=10):
-    """A raw request to remote; the final response parsed, or None."""
-    s = SipSocket("udp", remote)
+def final_response(remote, method="INVITE", ruri_user="room-a", timeout=10, source=HOST):
+    """A raw request to remote from an address of source; the final response
+    parsed, or None."""
+    s = SipSocket("udp", remote, host=source)
     try:
         host = "%s:%d" % remote
         sdp = (b"v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -152,6 +153,31 @@ def test_trunk_sources_apply_to_the_carrier_behind_the_proxy(t):
           "untrusted proxy not refused by source")
     trusted.check_clean_exit()
     untrusted.check_clean_exit()
+
+
+@case
+def test_rate_limit_per_carrier_behind_the_proxy(t):
+    """sip.rate_limit behind a trusted proxy counts each carrier apart: one
+    carrier over its rate is refused while another, through the same proxy
+    at the same moment, is not."""
+    ds, room = nodes(t, 1, room_calls=1, **{"sip.rate_limit": 1})
+    d = ds[0]
+    k = Kamailio(t, ds)
+    # burst 2 (twice the rate): of 6 offerless-to-nowhere INVITEs from one
+    # carrier at once, at most 3 pass the limit (one token refills per s)
+    got = [final_response((HOST, k.port), ruri_user="nobody", source="127.0.0.10")
+           for _ in range(6)]
+    limited = d.metric('sipxfer_calls_rejected_total{reason="rate_limit"}') or 0
+    check(limited >= 3, "carrier .10: %s rate-limited (answers %s)"
+          % (limited, [r and r[0] for r in got]))
+    # the other carrier's first INVITE is judged on its own bucket
+    r = final_response((HOST, k.port), ruri_user="nobody", source="127.0.0.11")
+    check(r and r[0] == 404, "carrier .11 behind the same proxy: %s" % (r and r[:2],))
+    check((d.metric('sipxfer_calls_rejected_total{reason="rate_limit"}') or 0) == limited,
+          "carrier .11 was rate-limited with .10")
+    t.note("rate_limit 1/s: %d of 6 from one carrier refused, the other carrier's passed"
+           % limited)
+    d.check_clean_exit()
 
 
 @case
