@@ -52,17 +52,22 @@ class Kamailio:
         return "%s:%d" % (HOST, self.port)
 
 
-def nodes(t, n, room_calls, **kw):
-    """n nodes (node names n1..) sharing one SIPp room, taking carrier calls
-    from behind the proxy on HOST."""
+def nodes(t, n, room_calls, room_b=None, **kw):
+    """n nodes (node names n1..) sharing one SIPp room (and room_b, a second
+    SIPp room, when given), taking carrier calls from behind the proxy on
+    HOST."""
     room = t.sipp("room.xml", calls=room_calls)
+    rooms = {"room-a": "sip:room-a@%s:%d" % (HOST, room.port)}
+    if room_b:
+        rooms["room-b"] = "sip:room-b@%s:%d" % (HOST, room_b.port)
     ds = []
     for i in range(n):
         settings = {"node": "n%d" % (i + 1), "sip.trusted_proxies": [HOST]}
         settings.update(kw)
-        ds.append(t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)},
-                           **settings))
+        ds.append(t.daemon(rooms=rooms, **settings))
     room.start()
+    if room_b:
+        room_b.start()
     for d in ds:
         d.start()
     return ds, room
@@ -210,9 +215,11 @@ def test_stopped_node_is_passed_over(t):
 def test_drain_sends_new_calls_elsewhere_and_keeps_live_ones(t):
     """SIGUSR1: /v1/health 503 {"state": "draining"}, OPTIONS and a new
     INVITE straight to the node 503 + Retry-After; new calls through the
-    proxy land on the other node; the live call's BYE still reaches the
-    draining node through Record-Route; then the node exits 0."""
-    ds, room = nodes(t, 2, room_calls=4, drain_timeout=60)
+    proxy land on the other node; the draining node still transfers its
+    own call; the live call's BYE still reaches the draining node through
+    Record-Route; then the node exits 0."""
+    room_b = t.sipp("room.xml")
+    ds, room = nodes(t, 2, room_calls=4, room_b=room_b, drain_timeout=60)
     a, b = ds
     k = Kamailio(t, ds)
     # one call on each node, held up until the caller hangs up
@@ -236,9 +243,16 @@ def test_drain_sends_new_calls_elsewhere_and_keeps_live_ones(t):
     more.check_ok(30)
     check(calls_of(b) == 3 and calls_of(a) == 1, "calls after the drain: a %s, b %s"
           % (calls_of(a), calls_of(b)))
+    # the draining node still moves its own call (a new outgoing leg)
+    from test_transfer import transfer, wait_transfer_done
+    sid = a.wait_session()[0]
+    st, obj = transfer(a, "room-a", sid, "sip:room-b@rooms.sipxfer.test")
+    check(st == 200, "transfer on the draining node: %s %s" % (st, obj))
+    wait_transfer_done(a, sid, "completed")
     # the live calls end with the caller's BYE, a's through Record-Route
     live.check_ok(30)
     room.check_ok(30)
+    room_b.check_ok(30)
     rc = a.proc.wait(20)
     check(rc == 0, "drained node exit status %s" % rc)
     check(a.wait_log(r"BYE from the caller leg"), "the draining node got no BYE")
