@@ -433,7 +433,9 @@ class Daemon:
     """One sipxferd on its own SIP/API ports and media port range.
 
     rooms: {name: uri}; routes: {user: room}; other keyword arguments
-    override config settings by dotted name ("sip.max_calls": 1)."""
+    override config settings by dotted name ("sip.max_calls": 1). name:
+    its config and log files are <name>.conf and <name>.log in the test's
+    directory (several daemons in one test need names of their own)."""
 
     sip_port = _Published()
     api_port = _Published()
@@ -441,7 +443,7 @@ class Daemon:
     media_max = _Published()
 
     def __init__(self, t, rooms=None, routes=None, trunk_sources=None, gateway=None,
-                 media_ports=40, dns=None, trunk_extra="", **settings):
+                 media_ports=40, dns=None, trunk_extra="", name="sipxferd", **settings):
         self.t = t
         self._untracked = True
         # dns="blackhole": the daemon runs in its own mount namespace whose
@@ -481,8 +483,8 @@ class Daemon:
             "transfer.refer_fallback": False,
         }
         self.settings.update(settings)
-        self.conf = t.path("sipxferd.conf")
-        self.log = t.path("sipxferd.log")
+        self.conf = t.path(name + ".conf")
+        self.log = t.path(name + ".log")
         self.proc = None
         self.wrap = None
         self._conf_extra = self._conf_text = None
@@ -1257,10 +1259,10 @@ class Webhooks:
     """tests/tools/webhook_receiver.py as a process; events read from its
     output file (one JSON object per line, signature already verified)."""
 
-    def __init__(self, t, secret=None, fail_first=0, fail_status=None, delay=0):
+    def __init__(self, t, secret=None, fail_first=0, fail_status=None, delay=0, name="webhooks"):
         self.t = t
         self.secret = secret or base64.b64encode(os.urandom(24)).decode()
-        self.out = t.path("webhooks.jsonl")
+        self.out = t.path(name + ".jsonl")
         args = ["python3", os.path.join(TOOLS_DIR, "webhook_receiver.py"), "--port", "0",
                 "--secret", self.secret, "--out", self.out]
         if fail_first:
@@ -1270,7 +1272,7 @@ class Webhooks:
         if delay:
             args += ["--delay", str(delay)]
         # --port 0: the kernel picks the port as it binds, so no race to lose
-        self.err_path = t.path("webhooks.err")
+        self.err_path = t.path(name + ".err")
         with open(self.err_path, "w") as err:
             self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err,
                                          stdin=subprocess.DEVNULL)
