@@ -80,9 +80,10 @@ typedef void (*cluster_node_f)(void *arg, int result, const char *api);
 int cluster_node_api(struct app *app, const char *node, cluster_node_f cb, void *arg);
 
 /* ok 1: sessions is a cJSON array of {sessionId, node, room, caller, state,
- * startedAt (unix s, a number)} of every node in `nodes`; ok 0: Redis is
- * unavailable (or failed midway), sessions NULL. The array is freed after
- * the callback returns (cJSON_DetachItem... what you want to keep). */
+ * startedAt (unix s, a number)} of the sessions of every node in `nodes`
+ * (this one included); ok 0: Redis is unavailable or failed midway,
+ * sessions NULL. The array is freed once the callback returns: detach
+ * (cJSON_DetachItemFromArray) or copy what is to be kept. */
 typedef void (*cluster_list_f)(void *arg, int ok, struct cJSON *sessions);
 int cluster_list_sessions(struct app *app, cluster_list_f cb, void *arg);
 

@@ -924,10 +924,12 @@ void cluster_stop(struct app *app)
         for (struct call *c = call_first(app->calls); c; c = c->next)
             if (c->connected_event)
                 del_session(cl, c->id, c->room_name);
+        /* out of `nodes` before its key goes: a reaper never sees a
+         * member without a lease */
         char k[160];
         key(k, sizeof k, "node", app->cfg->node);
-        SEND(cl, K_IGNORE, NULL, NULL, NULL, "DEL", k);
         SEND(cl, K_IGNORE, NULL, NULL, NULL, "SREM", "nodes", app->cfg->node);
+        SEND(cl, K_IGNORE, NULL, NULL, NULL, "DEL", k);
         int done = 0;
         if (redisBufferWrite(&cl->ac->c, &done) == REDIS_ERR || !done)
             log_warn("redis at %s: could not write the node's removal at stop", cl->addr);
