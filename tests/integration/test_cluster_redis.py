@@ -233,3 +233,22 @@ def test_cluster_redis_down_calls_go_on_and_catch_up(t):
     wait_for(lambda: gone(redis, "A", s3), 5, "sess:%s removed" % s3)
     a.wait_idle()
     a.check_clean_exit()
+
+
+@case
+def test_cluster_redis_name_refused_single_node_without_metric(t):
+    # a name would need DNS on the control thread: refused, the node runs
+    # without the directory; a single node has no cluster metrics at all
+    a = t.daemon(name="node-named", **{"node": "N", "cluster.redis": "localhost:6379",
+                                       "cluster.lease": LEASE})
+    a.start()
+    a.wait_log(r"ERROR.*redis at localhost:6379: cluster.redis must name a numeric IP")
+    m = a.metrics()
+    check(m.get("sipxfer_cluster_redis_up") == 0, "redis_up for a refused address: %s"
+          % m.get("sipxfer_cluster_redis_up"))
+    check(a.metric("sipxfer_dns_blocked_total") == 0, "a name lookup was tried")
+    single = t.daemon(name="node-single")
+    single.start()
+    check("sipxfer_cluster_redis_up" not in single.metrics(), "cluster metric on a single node")
+    a.check_clean_exit()
+    single.check_clean_exit()
