@@ -52,7 +52,7 @@ enum kind {
     K_IGNORE,       /* a write: the reply says nothing we act on */
     K_HELLO,        /* PING on a new connection */
     K_CATCHUP,      /* SMEMBERS nodesess:<me> after a (re)connect */
-    K_STALE,        /* HGET sess:<id> room of an id no longer local */
+    K_DEL_ROOM,     /* HGET sess:<id> room of a session being removed */
     K_REAP_NODES,   /* SMEMBERS nodes */
     K_REAP_EXISTS,  /* EXISTS node:<n> */
     K_REAP_LOCK,    /* SET reap:<n> <me> NX EX 30 */
@@ -514,6 +514,9 @@ static void del_session(struct cluster *cl, const char *id, const char *room)
 {
     char k[160];
     key(k, sizeof k, "sess", id);
+    /* the room it was written with (a transfer may have moved the call to
+     * another room since): read before the DEL, Redis runs them in order */
+    SEND(cl, K_DEL_ROOM, NULL, NULL, id, "HGET", k, "room");
     SEND(cl, K_IGNORE, NULL, NULL, NULL, "DEL", k);
     key(k, sizeof k, "nodesess", cl->app->cfg->node);
     SEND(cl, K_IGNORE, NULL, NULL, NULL, "SREM", k, id);
@@ -720,14 +723,14 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
             const struct call *lc = call_find(cl->app->calls, e->str);
             if (lc && lc->connected_event)
                 continue;
-            key(k, sizeof k, "sess", e->str);
-            SEND(cl, K_STALE, NULL, NULL, e->str, "HGET", k, "room");
+            del_session(cl, e->str, NULL);
+            log_info("redis: session %s is no longer here: removed from the directory", e->str);
         }
         break;
-    case K_STALE:
-        if (r && !cl->stopping && r->type != REDIS_REPLY_ERROR) {
-            del_session(cl, c->a, r->type == REDIS_REPLY_STRING ? r->str : NULL);
-            log_info("redis: session %s is no longer here: removed from the directory", c->a);
+    case K_DEL_ROOM:
+        if (r && r->type == REDIS_REPLY_STRING && *r->str && !cl->stopping) {
+            key(k, sizeof k, "room", r->str);
+            SEND(cl, K_IGNORE, NULL, NULL, NULL, "SREM", k, c->a);
         }
         break;
     case K_REAP_NODES:
