@@ -22,6 +22,7 @@ struct lookup;
 struct registrations;
 struct gateways;
 struct leg_ops;
+struct cluster;
 
 struct app {
     su_root_t *root;
@@ -42,6 +43,7 @@ struct app {
     int sips_port;      /* TLS (sip.listen's sips: URI), 0: none */
     struct http_client *http;
     struct events *events;
+    struct cluster *cluster; /* Redis directory (cluster.c); NULL: a single node */
     bool draining;
     bool stopping;
     int exit_code;

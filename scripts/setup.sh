@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PKGS="meson ninja-build pkg-config gcc libsofia-sip-ua-dev libconfig-dev libcjson-dev
-libcurl4-openssl-dev libssl-dev libsrtp2-dev libmicrohttpd-dev check sip-tester baresip sipvicious sipsak kamailio clang libclang-rt-14-dev libbpf-dev strace python3 curl iproute2 procps"
+libcurl4-openssl-dev libssl-dev libsrtp2-dev libmicrohttpd-dev check sip-tester baresip sipvicious sipsak kamailio clang libclang-rt-14-dev libbpf-dev strace python3 curl iproute2 procps redis-server libhiredis-dev"
 [ -n "${SIPXFER_EXTRA_PKGS:-}" ] && PKGS="$PKGS $SIPXFER_EXTRA_PKGS"
 
 missing=""

@@ -13,6 +13,7 @@
 #include "api.h"
 #include "b2bua.h"
 #include "call.h"
+#include "cluster.h"
 #include "config.h"
 #include "events.h"
 #include "gateway.h"
@@ -63,6 +64,11 @@ struct app *app_create(struct config *cfg, char *err, size_t errlen)
         goto fail;
     }
     app->events = events_create(app, app->http);
+    /* the directory: after the events (the reaper posts node-lost) */
+    if (cluster_start(app) < 0) {
+        snprintf(err, errlen, "cannot start the cluster module");
+        goto fail;
+    }
     if (!b2bua_create(app, err, errlen))
         goto fail;
     media_watch_start(app);
@@ -89,6 +95,9 @@ void app_destroy(struct app *app)
     app->api = NULL;
     gateways_destroy(app); /* its probe handles, before the nua goes */
     registration_stop(app); /* its handles go before nua does */
+    /* the node and its sessions out of the directory (fire and forget),
+     * before the calls go: their ends below are not written any more */
+    cluster_stop(app);
     /* the SIP stack first: shutting it down may still run call handlers,
      * which post events and use the relay; it frees the calls left */
     b2bua_destroy(app->b2bua);

@@ -26,6 +26,7 @@
 #include "events.h"
 #include "identity.h"
 #include "call.h"
+#include "cluster.h"
 #include "dialout.h"
 #include "config.h"
 #include "leg.h"
@@ -108,6 +109,7 @@ void bridge_call_over(struct app *app, struct call *c)
         cJSON_AddNumberToObject(p, "duration", (double)(time(NULL) - c->started));
         cJSON_AddStringToObject(p, "reason", c->end_reason ? c->end_reason : "hangup");
         events_post(app, c->dialout ? "dialout.stopped" : "dialin.stopped", p);
+        cluster_session_del(app, c);
     }
     transfer_free(c->xfer);
     c->xfer = NULL;
@@ -253,6 +255,7 @@ static void room_answered(struct app *app, struct leg *room, int status, const s
     cJSON_AddStringToObject(p, "to", c->to);
     cJSON_AddStringToObject(p, "call_id", c->sip_call_id ? c->sip_call_id : "");
     events_post(app, "dialin.connected", p);
+    cluster_session_put(app, c, "connected");
     call_log(c, LOG_INFO, "room answered %d; bridging", status);
     nua_respond(caller->nh, 200, "OK", LEG_CONTACT(caller),
                 SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(body), TAG_END());

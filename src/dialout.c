@@ -25,6 +25,7 @@
 
 #include "app.h"
 #include "call.h"
+#include "cluster.h"
 #include "config.h"
 #include "dtmf.h"
 #include "events.h"
@@ -105,6 +106,7 @@ static void bridged(struct app *app, struct call *c)
     c->room->ops = c->bridged_ops;
     c->connected_event = true;
     post(app, c, "dialout.answered", 0, NULL);
+    cluster_session_put(app, c, "connected");
 }
 
 static bool wanted(struct leg *leg) { return !leg->call->ended; }

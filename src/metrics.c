@@ -12,6 +12,7 @@
 #include "app.h"
 #include "bridge.h"
 #include "call.h"
+#include "cluster.h"
 #include "dns_guard.h"
 #include "events.h"
 #include "gateway.h"
@@ -238,6 +239,13 @@ char *metrics_render(struct app *app)
     metric(&b, "sipxfer_dns_blocked_total", "counter",
            "Name lookups refused on the control thread (answered as NXDOMAIN, never sent to DNS).",
            dns_guard_blocked());
+    if (app->cluster) {
+        metric(&b, "sipxfer_cluster_redis_up", "gauge",
+               "1 while the connection to the cluster's Redis is up.", cluster_redis_up(app));
+        metric(&b, "sipxfer_cluster_sessions_reaped_total", "counter",
+               "Sessions of lost nodes this node ended (reason node-lost).",
+               cluster_sessions_reaped(app));
+    }
     gateways(&b, app);
     return b.p;
 }

@@ -446,7 +446,9 @@ class Daemon:
     """One sipxferd on its own SIP/API ports and media port range.
 
     rooms: {name: uri}; routes: {user: room}; other keyword arguments
-    override config settings by dotted name ("sip.max_calls": 1)."""
+    override config settings by dotted name ("sip.max_calls": 1). name:
+    its config and log files are <name>.conf and <name>.log in the test's
+    directory (several daemons in one test need names of their own)."""
 
     sip_port = _Published()
     api_port = _Published()
@@ -454,7 +456,7 @@ class Daemon:
     media_max = _Published()
 
     def __init__(self, t, rooms=None, routes=None, trunk_sources=None, gateway=None,
-                 media_ports=40, dns=None, trunk_extra="", **settings):
+                 media_ports=40, dns=None, trunk_extra="", name=None, **settings):
         self.t = t
         self._untracked = True
         # dns="blackhole": the daemon runs in its own mount namespace whose
@@ -495,9 +497,10 @@ class Daemon:
         }
         self.settings.update(settings)
         # a test's second daemon (a cluster's node) gets files of its own
-        sfx = "-%d" % (len(t.daemons) + 1) if t.daemons else ""
-        self.conf = t.path("sipxferd%s.conf" % sfx)
-        self.log = t.path("sipxferd%s.log" % sfx)
+        if name is None:
+            name = "sipxferd-%d" % (len(t.daemons) + 1) if t.daemons else "sipxferd"
+        self.conf = t.path(name + ".conf")
+        self.log = t.path(name + ".log")
         self.proc = None
         self.wrap = None
         self._conf_extra = self._conf_text = None
@@ -1272,15 +1275,16 @@ class Webhooks:
     """tests/tools/webhook_receiver.py as a process; events read from its
     output file (one JSON object per line, signature already verified)."""
 
-    def __init__(self, t, secret=None, fail_first=0, fail_status=None, delay=0):
+    def __init__(self, t, secret=None, fail_first=0, fail_status=None, delay=0, name=None):
         self.t = t
         self.secret = secret or base64.b64encode(os.urandom(24)).decode()
         # a test's second receiver (one per cluster node) gets files of its own
-        n = 1
-        while os.path.exists(t.path("webhooks%s.jsonl" % ("-%d" % n if n > 1 else ""))):
-            n += 1
-        sfx = "-%d" % n if n > 1 else ""
-        self.out = t.path("webhooks%s.jsonl" % sfx)
+        if name is None:
+            n = 1
+            while os.path.exists(t.path("webhooks%s.jsonl" % ("-%d" % n if n > 1 else ""))):
+                n += 1
+            name = "webhooks-%d" % n if n > 1 else "webhooks"
+        self.out = t.path(name + ".jsonl")
         open(self.out, "a").close()
         args = ["python3", os.path.join(TOOLS_DIR, "webhook_receiver.py"), "--port", "0",
                 "--secret", self.secret, "--out", self.out]
@@ -1291,7 +1295,7 @@ class Webhooks:
         if delay:
             args += ["--delay", str(delay)]
         # --port 0: the kernel picks the port as it binds, so no race to lose
-        self.err_path = t.path("webhooks%s.err" % sfx)
+        self.err_path = t.path(name + ".err")
         with open(self.err_path, "w") as err:
             self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err,
                                          stdin=subprocess.DEVNULL)
