@@ -46,9 +46,11 @@ struct cJSON;
  * clustering is off; -1 on failure (out of memory, logged). A Redis that is
  * not there yet is not a failure: the module keeps trying. */
 int cluster_start(struct app *app);
-/* Clean stop: a best-effort DEL node:<me> and SREM nodes <me>, written
- * without waiting for the answers, then everything is freed. Lookups still
- * in flight are dropped: their callbacks are NOT called. NULL module ok. */
+/* Clean stop (app_destroy, before the calls are freed): a best-effort
+ * removal of the live local sessions, SREM nodes <me> and DEL node:<me>,
+ * written in one non-blocking write without waiting for the answers, then
+ * everything is freed. Lookups still in flight are dropped: their callbacks
+ * are NOT called. Not to be called from a lookup's callback. NULL module ok. */
 void cluster_stop(struct app *app);
 
 /* Whether the connection to Redis is up now (the metric). */
