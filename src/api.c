@@ -25,6 +25,7 @@
 #include "call.h"
 #include "dialout.h"
 #include "http_client.h"
+#include "cluster.h"
 #include "config.h"
 #include "log.h"
 #include "log_limit.h"
@@ -74,6 +75,9 @@ struct forward {
     long status;  /* the owner's status; 0: no answer */
     char *body;   /* the owner's body (status != 0), or the error text */
     char node[64];
+    char url[256];
+    char method[8];
+    char *auth;           /* the client's Authorization, passed on */
     struct forward *next; /* api->forwards */
 };
 
@@ -359,43 +363,139 @@ static void forward_unlink(struct api *api, struct forward *f)
         }
 }
 
-static void forward_done(void *arg, long status, const char *body, size_t len, const char *error)
+/* The request's answer is known: queued from on_request when MHD runs the
+ * resumed connection. status 0: the owner did not answer (body: why). */
+static void forward_finish(struct forward *f, long status, char *body)
 {
-    struct forward *f = arg;
-    log_msg(LOG_DEBUG, NULL, "API forward to node %s answered %ld", f->node, status);
     forward_unlink(f->api, f);
     f->done = true;
     f->status = status;
-    f->body = status ? xstrdup(body) : xstrdup(error ? error : "no answer");
-    (void)len;
+    f->body = body;
     MHD_resume_connection(f->con);
     /* MHD calls on_request again for this connection from its next run,
      * and nothing on its epoll fd says a run is due: run it now */
     su_timer_set_interval(f->api->timer, on_timer, f->api, 0);
 }
 
+/* An answer of our own (not the owner's) in the error envelope. */
+static void forward_fail(struct forward *f, unsigned status, const char *kind, const char *info)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "error", kind);
+    cJSON_AddStringToObject(j, "info", info);
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    forward_finish(f, status, text);
+}
+
+static void forward_done(void *arg, long status, const char *body, size_t len, const char *error)
+{
+    struct forward *f = arg;
+    (void)len;
+    log_msg(LOG_DEBUG, NULL, "API forward to node %s answered %ld", f->node, status);
+    if (status)
+        forward_finish(f, status, xstrdup(body));
+    else {
+        char info[400];
+        snprintf(info, sizeof info, "session belongs to node %s, which did not answer (%.200s): gone",
+                 f->node, error ? error : "no answer");
+        forward_fail(f, 404, "not-found", info);
+    }
+}
+
 /* The owner's answer (or why there is none) as this request's response. */
 static enum MHD_Result forward_reply(struct MHD_Connection *con, struct forward *f)
 {
-    if (f->status == 0) {
-        char info[300];
-        snprintf(info, sizeof info, "session belongs to node %s, which did not answer (%s): gone",
-                 f->node, f->body);
-        return send_error(con, 404, "not-found", info);
-    }
     char *text = f->body;
     f->body = NULL;
     return send_text(con, (unsigned)f->status, "application/json", text);
 }
 
+/* The request, as it came, to the owner's API at addr. */
+static void forward_send(struct forward *f, const char *addr)
+{
+    struct api *api = f->api;
+    const struct config *cfg = api->app->cfg;
+    char target[400];
+    snprintf(target, sizeof target, "http://%s%s", addr, f->url);
+    char auth_h[600], hop_h[128];
+    snprintf(auth_h, sizeof auth_h, "Authorization: %.580s", f->auth ? f->auth : "");
+    snprintf(hop_h, sizeof hop_h, "%s: %s", FORWARDED_BY, cfg->node);
+    const char *headers[] = {auth_h, hop_h, NULL};
+    struct request *req = f->req;
+    if (http_request(api->app->http, f->method, target, req->len ? "application/json" : NULL,
+                     req->body, req->len, headers, FORWARD_TIMEOUT_MS, forward_done, f) < 0) {
+        char info[300];
+        snprintf(info, sizeof info, "cannot forward to node %s at %s", f->node, addr);
+        forward_fail(f, 503, "service-unavailable", info);
+        return;
+    }
+    log_msg(LOG_DEBUG, NULL, "API %s %s forwarded to node %s at %s", f->method, f->url, f->node,
+            addr);
+}
+
+/* Redis (cluster.c) has said where the owner's API is, or that it is gone. */
+static void forward_found(void *arg, int result, const char *addr)
+{
+    struct forward *f = arg;
+    char info[300];
+    if (result == 1 && addr) {
+        forward_send(f, addr);
+        return;
+    }
+    if (result == 0)
+        snprintf(info, sizeof info, "session belongs to node %s, which is gone (no lease in the "
+                 "cluster directory)", f->node);
+    else
+        snprintf(info, sizeof info, "session belongs to node %s; the cluster directory is "
+                 "unavailable and cluster.peers does not name it", f->node);
+    forward_fail(f, 404, "not-found", info);
+}
+
+/* A request waits (its connection suspended) for something on the loop. */
+static struct forward *pending_new(struct api *api, struct MHD_Connection *con,
+                                   struct request *req, const char *url, const char *method,
+                                   const char *node)
+{
+    struct forward *f = xcalloc(1, sizeof *f);
+    f->api = api;
+    f->con = con;
+    f->req = req;
+    snprintf(f->node, sizeof f->node, "%s", node);
+    snprintf(f->url, sizeof f->url, "%s", url);
+    snprintf(f->method, sizeof f->method, "%s", method);
+    const char *auth = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Authorization");
+    f->auth = auth ? xstrdup(auth) : NULL;
+    req->fwd = f;
+    f->next = api->forwards;
+    api->forwards = f;
+    MHD_suspend_connection(con);
+    return f;
+}
+
+static void pending_free(struct api *api, struct forward *f)
+{
+    if (!f->done) {
+        /* a request still out: it must never call back into f */
+        http_cancel(api->app->http, forward_done, f);
+        cluster_cancel(api->app, f);
+        forward_unlink(api, f);
+    }
+    free(f->body);
+    free(f->auth);
+    free(f);
+}
+
 /* A session not found here: forwarded to the node its id names, when this
- * node is in a cluster and that node is another one with a known API
- * address; else the 404 a single node gives. */
+ * node is in a cluster and that node is another one whose API address
+ * Redis (or cluster.peers, when Redis cannot say) gives; else the 404 a
+ * single node gives. */
 static enum MHD_Result forward_or_404(struct api *api, struct MHD_Connection *con,
                                       struct request *req, const char *url, const char *method,
                                       const char *id, const char *info404)
 {
-    const struct config *cfg = api->app->cfg;
+    struct app *app = api->app;
+    const struct config *cfg = app->cfg;
     char node[64];
     if (!in_cluster(cfg) || !session_node(id, node, sizeof node) || strcmp(node, cfg->node) == 0)
         return send_error(con, 404, "not-found", info404);
@@ -407,36 +507,58 @@ static enum MHD_Result forward_or_404(struct api *api, struct MHD_Connection *co
                  info404, by, cfg->node);
         return send_error(con, 404, "not-found", info);
     }
+    if (strlen(url) >= sizeof ((struct forward *)0)->url)
+        return send_error(con, 404, "not-found", info404);
     const char *addr = peer_api(cfg, node);
-    if (!addr) {
+    if (!*cfg->cluster.redis && !addr) {
         snprintf(info, sizeof info, "session belongs to node %s, which is not in this cluster",
                  node);
         return send_error(con, 404, "not-found", info);
     }
-    char target[256];
-    snprintf(target, sizeof target, "http://%s%s", addr, url);
-    const char *auth = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Authorization");
-    char auth_h[600], hop_h[128];
-    snprintf(auth_h, sizeof auth_h, "Authorization: %.580s", auth ? auth : "");
-    snprintf(hop_h, sizeof hop_h, "%s: %s", FORWARDED_BY, cfg->node);
-    const char *headers[] = {auth_h, hop_h, NULL};
-    struct forward *f = xcalloc(1, sizeof *f);
-    f->api = api;
-    f->con = con;
-    f->req = req;
-    snprintf(f->node, sizeof f->node, "%s", node);
-    if (http_request(api->app->http, method, target, req->len ? "application/json" : NULL,
-                     req->body, req->len, headers, FORWARD_TIMEOUT_MS, forward_done, f) < 0) {
-        free(f);
-        snprintf(info, sizeof info, "cannot forward to node %s at %s", node, addr);
-        return send_error(con, 503, "service-unavailable", info);
-    }
-    log_msg(LOG_DEBUG, id, "API %s %s forwarded to node %s at %s", method, url, node, addr);
-    req->fwd = f;
-    f->next = api->forwards;
-    api->forwards = f;
-    MHD_suspend_connection(con);
+    struct forward *f = pending_new(api, con, req, url, method, node);
+    /* Redis first: it knows nodes cluster.peers does not, and whether a
+     * node's lease is gone; it falls back on the peers itself */
+    if (*cfg->cluster.redis && cluster_node_api(app, node, forward_found, f) == 0)
+        return MHD_YES;
+    if (addr)
+        forward_send(f, addr);
+    else
+        forward_found(f, -1, NULL);
     return MHD_YES;
+}
+
+/* ---- the cluster's sessions (SPEC 13) ---------------------------------- */
+
+/* Redis's listing of every node's sessions; this node's own come from its
+ * call table, with everything a local listing has. */
+static void listing_done(void *arg, int ok, cJSON *sessions)
+{
+    struct forward *f = arg;
+    struct app *app = f->api->app;
+    cJSON *j = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(j, "sessions");
+    for (struct call *c = call_first(app->calls); c; c = c->next)
+        cJSON_AddItemToArray(arr, call_json(c));
+    if (ok) {
+        cJSON *e;
+        cJSON_ArrayForEach(e, sessions)
+        {
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "node");
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "sessionId");
+            bool mine = cJSON_IsString(n) && strcmp(n->valuestring, app->cfg->node) == 0;
+            if (!mine && cJSON_IsString(id))
+                cJSON_AddItemToArray(arr, cJSON_Duplicate(e, true));
+        }
+    } else {
+        /* this node's sessions are still worth having */
+        cJSON_AddBoolToObject(j, "partial", true);
+        cJSON_AddStringToObject(j, "info",
+                                "the cluster directory is unavailable: this node's sessions only");
+    }
+    cJSON_AddNumberToObject(j, "total", (double)cJSON_GetArraySize(arr));
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    forward_finish(f, 200, text);
 }
 
 /* The sessionId of a JSON body, for routes that name the session there. */
@@ -506,6 +628,19 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
     if (strcmp(url, "/v1/sessions") == 0) {
         if (!get)
             return send_error(con, 405, "invalid-request-error", "use GET");
+        const char *which = MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "node");
+        if (which && strcmp(which, "local") != 0)
+            return send_error(con, 400, "invalid-request-error",
+                              "node must be \"local\" (or absent: the whole cluster)");
+        /* the whole cluster from the directory; a forwarded listing never
+         * fans out again */
+        if (!which && *app->cfg->cluster.redis &&
+            !MHD_lookup_connection_value(con, MHD_HEADER_KIND, FORWARDED_BY)) {
+            struct forward *f = pending_new(api, con, req, url, method, app->cfg->node);
+            if (cluster_list_sessions(app, listing_done, f) < 0)
+                listing_done(f, 0, NULL);
+            return MHD_YES;
+        }
         return sessions_list(api->app, con);
     }
     const char *rooms = "/v1/rooms/";
@@ -629,8 +764,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
             return MHD_YES;
         enum MHD_Result r = forward_reply(con, f);
         req->fwd = NULL;
-        free(f->body);
-        free(f);
+        pending_free(api, f);
         return r;
     }
     struct looplag_mark m;
@@ -645,15 +779,8 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 {
     struct request *req = *con_cls;
     if (req) {
-        if (req->fwd) {
-            struct api *api = cls;
-            if (!req->fwd->done) {
-                http_cancel(api->app->http, forward_done, req->fwd);
-                forward_unlink(api, req->fwd);
-            }
-            free(req->fwd->body);
-            free(req->fwd);
-        }
+        if (req->fwd)
+            pending_free(cls, req->fwd);
         free(req->body);
         free(req);
         *con_cls = NULL;
@@ -786,9 +913,10 @@ void api_stop(struct api *api)
         struct forward *f = api->forwards;
         api->forwards = f->next;
         http_cancel(api->app->http, forward_done, f);
+        cluster_cancel(api->app, f);
         f->done = true;
-        f->status = 0;
-        f->body = xstrdup("the node is stopping");
+        f->status = 503;
+        f->body = xstrdup("{\"error\":\"service-unavailable\",\"info\":\"the node is stopping\"}");
         MHD_resume_connection(f->con);
     }
     /* Deregister before MHD closes the fd (su's epoll would see EBADF). */

@@ -25,6 +25,7 @@
 #include "app.h"
 #include "b2bua.h"
 #include "call.h"
+#include "cluster.h"
 #include "config.h"
 #include "dns_guard.h"
 #include "events.h"
@@ -168,6 +169,7 @@ static void begin_drain(struct app *app)
         return;
     }
     app->draining = true;
+    cluster_set_state(app, "draining"); /* the directory says so at once */
     app->life.drain_deadline = (long)time(NULL) + app->cfg->drain_timeout;
     log_info("draining: refusing new calls, %zu call(s) have %d s to finish", call_count(app->calls),
              app->cfg->drain_timeout);

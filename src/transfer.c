@@ -27,6 +27,7 @@
 #include "relay.h"
 #include "refer.h"
 #include "router.h"
+#include "cluster.h"
 #include "looplag.h"
 #include "xalloc.h"
 
@@ -60,6 +61,13 @@ void transfer_emit(struct app *app, struct transfer *x, const char *type)
         cJSON_AddStringToObject(p, "reason", x->reason);
     }
     events_post(app, type, p);
+    if (x->mode == XFER_CALL && x->state == XFER_COMPLETED && c->connected_event &&
+        strcmp(type, "calltransfer.completed") == 0) {
+        /* the directory names the call's room: out of the old one's set,
+         * into the new one's (SPEC 13) */
+        cluster_session_del(app, c);
+        cluster_session_put(app, c, "connected");
+    }
 }
 
 /* ---- helpers ----------------------------------------------------------- */

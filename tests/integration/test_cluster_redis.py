@@ -252,3 +252,63 @@ def test_cluster_redis_name_refused_single_node_without_metric(t):
     check("sipxfer_cluster_redis_up" not in single.metrics(), "cluster metric on a single node")
     a.check_clean_exit()
     single.check_clean_exit()
+
+
+@case
+def test_cluster_redis_api_any_node(t):
+    """With Redis and no cluster.peers: node B lists A's session with its
+    own (?node=local: B's only), reads and transfers A's session through
+    the directory's address for A; the transfer moves the session between
+    the room sets; a drain shows as A's state; once A is killed and its
+    lease gone, B answers 404 naming A."""
+    from test_transfer import session, transfer, wait_transfer_done
+    redis = Redis(t).start()
+    room_a, room_b = t.sipp("room.xml"), t.sipp("room.xml")
+    rooms = {"room-a": "sip:room-a@%s:%d" % (HOST, room_a.port),
+             "room-b": "sip:room-b@%s:%d" % (HOST, room_b.port)}
+    room_a.start()
+    room_b.start()
+    settings = {"cluster.redis": "%s:%d" % (HOST, redis.port), "cluster.lease": LEASE,
+                "media.timeout": 0, "drain_timeout": 60}
+    a = t.daemon(rooms=rooms, node="A", name="node-A", **settings)
+    b = t.daemon(rooms=rooms, node="B", name="node-B", **settings)
+    for d in (a, b):
+        d.start()
+        d.wait_log(r"redis at [^ ]+: up", timeout=10)
+    [(c, sid)] = connect(a, redis, 1)
+    wait_for(lambda: listed(redis, "A", sid), 5, "sess:%s in the directory" % sid)
+
+    st, obj = b.api("GET", "/v1/sessions")
+    ids = {s["sessionId"]: s for s in obj.get("sessions", [])}
+    check(st == 200 and sid in ids and ids[sid].get("node") == "A" and obj.get("total") == 1,
+          "cluster listing on B: %s %s" % (st, obj))
+    st, obj = b.api("GET", "/v1/sessions?node=local")
+    check(st == 200 and obj.get("sessions") == [], "B's own listing: %s %s" % (st, obj))
+    st, obj = b.api("GET", "/v1/sessions?node=x")
+    check(st == 400, "a bad node filter: %s %s" % (st, obj))
+    s = session(b, sid)
+    check(s and s.get("state") == "connected", "A's session read through B: %s" % s)
+
+    st, obj = transfer(b, "room-a", sid, "sip:room-b@rooms.sipxfer.test")
+    check(st == 200, "transfer through B: %s %s" % (st, obj))
+    wait_transfer_done(a, sid, "completed")
+    wait_for(lambda: sid in redis.smembers("room:room-b")
+             and sid not in redis.smembers("room:room-a")
+             and redis.hgetall("sess:" + sid).get("room") == "room-b", 5,
+             "the directory follows the transfer to room-b")
+
+    a.signal(signal.SIGUSR1)
+    wait_for(lambda: redis.hgetall("node:A").get("state") == "draining", 5,
+             "node:A state draining")
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(10)
+    a.proc = None  # its death is the point
+    # A's lease runs out, B reaps the session, and B then says A is gone
+    wait_for(lambda: not redis.exists("node:A") and not redis.exists("sess:" + sid),
+             LEASE * 3 + 5, "A's lease gone and its session reaped")
+    st, obj = b.api("GET", "/v1/sessions/%s" % sid)
+    check(st == 404 and "A" in obj.get("info", "") and "gone" in obj.get("info", ""),
+          "a session of a lost node: %s %s" % (st, obj))
+    t.note("lost owner: %s" % obj.get("info"))
+    c.close()
+    b.check_clean_exit()
