@@ -654,7 +654,12 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
         enum xfer_mode mode;
         const char *const dialouts[] = {"/dialOut/start", "/dialOut/stop", "/dialOut/sendDTMF"};
         char sid[128];
-        bool elsewhere = body_session_id(req, sid, sizeof sid) && !call_find(app->calls, sid);
+        /* a session another node owns goes there; everything else is
+         * answered here as a single node answers it */
+        char owner[64];
+        bool elsewhere = in_cluster(app->cfg) && body_session_id(req, sid, sizeof sid) &&
+                         !call_find(app->calls, sid) && session_node(sid, owner, sizeof owner) &&
+                         strcmp(owner, app->cfg->node) != 0;
         for (int k = 0; k < 3; k++)
             if (strcmp(slash, dialouts[k]) == 0) {
                 if (strcmp(method, "POST") != 0)
