@@ -222,6 +222,13 @@ static void post(struct relay_worker *w, struct cmd *c)
      * the linger timeout while calls keep taking pairs */
     bool urgent = c->kind == CMD_SEND || c->kind == CMD_STOP ||
                   (c->kind == CMD_REFILL && c->stream);
+    /* With the kernel forwarding, a packet no longer wakes the worker (and
+     * so runs its queued commands first): a change of where media goes
+     * must reach the kernel's entries now, not after the linger timeout,
+     * or up to CMD_LINGER_MS of a transferred call went to the old far end */
+    if (w->relay->kernel && (c->kind == CMD_CONNECT || c->kind == CMD_SET_PEER ||
+                             c->kind == CMD_SET_SRTP || c->kind == CMD_FREE))
+        urgent = true;
     pthread_mutex_lock(&w->lock);
     /* The worker takes the whole list under the lock, so one wake-up per
      * burst is enough: only the command that finds the worker asleep for
