@@ -312,3 +312,39 @@ def test_cluster_redis_api_any_node(t):
     t.note("lost owner: %s" % obj.get("info"))
     c.close()
     b.check_clean_exit()
+
+
+@case
+def test_cluster_redis_down_forwarding_uses_peers(t):
+    """Redis gone: B still forwards a request for A's session, to the
+    address cluster.peers gives for the node the id names, and the listing
+    says it is partial."""
+    from test_transfer import session
+    redis = Redis(t).start()
+    room = t.sipp("room.xml")
+    room.start()
+    rooms = {"room-a": "sip:room-a@%s:%d" % (HOST, room.port)}
+    settings = {"cluster.redis": "%s:%d" % (HOST, redis.port), "cluster.lease": LEASE,
+                "media.timeout": 0}
+    a = t.daemon(rooms=rooms, node="A", name="node-A", **settings)
+    b = t.daemon(rooms=rooms, node="B", name="node-B", **settings)
+    b.settings["cluster.peers"] = [{"node": "A", "api": "%s:%d" % (HOST, a.api_port)}]
+    b.write_config()
+    for d in (a, b):
+        d.start()
+        d.wait_log(r"redis at [^ ]+: up", timeout=10)
+    [(c, sid)] = connect(a, redis, 1)
+    redis.kill()
+    wait_for(lambda: b.metric("sipxfer_cluster_redis_up") == 0, 10, "B sees Redis down")
+    s = session(b, sid)
+    check(s and s.get("sessionId") == sid, "A's session through B with Redis down: %s" % s)
+    st, obj = b.api("GET", "/v1/sessions")
+    check(st == 200 and obj.get("partial") is True and obj.get("sessions") == [],
+          "listing with Redis down: %s %s" % (st, obj))
+    st, obj = b.api("DELETE", "/v1/sessions/%s" % sid)
+    check(st == 200, "DELETE through B with Redis down: %s %s" % (st, obj))
+    check(c.serve_until("BYE", 10), "the caller got no BYE")
+    a.wait_idle()
+    c.close()
+    a.check_clean_exit()
+    b.check_clean_exit()
