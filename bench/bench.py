@@ -252,9 +252,10 @@ def port_free(port, proto=socket.SOCK_DGRAM):
 class Sipxferd:
     def __init__(self, binary, workdir, name, mode="relay", port_min=30000, port_max=39999,
                  rooms=None, routes=None, tls=None, srtp="off", sip_port=SIP_PORT, api_port=API_PORT,
-                 cpu=SUT_CPU, kernel=None):
+                 cpu=SUT_CPU, kernel=None, node="bench", extra=""):
         """tls: (certificate PEM with key, CA PEM, port) adds a sips: listen; srtp: media.srtp;
-        sip_port/api_port/cpu: another node beside the first (the cluster section)"""
+        sip_port/api_port/cpu: another node beside the first (the cluster section); node: its
+        name; extra: more config text (the cluster section's cluster group)"""
         self.binary, self.dir, self.name = binary, workdir, name
         self.sip_port, self.api_port, self.cpu = sip_port, api_port, cpu
         self.cfg = os.path.join(workdir, f"{name}.conf")
@@ -268,7 +269,7 @@ class Sipxferd:
         kernel_cfg = f' kernel = "{kernel}";' if kernel else ""
         with open(self.cfg, "w") as f:
             f.write(f"""# written by bench/bench.py for the {name} run
-node = "bench";
+node = "{node}";
 drain_timeout = 1;
 sip = {{ listen = {listen}; max_calls = 1000000; rate_limit = 0;{tls_cfg} }};
 api = {{ listen = "{HOST}:{api_port}"; tokens = [ "{TOKEN}" ]; }};
@@ -281,6 +282,7 @@ rooms = {{ domain = "rooms.sipxfer.test"; list = (
 routes = ( {route_list} );
 webhooks = {{ url = ""; secret = ""; }};
 transfer = {{ ring_timeout = 30; notify_timeout = 32; allow = [ "sip:*" ]; refer_fallback = false; }};
+{extra}
 """)
         r = subprocess.run([binary, "--check-config", "-c", self.cfg], capture_output=True, text=True)
         if r.returncode != 0:

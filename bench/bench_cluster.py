@@ -10,12 +10,30 @@ spreads the calls evenly. The capacity model in docs/performance.md is computed 
 per-component figures (and the relay section's CPU per packet).
 """
 import os
+import subprocess
 import time
 
 import bench as B
 
 # (SIP port, API port, media port range) of each node; Kamailio listens on B.KAM_PORT
 NODES = [(25060, 28080, (30000, 44999)), (25062, 28082, (45000, 59999))]
+REDIS_PORT = 26379
+
+
+def start_redis(workdir):
+    """redis-server for the directory run, on the SUT core (its CPU is the path's)."""
+    p = B.spawn(["redis-server", "--port", str(REDIS_PORT), "--bind", B.HOST, "--save", "",
+                 "--appendonly", "no", "--dir", workdir], B.SUT_CPU,
+                os.path.join(workdir, "redis-cluster.log"))
+    for _ in range(100):
+        r = subprocess.run(["redis-cli", "-h", B.HOST, "-p", str(REDIS_PORT), "ping"],
+                           capture_output=True, text=True)
+        if r.stdout.strip() == "PONG":
+            return p
+        if p.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"redis-server did not come up: see {workdir}/redis-cluster.log")
 
 
 def start_dispatcher(workdir, n):
@@ -55,18 +73,24 @@ def run_cluster(args, workdir, binary):
     if args.rates:
         rates = [int(x) for x in args.rates.split(",")]
     rows = []
-    for n in (1, 2):
-        target = f"kamailio+{n}node"
-        uas = B.sipp_uas(workdir, tag=f"uas_cluster{n}")
-        nodes, kam = [], None
+    # the third run: two nodes with the Redis directory (cluster.redis), Redis on the SUT core
+    for n, with_redis in ((1, False), (2, False), (2, True)):
+        target = f"kamailio+{n}node" + ("+redis" if with_redis else "")
+        uas = B.sipp_uas(workdir, tag=f"uas_cluster{n}{'r' if with_redis else ''}")
+        nodes, kam, redis = [], None, None
         try:
+            extra = ""
+            if with_redis:
+                redis = start_redis(workdir)
+                extra = f'cluster = {{ redis = "{B.HOST}:{REDIS_PORT}"; lease = 15; }};'
             for i, (sip_port, api_port, (lo, hi)) in enumerate(NODES[:n]):
                 nodes.append(B.Sipxferd(binary, workdir, f"cluster{n}-node{i + 1}", mode="relay",
                                         port_min=lo, port_max=hi, sip_port=sip_port,
-                                        api_port=api_port).start())
+                                        api_port=api_port, node=f"bench{i + 1}",
+                                        extra=extra).start())
             kam = start_dispatcher(workdir, n)
             kam_pids = B.tree(kam.pid)
-            node_pids = [x.pid for x in nodes]
+            node_pids = [x.pid for x in nodes] + ([redis.pid] if redis else [])
             for rate in rates:
                 k0 = B.cpu_s(kam_pids)
                 n0 = B.cpu_s(node_pids)
@@ -74,6 +98,7 @@ def run_cluster(args, workdir, binary):
                 row = B.sig_step(workdir, target, B.KAM_PORT, rate, secs, kam_pids + node_pids, uas)
                 ok = max(1, row["ok"])
                 row["nodes"] = n
+                row["redis"] = "yes" if with_redis else "no"
                 row["kamailio_us_per_call"] = 1e6 * (B.cpu_s(kam_pids) - k0) / ok
                 row["nodes_us_per_call"] = 1e6 * (B.cpu_s(node_pids) - n0) / ok
                 row["path_us_per_call"] = row["kamailio_us_per_call"] + row["nodes_us_per_call"]
@@ -98,8 +123,10 @@ def run_cluster(args, workdir, binary):
                 x.stop()
             B.stop(kam)
             B.stop(uas)
+            if redis:
+                B.stop(redis)
             time.sleep(0.5)
-    cols = ["target", "rate", "achieved_cps", "ok", "failed", "clean", "path_us_per_call",
+    cols = ["target", "redis", "rate", "achieved_cps", "ok", "failed", "clean", "path_us_per_call",
             "kamailio_us_per_call", "nodes_us_per_call", "calls_per_node", "setup_p50_ms",
             "setup_p99_ms", "cpu1_busy_pct", "other_procs_pct"]
     md = B.table("Through Kamailio's dispatcher (per step)", cols, rows)
@@ -109,7 +136,8 @@ def run_cluster(args, workdir, binary):
     # capacity model from the one-node run's highest clean step (per-component CPU per call)
     model = {}
     clean1 = [r for r in rows if r["nodes"] == 1 and r["clean"] == "yes"]
-    clean2 = [r for r in rows if r["nodes"] == 2 and r["clean"] == "yes"]
+    clean2 = [r for r in rows if r["nodes"] == 2 and r["redis"] == "no" and r["clean"] == "yes"]
+    clean2r = [r for r in rows if r["redis"] == "yes" and r["clean"] == "yes"]
     if clean1:
         b = max(clean1, key=lambda r: r["rate"])
         k, nd = b["kamailio_us_per_call"], b["nodes_us_per_call"]
@@ -121,12 +149,20 @@ def run_cluster(args, workdir, binary):
             "cores_for_10k_cps_signalling": 10000 * (k + nd) / 1e6,
             "max_clean_cps_1node": b["rate"],
             "max_clean_cps_2nodes": max((r["rate"] for r in clean2), default=0),
+            "max_clean_cps_2nodes_redis": max((r["rate"] for r in clean2r), default=0),
         }
+        # what the directory adds per call: the same rate with and without Redis
+        same = [(a, b2) for a in clean2 for b2 in clean2r if a["rate"] == b2["rate"]]
+        if same:
+            a, b2 = max(same, key=lambda p: p[0]["rate"])
+            model["redis_directory_us_per_call"] = b2["nodes_us_per_call"] - a["nodes_us_per_call"]
         md += "\n" + B.table("Capacity model inputs (signalling, one node)", list(model.keys()), [model])
     md += (f"\nSteps of {secs} s at {rates} calls/s (100 ms calls), clean as in the sig section. "
            f"All of Kamailio and every node share the SUT core (CPU {B.SUT_CPU}); generators on "
            f"CPU {B.GEN_CPU}. `calls_per_node` is each node's sipxfer_calls_total over the step "
-           f"(round-robin should split evenly). `cores_for_10k_cps_signalling` = 10,000 x (Kamailio + "
+           f"(round-robin should split evenly). In the `+redis` run the nodes keep the Redis directory "
+           f"(cluster.redis) and `nodes_us_per_call` includes redis-server's CPU. "
+           f"`cores_for_10k_cps_signalling` = 10,000 x (Kamailio + "
            f"node us per call) / 1e6, signalling only: media needs the relay section's CPU per packet "
            f"on top (docs/performance.md).\n")
     return md, {"rows": rows, "model": model}
