@@ -219,6 +219,12 @@ static void reload(struct app *app)
     keep_optional(&cfg->tls.ca, old->tls.ca, "sip.tls.ca");
     cfg->tls.verify_peer = old->tls.verify_peer;
     keep_string(&cfg->node, old->node, "node");
+    /* the directory connection and the lease it refreshes were set up at start */
+    keep_string(&cfg->cluster.redis, old->cluster.redis, "cluster.redis");
+    if (cfg->cluster.lease != old->cluster.lease) {
+        log_warn("reload: cluster.lease changed: needs a restart, keeping %d", old->cluster.lease);
+        cfg->cluster.lease = old->cluster.lease;
+    }
     if (cfg->media_kernel != old->media_kernel) {
         log_warn("reload: media.kernel changed: needs a restart, keeping the old value");
         cfg->media_kernel = old->media_kernel;
