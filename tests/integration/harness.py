@@ -998,10 +998,11 @@ class SipSocket:
         self.sock.close()
 
 
-def sip_exchange(msg, remote, transport="udp", timeout=3):
+def sip_exchange(msg, remote, transport="udp", timeout=3, full=False, host=HOST):
     """Send msg (bytes, or a function of our (host, port) and transport name
-    returning bytes); return the final status code, None when nothing came."""
-    s = SipSocket(transport, remote)
+    returning bytes) from an address of host; return the final status code
+    (full: the whole parsed response), None when nothing came."""
+    s = SipSocket(transport, remote, host=host)
     try:
         if callable(msg):
             msg = msg(s.local, transport.upper())
@@ -1013,7 +1014,7 @@ def sip_exchange(msg, remote, transport="udp", timeout=3):
                 return None
             r = parse_response(data)
             if r and r[0] >= 200:
-                return r[0]
+                return r if full else r[0]
         return None
     finally:
         s.close()

@@ -9,8 +9,8 @@ import shutil
 import signal
 import time
 
-from harness import (HOST, ROOT, SipSocket, Skip, build_request, case, check, free_port,
-                     parse_response, wait_bound, wait_for)
+from harness import (HOST, ROOT, Skip, build_request, case, check, free_port, sip_exchange,
+                     wait_bound, wait_for)
 from test_core import caller
 from test_loop import kamailio_modules, stop_group
 
@@ -84,27 +84,15 @@ def calls_of(d):
 def final_response(remote, method="INVITE", ruri_user="room-a", timeout=10, source=HOST):
     """A raw request to remote from an address of source; the final response
     parsed, or None."""
-    s = SipSocket("udp", remote, host=source)
-    try:
-        host = "%s:%d" % remote
-        sdp = (b"v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-               b"m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
-        msg = build_request(method, "sip:%s@%s" % (ruri_user, host) if ruri_user else
-                            "sip:%s" % host, host, local=s.local, to_user=ruri_user,
-                            body=sdp if method == "INVITE" else b"",
-                            ctype="application/sdp" if method == "INVITE" else None)
-        s.send(msg, remote)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            data = s.recv(max(0.01, deadline - time.time()))
-            if data is None:
-                return None
-            r = parse_response(data)
-            if r and r[0] >= 200:
-                return r
-        return None
-    finally:
-        s.close()
+    host = "%s:%d" % remote
+    sdp = (b"v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+           b"m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+    invite = method == "INVITE"
+    return sip_exchange(lambda local, tp: build_request(
+        method, "sip:%s@%s" % (ruri_user, host) if ruri_user else "sip:%s" % host, host,
+        local=local, to_user=ruri_user, body=sdp if invite else b"",
+        ctype="application/sdp" if invite else None), remote, "udp", timeout, full=True,
+        host=source)
 
 
 @case
@@ -313,11 +301,12 @@ def test_cluster_script_as_shipped(t):
 
 # ---- any node's API serves any session (SPEC 13) ---------------------------
 
-def peer_pair(t, rooms, **kw):
+def peer_pair(t, rooms, a_kw=None, b_kw=None, **kw):
     """Nodes na and nb, each naming the other in cluster.peers (no Redis:
-    forwarding by the session id's node), with the same rooms."""
-    a = t.daemon(rooms=rooms, node="na", **kw)
-    b = t.daemon(rooms=rooms, node="nb", **kw)
+    forwarding by the session id's node), with the same rooms; a_kw/b_kw:
+    settings of one of them."""
+    a = t.daemon(rooms=rooms, node="na", **dict(kw, **(a_kw or {})))
+    b = t.daemon(rooms=rooms, node="nb", **dict(kw, **(b_kw or {})))
     a.settings["cluster.peers"] = [{"node": "nb", "api": "%s:%d" % (HOST, b.api_port)}]
     b.settings["cluster.peers"] = [{"node": "na", "api": "%s:%d" % (HOST, a.api_port)}]
     a.write_config()
@@ -408,14 +397,8 @@ def test_sip_refer_through_another_node(t):
     room.start()
     wa, wb = Webhooks(t), Webhooks(t)
     rooms = {"room-a": "sip:room-a@%s:%d" % (HOST, room.port)}
-    a = t.daemon(rooms=rooms, node="na", **{"webhooks.url": wa.url, "webhooks.secret": wa.secret})
-    b = t.daemon(rooms=rooms, node="nb", **{"webhooks.url": wb.url, "webhooks.secret": wb.secret})
-    a.settings["cluster.peers"] = [{"node": "nb", "api": "%s:%d" % (HOST, b.api_port)}]
-    b.settings["cluster.peers"] = [{"node": "na", "api": "%s:%d" % (HOST, a.api_port)}]
-    a.write_config()
-    b.write_config()
-    a.start()
-    b.start()
+    a, b = peer_pair(t, rooms, a_kw={"webhooks.url": wa.url, "webhooks.secret": wa.secret},
+                     b_kw={"webhooks.url": wb.url, "webhooks.secret": wb.secret})
     c = caller(t, a, "refer_transferee.xml",
                keys={"notify1": "100 Trying", "notify2": "200 OK"}).start()
     sid = a.wait_session()[0]
