@@ -240,25 +240,6 @@ static void peer_event(nua_event_t event, int status, char const *phrase, nua_t 
 
 /* ---- the instance ------------------------------------------------------ */
 
-static int free_port(void)
-{
-    for (int tries = 0; tries < 50; tries++) {
-        int u = socket(AF_INET, SOCK_DGRAM, 0);
-        struct sockaddr_in sa = {.sin_family = AF_INET};
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t sl = sizeof sa;
-        ck_assert_int_eq(bind(u, (struct sockaddr *)&sa, sizeof sa), 0);
-        getsockname(u, (struct sockaddr *)&sa, &sl);
-        int t = socket(AF_INET, SOCK_STREAM, 0);
-        int ok = bind(t, (struct sockaddr *)&sa, sizeof sa) == 0;
-        close(t);
-        close(u);
-        if (ok)
-            return ntohs(sa.sin_port);
-    }
-    ck_abort_msg("no free port");
-    return -1;
-}
 
 static void start_media(const char *media)
 {
@@ -269,8 +250,8 @@ static void start_media(const char *media)
     su_init();
     if (!getenv("TEST_CALLS_DEBUG"))
         su_log_set_level(NULL, 0); /* sofia's ICMP lines after a far end is gone */
-    P.sut = free_port();
-    P.port = free_port();
+    P.sut = unit_free_port();
+    P.port = unit_free_port();
     ck_assert_int_ne(P.sut, P.port);
     char text[2048];
     snprintf(text, sizeof text,

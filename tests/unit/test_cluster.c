@@ -37,25 +37,6 @@ static struct {
     char list_first[512];
 } P;
 
-static int free_port(void)
-{
-    for (int tries = 0; tries < 50; tries++) {
-        int u = socket(AF_INET, SOCK_DGRAM, 0);
-        struct sockaddr_in sa = {.sin_family = AF_INET};
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t sl = sizeof sa;
-        ck_assert_int_eq(bind(u, (struct sockaddr *)&sa, sizeof sa), 0);
-        getsockname(u, (struct sockaddr *)&sa, &sl);
-        int t = socket(AF_INET, SOCK_STREAM, 0);
-        int ok = bind(t, (struct sockaddr *)&sa, sizeof sa) == 0;
-        close(t);
-        close(u);
-        if (ok)
-            return ntohs(sa.sin_port);
-    }
-    ck_abort_msg("no free port");
-    return -1;
-}
 
 static long elapsed_ms(const struct timespec *t0)
 {
@@ -157,9 +138,9 @@ static void setup(void)
         return;
     su_init();
     su_log_set_level(NULL, 0);
-    P.redis_port = free_port();
+    P.redis_port = unit_free_port();
     redis_start();
-    int sip = free_port();
+    int sip = unit_free_port();
     char text[2048];
     snprintf(text, sizeof text,
              "node = \"t\";\n"

@@ -2,13 +2,37 @@
 #ifndef SIPXFER_UNIT_HELPERS_H
 #define SIPXFER_UNIT_HELPERS_H
 
+#include <arpa/inet.h>
 #include <check.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "config.h"
+
+/* A loopback port free for both UDP and TCP now (SIP on both, Redis on TCP). */
+static inline int unit_free_port(void)
+{
+    for (int tries = 0; tries < 50; tries++) {
+        int u = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t sl = sizeof sa;
+        ck_assert_int_eq(bind(u, (struct sockaddr *)&sa, sizeof sa), 0);
+        getsockname(u, (struct sockaddr *)&sa, &sl);
+        int t = socket(AF_INET, SOCK_STREAM, 0);
+        int ok = bind(t, (struct sockaddr *)&sa, sizeof sa) == 0;
+        close(t);
+        close(u);
+        if (ok)
+            return ntohs(sa.sin_port);
+    }
+    ck_abort_msg("no free port");
+    return -1;
+}
 
 /* Write text to a fresh temporary file; path receives its name. */
 static inline void unit_write_temp(const char *text, char *path, size_t pathlen)
