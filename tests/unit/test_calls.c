@@ -310,24 +310,7 @@ static void stop(void)
     su_deinit();
 }
 
-static long elapsed_ms(const struct timespec *t0)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
-/* Step the loop until expr holds; fail after ms. */
-#define run_until(expr, ms)                                                                    \
-    do {                                                                                       \
-        struct timespec t0_;                                                                   \
-        clock_gettime(CLOCK_MONOTONIC, &t0_);                                                  \
-        while (!(expr)) {                                                                      \
-            su_root_step(P.app->root, 5);                                                      \
-            ck_assert_msg(elapsed_ms(&t0_) < (ms), "timed out after %d ms waiting for: %s",    \
-                          (ms), #expr);                                                        \
-        }                                                                                      \
-    } while (0)
+#define run_until(expr, ms) unit_run_until(P.app->root, expr, ms)
 
 /* Run the loop for ms whatever happens: only to show something does NOT
  * happen (a request that must not be sent). */
@@ -335,7 +318,7 @@ static void run_for(int ms)
 {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (elapsed_ms(&t0) < ms)
+    while (unit_elapsed_ms(&t0) < ms)
         su_root_step(P.app->root, 5);
 }
 

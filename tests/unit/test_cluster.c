@@ -37,25 +37,7 @@ static struct {
     char list_first[512];
 } P;
 
-
-static long elapsed_ms(const struct timespec *t0)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
-/* Step the instance's loop until expr holds; fail after ms. */
-#define run_until(expr, ms)                                                                    \
-    do {                                                                                       \
-        struct timespec t0_;                                                                   \
-        clock_gettime(CLOCK_MONOTONIC, &t0_);                                                  \
-        while (!(expr)) {                                                                      \
-            su_root_step(P.app->root, 5);                                                      \
-            ck_assert_msg(elapsed_ms(&t0_) < (ms), "timed out after %d ms waiting for: %s",    \
-                          (ms), #expr);                                                        \
-        }                                                                                      \
-    } while (0)
+#define run_until(expr, ms) unit_run_until(P.app->root, expr, ms)
 
 static bool have_redis(void) { return system("command -v redis-server >/dev/null 2>&1") == 0; }
 
@@ -100,7 +82,7 @@ static void redis_start(void)
         if (ok)
             return;
         ck_assert_msg(waitpid(pid, NULL, WNOHANG) == 0, "redis-server exited");
-        ck_assert_msg(elapsed_ms(&t0) < 10000, "redis-server not answering on %d", P.redis_port);
+        ck_assert_msg(unit_elapsed_ms(&t0) < 10000, "redis-server not answering on %d", P.redis_port);
         usleep(20000); /* polling for the condition, not a sleep in its place */
     }
 }
@@ -230,7 +212,7 @@ START_TEST(node_api_lease_or_gone)
         freeReplyObject(r);
         if (ok)
             break;
-        ck_assert_msg(elapsed_ms(&t0) < 3000, "node:t state not draining");
+        ck_assert_msg(unit_elapsed_ms(&t0) < 3000, "node:t state not draining");
     }
     redisFree(c);
 }
@@ -298,7 +280,7 @@ START_TEST(hung_redis_times_out)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     ck_assert_int_eq(cluster_node_api(P.app, "t", on_node, NULL), 0);
     run_until(P.node_calls == 1, 3000);
-    long took = elapsed_ms(&t0);
+    long took = unit_elapsed_ms(&t0);
     ck_assert_int_eq(P.node_result, -1);
     /* bounded by the oldest command in flight: 1 s at most (a lease
      * refresh sent just before may take it down sooner) */
@@ -330,7 +312,7 @@ START_TEST(lookups_in_flight_at_stop_or_cancelled_never_call_back)
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (cmd("EXISTS node:t") != 0 || cmd("SISMEMBER nodes t") != 0) {
-        ck_assert_msg(elapsed_ms(&t0) < 3000, "node t still registered after its stop");
+        ck_assert_msg(unit_elapsed_ms(&t0) < 3000, "node t still registered after its stop");
         usleep(10000);
     }
 }

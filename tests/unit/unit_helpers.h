@@ -6,12 +6,33 @@
 #include <check.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "config.h"
+
+static inline long unit_elapsed_ms(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* Step root's loop until expr holds; fail after ms (a wait on an event,
+ * never a fixed sleep). */
+#define unit_run_until(root, expr, ms)                                                         \
+    do {                                                                                       \
+        struct timespec t0_;                                                                   \
+        clock_gettime(CLOCK_MONOTONIC, &t0_);                                                  \
+        while (!(expr)) {                                                                      \
+            su_root_step((root), 5);                                                           \
+            ck_assert_msg(unit_elapsed_ms(&t0_) < (ms), "timed out after %d ms waiting for: %s", \
+                          (ms), #expr);                                                        \
+        }                                                                                      \
+    } while (0)
 
 /* A loopback port free for both UDP and TCP now (SIP on both, Redis on TCP). */
 static inline int unit_free_port(void)
