@@ -65,6 +65,9 @@ void cluster_set_state(struct app *app, const char *state);
 /* Write the call into the directory (sess:<id>, nodesess:<me>, room:<room>)
  * with this state ("connected", ...); dropped while Redis is down. */
 void cluster_session_put(struct app *app, const struct call *c, const char *state);
+/* The call is in another room now (a transfer): its sess:<id> names the
+ * new room and the id moves from room:<old_room> to room:<new>. */
+void cluster_session_moved(struct app *app, const struct call *c, const char *old_room);
 /* Remove the call from the directory (all three keys). */
 void cluster_session_del(struct app *app, const struct call *c);
 

@@ -985,6 +985,19 @@ void cluster_session_put(struct app *app, const struct call *c, const char *stat
         put_session(cl, c, state);
 }
 
+void cluster_session_moved(struct app *app, const struct call *c, const char *old_room)
+{
+    struct cluster *cl = app ? app->cluster : NULL;
+    if (!cl || !c)
+        return;
+    put_session(cl, c, "connected");
+    if (old_room && *old_room && (!c->room_name || strcmp(old_room, c->room_name) != 0)) {
+        char k[160];
+        key(k, sizeof k, "room", old_room);
+        SEND(cl, K_IGNORE, NULL, NULL, NULL, "SREM", k, c->id);
+    }
+}
+
 void cluster_session_del(struct app *app, const struct call *c)
 {
     struct cluster *cl = app ? app->cluster : NULL;

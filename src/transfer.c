@@ -61,13 +61,6 @@ void transfer_emit(struct app *app, struct transfer *x, const char *type)
         cJSON_AddStringToObject(p, "reason", x->reason);
     }
     events_post(app, type, p);
-    if (x->mode == XFER_CALL && x->state == XFER_COMPLETED && c->connected_event &&
-        strcmp(type, "calltransfer.completed") == 0) {
-        /* the directory names the call's room: out of the old one's set,
-         * into the new one's (SPEC 13) */
-        cluster_session_del(app, c);
-        cluster_session_put(app, c, "connected");
-    }
 }
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -557,6 +550,8 @@ static void commit(struct app *app, struct transfer *x)
     if (x->target.kind == TARGET_ROOM) {
         free(c->room_name);
         c->room_name = xstrdup(x->target.room);
+        if (c->connected_event)
+            cluster_session_moved(app, c, x->from_room); /* the directory's room sets */
     }
     free(c->room_uri);
     c->room_uri = xstrdup(tl->uri);
