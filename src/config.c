@@ -274,9 +274,10 @@ static const char *const webhook_keys[] = {"url", "secret", NULL};
 static const char *const transfer_keys[] = {"ring_timeout", "notify_timeout", "allow",
                                             "refer_fallback", NULL};
 
-/* trunks[i].<name>: an optional list of "address[/prefix]" strings. */
-static int get_cidr_list(struct ctx *c, const config_setting_t *t, int i, const char *name,
-                         struct cidr **out, size_t *count)
+/* <where>.<name> (where: "sip", "rooms", "trunks[2]"): an optional list of
+ * "address[/prefix]" strings. */
+static int get_cidr_list(struct ctx *c, const config_setting_t *t, const char *where,
+                         const char *name, struct cidr **out, size_t *count)
 {
     char **v;
     size_t n;
@@ -290,8 +291,8 @@ static int get_cidr_list(struct ctx *c, const config_setting_t *t, int i, const 
         if (cidr_parse(v[j], &(*out)[j]))
             (*count)++;
         else
-            rc = fail(c, member(t, name), "'trunks[%d].%s' has a bad address/prefix \"%s\"", i,
-                      name, v[j]);
+            rc = fail(c, member(t, name), "'%s.%s' has a bad address/prefix \"%s\"", where, name,
+                      v[j]);
     }
     free_strv(v, n);
     return rc;
@@ -563,27 +564,12 @@ static int load_trunks(struct ctx *c, const config_setting_t *root, struct confi
         if (check_members(c, t, trunk_keys) < 0 || get_string(c, t, "name", true, NULL, &tr->name) < 0 ||
             load_gateways(c, cfg, t, i, tr) < 0)
             return -1;
-        char **src;
-        size_t nsrc;
-        if (get_string_array(c, t, "sources", &src, &nsrc) < 0)
+        char where[32];
+        snprintf(where, sizeof where, "trunks[%d]", i);
+        if (get_cidr_list(c, t, where, "sources", &tr->sources, &tr->nsources) < 0)
             return -1;
-        tr->sources = xcalloc(nsrc + 1, sizeof *tr->sources);
-        for (size_t j = 0; j < nsrc; j++) {
-            if (!cidr_parse(src[j], &tr->sources[j])) {
-                int rc = fail(c, member(t, "sources"),
-                              "'trunks[%d].sources' has a bad address/prefix \"%s\"", i, src[j]);
-                for (size_t k = 0; k < nsrc; k++)
-                    free(src[k]);
-                free(src);
-                return rc;
-            }
-            tr->nsources++;
-        }
-        for (size_t k = 0; k < nsrc; k++)
-            free(src[k]);
-        free(src);
         int nf, id, rt;
-        if (get_cidr_list(c, t, i, "media_sources", &tr->media_sources, &tr->nmedia_sources) < 0 ||
+        if (get_cidr_list(c, t, where, "media_sources", &tr->media_sources, &tr->nmedia_sources) < 0 ||
             load_trunk_auth(c, t, i, &tr->auth) < 0 ||
             get_bool(c, t, "register", false, &tr->registration) < 0 ||
             load_prefixes(c, t, i, tr) < 0 ||
@@ -624,21 +610,8 @@ static int load_rooms(struct ctx *c, const config_setting_t *root, struct config
     if (*cfg->resolver && strncmp(cfg->resolver, "http://", 7) != 0 &&
         strncmp(cfg->resolver, "https://", 8) != 0)
         return fail(c, member(g, "resolver"), "'rooms.resolver' must be an http(s) URL or \"\"");
-    char **src;
-    size_t nsrc;
-    if (get_string_array(c, g, "sources", &src, &nsrc) < 0)
+    if (get_cidr_list(c, g, "rooms", "sources", &cfg->room_sources, &cfg->nroom_sources) < 0)
         return -1;
-    cfg->room_sources = xcalloc(nsrc + 1, sizeof *cfg->room_sources);
-    for (size_t j = 0; j < nsrc; j++) {
-        if (!cidr_parse(src[j], &cfg->room_sources[j])) {
-            int frc = fail(c, member(g, "sources"), "'rooms.sources' has a bad address/prefix \"%s\"",
-                           src[j]);
-            free_strv(src, nsrc);
-            return frc;
-        }
-        cfg->nroom_sources++;
-    }
-    free_strv(src, nsrc);
     const config_setting_t *list = member(g, "list");
     if (!list)
         return 0;
@@ -788,23 +761,9 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         get_int(&c, sip, "tcp_max_per_source", 32, 1, 1000000, &cfg->tcp_max_per_source) < 0 ||
         get_int(&c, sip, "tcp_idle_timeout", 30, 1, 3600, &cfg->tcp_idle_timeout) < 0)
         goto bad;
-    {
-        char **v;
-        size_t n;
-        if (get_string_array(&c, sip, "trusted_proxies", &v, &n) < 0)
-            goto bad;
-        cfg->trusted_proxies = xcalloc(n + 1, sizeof *cfg->trusted_proxies);
-        for (size_t j = 0; j < n; j++) {
-            if (!cidr_parse(v[j], &cfg->trusted_proxies[j])) {
-                fail(&c, member(sip, "trusted_proxies"),
-                     "'sip.trusted_proxies' has a bad address/prefix \"%s\"", v[j]);
-                free_strv(v, n);
-                goto bad;
-            }
-            cfg->ntrusted_proxies++;
-        }
-        free_strv(v, n);
-    }
+    if (get_cidr_list(&c, sip, "sip", "trusted_proxies", &cfg->trusted_proxies,
+                      &cfg->ntrusted_proxies) < 0)
+        goto bad;
 
     const config_setting_t *api = get_group(&c, root, "api", api_keys, &rc);
     if (rc < 0 || get_string(&c, api, "listen", false, "127.0.0.1:8080", &cfg->api_listen) < 0 ||
@@ -1038,5 +997,13 @@ const struct trunk_cfg *config_trunk_by_name(const struct config *cfg, const cha
     for (size_t i = 0; cfg && name && i < cfg->ntrunks; i++)
         if (cfg->trunks[i].name && strcmp(cfg->trunks[i].name, name) == 0)
             return &cfg->trunks[i];
+    return NULL;
+}
+
+const char *config_peer_api(const struct config *cfg, const char *node)
+{
+    for (size_t i = 0; cfg && node && i < cfg->cluster.npeers; i++)
+        if (strcmp(cfg->cluster.peers[i].node, node) == 0)
+            return cfg->cluster.peers[i].api;
     return NULL;
 }

@@ -161,6 +161,9 @@ void config_free(struct config *cfg);
  * app->cfg is swapped on SIGHUP. */
 const struct trunk_cfg *config_trunk_by_name(const struct config *cfg, const char *name);
 
+/* The API address cluster.peers gives for node, or NULL. */
+const char *config_peer_api(const struct config *cfg, const char *node);
+
 /* The part of sip_listen after "sip:" split into host and port. */
 int config_sip_hostport(const struct config *cfg, char *host, size_t hostlen, int *port);
 /* The host other parties are told to reach us at: sip.advertise, else the
