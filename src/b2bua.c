@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -37,6 +36,7 @@
 #include "log.h"
 #include "looplag.h"
 #include "registration.h"
+#include "router.h"
 #include "sip_guard.h"
 #include "transfer.h"
 #include "xalloc.h"
@@ -287,7 +287,7 @@ static int tls_dir_make(const struct config *cfg, char *dir, size_t len, char *e
 /* True when something listens on TCP uri's host:port: a bind there fails.
  * sofia makes no TLS transport, and says so only in its log, when it cannot
  * use the certificate or CA file. The host is numeric (sip.listen's rule):
- * parsed with inet_pton, nothing is ever resolved here. */
+ * parsed by ip_sockaddr(), nothing is ever resolved here. */
 static bool tcp_listening(const char *uri)
 {
     char buf[256], host[128];
@@ -296,29 +296,11 @@ static bool tcp_listening(const char *uri)
         !url->url_host)
         return false;
     snprintf(host, sizeof host, "%s", url->url_host);
-    if (host[0] == '[') { /* an IPv6 reference */
-        memmove(host, host + 1, strlen(host));
-        char *e = strchr(host, ']');
-        if (e)
-            *e = '\0';
-    }
     int port = url->url_port ? atoi(url->url_port) : 5061;
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    socklen_t len;
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons((uint16_t)port);
-        len = sizeof *v4;
-    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons((uint16_t)port);
-        len = sizeof *v6;
-    } else {
+    socklen_t len = ip_sockaddr(host, port, &ss);
+    if (!len)
         return true; /* a name: nothing to check without resolving it */
-    }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     bool used = fd >= 0 && bind(fd, (struct sockaddr *)&ss, len) != 0 && errno == EADDRINUSE;
     if (fd >= 0)

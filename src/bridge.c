@@ -11,7 +11,6 @@
 
 #include "bridge.h"
 
-#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -456,40 +455,22 @@ static void refusal_log(const struct config *cfg, const struct admit_result *r, 
 static void carrier_source(const struct config *cfg, const sip_t *sip, char *src, size_t len,
                            struct sockaddr_storage *sa)
 {
-    bool trusted = false;
-    for (size_t i = 0; i < cfg->ntrusted_proxies && !trusted; i++)
-        trusted = cidr_match(&cfg->trusted_proxies[i], (struct sockaddr *)sa);
-    const sip_via_t *v = trusted && sip && sip->sip_via ? sip->sip_via->v_next : NULL;
+    if (!cidr_list_match(cfg->trusted_proxies, cfg->ntrusted_proxies, (struct sockaddr *)sa))
+        return;
+    const sip_via_t *v = sip && sip->sip_via ? sip->sip_via->v_next : NULL;
     if (!v)
         return;
     const char *host = v->v_received ? v->v_received : v->v_host;
     const char *port = v->v_rport && *v->v_rport ? v->v_rport : v->v_port;
-    char h[INET6_ADDRSTRLEN + 2];
-    if (!host || strlen(host) >= sizeof h)
-        return;
-    snprintf(h, sizeof h, "%s", host[0] == '[' ? host + 1 : host);
-    char *rb = strchr(h, ']');
-    if (rb)
-        *rb = '\0';
     long p = port ? strtol(port, NULL, 10) : 5060;
     if (p <= 0 || p > 65535)
         p = 5060;
     struct sockaddr_storage out;
-    memset(&out, 0, sizeof out);
-    struct sockaddr_in *in4 = (struct sockaddr_in *)&out;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out;
-    if (inet_pton(AF_INET, h, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons((uint16_t)p);
-    } else if (inet_pton(AF_INET6, h, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)p);
-    } else {
+    if (!ip_sockaddr(host, (int)p, &out))
         return; /* a name: the proxy did not say where it came from */
-    }
     char proxy[64];
     snprintf(proxy, sizeof proxy, "%.63s", src);
-    snprintf(src, len, "%.48s:%ld via %s", h, p, proxy);
+    snprintf(src, len, "%.48s:%ld via %s", host, p, proxy);
     *sa = out;
 }
 

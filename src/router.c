@@ -146,3 +146,39 @@ const struct room_cfg *router_room_for(const struct config *cfg, const char *rur
             return router_room_by_name(cfg, cfg->routes[i].room);
     return NULL;
 }
+
+bool cidr_list_match(const struct cidr *nets, size_t n, const struct sockaddr *sa)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cidr_match(&nets[i], sa))
+            return true;
+    return false;
+}
+
+socklen_t ip_sockaddr(const char *host, int port, struct sockaddr_storage *out)
+{
+    char h[INET6_ADDRSTRLEN];
+    size_t n = host ? strlen(host) : 0;
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+    }
+    if (n == 0 || n >= sizeof h || port <= 0 || port > 65535)
+        return 0;
+    memcpy(h, host, n);
+    h[n] = '\0';
+    memset(out, 0, sizeof *out);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET, h, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        return sizeof *v4;
+    }
+    if (inet_pton(AF_INET6, h, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        return sizeof *v6;
+    }
+    return 0;
+}

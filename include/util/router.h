@@ -3,6 +3,7 @@
 #define SIPXFER_ROUTER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -19,6 +20,13 @@ struct cidr {
 /* "a.b.c.d/n", "a.b.c.d", "x::y/n"; returns false on anything else. */
 bool cidr_parse(const char *text, struct cidr *out);
 bool cidr_match(const struct cidr *net, const struct sockaddr *sa);
+/* Whether sa is in one of the n networks. */
+bool cidr_list_match(const struct cidr *nets, size_t n, const struct sockaddr *sa);
+
+/* A numeric IPv4/IPv6 address (an IPv6 one may be bracketed, "[::1]") and a
+ * port as a socket address; its length, 0 for anything that is not a
+ * numeric address (nothing is ever resolved). */
+socklen_t ip_sockaddr(const char *host, int port, struct sockaddr_storage *out);
 
 /* The first trunk whose sources contain sa, or NULL. IPv4-mapped IPv6
  * addresses are matched as IPv4. */

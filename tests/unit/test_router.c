@@ -341,6 +341,41 @@ START_TEST(test_room_by_name)
 }
 END_TEST
 
+START_TEST(test_ip_sockaddr)
+{
+    struct sockaddr_storage ss;
+    ck_assert_uint_eq(ip_sockaddr("192.0.2.7", 5070, &ss), sizeof(struct sockaddr_in));
+    const struct sockaddr_in *v4 = (const void *)&ss;
+    ck_assert_int_eq(v4->sin_family, AF_INET);
+    ck_assert_int_eq(ntohs(v4->sin_port), 5070);
+    ck_assert_uint_eq(ntohl(v4->sin_addr.s_addr), 0xc0000207u);
+    ck_assert_uint_eq(ip_sockaddr("[2001:db8::1]", 5060, &ss), sizeof(struct sockaddr_in6));
+    ck_assert_int_eq(ss.ss_family, AF_INET6);
+    ck_assert_uint_eq(ip_sockaddr("2001:db8::1", 1, &ss), sizeof(struct sockaddr_in6));
+    /* names are never resolved; ports out of range and junk refused */
+    ck_assert_uint_eq(ip_sockaddr("localhost", 5060, &ss), 0);
+    ck_assert_uint_eq(ip_sockaddr("192.0.2.7", 0, &ss), 0);
+    ck_assert_uint_eq(ip_sockaddr("192.0.2.7", 65536, &ss), 0);
+    ck_assert_uint_eq(ip_sockaddr("[]", 5060, &ss), 0);
+    ck_assert_uint_eq(ip_sockaddr(NULL, 5060, &ss), 0);
+}
+END_TEST
+
+START_TEST(test_cidr_list_match)
+{
+    struct cidr nets[2];
+    ck_assert(cidr_parse("10.0.0.0/8", &nets[0]));
+    ck_assert(cidr_parse("192.0.2.1", &nets[1]));
+    struct sockaddr_storage ss;
+    ip_sockaddr("192.0.2.1", 5060, &ss);
+    ck_assert(cidr_list_match(nets, 2, (struct sockaddr *)&ss));
+    ck_assert(!cidr_list_match(nets, 1, (struct sockaddr *)&ss));
+    ip_sockaddr("10.9.8.7", 5060, &ss);
+    ck_assert(cidr_list_match(nets, 2, (struct sockaddr *)&ss));
+    ck_assert(!cidr_list_match(nets, 0, (struct sockaddr *)&ss));
+}
+END_TEST
+
 static Suite *router_suite(void)
 {
     Suite *s = suite_create("router");
@@ -366,6 +401,8 @@ static Suite *router_suite(void)
     tcase_add_test(tc, test_room_for_name_beats_route);
     tcase_add_test(tc, test_room_for_unknown);
     tcase_add_test(tc, test_room_by_name);
+    tcase_add_test(tc, test_ip_sockaddr);
+    tcase_add_test(tc, test_cidr_list_match);
     suite_add_tcase(s, tc);
     return s;
 }
