@@ -71,9 +71,9 @@ struct forward {
     struct api *api;
     struct MHD_Connection *con;
     struct request *req;
-    bool done;
-    long status;  /* the owner's status; 0: no answer */
-    char *body;   /* the owner's body (status != 0), or the error text */
+    bool done;    /* status and body are set: queued when MHD runs the connection */
+    long status;  /* the owner's, or ours when it could not answer */
+    char *body;   /* the owner's body, or our error envelope */
     char node[64];
     char url[256];
     char method[8];
@@ -102,14 +102,21 @@ static enum MHD_Result send_json(struct MHD_Connection *con, unsigned status, cJ
     return send_text(con, status, "application/json", text);
 }
 
-/* Daily's error envelope: {"error": kind, "info": text}. */
-static enum MHD_Result send_error(struct MHD_Connection *con, unsigned status, const char *kind,
-                                  const char *info)
+/* Daily's error envelope: {"error": kind, "info": text}, as text. */
+static char *error_text(const char *kind, const char *info)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "error", kind);
     cJSON_AddStringToObject(j, "info", info);
-    return send_json(con, status, j);
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return text;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *con, unsigned status, const char *kind,
+                                  const char *info)
+{
+    return send_text(con, status, "application/json", error_text(kind, info));
 }
 
 /* ---- auth -------------------------------------------------------------- */
@@ -344,14 +351,6 @@ static bool in_cluster(const struct config *cfg)
     return *cfg->cluster.redis || cfg->cluster.npeers > 0;
 }
 
-static const char *peer_api(const struct config *cfg, const char *node)
-{
-    for (size_t i = 0; i < cfg->cluster.npeers; i++)
-        if (strcmp(cfg->cluster.peers[i].node, node) == 0)
-            return cfg->cluster.peers[i].api;
-    return NULL;
-}
-
 static void on_timer(struct app *app, su_timer_t *t, void *arg);
 
 static void forward_unlink(struct api *api, struct forward *f)
@@ -364,7 +363,7 @@ static void forward_unlink(struct api *api, struct forward *f)
 }
 
 /* The request's answer is known: queued from on_request when MHD runs the
- * resumed connection. status 0: the owner did not answer (body: why). */
+ * resumed connection. */
 static void forward_finish(struct forward *f, long status, char *body)
 {
     forward_unlink(f->api, f);
@@ -380,12 +379,7 @@ static void forward_finish(struct forward *f, long status, char *body)
 /* An answer of our own (not the owner's) in the error envelope. */
 static void forward_fail(struct forward *f, unsigned status, const char *kind, const char *info)
 {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "error", kind);
-    cJSON_AddStringToObject(j, "info", info);
-    char *text = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    forward_finish(f, status, text);
+    forward_finish(f, status, error_text(kind, info));
 }
 
 static void forward_done(void *arg, long status, const char *body, size_t len, const char *error)
@@ -473,12 +467,18 @@ static struct forward *pending_new(struct api *api, struct MHD_Connection *con,
     return f;
 }
 
+/* Whatever f still waits for (an HTTP answer, a Redis lookup) never calls
+ * back into it. */
+static void pending_cancel(struct api *api, struct forward *f)
+{
+    http_cancel(api->app->http, forward_done, f);
+    cluster_cancel(api->app, f);
+}
+
 static void pending_free(struct api *api, struct forward *f)
 {
     if (!f->done) {
-        /* a request still out: it must never call back into f */
-        http_cancel(api->app->http, forward_done, f);
-        cluster_cancel(api->app, f);
+        pending_cancel(api, f);
         forward_unlink(api, f);
     }
     free(f->body);
@@ -509,7 +509,7 @@ static enum MHD_Result forward_or_404(struct api *api, struct MHD_Connection *co
     }
     if (strlen(url) >= sizeof ((struct forward *)0)->url)
         return send_error(con, 404, "not-found", info404);
-    const char *addr = peer_api(cfg, node);
+    const char *addr = config_peer_api(cfg, node);
     if (!*cfg->cluster.redis && !addr) {
         snprintf(info, sizeof info, "session belongs to node %s, which is not in this cluster",
                  node);
@@ -916,13 +916,8 @@ void api_stop(struct api *api)
      * so MHD_stop_daemon closes them (it will not stop over suspended ones). */
     while (api->forwards) {
         struct forward *f = api->forwards;
-        api->forwards = f->next;
-        http_cancel(api->app->http, forward_done, f);
-        cluster_cancel(api->app, f);
-        f->done = true;
-        f->status = 503;
-        f->body = xstrdup("{\"error\":\"service-unavailable\",\"info\":\"the node is stopping\"}");
-        MHD_resume_connection(f->con);
+        pending_cancel(api, f);
+        forward_fail(f, 503, "service-unavailable", "the node is stopping"); /* unlinks f */
     }
     /* Deregister before MHD closes the fd (su's epoll would see EBADF). */
     su_root_deregister(api->app->root, api->wait_index);
