@@ -339,6 +339,13 @@ static const char *hfield(const redisReply *r, const char *field)
     return NULL;
 }
 
+/* The same, "" when absent. */
+static const char *hstr(const redisReply *r, const char *field)
+{
+    const char *v = hfield(r, field);
+    return v ? v : "";
+}
+
 /* ---- lookups: answered from the loop ------------------------------------ */
 
 static void on_deliver(struct app *app, su_timer_t *t, void *arg);
@@ -358,15 +365,6 @@ static void req_free(struct req *rq)
     free(rq->api);
     cJSON_Delete(rq->arr);
     free(rq);
-}
-
-static const char *peer_api(const struct cluster *cl, const char *node)
-{
-    const struct cluster_cfg *cc = &cl->app->cfg->cluster;
-    for (size_t i = 0; i < cc->npeers; i++)
-        if (cc->peers[i].node && strcmp(cc->peers[i].node, node) == 0)
-            return cc->peers[i].api;
-    return NULL;
 }
 
 static void on_deliver(struct app *app, su_timer_t *t, void *arg)
@@ -389,7 +387,7 @@ static void on_deliver(struct app *app, su_timer_t *t, void *arg)
             } else {
                 int result = rq->failed ? -1 : rq->result;
                 const char *api = result == 1 ? rq->api : NULL;
-                if (result == -1 && (api = peer_api(cl, rq->node)) != NULL)
+                if (result == -1 && (api = config_peer_api(cl->app->cfg, rq->node)) != NULL)
                     result = 1;
                 rq->node_cb(rq->arg, result, api);
             }
@@ -441,29 +439,26 @@ static void reap_settle(struct cluster *cl, struct reap *rp)
 
 static void reap_session(struct cluster *cl, struct reap *rp, const char *id, const redisReply *r)
 {
-    const char *room = hfield(r, "room");
+    const char *room = hstr(r, "room");
     if (!rp->claimed || !hfield(r, "node"))
         return; /* someone else took it, or its hash is gone */
-    const char *type = hfield(r, "type");
-    const char *from = hfield(r, "from");
-    const char *started = hfield(r, "started");
-    long long t0 = started ? atoll(started) : 0;
+    long long t0 = atoll(hstr(r, "started"));
     long long dur = t0 > 0 ? (long long)time(NULL) - t0 : 0;
     cJSON *p = cJSON_CreateObject();
     cJSON_AddStringToObject(p, "session_id", id);
     cJSON_AddStringToObject(p, "sessionId", id);
-    cJSON_AddStringToObject(p, "room", room ? room : "");
-    cJSON_AddStringToObject(p, "from", from ? from : "");
+    cJSON_AddStringToObject(p, "room", room);
+    cJSON_AddStringToObject(p, "from", hstr(r, "from"));
     cJSON_AddNumberToObject(p, "duration", (double)(dur < 0 ? 0 : dur));
     cJSON_AddStringToObject(p, "reason", "node-lost");
     cJSON_AddStringToObject(p, "node", rp->node);
-    events_post(cl->app, type && strcmp(type, "dialout") == 0 ? "dialout.stopped" : "dialin.stopped",
-                p);
+    events_post(cl->app, strcmp(hstr(r, "type"), "dialout") == 0 ? "dialout.stopped"
+                                                                : "dialin.stopped", p);
     rp->ended++;
     char k[160];
     key(k, sizeof k, "sess", id);
     SEND(cl, K_IGNORE, NULL, NULL, NULL, "DEL", k);
-    if (room && *room) {
+    if (*room) {
         key(k, sizeof k, "room", room);
         SEND(cl, K_IGNORE, NULL, NULL, NULL, "SREM", k, id);
     }
@@ -548,6 +543,9 @@ static void reap_scan(struct cluster *cl)
     SEND(cl, K_REAP_NODES, NULL, NULL, NULL, "SMEMBERS", "nodes");
 }
 
+/* The lease refresh (and reaper scan): three times per lease, at most once a second. */
+static void tick_arm(struct cluster *cl);
+
 static void on_tick(struct app *app, su_timer_t *t, void *arg)
 {
     struct cluster *cl = arg;
@@ -555,7 +553,12 @@ static void on_tick(struct app *app, su_timer_t *t, void *arg)
         register_node(cl);
         reap_scan(cl);
     }
-    int every = app->cfg->cluster.lease * 1000 / 3;
+    tick_arm(cl);
+}
+
+static void tick_arm(struct cluster *cl)
+{
+    int every = cl->app->cfg->cluster.lease * 1000 / 3;
     su_timer_set_interval(cl->tick, on_tick, cl, every < 1000 ? 1000 : every);
 }
 
@@ -603,9 +606,9 @@ static void list_reply(struct cluster *cl, struct cmd *c, const redisReply *r)
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "sessionId", c->a);
     cJSON_AddStringToObject(j, "node", node);
-    cJSON_AddStringToObject(j, "room", hfield(r, "room") ? hfield(r, "room") : "");
-    cJSON_AddStringToObject(j, "caller", hfield(r, "from") ? hfield(r, "from") : "");
-    cJSON_AddStringToObject(j, "state", hfield(r, "state") ? hfield(r, "state") : "");
+    cJSON_AddStringToObject(j, "room", hstr(r, "room"));
+    cJSON_AddStringToObject(j, "caller", hstr(r, "from"));
+    cJSON_AddStringToObject(j, "state", hstr(r, "state"));
     cJSON_AddNumberToObject(j, "startedAt", started ? (double)atoll(started) : 0);
     cJSON_AddItemToArray(rq->arr, j);
 }
@@ -909,8 +912,7 @@ int cluster_start(struct app *app)
     }
     log_info("cluster: node %s, redis at %s, lease %d s", cfg->node, cl->addr, cfg->cluster.lease);
     connect_now(cl);
-    int every = cfg->cluster.lease * 1000 / 3;
-    su_timer_set_interval(cl->tick, on_tick, cl, every < 1000 ? 1000 : every);
+    tick_arm(cl);
     return 0;
 }
 
