@@ -22,7 +22,6 @@
 
 #include "cluster.h"
 
-#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -36,6 +35,7 @@
 #include "config.h"
 #include "events.h"
 #include "log.h"
+#include "router.h"
 #include "xalloc.h"
 
 #define CMD_TIMEOUT_MS 1000
@@ -873,9 +873,8 @@ static bool parse_addr(struct cluster *cl, const char *text)
     memcpy(cl->host, h, n);
     cl->host[n] = '\0';
     cl->port = atoi(colon + 1);
-    unsigned char buf[16];
-    return cl->port > 0 && cl->port < 65536 &&
-           (inet_pton(AF_INET, cl->host, buf) == 1 || inet_pton(AF_INET6, cl->host, buf) == 1);
+    struct sockaddr_storage ss;
+    return ip_sockaddr(cl->host, cl->port, &ss) > 0; /* numeric, never resolved */
 }
 
 int cluster_start(struct app *app)
