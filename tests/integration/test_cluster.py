@@ -33,7 +33,7 @@ class Kamailio:
                 f.write("1 sip:%s:%d 0 0\n" % (HOST, d.sip_port))
         rundir = t.path("kamailio-run")
         os.makedirs(rundir, exist_ok=True)
-        args = ["kamailio", "-f", KAMAILIO_CFG, "-DD", "-E", "-m", "32", "-M", "8", "-Y", rundir,
+        args = [binary, "-f", KAMAILIO_CFG, "-DD", "-E", "-m", "32", "-M", "8", "-Y", rundir,
                 "-P", os.path.join(rundir, "kamailio.pid"),
                 "-A", "SIPXFER_LISTEN=udp:%s:%d" % (HOST, self.port),
                 "-A", 'SIPXFER_NODES="%s"' % lst, "-A", 'SIPXFER_MPATH="%s/"' % mpath,
@@ -41,7 +41,6 @@ class Kamailio:
                 # one worker: responses relayed in the order they came (SIPp
                 # aborts on a 180 after its 200, which workers can reorder)
                 "-A", "SIPXFER_CHILDREN=1"]
-        args[0] = binary
         # its own process group: Kamailio forks, and all of it goes at the end
         self.proc = t.popen(args, "kamailio", start_new_session=True)
         t.at_end(lambda: stop_group(self.proc))

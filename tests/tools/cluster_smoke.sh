@@ -20,7 +20,11 @@ done
 sipp -sn uas -i 127.0.0.1 -p 5070 -m 2 -nostdin -timeout 30s -timeout_error \
     > "$out/room.out" 2>&1 &
 rp=$!
-until grep -q ":5070 " /proc/net/udp 2>/dev/null || ss -lun | grep -q ":5070 "; do sleep 0.1; done
+# polled until the room has bound its port (ss reads the kernel's table)
+until ss -Hlun | grep -q "127.0.0.1:5070 "; do
+    kill -0 "$rp" 2>/dev/null || { echo "room did not start"; exit 1; }
+    sleep 0.1
+done
 # tests/sipp/caller.xml follows the proxy's Record-Route ([routes])
 sipp -sf tests/sipp/caller.xml -s +15550100 -m 2 -r 10 -d 200 -i 127.0.0.10 -p 7777 -nostdin \
     -timeout 30s -timeout_error 127.0.0.1:5060 > "$out/caller.out" 2>&1
