@@ -573,6 +573,17 @@ static bool body_session_id(const struct request *req, char *out, size_t len)
     return ok;
 }
 
+/* Whether the body's sessionId (into sid) names a session another node of
+ * the cluster owns: that request goes there; everything else is answered
+ * here as a single node answers it. */
+static bool owned_elsewhere(const struct app *app, const struct request *req, char *sid,
+                            size_t len)
+{
+    char owner[64];
+    return in_cluster(app->cfg) && body_session_id(req, sid, len) && !call_find(app->calls, sid) &&
+           session_node(sid, owner, sizeof owner) && strcmp(owner, app->cfg->node) != 0;
+}
+
 /* ---- routing ----------------------------------------------------------- */
 
 static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const char *url,
@@ -654,17 +665,11 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
         enum xfer_mode mode;
         const char *const dialouts[] = {"/dialOut/start", "/dialOut/stop", "/dialOut/sendDTMF"};
         char sid[128];
-        /* a session another node owns goes there; everything else is
-         * answered here as a single node answers it */
-        char owner[64];
-        bool elsewhere = in_cluster(app->cfg) && body_session_id(req, sid, sizeof sid) &&
-                         !call_find(app->calls, sid) && session_node(sid, owner, sizeof owner) &&
-                         strcmp(owner, app->cfg->node) != 0;
         for (int k = 0; k < 3; k++)
             if (strcmp(slash, dialouts[k]) == 0) {
                 if (strcmp(method, "POST") != 0)
                     return send_error(con, 405, "invalid-request-error", "use POST");
-                if (k > 0 && elsewhere)
+                if (k > 0 && owned_elsewhere(app, req, sid, sizeof sid))
                     return forward_or_404(api, con, req, url, method, sid, "no such session");
                 return room_dialout(api, con, room, (enum dialout_body_kind)k, req);
             }
@@ -676,7 +681,7 @@ static enum MHD_Result route(struct api *api, struct MHD_Connection *con, const 
             return send_error(con, 404, "not-found", "no such resource");
         if (strcmp(method, "POST") != 0)
             return send_error(con, 405, "invalid-request-error", "use POST");
-        if (elsewhere)
+        if (owned_elsewhere(app, req, sid, sizeof sid))
             return forward_or_404(api, con, req, url, method, sid, "invalid sessionId");
         return room_transfer(api, con, room, mode, req);
     }
