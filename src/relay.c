@@ -1009,6 +1009,7 @@ static void *worker_main(void *arg)
                         msgs[k].msg_hdr.msg_namelen);
         }
 
+        bool freed = frees != NULL;
         while (frees) {
             struct cmd *next = frees->next;
             run_command(w, frees);
@@ -1017,6 +1018,14 @@ static void *worker_main(void *arg)
         }
         if (stop)
             return NULL;
+        /* A fill that found every pair in a call stopped ("stuck"), and no
+         * later take may come to ask again (the calls just ended): the
+         * pairs these frees gave back top the pool up from here. */
+        if (freed && !fill) {
+            pthread_mutex_lock(&w->lock);
+            fill = w->nwarm < w->warm_target;
+            pthread_mutex_unlock(&w->lock);
+        }
     }
 }
 

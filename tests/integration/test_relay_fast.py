@@ -94,6 +94,29 @@ def test_warm_pool_refills_past_its_size(t):
     d.check_clean_exit()
 
 
+@case
+def test_warm_pool_refills_after_the_range_ran_out(t):
+    """Calls that take every pair of the range leave the pool empty and its
+    refill stuck; when they end, the pairs they give back fill the pool
+    again without another call asking for one."""
+    n = 10
+    d, room = room_daemon(t, room_calls=n, media_ports=40, **{"media.warm_pairs": 5})
+    warm0 = d.metric("sipxfer_relay_ports_warm")
+    check(warm0 == 10, "5 pairs = 10 warm ports at start, got %s" % warm0)
+    # 10 calls x 2 pairs = the whole range (20 pairs): the pool runs dry
+    c = caller(t, d, "caller_wait_bye.xml", calls=n, rate=50, limit=n).start()
+    wait_for(lambda: d.metric("sipxfer_calls_active") == n, 20, "every call up")
+    check(d.metric("sipxfer_relay_ports_warm") == 0, "warm ports with the range in calls: %s"
+          % d.metric("sipxfer_relay_ports_warm"))
+    for sid in d.wait_session(count=n):
+        d.api("DELETE", "/v1/sessions/%s" % sid)
+    c.check_ok(30)
+    d.wait_idle(30)
+    wait_for(lambda: d.metric("sipxfer_relay_ports_warm") == warm0, 10,
+             "pool refilled by the freed pairs")
+    d.check_clean_exit()
+
+
 # ---- the kernel fast path ---------------------------------------------------
 
 import ctypes  # noqa: E402
