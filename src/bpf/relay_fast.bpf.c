@@ -25,6 +25,8 @@
 #define TCX_NEXT -1
 #define TCX_PASS 0
 #define AF_INET 2
+/* lo is ifindex 1 in every network namespace (the kernel's LOOPBACK_IFINDEX) */
+#define LOOPBACK_IFINDEX 1
 
 #define IP_OFF ((int)sizeof(struct ethhdr))
 #define UDP_OFF (IP_OFF + (int)sizeof(struct iphdr))
@@ -87,19 +89,28 @@ int sipxfer_fast(struct __sk_buff *skb)
     if (udp_len < sizeof(struct udphdr))
         return TCX_NEXT;
 
-    /* Where it goes: a local peer is delivered by the stack after the
-     * rewrite; a remote one needs a route and a known neighbour, else the
-     * relay thread sends it (and the kernel learns the neighbour). */
+    /* Where it goes. A local peer is delivered by the stack after the
+     * rewrite, but only for a packet that came in on lo: one from another
+     * host, now with one of our addresses as its source (and perhaps
+     * 127.x as its destination), is a martian to the input route of a real
+     * interface and would be dropped after we counted it, so those go to
+     * the relay thread. A remote peer needs a route (looked up as the
+     * stack would forward from the incoming interface, so the way out may
+     * be another interface) and a known neighbour, else the relay thread
+     * sends it (and the kernel learns the neighbour). */
     struct bpf_fib_lookup fib = {};
     long rc = BPF_FIB_LKUP_RET_NOT_FWDED;
-    if (!(fw.flags & RK_LOCAL)) {
+    if (fw.flags & RK_LOCAL) {
+        if (skb->ingress_ifindex != LOOPBACK_IFINDEX)
+            return TCX_NEXT;
+    } else {
         fib.family = AF_INET;
         fib.l4_protocol = IPPROTO_UDP;
         fib.tot_len = tot_len;
         fib.ipv4_src = fw.out_addr;
         fib.ipv4_dst = fw.dst_addr;
         fib.ifindex = skb->ingress_ifindex;
-        rc = bpf_fib_lookup(skb, &fib, sizeof fib, BPF_FIB_LOOKUP_OUTPUT);
+        rc = bpf_fib_lookup(skb, &fib, sizeof fib, 0);
         if (rc != BPF_FIB_LKUP_RET_SUCCESS)
             return TCX_NEXT;
     }

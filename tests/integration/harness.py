@@ -84,9 +84,10 @@ _SOCKET_ROW = re.compile(
     r" \S+ \S+ \S+ +\d+ +\d+ (\d+)", re.M)
 
 
-def _socket_table(udp=True, tcp=True):
+def _socket_table(udp=True, tcp=True, pid=None):
     """[(proto, port, tcp_state, inode)] of every IPv4/IPv6 socket in this
-    network namespace, read from /proc/net; None where that is unreadable.
+    network namespace (or process pid's), read from /proc/net; None where
+    that is unreadable.
     Parsed by one regex over each file: a loaded machine has thousands of
     sockets and this runs every 50 ms in each waiting test thread."""
     rows = []
@@ -94,7 +95,7 @@ def _socket_table(udp=True, tcp=True):
                          ("tcp", ("tcp", "tcp6") if tcp else ())):
         for name in files:
             try:
-                with open("/proc/net/" + name) as f:
+                with open(("/proc/%d/net/" % pid if pid else "/proc/net/") + name) as f:
                     text = f.read()
             except OSError:
                 if name.endswith("6"):
@@ -150,7 +151,8 @@ def bound_by(pid, ports):
     """Whether process pid has bound every (proto, port) in ports (a TCP
     port counts once it listens)."""
     protos = {proto for proto, _ in ports}
-    rows = _socket_table("udp" in protos, "tcp" in protos)
+    # the process's own view: it may run in another network namespace
+    rows = _socket_table("udp" in protos, "tcp" in protos, pid)
     mine = _socket_inodes(pid)
     if rows is None or not mine:
         return False

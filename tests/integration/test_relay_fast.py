@@ -1,10 +1,14 @@
 """Issue 16: the relay's warm port pool (media.warm_pairs) and its eBPF
 kernel fast path (media.kernel, SPEC section 14)."""
 import os
+import random
 import re
+import shutil
+import socket
 import subprocess
+import threading
 
-from harness import HOST, case, check, wait_for
+from harness import HOST, Skip, case, check, wait_for
 from test_core import caller, room_daemon
 
 
@@ -422,3 +426,206 @@ def test_kernel_path_carries_rtcp(t):
     check(d.metric(KERNEL) - before_k >= 15, "RTCP in the kernel: %s of 20" % (
         d.metric(KERNEL) - before_k))
     end_call(call, room, d, (fwd, count))
+
+
+# -- peers on another host ---------------------------------------------------
+# Every test above has its peers on this host, where a rewritten packet is
+# handed to the local stack. A carrier or a room elsewhere is reached by
+# the other branch of the program: bpf_fib_lookup, then a redirect out of
+# the route's interface. These tests stand another host up in a network
+# namespace of its own behind a veth pair, in RFC 2544's benchmarking
+# range (198.18.0.0/15): the traffic never leaves this machine's kernel and
+# no namespace but the test's own is reachable from it.
+
+CLONE_NEWNET = 0x40000000
+
+
+def _run(args):
+    r = subprocess.run(args, capture_output=True, text=True)
+    check(r.returncode == 0, "%s: %s" % (" ".join(args), r.stderr.strip()))
+
+
+class FarHost:
+    """A namespace standing for another host: this side `near` (the
+    daemon's media.address) on a veth, the far side holding `caller` and
+    `room` addresses."""
+
+    def __init__(self, t):
+        if os.geteuid() != 0 or not shutil.which("ip"):
+            raise Skip("needs root and iproute2 for a network namespace")
+        for _ in range(20):
+            k = random.randrange(1, 255)
+            self.ns, self.link = "sxf%d-%d" % (os.getpid(), k), "sxf%da" % k
+            if not os.path.exists("/sys/class/net/" + self.link):
+                break
+        self.near = "198.18.%d.1" % k
+        self.caller = "198.18.%d.2" % k
+        self.room = "198.18.%d.3" % k
+        _run(["ip", "netns", "add", self.ns])
+        t.at_end(lambda: subprocess.run(["ip", "netns", "del", self.ns]))
+        _run(["ip", "link", "add", self.link, "type", "veth", "peer", "name", "far",
+              "netns", self.ns])
+        t.at_end(lambda: subprocess.run(["ip", "link", "del", self.link],
+                                        stderr=subprocess.DEVNULL))
+        _run(["ip", "addr", "add", self.near + "/24", "dev", self.link])
+        _run(["ip", "link", "set", self.link, "up"])
+        for a in (self.caller, self.room):
+            self.ip("addr", "add", a + "/24", "dev", "far")
+        self.ip("link", "set", "far", "up")
+        self.ip("link", "set", "lo", "up")
+        # its way back to the daemon, whichever interface the daemon used
+        self.ip("route", "add", "default", "via", self.near)
+        # addresses come up tentative no more (IPv4), but the link may take
+        # a moment to be operational on both ends
+        wait_for(lambda: "LOWER_UP" in subprocess.run(
+            ["ip", "link", "show", self.link], capture_output=True, text=True).stdout, 10,
+            "the veth to come up")
+
+    def ip(self, *args):
+        _run(["ip", "-n", self.ns] + list(args))
+
+    def forwarding(self, on):
+        """The near side's forwarding flag, which bpf_fib_lookup requires
+        of the incoming interface (this interface only: the host's own
+        ip_forward stays as it is)."""
+        with open("/proc/sys/net/ipv4/conf/%s/forwarding" % self.link, "w") as f:
+            f.write("1" if on else "0")
+
+    def udp_socket(self, addr):
+        """A UDP socket bound to addr inside the namespace (made by a thread
+        that joins it, so this process stays where it is)."""
+        out = {}
+
+        def make():
+            try:
+                fd = os.open("/run/netns/" + self.ns, os.O_RDONLY)
+                try:
+                    if _libc.setns(fd, CLONE_NEWNET) != 0:
+                        out["err"] = "setns: errno %d" % ctypes.get_errno()
+                        return
+                finally:
+                    os.close(fd)
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.bind((addr, 0))
+                out["sock"] = s
+            except OSError as e:
+                out["err"] = str(e)
+        th = threading.Thread(target=make)
+        th.start()
+        th.join()
+        check("sock" in out, "socket in %s: %s" % (self.ns, out.get("err")))
+        return out["sock"]
+
+    def sipp(self, t, scenario, **kw):
+        """SIPp on the far side's room address."""
+        s = t.sipp(scenario, **kw)
+        s._arg("-i", self.room)
+        s.args = ["ip", "netns", "exec", self.ns] + s.args
+        return s
+
+
+def far_daemon(t, far, room_at=None, **kw):
+    """A daemon whose SIP and media are on the near side; its room is an
+    echoing SIPp on the far side, or on room_at: "here" (this host's
+    loopback) or another FarHost (a second network, the way out another
+    interface)."""
+    if room_at == "here":
+        room = t.sipp("room.xml", echo=True)
+        uri = "sip:room-a@%s:%d" % (HOST, room.port)
+    else:
+        room_host = room_at or far
+        room = room_host.sipp(t, "room.xml", echo=True)
+        uri = "sip:room-a@%s:%d" % (room_host.room, room.port)
+    d = t.daemon(rooms={"room-a": uri}, **kw)
+    d.settings.update({"sip.listen": "sip:%s:%d" % (far.near, d.sip_port),
+                       "media.address": far.near})
+    d.write_config()
+    room.start()
+    d.start()
+    return d, room
+
+
+def far_call(d, far):
+    """A caller whose SIP comes from this host and whose media lives on the
+    far side."""
+    call = RawCall(d, rtp=False, sdp_host=far.caller)
+    call.rtp = far.udp_socket(far.caller)
+    call.route_target = (far.near, d.sip_port)
+    return call
+
+
+def far_media(t, forwarding, room_at=None):
+    """200 packets from a caller on a FarHost echoed by its room and back;
+    (kernel, userspace) packets of the 400 forwarded."""
+    far = FarHost(t)
+    far.forwarding(forwarding)
+    if isinstance(room_at, FarHost):
+        room_at.forwarding(forwarding)
+    d, room = far_daemon(t, far, room_at=room_at)
+    prog, fwd, count = kernel_ids(d)
+    call = far_call(d, far)
+    try:
+        check(call.invite() == 200, "INVITE")
+        sid = d.wait_session()[0]
+        # the first packets latch each side and teach the kernel the
+        # neighbour; from then on every packet must come back
+        check(echoed(call, 20) >= 18, "no echo through the relay")
+        call.drain_rtp()
+        before_k, before_u = d.metric(KERNEL), d.metric(USER)
+        n = echoed(call, 200)
+        check(n == 200, "only %d of 200 echoed" % n)
+        kernel, user = d.metric(KERNEL) - before_k, d.metric(USER) - before_u
+        media = leg_media(d, sid)
+        check(media["caller"]["rxPackets"] == 220 and media["room"]["txPackets"] == 220,
+              "call counters %s" % media)
+        t.note("200 packets each way: %d in the kernel, %d in userspace" % (kernel, user))
+    finally:
+        check(call.bye() == 200, "BYE")
+    call.close()
+    room.check_ok(30)
+    d.wait_idle()
+    check(map_entries(fwd) == 0 and map_entries(count) == 0, "entries left")
+    d.check_clean_exit()
+    return kernel, user
+
+
+@case
+def test_kernel_path_redirects_toward_another_host(t):
+    """Caller and room on another host (a namespace behind a veth), with
+    forwarding on the incoming interface: both directions are rewritten and
+    redirected out of the veth by the program (bpf_fib_lookup), checksums
+    right (the far side's sockets take every packet)."""
+    kernel, user = far_media(t, forwarding=True)
+    check(kernel == 400 and user == 0, "kernel %d, user %d of 400" % (kernel, user))
+
+
+@case
+def test_kernel_path_without_forwarding_leaves_remote_peers_to_userspace(t):
+    """The same without forwarding on the interface: the lookup is refused,
+    so the relay thread sends every packet, and none is lost."""
+    kernel, user = far_media(t, forwarding=False)
+    check(kernel == 0 and user == 400, "kernel %d, user %d of 400" % (kernel, user))
+
+
+@case
+def test_kernel_path_toward_a_room_on_another_network(t):
+    """Caller and room on two networks behind two interfaces (the public
+    and the private side of an edge): the caller's packets come in on the
+    media interface and the route sends them out of the other one, so the
+    program redirects them there; the room's replies come in where no
+    program is attached and take the relay thread. Nothing is lost."""
+    kernel, user = far_media(t, forwarding=True, room_at=FarHost(t))
+    check(kernel == 200 and user == 200, "kernel %d, user %d of 400" % (kernel, user))
+
+
+@case
+def test_kernel_path_remote_caller_to_a_room_on_this_host(t):
+    """A caller on another host and a room on this host's loopback (a voice
+    bot beside the daemon). Rewritten in the kernel, the caller's packets
+    (our address as source, 127.0.0.1 as destination, arriving on the
+    veth) would be martians to the stack and dropped after being counted,
+    so they take the relay thread; the room's replies would need
+    forwarding on lo. Every packet arrives, all in userspace (the kernel
+    path lost them all before the program checked where they came in)."""
+    kernel, user = far_media(t, forwarding=True, room_at="here")
+    check(kernel == 0 and user == 400, "kernel %d, user %d of 400" % (kernel, user))
