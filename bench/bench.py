@@ -88,13 +88,18 @@ def core_busy_s(cpu=None):
 
 
 def machine_busy_s():
-    """busy (non-idle, non-iowait) seconds of all CPUs together so far: the whole machine's CPU,
-    softirq and other processes' included (the relay section's kernel-path figure)."""
+    """busy seconds of all CPUs together so far (a counter: use differences): the whole machine's
+    CPU, softirq and other processes' included (the relay section's kernel-path figure).
+    Counted as elapsed time on every CPU less idle, iowait and steal: with NO_HZ the kernel keeps
+    idle and iowait exactly (get_cpu_idle_time_us), while /proc/stat's user, system and softirq
+    are tick samples that on this VM missed or doubled short bursts (a direct run's figure fell
+    below the generator's own exact CPU)."""
     with open("/proc/stat") as f:
         for line in f:
             if line.startswith("cpu "):
                 v = [int(x) for x in line.split()[1:]]
-                return (sum(v[:8]) - v[3] - v[4]) / HZ
+                now = time.monotonic()
+                return now * os.cpu_count() - (v[3] + v[4] + v[7]) / HZ
     return 0.0
 
 

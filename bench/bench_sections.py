@@ -217,45 +217,90 @@ def start_rtpengine(workdir):
     return p
 
 
-def run_rtpgen(args, calls_file, secs, warm, sut_pids, first_seq=0):
+def _pct_of(hist, n, q):
+    """percentile q of a merged {us: count} histogram of n samples, as rtpgen computes its own"""
+    want, acc = int(q * n), 0
+    for us in sorted(hist):
+        acc += hist[us]
+        if acc > want:
+            return float(us)
+    return float(max(hist)) if hist else 0.0
+
+
+def run_rtpgen(args, calls_file, secs, warm, sut_pids, first_seq=0, cpus=None):
+    """One rtpgen on GEN_CPU, or (cpus, a list) one per CPU with the calls dealt out between them:
+    their counts are added and their latency histograms merged (rtpgen's RTPGEN_HIST)."""
+    cpus = cpus or [B.GEN_CPU]
     c0 = B.cpu_s(sut_pids)
     b0 = B.core_busy_s()
     mb0 = B.machine_busy_s()
     fr = B.Foreign()
     t0 = time.time()
-    sched = None   # rtpgen's /proc/PID/schedstat: ns on the CPU, ns runnable but waiting for it
     with open(calls_file) as f:
-        p = subprocess.Popen(["taskset", "-c", B.GEN_CPU, args.rtpgen, str(secs), str(warm)] +
-                             ([str(first_seq)] if first_seq else []), stdin=f,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        while True:   # (one short line of output: the pipes cannot fill)
-            try:
-                p.wait(timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
+        lines = f.readlines()
+    procs = []
+    for i, cpu in enumerate(cpus):
+        part = calls_file if len(cpus) == 1 else f"{calls_file}.gen{i}"
+        if len(cpus) > 1:
+            with open(part, "w") as f:
+                f.writelines(lines[i::len(cpus)])
+        env = dict(os.environ, RTPGEN_HIST=f"{part}.hist")
+        with open(part) as f:
+            p = subprocess.Popen(["taskset", "-c", str(cpu), args.rtpgen, str(secs), str(warm)] +
+                                 ([str(first_seq)] if first_seq else []), stdin=f, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p.part = part
+        p.sched = None   # /proc/PID/schedstat: ns on the CPU, ns runnable but waiting for it
+        procs.append(p)
+    while any(p.poll() is None for p in procs):   # (one short line of output each: pipes cannot fill)
+        time.sleep(0.2)
+        for p in procs:
+            if p.poll() is None:
                 try:
                     with open(f"/proc/{p.pid}/schedstat") as st:
-                        sched = [int(x) for x in st.read().split()[:2]]
+                        p.sched = [int(x) for x in st.read().split()[:2]]
                 except (OSError, ValueError):
                     pass
                 if time.time() - t0 > secs + 60:
                     p.kill()
+    outs = []
+    for p in procs:
         out, err = p.communicate()
+        with open(calls_file + ".rtpgen.out", "a") as f:
+            f.write(f"# rtpgen {secs} {warm} {first_seq} cpu {p.args[2]} rc={p.returncode}\n{out}{err}")
+        if p.returncode != 0:
+            raise RuntimeError(f"rtpgen failed: {err.strip()}")
+        outs.append({k: float(v) for k, v in re.findall(r"(\w+)=(-?[\d.]+)", out)})
     wall = time.time() - t0
-    with open(calls_file + ".rtpgen.out", "a") as f:
-        f.write(f"# rtpgen {secs} {warm} {first_seq} rc={p.returncode}\n{out}{err}")
     c1 = B.cpu_s(sut_pids)
     r_busy = B.core_busy_s() - b0
     machine = B.machine_busy_s() - mb0
-    if p.returncode != 0:
-        raise RuntimeError(f"rtpgen failed: {err.strip()}")
-    r = {k: float(v) for k, v in re.findall(r"(\w+)=(-?[\d.]+)", out)}
-    if sched:
+    if len(outs) == 1:
+        r = outs[0]
+    else:
+        r = {k: sum(o.get(k, 0) for o in outs) for k in ("streams", "sent", "received", "pps_offered",
+                                                          "late_streams")}
+        r["loss_pct"] = 100.0 * (r["sent"] - r["received"]) / r["sent"] if r["sent"] else 0.0
+        hist = {}
+        for p in procs:
+            with open(p.part + ".hist") as f:
+                for line in f:
+                    us, c = line.split()
+                    hist[int(us)] = hist.get(int(us), 0) + int(c)
+        n = sum(hist.values())
+        for q, k in ((0.50, "lat_p50_us"), (0.90, "lat_p90_us"), (0.99, "lat_p99_us"),
+                     (0.999, "lat_p999_us")):
+            r[k] = _pct_of(hist, n, q)
+        r["lat_max_us"] = float(max(hist)) if hist else 0.0
+    scheds = [p.sched for p in procs if p.sched]
+    if scheds:
         # the generator's own health: CPU it used, and time it was runnable but not running
-        # (the shared core busy with other work: then latency and loss are the generator's)
-        r["gen_cpu_pct"] = 100.0 * sched[0] / 1e9 / wall
-        r["gen_wait_pct"] = 100.0 * sched[1] / 1e9 / wall
-        r["gen_cpu_s"] = sched[0] / 1e9
+        # (its core busy with other work: then latency and loss are the generator's); with
+        # several generators, in % of one core, added up
+        r["gen_cpu_pct"] = 100.0 * sum(x[0] for x in scheds) / 1e9 / wall
+        r["gen_wait_pct"] = 100.0 * sum(x[1] for x in scheds) / 1e9 / wall
+        r["gen_cpu_s"] = sum(x[0] for x in scheds) / 1e9
+    r["gen_cpus"] = len(cpus)
     r["sut_cpu_s"] = c1 - c0
     r["machine_cpu_s"] = machine
     r["cpu1_busy_pct"] = 100.0 * r_busy / wall
@@ -271,7 +316,8 @@ def relay_row(target, n, r, sut_pids, extra=None):
            "loss_pct": r["loss_pct"], "lat_p50_us": r["lat_p50_us"], "lat_p99_us": r["lat_p99_us"],
            "lat_p999_us": r["lat_p999_us"], "silent_streams": int(r["late_streams"]),
            "cpu1_busy_pct": r["cpu1_busy_pct"], "other_procs_pct": r["other_procs_pct"],
-           "gen_cpu_pct": r.get("gen_cpu_pct"), "gen_wait_pct": r.get("gen_wait_pct")}
+           "gen_cpu_pct": r.get("gen_cpu_pct"), "gen_wait_pct": r.get("gen_wait_pct"),
+           "gen_cpus": r.get("gen_cpus", 1)}
     if sut_pids:
         row["sut_core_pct"] = 100.0 * r["sut_cpu_s"] / r["wall"]
         row["us_cpu_per_pkt"] = 1e6 * r["sut_cpu_s"] / max(1, recv)
@@ -314,7 +360,7 @@ def kernel_path_built(binary, workdir):
         return False
 
 
-def relay_sipxferd(args, workdir, binary, n, secs, warm, srtp=False, kernel=None):
+def relay_sipxferd(args, workdir, binary, n, secs, warm, srtp=False, kernel=None, cpus=None):
     """n calls through a fresh sipxferd (relay mode): plain RTP both sides, or (srtp) callers over
     SIP/TLS offering SDES-SRTP, which the relay terminates (the room side stays plain RTP/AVP).
     kernel: media.kernel ("off": sipxferd-user, "auto": sipxferd-kernel; None: not set)."""
@@ -350,7 +396,8 @@ def relay_sipxferd(args, workdir, binary, n, secs, warm, srtp=False, kernel=None
                 time.sleep(1.0)   # a relay left behind by other load drains the last run's packets first
             m0 = sut.metrics()
             # a repeat on the same SRTP calls continues the sequence numbers (replay protection)
-            r = run_rtpgen(args, fn, secs, warm, [sut.pid], first_seq=10000 * (attempt - 1) if srtp else 0)
+            r = run_rtpgen(args, fn, secs, warm, [sut.pid], first_seq=10000 * (attempt - 1) if srtp else 0,
+                           cpus=cpus)
             m1 = sut.metrics()
             d = lambda k: m1.get(k, 0) - m0.get(k, 0)  # noqa: E731
             # by path: the relay thread's and the kernel program's own counter
@@ -451,6 +498,29 @@ def run_relay(args, workdir, binary):
             B.stop(rtpe)
         time.sleep(0.5)
 
+    # The kernel path has no relay process to keep a core for, so past the point where one
+    # generator on CPU 0 is the limit (~1000 calls: it is then ~85 % busy and its queueing makes
+    # the tail) direct and sipxferd-kernel are run again with one generator per CPU.
+    wide = []
+    if kernel:
+        for n in ([500] if args.quick else [1000, 2000]):
+            fn = os.path.join(workdir, f"calls-direct-{n}.txt")
+            with open(fn, "w") as f:
+                for i in range(n):
+                    pa = 50000 + 4 * i
+                    f.write(f"{pa} {pa + 2} {pa + 2} {pa}\n")
+            r = run_rtpgen(args, fn, secs, warm, [], cpus=["0", "1"])
+            wide.append(relay_row("direct", n, r, []))
+            B.log(f"  direct    calls={n} (2 generators) {wide[-1]}")
+            wide += relay_sipxferd(args, workdir, binary, n, secs, warm, kernel="auto", cpus=["0", "1"])
+    if not args.quick and 5000 not in steps:
+        d1000 = [r for r in rows if r["target"] == "direct" and r["calls"] == 1000]
+        if d1000 and d1000[-1].get("gen_us_per_pkt"):
+            need = d1000[-1]["gen_us_per_pkt"] * 500000 / 1e6
+            notes.append(f"at 5000 calls (500,000 packets/s) the generator alone would need {need:.1f} of this "
+                         f"machine's {os.cpu_count()} cores (its {d1000[-1]['gen_us_per_pkt']:.2f} us per packet "
+                         "at 1000 calls, the direct run)")
+
     cols = ["target", "calls", "pps_offered", "fwd_pps", "loss_pct", "lat_p50_us", "lat_p99_us", "lat_p999_us",
             "sut_core_pct", "cpu1_busy_pct", "us_cpu_per_pkt", "silent_streams", "relay_fwd", "relay_drop",
             "srtp_decrypted", "srtp_auth_fail", "gen_srtp_fail", "srtp_rx_p50_us", "srtp_rx_p99_us",
@@ -526,6 +596,29 @@ def run_relay(args, workdir, binary):
         cols_m = list(dict.fromkeys(k_ for r in machine_rows for k_ in r))
         md += "\n" + B.table("Whole machine per forwarded packet (us, all cores; direct = the floor)",
                               cols_m, machine_rows)
+    if wide:
+        wcols = ["target", "calls", "gen_cpus", "pps_offered", "fwd_pps", "loss_pct", "lat_p50_us", "lat_p99_us",
+                 "lat_p999_us", "gen_cpu_pct", "gen_wait_pct", "machine_us_per_pkt", "gen_us_per_pkt",
+                 "us_cpu_per_pkt", "relay_fwd", "relay_fwd_kernel", "kernel_streams", "other_procs_pct"]
+        md += "\n" + B.table("Kernel path with one generator per CPU (direct and sipxferd-kernel)", wcols, wide)
+        wr = []
+        for n in sorted({r["calls"] for r in wide if r["target"] == "direct"}):
+            dr = [r for r in wide if r["target"] == "direct" and r["calls"] == n]
+            k = [r for r in wide if r["target"] == "sipxferd-kernel" and r.get("step", r["calls"]) == n]
+            if dr and k:
+                dr, k = dr[-1], k[-1]
+                kc = k["gen_us_per_pkt"] + (k.get("us_cpu_per_pkt") or 0)
+                wr.append({"calls": n, "direct_us": dr["gen_us_per_pkt"], "kernel_us": kc,
+                           "kernel_added_us": kc - dr["gen_us_per_pkt"],
+                           "kernel_vs_direct": kc / dr["gen_us_per_pkt"],
+                           "machine_direct_us": dr["machine_us_per_pkt"], "machine_kernel_us": k["machine_us_per_pkt"],
+                           "machine_kernel_vs_direct": k["machine_us_per_pkt"] / dr["machine_us_per_pkt"],
+                           "kernel_added_p50_us": k["lat_p50_us"] - dr["lat_p50_us"],
+                           "kernel_added_p99_us": k["lat_p99_us"] - dr["lat_p99_us"],
+                           "kernel_loss_pct": k["loss_pct"]})
+        if wr:
+            md += "\n" + B.table("Kernel path with one generator per CPU: against direct", list(wr[0].keys()), wr)
+        B.write_csv(os.path.join(args.results, f"relay-wide-{'quick' if args.quick else 'full'}.csv"), wcols, wide)
     for note in notes:
         md += f"\n- {note}\n"
     md += (f"\n{secs} s per run ({warm} s warm-up outside the latency histogram); rtpgen (bench/rtpgen.c) sends "
@@ -546,10 +639,14 @@ def run_relay(args, workdir, binary):
            "rtpengine: userspace (--table=-1), --num-threads=1, offer/answer over ng. A run during which other "
            "users' processes took >= 20 % of a core (other_procs_pct) is repeated once on the same calls; "
            "both are listed and the ratios use the last. machine_us_per_pkt = busy time of all CPUs "
-           "(/proc/stat, softirq included) over the run / packets received: kernel forwarding runs in "
+           "(elapsed time on every CPU less /proc/stat's idle, iowait and steal, which NO_HZ keeps exactly; "
+           "softirq included) over the run / packets received: kernel forwarding runs in "
            "softirq and sender context, which no process's CPU time shows; gen_us_per_pkt = rtpgen's own "
-           "CPU. sipxferd-user / sipxferd-kernel: media.kernel = \"off\" / \"auto\" (builds that have it).\n")
-    return md, {"rows": rows, "ratios": ratios, "machine": machine_rows, "path": path_rows}
+           "CPU. sipxferd-user / sipxferd-kernel: media.kernel = \"off\" / \"auto\" (builds that have it). "
+           "One generator per CPU (gen_cpus 2): the calls dealt out between two rtpgen processes pinned to "
+           "CPU 0 and CPU 1, counts added, latency histograms merged; gen_cpu_pct then in % of one core, "
+           "added up.\n")
+    return md, {"rows": rows, "ratios": ratios, "machine": machine_rows, "path": path_rows, "wide": wide}
 
 
 # ---------------------------------------------------------------- 4. transfer latency

@@ -321,5 +321,19 @@ int main(int argc, char **argv)
                "plain_rx_p99_us=%.0f\n", nsrtp, srtp_fail, pct_of(hist_srtp, NULL, nlat_srtp, 0.50),
                pct_of(hist_srtp, NULL, nlat_srtp, 0.99), pct_of(hist, hist_srtp, nlat - nlat_srtp, 0.50),
                pct_of(hist, hist_srtp, nlat - nlat_srtp, 0.99));
+    /* the whole histogram, for a bench that runs several generators and
+     * needs the percentiles of all their packets together */
+    const char *hp = getenv("RTPGEN_HIST");
+    if (hp) {
+        FILE *f = fopen(hp, "w");
+        if (!f) {
+            fprintf(stderr, "rtpgen: %s: %s\n", hp, strerror(errno));
+            return 1;
+        }
+        for (int i = 0; i <= HIST_US; i++)
+            if (hist[i])
+                fprintf(f, "%d %u\n", i, hist[i]);
+        fclose(f);
+    }
     return 0;
 }
