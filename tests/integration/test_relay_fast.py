@@ -438,6 +438,8 @@ def test_kernel_path_carries_rtcp(t):
 # no namespace but the test's own is reachable from it.
 
 CLONE_NEWNET = 0x40000000
+_far_lock = threading.Lock()
+_far_used = set()
 
 
 def _run(args):
@@ -453,20 +455,28 @@ class FarHost:
     def __init__(self, t):
         if os.geteuid() != 0 or not shutil.which("ip"):
             raise Skip("needs root and iproute2 for a network namespace")
-        for _ in range(20):
-            k = random.randrange(1, 255)
+        # k names the link and the /24: taken under a lock from the ones this
+        # process has not used, and tried again where another process (a
+        # parallel run) holds the name
+        for attempt in range(20):
+            with _far_lock:
+                k = random.choice([x for x in range(1, 255) if x not in _far_used])
+                _far_used.add(k)
             self.ns, self.link = "sxf%d-%d" % (os.getpid(), k), "sxf%da" % k
-            if not os.path.exists("/sys/class/net/" + self.link):
+            if subprocess.run(["ip", "netns", "add", self.ns], capture_output=True).returncode:
+                continue
+            if subprocess.run(["ip", "link", "add", self.link, "type", "veth", "peer", "name", "far",
+                               "netns", self.ns], capture_output=True).returncode == 0:
                 break
+            subprocess.run(["ip", "netns", "del", self.ns])
+        else:
+            check(False, "no free veth name after 20 tries")
+        ns, link = self.ns, self.link
+        t.at_end(lambda: subprocess.run(["ip", "netns", "del", ns]))
+        t.at_end(lambda: subprocess.run(["ip", "link", "del", link], stderr=subprocess.DEVNULL))
         self.near = "198.18.%d.1" % k
         self.caller = "198.18.%d.2" % k
         self.room = "198.18.%d.3" % k
-        _run(["ip", "netns", "add", self.ns])
-        t.at_end(lambda: subprocess.run(["ip", "netns", "del", self.ns]))
-        _run(["ip", "link", "add", self.link, "type", "veth", "peer", "name", "far",
-              "netns", self.ns])
-        t.at_end(lambda: subprocess.run(["ip", "link", "del", self.link],
-                                        stderr=subprocess.DEVNULL))
         _run(["ip", "addr", "add", self.near + "/24", "dev", self.link])
         _run(["ip", "link", "set", self.link, "up"])
         for a in (self.caller, self.room):
@@ -475,8 +485,7 @@ class FarHost:
         self.ip("link", "set", "lo", "up")
         # its way back to the daemon, whichever interface the daemon used
         self.ip("route", "add", "default", "via", self.near)
-        # addresses come up tentative no more (IPv4), but the link may take
-        # a moment to be operational on both ends
+        # the first packet must not find the link still coming up
         wait_for(lambda: "LOWER_UP" in subprocess.run(
             ["ip", "link", "show", self.link], capture_output=True, text=True).stdout, 10,
             "the veth to come up")
