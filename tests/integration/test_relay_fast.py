@@ -273,6 +273,45 @@ def test_kernel_path_hold_and_unhold(t):
 
 
 @case
+def test_kernel_path_follows_a_reinvite_to_a_new_port(t):
+    """The caller re-INVITEs with media on a new port (a new socket): the
+    entries are replaced, the room's echo reaches the new port, every
+    packet, in the kernel, and nothing more reaches the old one."""
+    d, room, (prog, fwd, count) = kernel_daemon(t)
+    call = RawCall(d)
+    check(call.invite() == 200, "INVITE")
+    check(echoed(call, 50) >= 48, "no echo before the re-INVITE")
+    old = call.rtp
+    call.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    call.rtp.bind((HOST, 0))
+    try:
+        check(reinvite(call, call.sdp().replace(b"o=raw 1 1", b"o=raw 1 2")) == 200, "re-INVITE")
+        d.wait_log("re-INVITE from the caller leg forwarded")
+        check(echoed(call, 20) >= 18, "no echo at the new port")
+        call.drain_rtp()
+        before = d.metric(KERNEL)
+        n = echoed(call, 100)
+        check(n == 100, "only %d of 100 echoed to the new port" % n)
+        check(d.metric(KERNEL) - before >= 190, "kernel packets after the re-INVITE: %s" % (
+            d.metric(KERNEL) - before))
+        old.setblocking(False)
+        stale = 0
+        try:
+            while True:
+                old.recvfrom(2048)
+                stale += 1
+        except OSError:
+            pass
+        # what reached the old port before the re-INVITE was read by the
+        # first echo; anything now is the relay still sending there
+        check(stale == 0, "%d packets still went to the old port" % stale)
+        check(map_entries(fwd) == 2, "entries: %d" % map_entries(fwd))
+    finally:
+        old.close()
+    end_call(call, room, d, (fwd, count))
+
+
+@case
 def test_kernel_path_follows_a_transfer(t):
     """sipCallTransfer moves the caller's stream: after it, the kernel
     entries point at room-b (its echo comes back), none at room-a."""
