@@ -6,11 +6,14 @@
 #include <errno.h>
 #include <ifaddrs.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -77,6 +80,22 @@ static int iface_of(uint32_t addr, char name[IF_NAMESIZE])
     }
     freeifaddrs(ifs);
     return found;
+}
+
+/* The link type of interface name (ARPHRD_*), or -1. The program reads an
+ * Ethernet header at the start of every packet: on an L3 device (a tunnel,
+ * WireGuard) there is none, so it must not be attached there. */
+static int link_type(const char *name)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
+    int type = ioctl(fd, SIOCGIFHWADDR, &ifr) < 0 ? -1 : ifr.ifr_hwaddr.sa_family;
+    close(fd);
+    return type;
 }
 
 static void learn_local(struct relay_kernel *k)
@@ -150,6 +169,12 @@ struct relay_kernel *relay_kernel_open(const char *address, char *why, size_t wh
     char ifname[IF_NAMESIZE];
     if (iface_of(a.s_addr, ifname) < 0) {
         snprintf(why, whylen, "no interface holds media.address %s", address);
+        goto fail;
+    }
+    int type = link_type(ifname);
+    if (type != ARPHRD_ETHER && type != ARPHRD_LOOPBACK) {
+        snprintf(why, whylen, "media.address's interface %s is not Ethernet (link type %d): the "
+                              "tc program rewrites Ethernet frames", ifname, type);
         goto fail;
     }
     libbpf_set_print(libbpf_log);

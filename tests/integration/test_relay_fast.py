@@ -696,3 +696,34 @@ def test_kernel_path_remote_caller_to_a_room_on_this_host(t):
     lo_forwarding(t)
     kernel, user = far_media(t, forwarding=True, room_at="here")
     check(kernel == 200 and user == 200, "kernel %d, user %d of 400" % (kernel, user))
+
+
+@case
+def test_kernel_path_refuses_an_interface_without_ethernet(t):
+    """media.address on an L3 device (a tun, as WireGuard or a VPN would
+    be): the program reads an Ethernet header, so it is not attached
+    there; one line says why and the relay thread carries the media."""
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        raise Skip("needs root and iproute2 for a tun device")
+    for _ in range(20):
+        with _far_lock:
+            k = random.choice([x for x in range(1, 255) if x not in _far_used])
+            _far_used.add(k)
+        dev = "sxftun%d" % k
+        if subprocess.run(["ip", "tuntap", "add", "dev", dev, "mode", "tun"],
+                          capture_output=True).returncode == 0:
+            break
+    else:
+        check(False, "no free tun name after 20 tries")
+    t.at_end(lambda: subprocess.run(["ip", "link", "del", dev], stderr=subprocess.DEVNULL))
+    address = "198.19.%d.1" % k
+    _run(["ip", "addr", "add", address + "/32", "dev", dev])
+    _run(["ip", "link", "set", dev, "up"])
+    room = t.sipp("room.xml", echo=True)
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)},
+                 **{"media.address": address})
+    room.start()
+    d.start()
+    userspace_only(t, d, room, r"kernel fast path unavailable, the relay thread carries every "
+                               r"packet: media\.address's interface %s is not Ethernet \(link "
+                               r"type 65534\)" % dev)
