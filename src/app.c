@@ -48,7 +48,9 @@ struct app *app_create(struct config *cfg, char *err, size_t errlen)
         if (!cfg->media_kernel)
             log_info("relay: kernel fast path off (media.kernel = \"off\"): the relay thread "
                      "carries every packet");
-        else if (relay_kernel_start(app->relay, cfg->media_address, kdesc, sizeof kdesc) == 0)
+        else if (relay_kernel_start(app->relay, cfg->media_address,
+                                    (const char *const *)cfg->media_kernel_interfaces,
+                                    cfg->nmedia_kernel_interfaces, kdesc, sizeof kdesc) == 0)
             log_info("relay: kernel fast path on: %s", kdesc);
         else
             log_warn("relay: kernel fast path unavailable, the relay thread carries every "

@@ -259,7 +259,8 @@ static const char *const sip_keys[] = {"listen", "advertise", "tls",
                                        NULL};
 static const char *const api_keys[] = {"listen", "tokens", "idle_timeout", NULL};
 static const char *const media_keys[] = {"mode",    "address", "advertise", "port_min", "port_max",
-                                         "timeout", "hold_timeout", "srtp", "warm_pairs", "kernel", NULL};
+                                         "timeout", "hold_timeout", "srtp", "warm_pairs", "kernel",
+                                         "kernel_interfaces", NULL};
 static const char *const trunk_keys[] = {"name",          "sources",       "gateway",
                                          "gateways",      "media_sources", "auth",
                                          "register",      "prefixes",      "number_format",
@@ -826,6 +827,24 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         goto bad;
     }
     free(kernel);
+    if (get_string_array(&c, media, "kernel_interfaces", &cfg->media_kernel_interfaces,
+                         &cfg->nmedia_kernel_interfaces) < 0)
+        goto bad;
+    if (cfg->nmedia_kernel_interfaces > CONFIG_MAX_KERNEL_INTERFACES) {
+        fail(&c, member(media, "kernel_interfaces"),
+             "'media.kernel_interfaces' names %zu interfaces, at most %d",
+             cfg->nmedia_kernel_interfaces, CONFIG_MAX_KERNEL_INTERFACES);
+        goto bad;
+    }
+    for (size_t i = 0; i < cfg->nmedia_kernel_interfaces; i++) {
+        const char *n = cfg->media_kernel_interfaces[i];
+        /* what the kernel accepts as a name: 1-15 bytes, no '/', ':' or space */
+        if (!*n || strlen(n) >= 16 || strcspn(n, "/: \t\r\n") != strlen(n)) {
+            fail(&c, member(media, "kernel_interfaces"),
+                 "'media.kernel_interfaces' holds \"%s\", which is not an interface name", n);
+            goto bad;
+        }
+    }
     if (get_string(&c, media, "address", false, "127.0.0.1", &cfg->media_address) < 0 ||
         get_string(&c, media, "advertise", false, NULL, &cfg->media_advertise) < 0 ||
         get_int(&c, media, "port_min", 20000, 1024, 65534, &cfg->port_min) < 0 ||
@@ -922,6 +941,7 @@ void config_free(struct config *cfg)
     free(cfg->api_listen);
     free_strv(cfg->tokens, cfg->ntokens);
     free(cfg->media_address);
+    free_strv(cfg->media_kernel_interfaces, cfg->nmedia_kernel_interfaces);
     for (size_t i = 0; i < cfg->ntrunks; i++) {
         free(cfg->trunks[i].name);
         free(cfg->trunks[i].sources);

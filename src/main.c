@@ -229,6 +229,19 @@ static void reload(struct app *app)
         log_warn("reload: media.kernel changed: needs a restart, keeping the old value");
         cfg->media_kernel = old->media_kernel;
     }
+    bool same = cfg->nmedia_kernel_interfaces == old->nmedia_kernel_interfaces;
+    for (size_t i = 0; same && i < cfg->nmedia_kernel_interfaces; i++)
+        same = strcmp(cfg->media_kernel_interfaces[i], old->media_kernel_interfaces[i]) == 0;
+    if (!same) {
+        log_warn("reload: media.kernel_interfaces changed: needs a restart, keeping the old value");
+        /* the running program stays attached where it was; the config says so too */
+        char **tmp = cfg->media_kernel_interfaces;
+        size_t ntmp = cfg->nmedia_kernel_interfaces;
+        cfg->media_kernel_interfaces = old->media_kernel_interfaces;
+        cfg->nmedia_kernel_interfaces = old->nmedia_kernel_interfaces;
+        old->media_kernel_interfaces = tmp;
+        old->nmedia_kernel_interfaces = ntmp;
+    }
     if (cfg->media_warm_pairs != old->media_warm_pairs) {
         log_warn("reload: media.warm_pairs changed: needs a restart, keeping %d",
                  old->media_warm_pairs);

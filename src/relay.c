@@ -1142,9 +1142,10 @@ void relay_stats(struct relay *r, struct relay_stats *out)
         relay_kernel_totals(r->kernel, &out->kernel_packets, &out->kernel_bytes);
 }
 
-int relay_kernel_start(struct relay *r, const char *address, char *desc, size_t desclen)
+int relay_kernel_start(struct relay *r, const char *address, const char *const *extra,
+                       size_t nextra, char *desc, size_t desclen)
 {
-    r->kernel = relay_kernel_open(address, desc, desclen);
+    r->kernel = relay_kernel_open(address, extra, nextra, desc, desclen);
     if (!r->kernel)
         return -1;
     relay_kernel_describe(r->kernel, desc, desclen);

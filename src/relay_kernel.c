@@ -9,6 +9,7 @@
 #include <net/if_arp.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,8 @@
 extern const unsigned char relay_fast_obj[];
 extern const size_t relay_fast_obj_len;
 
-#define MAX_LINKS 2
+/* media.address's interface, lo, and up to 8 more (media.kernel_interfaces) */
+#define MAX_LINKS 10
 
 struct relay_kernel {
     struct bpf_object *obj;
@@ -149,7 +151,8 @@ static int map_fd(struct relay_kernel *k, const char *name)
     return m ? bpf_map__fd(m) : -1;
 }
 
-struct relay_kernel *relay_kernel_open(const char *address, char *why, size_t whylen)
+struct relay_kernel *relay_kernel_open(const char *address, const char *const *extra, size_t nextra,
+                                       char *why, size_t whylen)
 {
     struct in_addr a;
     if (!address || inet_pton(AF_INET, address, &a) != 1) {
@@ -199,15 +202,36 @@ struct relay_kernel *relay_kernel_open(const char *address, char *why, size_t wh
         goto fail;
     }
     int pfd = bpf_program__fd(prog);
-    /* the address's interface, and lo for senders on this host (their
-     * packets to a local address never cross the other interface) */
+    /* the address's interface, lo for senders on this host (their packets
+     * to a local address never cross the other interface), and the ones
+     * the operator names (another NIC media comes in on) */
     const char *names[MAX_LINKS] = {ifname, "lo"};
-    for (int i = 0; i < MAX_LINKS; i++) {
-        if (i == 1 && strcmp(ifname, "lo") == 0)
-            break;
-        int idx = (int)if_nametoindex(names[i]);
-        if (!idx)
+    int nnames = 2;
+    for (size_t i = 0; i < nextra && nnames < MAX_LINKS; i++)
+        names[nnames++] = extra[i];
+    for (int i = 0; i < nnames; i++) {
+        bool again = false;
+        for (int j = 0; j < i; j++)
+            again = again || strcmp(names[j], names[i]) == 0;
+        if (again)
             continue;
+        int idx = (int)if_nametoindex(names[i]);
+        if (!idx) {
+            if (i < 2)
+                continue;
+            snprintf(why, whylen, "media.kernel_interfaces names %s, which is not an interface "
+                                  "here", names[i]);
+            goto fail;
+        }
+        if (i >= 2) {
+            int type = link_type(names[i]);
+            if (type != ARPHRD_ETHER) {
+                snprintf(why, whylen, "media.kernel_interfaces names %s, which is not Ethernet "
+                                      "(link type %d): the tc program rewrites Ethernet frames",
+                         names[i], type);
+                goto fail;
+            }
+        }
         int fd = tcx_attach(pfd, idx);
         if (fd < 0) {
             snprintf(why, whylen, "tcx attach to %s refused: %s%s", names[i], strerror(-fd),

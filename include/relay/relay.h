@@ -82,7 +82,8 @@ int relay_warm(struct relay *relay, const char *address, int pairs);
  * step with peers, partners and latches. 0 with desc naming the program
  * and interfaces, or -1 with desc saying why not (the userspace relay then
  * carries everything). Call once, before the first endpoint. */
-int relay_kernel_start(struct relay *relay, const char *address, char *desc, size_t desclen);
+int relay_kernel_start(struct relay *relay, const char *address, const char *const *extra,
+                       size_t nextra, char *desc, size_t desclen);
 /* Stops the workers and closes every socket. */
 void relay_destroy(struct relay *relay);
 void relay_stats(struct relay *relay, struct relay_stats *out);

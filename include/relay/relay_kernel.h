@@ -22,8 +22,11 @@ struct relay_kernel;
 
 /* NULL, with why filled (one sentence for the log), where the kernel path
  * cannot run: address not a concrete IPv4 address, no interface holds it,
- * BPF or tcx refused. Otherwise the program is attached. */
-struct relay_kernel *relay_kernel_open(const char *address, char *why, size_t whylen);
+ * it or one of the extra interfaces (names, nextra of them) is missing or
+ * not Ethernet, BPF or tcx refused. Otherwise the program is attached to
+ * the address's interface, lo and the extra ones. */
+struct relay_kernel *relay_kernel_open(const char *address, const char *const *extra, size_t nextra,
+                                       char *why, size_t whylen);
 /* Detaches the program; the maps go with it. */
 void relay_kernel_close(struct relay_kernel *k);
 

@@ -89,6 +89,8 @@ struct cluster_cfg {
     size_t npeers;
 };
 
+#define CONFIG_MAX_KERNEL_INTERFACES 8
+
 struct config {
     char *path;
     char *node;
@@ -128,6 +130,10 @@ struct config {
     enum media_srtp media_srtp;
     int media_warm_pairs; /* relay port pairs bound ahead of demand; 0 = bind per call */
     bool media_kernel;    /* media.kernel = "auto": the eBPF fast path where BPF allows */
+    /* more interfaces to attach the fast path to, besides media.address's and lo (a second NIC
+     * that media also comes in on) */
+    char **media_kernel_interfaces;
+    size_t nmedia_kernel_interfaces;
 
     struct trunk_cfg *trunks;
     size_t ntrunks;

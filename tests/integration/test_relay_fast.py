@@ -602,14 +602,18 @@ def far_call(d, far):
     return call
 
 
-def far_media(t, forwarding, room_at=None):
+def far_media(t, forwarding, room_at=None, attach_room_side=False):
     """200 packets from a caller on a FarHost echoed by its room and back;
-    (kernel, userspace) packets of the 400 forwarded."""
+    (kernel, userspace) packets of the 400 forwarded. attach_room_side: the
+    room's FarHost link is named in media.kernel_interfaces."""
     far = FarHost(t)
     far.forwarding(forwarding)
+    kw = {}
     if isinstance(room_at, FarHost):
         room_at.forwarding(forwarding)
-    d, room = far_daemon(t, far, room_at=room_at)
+        if attach_room_side:
+            kw["media.kernel_interfaces"] = [room_at.link]
+    d, room = far_daemon(t, far, room_at=room_at, **kw)
     prog, fwd, count = kernel_ids(d)
     call = far_call(d, far)
     try:
@@ -682,6 +686,46 @@ def lo_forwarding(t):
     t.at_end(restore)
     with open(path, "w") as f:
         f.write("1")
+
+
+@case
+def test_kernel_path_on_a_second_interface_named_in_kernel_interfaces(t):
+    """The same two networks with the room side's interface in
+    media.kernel_interfaces: the room's replies are forwarded in the kernel
+    too, out of the caller's side."""
+    kernel, user = far_media(t, forwarding=True, room_at=FarHost(t), attach_room_side=True)
+    check(kernel == 400 and user == 0, "kernel %d, user %d of 400" % (kernel, user))
+
+
+@case
+def test_kernel_interfaces_naming_a_missing_interface(t):
+    """media.kernel_interfaces naming no interface of this host: one line
+    says which, and the relay thread carries the media."""
+    room = t.sipp("room.xml", echo=True)
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)},
+                 **{"media.kernel_interfaces": ["sxfnosuch0"]})
+    room.start()
+    d.start()
+    userspace_only(t, d, room, r"kernel fast path unavailable, the relay thread carries every "
+                               r"packet: media\.kernel_interfaces names sxfnosuch0, which is not "
+                               r"an interface here")
+
+
+@case
+def test_kernel_interfaces_change_needs_a_restart(t):
+    """SIGHUP with media.kernel_interfaces changed: the program stays where
+    it was attached, and one line says a restart is needed."""
+    d, room, ids = kernel_daemon(t)
+    d.settings["media.kernel_interfaces"] = ["lo"]
+    d.write_config()
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"reload: media\.kernel_interfaces changed: needs a restart, keeping the old value")
+    d.wait_log(r"reloaded ")
+    check(d.metric("sipxfer_relay_kernel") == 1, "kernel path off after the reload")
+    call = RawCall(d)
+    check(call.invite() == 200, "INVITE")
+    check(echoed(call, 50) >= 48, "no echo after the reload")
+    end_call(call, room, d, ids[1:])
 
 
 @case

@@ -206,6 +206,31 @@ static void expect_error(const char *text, int line, const char *needle1, const 
         ck_assert_msg(strstr(err, needle2) != NULL, "error \"%s\" lacks \"%s\"", err, needle2);
 }
 
+START_TEST(test_media_kernel_interfaces)
+{
+    char err[512];
+    struct config *cfg = unit_load_config("media = { kernel_interfaces = [ \"eth1\", \"bond0.20\" ]; };\n",
+                                          err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_uint_eq(cfg->nmedia_kernel_interfaces, 2);
+    ck_assert_str_eq(cfg->media_kernel_interfaces[1], "bond0.20");
+    config_free(cfg);
+    cfg = unit_load_config("node = \"a\";\n", err, sizeof err, NULL, 0);
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    ck_assert_uint_eq(cfg->nmedia_kernel_interfaces, 0);
+    config_free(cfg);
+    expect_error("media = {\n  kernel_interfaces = [ \"eth1\", \"\" ];\n};\n", 2,
+                 "media.kernel_interfaces", "not an interface name");
+    expect_error("media = {\n  kernel_interfaces = [ \"a-name-of-16-ch\", \"a-name-of-16-chr\" ];\n};\n",
+                 2, "\"a-name-of-16-chr\"", "not an interface name");
+    expect_error("media = {\n  kernel_interfaces = [ \"eth0:1\" ];\n};\n", 2, "eth0:1", NULL);
+    expect_error("media = {\n  kernel_interfaces = \"eth1\";\n};\n", 2, "must be a list of strings",
+                 NULL);
+    expect_error("media = {\n  kernel_interfaces = [ \"a\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\", "
+                 "\"h\", \"i\" ];\n};\n", 2, "at most 8", NULL);
+}
+END_TEST
+
 START_TEST(test_unknown_top_key)
 {
     expect_error("node = \"a\";\n"
@@ -770,6 +795,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_trunk_spec10);
     tcase_add_test(tc, test_trunk_defaults);
     tcase_add_test(tc, test_trunk_refusals);
+    tcase_add_test(tc, test_media_kernel_interfaces);
     tcase_add_test(tc, test_missing_file);
     suite_add_tcase(s, tc);
     return s;
