@@ -62,6 +62,10 @@ struct {
 SEC("tc")
 int sipxfer_fast(struct __sk_buff *skb)
 {
+    /* one datagram per packet: a GRO super-packet (UDP GRO forwarding) has
+     * several under one header, which a header rewrite would mangle */
+    if (skb->gso_segs > 1)
+        return TCX_NEXT;
     void *data = (void *)(long)skb->data;
     void *end = (void *)(long)skb->data_end;
     struct ethhdr *eth = data;

@@ -486,6 +486,19 @@ def _run(args):
     check(r.returncode == 0, "%s: %s" % (" ".join(args), r.stderr.strip()))
 
 
+def free_number(make):
+    """A number 1-254 this process has not used yet for which make(k)
+    succeeds (it names links and /24s: taken under a lock, and tried again
+    where another process, a parallel run, holds the name)."""
+    for _ in range(20):
+        with _far_lock:
+            k = random.choice([x for x in range(1, 255) if x not in _far_used])
+            _far_used.add(k)
+        if make(k):
+            return k
+    check(False, "no free interface name after 20 tries")
+
+
 class FarHost:
     """A namespace standing for another host: this side `near` (the
     daemon's media.address) on a veth, the far side holding `caller` and
@@ -494,22 +507,17 @@ class FarHost:
     def __init__(self, t):
         if os.geteuid() != 0 or not shutil.which("ip"):
             raise Skip("needs root and iproute2 for a network namespace")
-        # k names the link and the /24: taken under a lock from the ones this
-        # process has not used, and tried again where another process (a
-        # parallel run) holds the name
-        for attempt in range(20):
-            with _far_lock:
-                k = random.choice([x for x in range(1, 255) if x not in _far_used])
-                _far_used.add(k)
+
+        def make(k):
             self.ns, self.link = "sxf%d-%d" % (os.getpid(), k), "sxf%da" % k
             if subprocess.run(["ip", "netns", "add", self.ns], capture_output=True).returncode:
-                continue
-            if subprocess.run(["ip", "link", "add", self.link, "type", "veth", "peer", "name", "far",
-                               "netns", self.ns], capture_output=True).returncode == 0:
-                break
+                return False
+            if subprocess.run(["ip", "link", "add", self.link, "type", "veth", "peer", "name",
+                               "far", "netns", self.ns], capture_output=True).returncode == 0:
+                return True
             subprocess.run(["ip", "netns", "del", self.ns])
-        else:
-            check(False, "no free veth name after 20 tries")
+            return False
+        k = free_number(make)
         ns, link = self.ns, self.link
         t.at_end(lambda: subprocess.run(["ip", "netns", "del", ns]))
         t.at_end(lambda: subprocess.run(["ip", "link", "del", link], stderr=subprocess.DEVNULL))
@@ -749,16 +757,9 @@ def test_kernel_path_refuses_an_interface_without_ethernet(t):
     there; one line says why and the relay thread carries the media."""
     if os.geteuid() != 0 or not shutil.which("ip"):
         raise Skip("needs root and iproute2 for a tun device")
-    for _ in range(20):
-        with _far_lock:
-            k = random.choice([x for x in range(1, 255) if x not in _far_used])
-            _far_used.add(k)
-        dev = "sxftun%d" % k
-        if subprocess.run(["ip", "tuntap", "add", "dev", dev, "mode", "tun"],
-                          capture_output=True).returncode == 0:
-            break
-    else:
-        check(False, "no free tun name after 20 tries")
+    k = free_number(lambda k: subprocess.run(["ip", "tuntap", "add", "dev", "sxftun%d" % k, "mode",
+                                              "tun"], capture_output=True).returncode == 0)
+    dev = "sxftun%d" % k
     t.at_end(lambda: subprocess.run(["ip", "link", "del", dev], stderr=subprocess.DEVNULL))
     address = "198.19.%d.1" % k
     _run(["ip", "addr", "add", address + "/32", "dev", dev])
