@@ -421,6 +421,18 @@ def userspace_only(t, d, room, why):
     end_call(call, room, d)
 
 
+def falls_back(t, why, wrap=None, **settings):
+    """A daemon (with settings, its command under wrap) whose kernel path
+    cannot run: the line why, then media in userspace."""
+    room = t.sipp("room.xml", echo=True)
+    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)}, **settings)
+    d.wrap = wrap
+    room.start()
+    d.start()
+    userspace_only(t, d, room, r"kernel fast path unavailable, the relay thread carries every "
+                               r"packet: " + why)
+
+
 @case
 def test_kernel_off_carries_media_in_userspace(t):
     d, room = room_daemon(t, echo=True, **{"media.kernel": "off"})
@@ -431,14 +443,8 @@ def test_kernel_off_carries_media_in_userspace(t):
 def test_kernel_refused_falls_back_to_userspace(t):
     """A daemon without CAP_BPF/CAP_NET_ADMIN (every capability dropped
     with setpriv): BPF is refused, one line says why, media still flows."""
-    room = t.sipp("room.xml", echo=True)
-    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)})
-    d.wrap = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]
-    room.start()
-    d.start()
-    userspace_only(t, d, room, r"kernel fast path unavailable, the relay thread carries every "
-                               r"packet: the kernel refused the tc program: Operation not "
-                               r"permitted")
+    falls_back(t, r"the kernel refused the tc program: Operation not permitted",
+               wrap=["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"])
 
 
 @case
@@ -624,28 +630,21 @@ def far_media(t, forwarding, room_at=None, attach_room_side=False):
     d, room = far_daemon(t, far, room_at=room_at, **kw)
     prog, fwd, count = kernel_ids(d)
     call = far_call(d, far)
-    try:
-        check(call.invite() == 200, "INVITE")
-        sid = d.wait_session()[0]
-        # the first packets latch each side and teach the kernel the
-        # neighbour; from then on every packet must come back
-        check(echoed(call, 20) >= 18, "no echo through the relay")
-        call.drain_rtp()
-        before_k, before_u = d.metric(KERNEL), d.metric(USER)
-        n = echoed(call, 200)
-        check(n == 200, "only %d of 200 echoed" % n)
-        kernel, user = d.metric(KERNEL) - before_k, d.metric(USER) - before_u
-        media = leg_media(d, sid)
-        check(media["caller"]["rxPackets"] == 220 and media["room"]["txPackets"] == 220,
-              "call counters %s" % media)
-        t.note("200 packets each way: %d in the kernel, %d in userspace" % (kernel, user))
-    finally:
-        check(call.bye() == 200, "BYE")
-    call.close()
-    room.check_ok(30)
-    d.wait_idle()
-    check(map_entries(fwd) == 0 and map_entries(count) == 0, "entries left")
-    d.check_clean_exit()
+    check(call.invite() == 200, "INVITE")
+    sid = d.wait_session()[0]
+    # the first packets latch each side and teach the kernel the
+    # neighbour; from then on every packet must come back
+    check(echoed(call, 20) >= 18, "no echo through the relay")
+    call.drain_rtp()
+    before_k, before_u = d.metric(KERNEL), d.metric(USER)
+    n = echoed(call, 200)
+    check(n == 200, "only %d of 200 echoed" % n)
+    kernel, user = d.metric(KERNEL) - before_k, d.metric(USER) - before_u
+    media = leg_media(d, sid)
+    check(media["caller"]["rxPackets"] == 220 and media["room"]["txPackets"] == 220,
+          "call counters %s" % media)
+    t.note("200 packets each way: %d in the kernel, %d in userspace" % (kernel, user))
+    end_call(call, room, d, (fwd, count))
     return kernel, user
 
 
@@ -709,14 +708,8 @@ def test_kernel_path_on_a_second_interface_named_in_kernel_interfaces(t):
 def test_kernel_interfaces_naming_a_missing_interface(t):
     """media.kernel_interfaces naming no interface of this host: one line
     says which, and the relay thread carries the media."""
-    room = t.sipp("room.xml", echo=True)
-    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)},
-                 **{"media.kernel_interfaces": ["sxfnosuch0"]})
-    room.start()
-    d.start()
-    userspace_only(t, d, room, r"kernel fast path unavailable, the relay thread carries every "
-                               r"packet: media\.kernel_interfaces names sxfnosuch0, which is not "
-                               r"an interface here")
+    falls_back(t, r"media\.kernel_interfaces names sxfnosuch0, which is not an interface here",
+               **{"media.kernel_interfaces": ["sxfnosuch0"]})
 
 
 @case
@@ -764,11 +757,5 @@ def test_kernel_path_refuses_an_interface_without_ethernet(t):
     address = "198.19.%d.1" % k
     _run(["ip", "addr", "add", address + "/32", "dev", dev])
     _run(["ip", "link", "set", dev, "up"])
-    room = t.sipp("room.xml", echo=True)
-    d = t.daemon(rooms={"room-a": "sip:room-a@%s:%d" % (HOST, room.port)},
-                 **{"media.address": address})
-    room.start()
-    d.start()
-    userspace_only(t, d, room, r"kernel fast path unavailable, the relay thread carries every "
-                               r"packet: media\.address's interface %s is not Ethernet \(link "
-                               r"type 65534\)" % dev)
+    falls_back(t, r"media\.address's interface %s is not Ethernet \(link type 65534\)" % dev,
+               **{"media.address": address})
