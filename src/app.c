@@ -44,7 +44,7 @@ struct app *app_create(struct config *cfg, char *err, size_t errlen)
         app->relay = relay_create(cfg->port_min, cfg->port_max, 1, err, errlen);
         if (!app->relay)
             goto fail;
-        char kdesc[256];
+        char kdesc[512]; /* prog and map ids, then up to 10 interfaces */
         if (!cfg->media_kernel)
             log_info("relay: kernel fast path off (media.kernel = \"off\"): the relay thread "
                      "carries every packet");
