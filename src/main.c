@@ -198,6 +198,24 @@ static void keep_optional(char **newv, char *oldv, const char *name)
     *newv = oldv ? xstrdup(oldv) : NULL;
 }
 
+/* The same for a list of strings. */
+static void keep_strv(char ***newv, size_t *newn, char ***oldv, size_t *oldn, const char *name)
+{
+    bool same = *newn == *oldn;
+    for (size_t i = 0; same && i < *newn; i++)
+        same = strcmp((*newv)[i], (*oldv)[i]) == 0;
+    if (same)
+        return;
+    log_warn("reload: %s changed: needs a restart, keeping the old value", name);
+    /* swapped: the old configuration, freed after the reload, takes the new list */
+    char **v = *newv;
+    size_t n = *newn;
+    *newv = *oldv;
+    *newn = *oldn;
+    *oldv = v;
+    *oldn = n;
+}
+
 static void reload(struct app *app)
 {
     char err[512];
@@ -229,19 +247,10 @@ static void reload(struct app *app)
         log_warn("reload: media.kernel changed: needs a restart, keeping the old value");
         cfg->media_kernel = old->media_kernel;
     }
-    bool same = cfg->nmedia_kernel_interfaces == old->nmedia_kernel_interfaces;
-    for (size_t i = 0; same && i < cfg->nmedia_kernel_interfaces; i++)
-        same = strcmp(cfg->media_kernel_interfaces[i], old->media_kernel_interfaces[i]) == 0;
-    if (!same) {
-        log_warn("reload: media.kernel_interfaces changed: needs a restart, keeping the old value");
-        /* the running program stays attached where it was; the config says so too */
-        char **tmp = cfg->media_kernel_interfaces;
-        size_t ntmp = cfg->nmedia_kernel_interfaces;
-        cfg->media_kernel_interfaces = old->media_kernel_interfaces;
-        cfg->nmedia_kernel_interfaces = old->nmedia_kernel_interfaces;
-        old->media_kernel_interfaces = tmp;
-        old->nmedia_kernel_interfaces = ntmp;
-    }
+    /* the running program stays attached where it was */
+    keep_strv(&cfg->media_kernel_interfaces, &cfg->nmedia_kernel_interfaces,
+              &old->media_kernel_interfaces, &old->nmedia_kernel_interfaces,
+              "media.kernel_interfaces");
     if (cfg->media_warm_pairs != old->media_warm_pairs) {
         log_warn("reload: media.warm_pairs changed: needs a restart, keeping %d",
                  old->media_warm_pairs);

@@ -205,9 +205,14 @@ struct relay_kernel *relay_kernel_open(const char *address, const char *const *e
     /* the address's interface, lo for senders on this host (their packets
      * to a local address never cross the other interface), and the ones
      * the operator names (another NIC media comes in on) */
+    if (nextra > MAX_LINKS - 2) {
+        snprintf(why, whylen, "media.kernel_interfaces names %zu interfaces, at most %d", nextra,
+                 MAX_LINKS - 2);
+        goto fail;
+    }
     const char *names[MAX_LINKS] = {ifname, "lo"};
     int nnames = 2;
-    for (size_t i = 0; i < nextra && nnames < MAX_LINKS; i++)
+    for (size_t i = 0; i < nextra; i++)
         names[nnames++] = extra[i];
     for (int i = 0; i < nnames; i++) {
         bool again = false;
